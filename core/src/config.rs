@@ -1,0 +1,450 @@
+//! A district's pipeline file (`pipelines/<district>.toml`): parsed, validated, then built.
+//!
+//! Loading happens in three steps, each with its own failure mode:
+//! 1. interpolate `${VAR}` (and `${VAR:-default}`) from an environment passed in as a map,
+//!    reporting every missing variable with its line and column;
+//! 2. parse the TOML into the typed tables below (`deny_unknown_fields`: a misspelt key is an
+//!    error naming file, line and column);
+//! 3. validate the values, collecting every problem rather than stopping at the first.
+//!
+//! Every field is documented here with `///`; `pipelines/README.md` is the user's copy.
+
+mod vars;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::transform::TransformConfig;
+
+/// One pipeline file, as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineFile {
+    /// Who this pipeline is for.
+    pub pipeline: PipelineTable,
+    /// Where the roster comes from.
+    pub source: SourceConfig,
+    /// The transforms applied to the roster, in order.
+    #[serde(default)]
+    pub transform: Vec<TransformConfig>,
+    /// Where the roster goes.
+    pub load: LoadConfig,
+    /// When a plan is held for an admin instead of applied.
+    #[serde(default)]
+    pub safety: SafetyConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineTable {
+    /// The pipeline's name, used in run history and logs (e.g. `"springfield"`).
+    pub name: String,
+    /// The Clever district id this pipeline syncs. When set, a source that returns another
+    /// district is refused; when absent, the district the token sees is used.
+    #[serde(default)]
+    pub district_id: Option<String>,
+}
+
+/// Where a pipeline reads its roster from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// The Clever Data API v3.0.
+    Clever(CleverSourceConfig),
+    /// A directory of recorded Clever pages (`rosterflow pull --record DIR`), replayed byte for byte.
+    CleverReplay(ReplaySourceConfig),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CleverSourceConfig {
+    /// The API host, without a version path.
+    #[serde(default = "default_clever_base_url")]
+    pub base_url: String,
+    /// The district's bearer token, normally `"${CLEVER_TOKEN}"`. Never logged.
+    pub token: Secret,
+    /// Records per page (Clever allows at most 10000).
+    #[serde(default = "default_page_limit")]
+    pub limit: u32,
+    /// How long one request may take before it is retried.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// How many times one request is tried before the pull fails (rate-limit waits included).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// The first retry delay; it doubles on each retry, with jitter.
+    #[serde(default = "default_backoff_base_ms")]
+    pub backoff_base_ms: u64,
+    /// The longest retry delay, and the longest wait for a rate-limit reset.
+    #[serde(default = "default_backoff_max_secs")]
+    pub backoff_max_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaySourceConfig {
+    /// The recording's directory, relative to the pipeline file.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadConfig {
+    /// The Freckle DB as a sqlx URL: `sqlite://freckle.db` (embedded, the default; a relative
+    /// path is relative to the working directory) or `postgres://user@host/db`.
+    #[serde(default = "default_database")]
+    pub database: String,
+}
+
+/// Thresholds beyond which a plan is held for an admin rather than applied.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SafetyConfig {
+    /// Hold the run if it would archive more than this percentage of any record type,
+    /// district-wide or in any one school.
+    #[serde(default = "default_archive_max_percent")]
+    pub archive_max_percent: f64,
+    /// Hold the run if it would update more than this percentage of any record type.
+    #[serde(default = "default_update_max_percent")]
+    pub update_max_percent: f64,
+    /// Thresholds apply only to record types (or schools) with at least this many records,
+    /// so that a school of three classes does not hold a run over one archive.
+    #[serde(default = "default_min_records")]
+    pub min_records: usize,
+}
+
+impl Default for SafetyConfig {
+    fn default() -> Self {
+        SafetyConfig {
+            archive_max_percent: default_archive_max_percent(),
+            update_max_percent: default_update_max_percent(),
+            min_records: default_min_records(),
+        }
+    }
+}
+
+fn default_clever_base_url() -> String {
+    "https://api.clever.com".to_owned()
+}
+fn default_page_limit() -> u32 {
+    1000
+}
+fn default_timeout_secs() -> u64 {
+    30
+}
+fn default_max_attempts() -> u32 {
+    8
+}
+fn default_backoff_base_ms() -> u64 {
+    500
+}
+fn default_backoff_max_secs() -> u64 {
+    60
+}
+fn default_database() -> String {
+    "sqlite://freckle.db".to_owned()
+}
+fn default_archive_max_percent() -> f64 {
+    10.0
+}
+fn default_update_max_percent() -> f64 {
+    75.0
+}
+fn default_min_records() -> usize {
+    20
+}
+
+/// A value that must never reach a log line, an error or a report.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// A pipeline file that is ready to run: validated, with paths resolved.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// The file it came from.
+    pub path: PathBuf,
+    pub file: PipelineFile,
+}
+
+impl Pipeline {
+    pub fn name(&self) -> &str {
+        &self.file.pipeline.name
+    }
+
+    /// Resolves a path written in the pipeline file against the file's directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            return path.to_owned();
+        }
+        self.path
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join(path)
+    }
+}
+
+/// Everything wrong with a pipeline file, each problem with its place.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", render_problems(path, problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+/// One thing wrong in a pipeline file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// 1-based line and column, when the problem has a place in the text.
+    pub at: Option<(usize, usize)>,
+    pub message: String,
+}
+
+fn render_problems(path: &Path, problems: &[Problem]) -> String {
+    let lines: Vec<String> = problems
+        .iter()
+        .map(|problem| match problem.at {
+            Some((line, column)) => {
+                format!("{}:{line}:{column}: {}", path.display(), problem.message)
+            }
+            None => format!("{}: {}", path.display(), problem.message),
+        })
+        .collect();
+    lines.join("\n")
+}
+
+/// Reads, interpolates, parses and validates a pipeline file.
+pub fn load(path: &Path, env: &BTreeMap<String, String>) -> Result<Pipeline, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(path, &text, env)
+}
+
+/// Parses and validates pipeline text; `path` names it in errors and anchors relative paths.
+pub fn parse(
+    path: &Path,
+    text: &str,
+    env: &BTreeMap<String, String>,
+) -> Result<Pipeline, ConfigError> {
+    let invalid = |problems| ConfigError::Invalid {
+        path: path.to_owned(),
+        problems,
+    };
+    let text = vars::interpolate(text, env).map_err(invalid)?;
+    let file: PipelineFile = toml::from_str(&text).map_err(|error| {
+        invalid(vec![Problem {
+            at: error.span().map(|span| line_column(&text, span.start)),
+            message: error.message().trim_end().to_owned(),
+        }])
+    })?;
+    let pipeline = Pipeline {
+        path: path.to_owned(),
+        file,
+    };
+    let problems = validate(&pipeline);
+    if problems.is_empty() {
+        Ok(pipeline)
+    } else {
+        Err(invalid(problems))
+    }
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Checks values that parse but cannot work, collecting every problem.
+fn validate(pipeline: &Pipeline) -> Vec<Problem> {
+    let file = &pipeline.file;
+    let mut problems = Vec::new();
+    let mut problem = |message: String| problems.push(Problem { at: None, message });
+    if file.pipeline.name.trim().is_empty() {
+        problem("pipeline.name: must not be empty".into());
+    }
+    if let Some(id) = &file.pipeline.district_id
+        && !is_clever_id(id)
+    {
+        problem(format!(
+            "pipeline.district_id: {id:?} is not a Clever id (24 hex digits)"
+        ));
+    }
+    match &file.source {
+        SourceConfig::Clever(clever) => {
+            if !(1..=10_000).contains(&clever.limit) {
+                problem(format!(
+                    "source.limit: {} is out of range: Clever serves 1 to 10000 records a page",
+                    clever.limit
+                ));
+            }
+            if !clever.base_url.starts_with("https://") && !clever.base_url.starts_with("http://")
+            {
+                problem(format!(
+                    "source.base_url: {:?} must start with https:// (or http:// for a local simulator)",
+                    clever.base_url
+                ));
+            }
+            if clever.token.expose().trim().is_empty() {
+                problem("source.token: is empty".into());
+            }
+            if clever.max_attempts == 0 {
+                problem("source.max_attempts: must be at least 1".into());
+            }
+            if clever.timeout_secs == 0 {
+                problem("source.timeout_secs: must be at least 1".into());
+            }
+        }
+        SourceConfig::CleverReplay(replay) => {
+            let dir = pipeline.resolve(&replay.dir);
+            if !dir.is_dir() {
+                problem(format!(
+                    "source.dir: {} is not a directory",
+                    dir.display()
+                ));
+            }
+        }
+    }
+    if let Err(error) = crate::db::Backend::of_url(&file.load.database) {
+        problem(format!("load.database: {error}"));
+    }
+    for (name, value) in [
+        ("archive_max_percent", file.safety.archive_max_percent),
+        ("update_max_percent", file.safety.update_max_percent),
+    ] {
+        if !(0.0..=100.0).contains(&value) {
+            problem(format!("safety.{name}: {value} is not a percentage (0 to 100)"));
+        }
+    }
+    for (index, stage) in file.transform.iter().enumerate() {
+        for message in stage.validate(pipeline) {
+            problem(format!("transform[{index}]: {message}"));
+        }
+    }
+    problems
+}
+
+/// Whether `id` looks like a Clever object id.
+pub fn is_clever_id(id: &str) -> bool {
+    id.len() == 24 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const CLEVER: &str = r#"
+[pipeline]
+name = "springfield"
+
+[source]
+type = "clever"
+token = "${CLEVER_TOKEN}"
+limit = 500
+
+[load]
+database = "sqlite://springfield.db"
+"#;
+
+    #[test]
+    fn a_clever_pipeline_parses_with_defaults() {
+        let pipeline = parse(Path::new("p.toml"), CLEVER, &env(&[("CLEVER_TOKEN", "tok")]))
+            .expect("valid pipeline");
+        let SourceConfig::Clever(clever) = &pipeline.file.source else {
+            panic!("expected a clever source");
+        };
+        assert_eq!(clever.token.expose(), "tok");
+        assert_eq!(clever.base_url, "https://api.clever.com");
+        assert_eq!(clever.limit, 500);
+        assert_eq!(pipeline.file.safety.archive_max_percent, 10.0);
+    }
+
+    #[test]
+    fn the_token_never_shows_in_debug_output() {
+        let pipeline = parse(
+            Path::new("p.toml"),
+            CLEVER,
+            &env(&[("CLEVER_TOKEN", "very-secret")]),
+        )
+        .expect("valid pipeline");
+        assert!(!format!("{pipeline:?}").contains("very-secret"));
+    }
+
+    #[test]
+    fn an_unknown_key_names_its_line_and_column() {
+        let text = CLEVER.replace("limit = 500", "limt = 500");
+        let error = parse(Path::new("p.toml"), &text, &env(&[("CLEVER_TOKEN", "t")]))
+            .expect_err("unknown key");
+        let message = error.to_string();
+        assert!(message.starts_with("p.toml:9:1: unknown field `limt`"), "{message}");
+    }
+
+    #[test]
+    fn a_wrong_type_names_its_line_and_column() {
+        let text = CLEVER.replace("limit = 500", "limit = \"many\"");
+        let message = parse(Path::new("p.toml"), &text, &env(&[("CLEVER_TOKEN", "t")]))
+            .expect_err("wrong type")
+            .to_string();
+        assert!(message.starts_with("p.toml:9:9: invalid type"), "{message}");
+    }
+
+    #[test]
+    fn a_missing_variable_names_its_line_and_column() {
+        let message = parse(Path::new("p.toml"), CLEVER, &env(&[]))
+            .expect_err("missing variable")
+            .to_string();
+        assert_eq!(
+            message,
+            "p.toml:7:10: environment variable CLEVER_TOKEN is not set"
+        );
+    }
+
+    #[test]
+    fn every_invalid_value_is_reported_at_once() {
+        let text = CLEVER
+            .replace("limit = 500", "limit = 20000")
+            .replace("sqlite://springfield.db", "mysql://x");
+        let error = parse(Path::new("p.toml"), &text, &env(&[("CLEVER_TOKEN", "t")]))
+            .expect_err("invalid values");
+        let ConfigError::Invalid { problems, .. } = error else {
+            panic!("expected problems");
+        };
+        assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+}

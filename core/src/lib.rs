@@ -1,0 +1,46 @@
+//! rosterflow keeps a school district's rosters in the Freckle DB exactly in step with its
+//! student information system, as Clever delivers it.
+//!
+//! # Layout
+//!
+//! A run flows through one module per stage:
+//!
+//! - [`config`]: a district's pipeline file: parsed, validated (every error with file:line:column),
+//!   then built into a runnable pipeline.
+//! - [`extract`]: sources that produce a [`model::Snapshot`]: the Clever Data API, recorded replays.
+//! - [`transform`]: sharing rules, filters and district WASM plugins that edit the snapshot.
+//! - [`plan`]: the diff of a snapshot against the Freckle DB: every create, update, archive,
+//!   restore and side effect, before anything is written.
+//! - [`load`]: applies a plan to the Freckle DB in one transaction and records the run.
+//! - [`safety`]: the checks that hold a plan for an admin instead of applying it.
+//! - [`sync`]: one run of a pipeline, stage after stage.
+//! - [`db`]: opening and migrating the Freckle DB (SQLite or PostgreSQL).
+//! - [`email`]: delivering the welcome emails of committed runs over SMTP, exactly once.
+//! - [`account`]: teacher accounts' single-use, expiring password-set tokens, stored hashed.
+//! - [`model`]: the roster types every stage shares.
+//! - [`cli`]: the `rosterflow` command.
+
+pub mod account;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod email;
+pub mod extract;
+pub mod load;
+pub mod model;
+pub mod plan;
+pub mod safety;
+pub mod sync;
+pub mod transform;
+
+/// An error and all its causes on one line (`outer: inner: root`), for logs and run history.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
