@@ -9,6 +9,7 @@
 //!
 //! Every field is documented here with `///`; `pipelines/README.md` is the user's copy.
 
+pub(crate) mod tagged;
 mod vars;
 
 use std::collections::BTreeMap;
@@ -48,14 +49,35 @@ pub struct PipelineTable {
     pub district_id: Option<String>,
 }
 
-/// Where a pipeline reads its roster from.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+/// Where a pipeline reads its roster from: a `[source]` table starting with `type = ...`.
+#[derive(Debug, Clone)]
 pub enum SourceConfig {
     /// The Clever Data API v3.0.
     Clever(CleverSourceConfig),
     /// A directory of recorded Clever pages (`rosterflow pull --record DIR`), replayed byte for byte.
     CleverReplay(ReplaySourceConfig),
+}
+
+impl tagged::TaggedTable for SourceConfig {
+    const WHAT: &'static str = "source";
+    const KINDS: &'static [&'static str] = &["clever", "clever_replay"];
+
+    fn build<'de, D: serde::Deserializer<'de>>(
+        kind: &str,
+        rest: D,
+    ) -> Option<Result<Self, D::Error>> {
+        Some(match kind {
+            "clever" => CleverSourceConfig::deserialize(rest).map(SourceConfig::Clever),
+            "clever_replay" => ReplaySourceConfig::deserialize(rest).map(SourceConfig::CleverReplay),
+            _ => return None,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for SourceConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        tagged::deserialize(deserializer)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -412,7 +434,7 @@ database = "sqlite://springfield.db"
         let error = parse(Path::new("p.toml"), &text, &env(&[("CLEVER_TOKEN", "t")]))
             .expect_err("unknown key");
         let message = error.to_string();
-        assert!(message.starts_with("p.toml:9:1: unknown field `limt`"), "{message}");
+        assert!(message.starts_with("p.toml:8:1: unknown field `limt`"), "{message}");
     }
 
     #[test]
@@ -421,7 +443,7 @@ database = "sqlite://springfield.db"
         let message = parse(Path::new("p.toml"), &text, &env(&[("CLEVER_TOKEN", "t")]))
             .expect_err("wrong type")
             .to_string();
-        assert!(message.starts_with("p.toml:9:9: invalid type"), "{message}");
+        assert!(message.starts_with("p.toml:8:9: invalid type"), "{message}");
     }
 
     #[test]

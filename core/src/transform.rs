@@ -16,11 +16,11 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::config::Pipeline;
+use crate::config::tagged::{self, TaggedTable};
 use crate::model::{Decision, DecisionAction, Entity, Snapshot};
 
-/// One `[[transform]]` stage as written in the pipeline file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+/// One `[[transform]]` stage as written in the pipeline file, starting with `type = ...`.
+#[derive(Debug, Clone)]
 pub enum TransformConfig {
     /// Share whole schools, or sections matching rules, as a district does in Clever.
     SharingRules(sharing_rules::SharingRulesConfig),
@@ -28,6 +28,29 @@ pub enum TransformConfig {
     Filter(filter::FilterConfig),
     /// A district WASM component.
     Plugin(PluginStageConfig),
+}
+
+impl TaggedTable for TransformConfig {
+    const WHAT: &'static str = "transform";
+    const KINDS: &'static [&'static str] = &["sharing_rules", "filter", "plugin"];
+
+    fn build<'de, D: serde::Deserializer<'de>>(
+        kind: &str,
+        rest: D,
+    ) -> Option<Result<Self, D::Error>> {
+        Some(match kind {
+            "sharing_rules" => Deserialize::deserialize(rest).map(TransformConfig::SharingRules),
+            "filter" => Deserialize::deserialize(rest).map(TransformConfig::Filter),
+            "plugin" => Deserialize::deserialize(rest).map(TransformConfig::Plugin),
+            _ => return None,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for TransformConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        tagged::deserialize(deserializer)
+    }
 }
 
 /// A `type = "plugin"` stage.
