@@ -731,3 +731,37 @@ async fn interrupted_pass_is_finished_by_the_next_without_repeats() {
         );
     }
 }
+
+/// Only committed runs release email: a row that names a held run (the load writes none; this
+/// guards against one that did) stays pending and unsent.
+#[tokio::test]
+async fn rows_of_a_held_run_are_not_sent() {
+    for (db, _dir) in databases().await {
+        let sink = SmtpSink::start();
+        let district = seed(&db, &[("Ada", Some("ada@school.example"))]).await;
+        let (held,): (i64,) = sqlx::query_as(
+            "INSERT INTO sync_runs (district_id, pipeline, status, started_at) \
+             SELECT district_id, 'email-test', 'held', '2026-11-30T01:00:00.000000Z' \
+             FROM email_outbox WHERE id = $1 RETURNING id",
+        )
+        .bind(district.outbox[0])
+        .fetch_one(&db.pool)
+        .await
+        .expect("insert a held run");
+        sqlx::query("UPDATE email_outbox SET run_id = $1 WHERE id = $2")
+            .bind(held)
+            .bind(district.outbox[0])
+            .execute(&db.pool)
+            .await
+            .expect("point the row at the held run");
+
+        let now = at!("2026-12-01T08:00:00Z");
+        let report = email::deliver_pending(&db, &district.clever_id, &config(sink.port), now)
+            .await
+            .expect("deliver");
+        assert_eq!(report, email::DeliveryReport::default());
+        assert!(sink.messages().is_empty());
+        let row = outbox_row(&db, district.outbox[0]).await;
+        assert_eq!((row.status.as_str(), row.attempts), ("pending", 0));
+    }
+}

@@ -50,7 +50,9 @@ pub(crate) async fn district_id(db: &Db, clever_id: &str) -> Result<Option<i64>,
     Ok(row.map(|(id,)| id))
 }
 
-/// The district's pending welcome emails that are due at `now`, oldest first.
+/// The district's pending welcome emails that are due at `now`, oldest first. Only rows of
+/// runs that committed (`committed`, or a held run `approved` later) count: the load writes no
+/// others, and should one appear anyway it is not sent.
 pub(crate) async fn due(db: &Db, district_id: i64, now: &str) -> Result<Vec<DueRow>, EmailError> {
     type Row = (
         i64,
@@ -70,6 +72,8 @@ pub(crate) async fn due(db: &Db, district_id: i64, now: &str) -> Result<Vec<DueR
          LEFT JOIN teacher_accounts a ON a.teacher_id = t.id \
          WHERE o.district_id = $1 AND o.kind = 'welcome' AND o.status = 'pending' \
            AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= $2) \
+           AND EXISTS (SELECT 1 FROM sync_runs r WHERE r.id = o.run_id \
+                       AND r.status IN ('committed', 'approved')) \
          ORDER BY o.id",
     )
     .bind(district_id)
@@ -99,9 +103,11 @@ pub(crate) async fn due(db: &Db, district_id: i64, now: &str) -> Result<Vec<DueR
 /// How many of the district's pending welcome emails wait for a later pass (backoff).
 pub(crate) async fn waiting(db: &Db, district_id: i64, now: &str) -> Result<u64, EmailError> {
     let (count,): (i64,) = sqlx::query_as(
-        "SELECT COUNT(*) FROM email_outbox \
-         WHERE district_id = $1 AND kind = 'welcome' AND status = 'pending' \
-           AND next_attempt_at > $2",
+        "SELECT COUNT(*) FROM email_outbox o \
+         WHERE o.district_id = $1 AND o.kind = 'welcome' AND o.status = 'pending' \
+           AND o.next_attempt_at > $2 \
+           AND EXISTS (SELECT 1 FROM sync_runs r WHERE r.id = o.run_id \
+                       AND r.status IN ('committed', 'approved'))",
     )
     .bind(district_id)
     .bind(now)
