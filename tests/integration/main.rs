@@ -1,2 +1,4 @@
 
 mod email;
+
+mod plugins;
