@@ -1,0 +1,554 @@
+//! End to end: Clever (the simulator, or a recording) into the Freckle DB, on SQLite and
+//! PostgreSQL. The expected figures are counted from the raw demo JSON, not from rosterflow.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use rosterflow::sync::{self, RunOptions, RunStatus};
+use rosterflow_tests::clever_sim::{CleverSim, Fault, SimOptions};
+use rosterflow_tests::district::{Collection, Dataset, GenSpec, Role, generate};
+use serde_json::Value;
+
+use crate::on_both_backends;
+use crate::util::{
+    Backend, TestDb, copy_dir, pipeline, pipeline_text, replay_source, repo, rosterflow,
+    sim_source,
+};
+
+/// What the demo district holds, counted straight from Clever's JSON.
+struct DemoFacts {
+    students: usize,
+    teachers: usize,
+    sections: usize,
+    schools: usize,
+    student_pairs: usize,
+    teacher_pairs: usize,
+    contacts: BTreeSet<String>,
+    admins: usize,
+}
+
+fn demo_facts() -> DemoFacts {
+    let read = |collection: &str| -> Vec<Value> {
+        let path = repo().join("pipelines/demo").join(collection).join("0001.json");
+        let page: Value = serde_json::from_slice(&std::fs::read(path).expect("demo page"))
+            .expect("demo JSON");
+        page["data"]
+            .as_array()
+            .expect("a list page")
+            .iter()
+            .map(|item| item["data"].clone())
+            .collect()
+    };
+    let users = read("users");
+    let sections = read("sections");
+    let with_role = |role: &str| {
+        users
+            .iter()
+            .filter(|u| u["roles"].get(role).is_some())
+            .count()
+    };
+    let pairs = |field: &str| -> usize {
+        sections
+            .iter()
+            .flat_map(|s| {
+                let id = s["id"].as_str().expect("id").to_owned();
+                s[field]
+                    .as_array()
+                    .expect("member list")
+                    .iter()
+                    .map(move |m| (id.clone(), m.as_str().expect("member id").to_owned()))
+            })
+            .collect::<BTreeSet<_>>()
+            .len()
+    };
+    DemoFacts {
+        students: with_role("student"),
+        teachers: with_role("teacher"),
+        sections: sections.len(),
+        schools: sections
+            .iter()
+            .map(|s| s["school"].as_str().expect("school"))
+            .collect::<BTreeSet<_>>()
+            .len(),
+        student_pairs: pairs("students"),
+        teacher_pairs: pairs("teachers"),
+        contacts: users
+            .iter()
+            .filter(|u| u["roles"].get("contact").is_some())
+            .map(|u| u["id"].as_str().expect("id").to_owned())
+            .collect(),
+        admins: with_role("district_admin"),
+    }
+}
+
+async fn assert_demo_loaded(db: &TestDb) {
+    let facts = demo_facts();
+    assert_eq!(
+        (facts.students, facts.teachers, facts.sections, facts.schools),
+        (1004, 89, 378, 3)
+    );
+    let active = |table: &str| format!("SELECT COUNT(*) FROM {table} WHERE archived_at IS NULL");
+    assert_eq!(db.scalar(&active("schools")).await, facts.schools as i64);
+    assert_eq!(db.scalar(&active("teachers")).await, facts.teachers as i64);
+    assert_eq!(db.scalar(&active("students")).await, facts.students as i64);
+    assert_eq!(db.scalar(&active("classes")).await, facts.sections as i64);
+    assert_eq!(db.scalar(&active("admins")).await, facts.admins as i64);
+    let open = |table: &str| format!("SELECT COUNT(*) FROM {table} WHERE ended_at IS NULL");
+    assert_eq!(
+        db.scalar(&open("class_students")).await,
+        facts.student_pairs as i64
+    );
+    assert_eq!(
+        db.scalar(&open("class_teachers")).await,
+        facts.teacher_pairs as i64
+    );
+    // Every section's primary teacher is marked primary, and only one per class.
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM class_teachers WHERE role = 'primary'")
+            .await,
+        facts.sections as i64
+    );
+    // Contacts and district admins are neither students nor teachers.
+    let loaded: BTreeSet<String> = db
+        .rows("SELECT clever_id FROM students UNION SELECT clever_id FROM teachers")
+        .await
+        .into_iter()
+        .collect();
+    assert!(loaded.is_disjoint(&facts.contacts));
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM admins a JOIN teachers t ON t.clever_id = a.clever_id")
+            .await,
+        0
+    );
+    // Each student keeps their SIS id.
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM students WHERE sis_id IS NULL")
+            .await,
+        0
+    );
+}
+
+fn demo_facts_first_section() -> String {
+    let path = repo().join("pipelines/demo/sections/0001.json");
+    let page: Value = serde_json::from_slice(&std::fs::read(path).expect("page")).expect("JSON");
+    page["data"][0]["data"]["id"].as_str().expect("id").to_owned()
+}
+
+/// The README's demo command, through the binary, on a fresh database.
+async fn the_demo_command_loads_the_demo_district(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let demo = repo().join("pipelines/demo.toml");
+    let (code, stdout, stderr) = rosterflow(
+        &["run", demo.to_str().expect("utf-8 path")],
+        &[("FRECKLE_DB", &db.url)],
+    );
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("student.create"), "{stdout}");
+    assert_demo_loaded(&db).await;
+
+    let (code, stdout, _) = rosterflow(
+        &["run", demo.to_str().expect("utf-8 path")],
+        &[("FRECKLE_DB", &db.url)],
+    );
+    assert_eq!(code, 0);
+    assert!(stdout.contains("no changes"), "{stdout}");
+    assert_eq!(
+        db.rows("SELECT status, changes FROM sync_runs ORDER BY id").await,
+        ["committed|11232", "committed|0"]
+    );
+}
+
+/// A second run on unchanged input writes nothing but its run record.
+async fn a_rerun_on_unchanged_input_changes_nothing(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let demo = pipeline(
+        db.dir.path(),
+        "demo",
+        &replay_source(&repo().join("pipelines/demo")),
+        &db.url,
+        "",
+    );
+    sync::run(&demo, &RunOptions::default()).await.expect("first run");
+    let before = db.fingerprint().await;
+    let report = sync::run(&demo, &RunOptions::default()).await.expect("rerun");
+    assert!(report.plan.is_empty(), "{}", report.plan);
+    assert_eq!(db.fingerprint().await, before);
+    assert_eq!(
+        db.scalar("SELECT changes FROM sync_runs ORDER BY id DESC LIMIT 1")
+            .await,
+        0
+    );
+}
+
+/// The simulator serves the demo in small pages with 429s, 5xx and a dropped connection.
+async fn the_api_pull_survives_rate_limits_and_failures(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let sim = CleverSim::start(Dataset::demo(), SimOptions::default()).await;
+    sim.inject_on("/v3.0/users", Fault::RateLimited);
+    sim.inject_on("/v3.0/sections", Fault::Status(500));
+    sim.inject_on("/v3.0/sections", Fault::Status(503));
+    sim.inject_on("/v3.0/users", Fault::DropConnection);
+    sim.inject_on("/v3.0/users", Fault::TruncatedJson);
+    sim.inject_every(17, Fault::Status(502));
+    let demo = pipeline(
+        db.dir.path(),
+        "demo",
+        &sim_source(&sim.base_url(), &sim.token(), 200),
+        &db.url,
+        "",
+    );
+    let report = sync::run(&demo, &RunOptions::default())
+        .await
+        .expect("the pull retries through every fault");
+    assert!(matches!(report.status, RunStatus::Committed { .. }));
+    assert_eq!(report.exit_code(), 0);
+    assert_demo_loaded(&db).await;
+    let requests = sim.requests();
+    let status = |code: u16| requests.iter().filter(|r| r.status == Some(code)).count();
+    assert!(status(429) >= 1 && status(500) >= 1 && status(503) >= 1);
+    // Pages of 200: the users list takes 11 pages plus the empty page its last `next` names.
+    let user_pages = requests
+        .iter()
+        .filter(|r| r.path() == "/v3.0/users" && r.status == Some(200))
+        .count();
+    assert_eq!(user_pages, 12, "{requests:?}");
+}
+
+/// A rejected token stops the pull at once with a clear message, and loads nothing.
+async fn a_rejected_token_stops_with_a_clear_error(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let sim = CleverSim::start(Dataset::demo(), SimOptions::default()).await;
+    let dir = db.dir.path();
+    std::fs::write(
+        dir.join("bad.toml"),
+        pipeline_text(
+            "bad",
+            &sim_source(&sim.base_url(), "${CLEVER_TOKEN}", 500),
+            &db.url,
+            "",
+        ),
+    )
+    .expect("write pipeline");
+    let path = dir.join("bad.toml");
+    let (code, _, stderr) = rosterflow(
+        &["run", path.to_str().expect("utf-8")],
+        &[("CLEVER_TOKEN", "not-the-token")],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("clever refused the token (401)"), "{stderr}");
+    assert!(!stderr.contains("not-the-token"), "the token leaked: {stderr}");
+    assert_eq!(sim.request_count(), 1, "a 401 is not retried");
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM students").await, 0);
+    assert_eq!(
+        db.rows("SELECT status FROM sync_runs").await,
+        ["failed"],
+        "the failure is in the run history"
+    );
+
+    sim.configure(|options| options.forbidden = true);
+    let (code, _, stderr) = rosterflow(
+        &["run", path.to_str().expect("utf-8")],
+        &[("CLEVER_TOKEN", &sim.token())],
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("(403)"), "{stderr}");
+}
+
+/// Roster changes in Clever: memberships end and restart with history; teachers are archived
+/// and restored with the same account and no second welcome email.
+async fn roster_changes_keep_history_and_identity(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let sim = CleverSim::start(Dataset::demo(), SimOptions::default()).await;
+    let demo = pipeline(
+        db.dir.path(),
+        "demo",
+        &sim_source(&sim.base_url(), &sim.token(), 1000),
+        &db.url,
+        "",
+    );
+    let run = || async { sync::run(&demo, &RunOptions::default()).await.expect("run") };
+    run().await;
+
+    let section = sim.read(|d| d.ids(Collection::Sections)[0].clone());
+    let student = sim.read(|d| d.section_students(&section)[0].clone());
+    let membership = format!(
+        "SELECT m.started_at, m.ended_at FROM class_students m JOIN classes c ON c.id = m.class_id \
+         JOIN students s ON s.id = m.student_id WHERE c.clever_id = '{section}' AND s.clever_id = '{student}' \
+         ORDER BY m.id"
+    );
+
+    // The student leaves the section: the membership ends, the student stays.
+    sim.update(|d| d.remove_student_from_section(&section, &student));
+    let report = run().await;
+    assert_eq!(report.plan.counts().get("class_student.end"), Some(&1));
+    assert_eq!(report.plan.change_count(), 1);
+    let rows = db.rows(&membership).await;
+    assert_eq!(rows.len(), 1);
+    assert!(!rows[0].ends_with("|NULL"), "ended: {rows:?}");
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT COUNT(*) FROM students WHERE clever_id = '{student}' AND archived_at IS NULL"
+        ))
+        .await,
+        1
+    );
+
+    // Back in the section: a new stay starts; the old one stays in the history.
+    sim.update(|d| d.add_student_to_section(&section, &student));
+    run().await;
+    let rows = db.rows(&membership).await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows[1].ends_with("|NULL"), "open again: {rows:?}");
+
+    // A teacher leaves Clever: archived, memberships ended, account kept.
+    let teacher = sim.read(|d| d.ids_with_role(Role::Teacher)[0].clone());
+    let record = sim.read(|d| d.get(Collection::Users, &teacher).expect("teacher"));
+    let sections = sim.read(|d| d.sections_of(&teacher));
+    let lineups: Vec<Vec<String>> = sim.read(|d| {
+        sections
+            .iter()
+            .map(|s| d.section_teachers(s))
+            .collect()
+    });
+    let teacher_row = format!(
+        "SELECT id, archived_at IS NOT NULL FROM teachers WHERE clever_id = '{teacher}'"
+    );
+    let id_before = db.rows(&teacher_row).await;
+    sim.update(|d| d.remove_user(&teacher));
+    let report = run().await;
+    assert_eq!(report.plan.counts().get("teacher.archive"), Some(&1));
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT COUNT(*) FROM teachers WHERE clever_id = '{teacher}' AND archived_at IS NOT NULL"
+        ))
+        .await,
+        1
+    );
+
+    // Back again: the same row is restored, with its memberships, and no second email.
+    sim.update(|d| {
+        d.upsert(Collection::Users, record);
+        for (section, lineup) in sections.iter().zip(&lineups) {
+            let lineup: Vec<&str> = lineup.iter().map(String::as_str).collect();
+            d.set_section_teachers(section, &lineup);
+        }
+    });
+    let report = run().await;
+    assert_eq!(report.plan.counts().get("teacher.restore"), Some(&1));
+    assert!(report.plan.new_accounts.is_empty());
+    let id_after = db.rows(&teacher_row).await;
+    assert_eq!(
+        id_before[0].split('|').next(),
+        id_after[0].split('|').next(),
+        "same teacher row"
+    );
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT COUNT(*) FROM email_outbox o JOIN teachers t ON t.id = o.teacher_id WHERE t.clever_id = '{teacher}'"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM email_outbox").await, 89);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM teacher_accounts").await, 89);
+}
+
+/// A dry run prints the plan and writes nothing at all.
+async fn a_dry_run_writes_nothing(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let demo = pipeline(
+        db.dir.path(),
+        "demo",
+        &replay_source(&repo().join("pipelines/demo")),
+        &db.url,
+        "",
+    );
+    let options = RunOptions {
+        dry_run: true,
+        ..RunOptions::default()
+    };
+    let report = sync::run(&demo, &options).await.expect("dry run");
+    assert_eq!(report.status, RunStatus::DryRun);
+    assert_eq!(report.plan.counts().get("student.create"), Some(&1004));
+    assert_eq!(report.plan.new_accounts.len(), 89);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM sync_runs").await, 0);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM students").await, 0);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM email_outbox").await, 0);
+}
+
+/// A section naming a student Clever never sent is loaded without them; the reference is
+/// quarantined with its reason and the run exits 1.
+async fn unusable_records_are_quarantined_not_lost(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let edited = db.dir.path().join("recording");
+    copy_dir(&repo().join("pipelines/demo"), &edited);
+    let edit_page = |collection: &str, edit: &dyn Fn(&mut Vec<Value>)| {
+        let path = edited.join(collection).join("0001.json");
+        let mut page: Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("page")).expect("JSON");
+        edit(page["data"].as_array_mut().expect("list"));
+        std::fs::write(&path, serde_json::to_vec(&page).expect("JSON")).expect("write page");
+    };
+    let section = demo_facts_first_section();
+    edit_page("sections", &|items| {
+        items[0]["data"]["students"]
+            .as_array_mut()
+            .expect("students")
+            .push("ffffffffffffffffffffffff".into());
+    });
+    edit_page("users", &|items| {
+        items.push(serde_json::json!({"data": {"name": {"first": "No", "last": "Id"},
+            "roles": {"student": {"sis_id": "1"}}}}));
+    });
+    let demo = pipeline(db.dir.path(), "demo", &replay_source(&edited), &db.url, "");
+    let report = sync::run(&demo, &RunOptions::default()).await.expect("run");
+    assert_eq!(report.exit_code(), 1);
+    let quarantined = db
+        .rows("SELECT kind, clever_id, reason FROM quarantine ORDER BY kind")
+        .await;
+    assert_eq!(quarantined.len(), 2, "{quarantined:?}");
+    assert!(quarantined[0].starts_with(&format!("section.students|{section}|")));
+    assert!(quarantined[0].contains("ffffffffffffffffffffffff"));
+    assert_eq!(quarantined[1], "user|NULL|record has no id");
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM students WHERE archived_at IS NULL")
+            .await,
+        1004
+    );
+}
+
+/// `pull --record` saves what the API served; replaying it loads the same district.
+async fn a_recorded_pull_replays_to_the_same_roster(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let sim = CleverSim::start(Dataset::demo(), SimOptions::default()).await;
+    let dir = db.dir.path();
+    std::fs::write(
+        dir.join("live.toml"),
+        pipeline_text("live", &sim_source(&sim.base_url(), &sim.token(), 300), &db.url, ""),
+    )
+    .expect("write pipeline");
+    let recording = dir.join("recording");
+    let (code, stdout, stderr) = rosterflow(
+        &[
+            "pull",
+            dir.join("live.toml").to_str().expect("utf-8"),
+            "--record",
+            recording.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM sync_runs").await, 0, "pull loads nothing");
+    assert!(recording.join("users/0004.json").is_file());
+    let replay = pipeline(dir, "replay", &replay_source(&recording), &db.url, "");
+    sync::run(&replay, &RunOptions::default()).await.expect("replay");
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM students").await,
+        1004
+    );
+    // The recording's schools are real records, not synthesised ones.
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM schools WHERE synthesized").await,
+        0
+    );
+}
+
+/// A process killed in the middle of a load leaves the DB as it was; the next run completes.
+async fn a_load_killed_midway_leaves_the_previous_state(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = db.dir.path();
+    let mut dataset = generate(GenSpec::new(6_000));
+    let first = dir.join("first");
+    dataset.write_recording(&first, 10_000).expect("write recording");
+    std::fs::write(
+        dir.join("district.toml"),
+        pipeline_text("district", &replay_source(&first), &db.url, ""),
+    )
+    .expect("write pipeline");
+    let (code, _, stderr) = rosterflow(&["run", dir.join("district.toml").to_str().expect("utf-8")], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let before = db.fingerprint().await;
+
+    // A much larger second district replaces the first: a long load to interrupt.
+    dataset = generate(GenSpec::new(30_000).with_seed(7));
+    let second = dir.join("second");
+    dataset.write_recording(&second, 10_000).expect("write recording");
+    std::fs::write(
+        dir.join("district.toml"),
+        pipeline_text("district", &replay_source(&second), &db.url, "[safety]\narchive_max_percent = 100\nupdate_max_percent = 100"),
+    )
+    .expect("write pipeline");
+    let mut child = std::process::Command::new(crate::util::rosterflow_bin())
+        .args(["run", dir.join("district.toml").to_str().expect("utf-8")])
+        .env("ROSTERFLOW_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn rosterflow");
+    let stderr = child.stderr.take().expect("stderr");
+    let applying = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line.contains("applying plan"))
+    });
+    assert!(applying.join().expect("reader"), "the run reached its load");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().expect("poll").is_none(),
+        "the load should still be running when it is killed"
+    );
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+
+    assert_eq!(db.fingerprint().await, before, "nothing of the killed run remains");
+    assert_eq!(
+        db.rows("SELECT status FROM sync_runs").await,
+        ["committed"]
+    );
+    let (code, _, stderr) = rosterflow(&["run", dir.join("district.toml").to_str().expect("utf-8")], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM students WHERE archived_at IS NULL").await,
+        30_000
+    );
+}
+
+on_both_backends!(
+    the_demo_command_loads_the_demo_district,
+    a_rerun_on_unchanged_input_changes_nothing,
+    the_api_pull_survives_rate_limits_and_failures,
+    a_rejected_token_stops_with_a_clear_error,
+    roster_changes_keep_history_and_identity,
+    a_dry_run_writes_nothing,
+    unusable_records_are_quarantined_not_lost,
+    a_recorded_pull_replays_to_the_same_roster,
+    a_load_killed_midway_leaves_the_previous_state,
+);
+
+#[test]
+fn validate_names_file_line_and_column_and_exits_78() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[pipeline]\nname = \"x\"\n\n[source]\ntype = \"clever\"\ntoken = \"${NO_SUCH_TOKEN_VAR}\"\nlimt = 5\n\n[load]\n",
+    )
+    .expect("write");
+    let (code, _, stderr) = rosterflow(&["validate", path.to_str().expect("utf-8")], &[]);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains("bad.toml:6:10: environment variable NO_SUCH_TOKEN_VAR is not set"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = rosterflow(
+        &["validate", path.to_str().expect("utf-8")],
+        &[("NO_SUCH_TOKEN_VAR", "t")],
+    );
+    assert_eq!(code, 78);
+    assert!(stderr.contains("bad.toml:7:1: unknown field `limt`"), "{stderr}");
+    let demo = repo().join("pipelines/demo.toml");
+    let (code, stdout, _) = rosterflow(&["validate", demo.to_str().expect("utf-8")], &[]);
+    assert_eq!((code, stdout.trim()), (0, format!("{}: ok", demo.display()).as_str()));
+}

@@ -1,0 +1,225 @@
+//! Shared helpers: a fresh Freckle DB per test on either backend, pipeline files, the
+//! `rosterflow` binary, and queries for assertions.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use rosterflow::config::{self, Pipeline};
+use rosterflow::db::Db;
+use sqlx::{AssertSqlSafe, Connection};
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty database: a SQLite file in a temporary directory, or a new database on the
+/// PostgreSQL server that `DATABASE_URL` names.
+pub struct TestDb {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("freckle.db").display()),
+            Backend::Postgres => {
+                let server = std::env::var("DATABASE_URL").expect(
+                    "PostgreSQL tests need DATABASE_URL: eval \"$(../shared/scripts/pg-start)\" (tests/run does it)",
+                );
+                let name = format!("rf_{}", rand_suffix());
+                let mut admin = sqlx::postgres::PgConnection::connect(&server)
+                    .await
+                    .expect("connect to DATABASE_URL");
+                sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut admin)
+                    .await
+                    .expect("create a test database");
+                let base = server
+                    .rsplit_once('/')
+                    .map(|(base, _)| base)
+                    .expect("DATABASE_URL ends with /<database>");
+                format!("{base}/{name}")
+            }
+        };
+        TestDb { url, dir }
+    }
+
+    /// Opens (and migrates) the database.
+    pub async fn open(&self) -> Db {
+        Db::open(&self.url).await.expect("open the test database")
+    }
+
+    /// A single number from SQL such as `SELECT COUNT(*) FROM students`.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        let db = self.open().await;
+        sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&db.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Every row of a query, each as text columns joined by `|`, for comparing whole tables.
+    pub async fn rows(&self, sql: &str) -> Vec<String> {
+        use sqlx::Row;
+        let db = self.open().await;
+        let rows = sqlx::query(AssertSqlSafe(sql.to_owned()))
+            .fetch_all(&db.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        rows.iter()
+            .map(|row| {
+                (0..row.len())
+                    .map(|i| {
+                        row.try_get::<Option<String>, _>(i)
+                            .map(|v| v.unwrap_or_else(|| "NULL".into()))
+                            .or_else(|_| row.try_get::<Option<i64>, _>(i).map(|v| format!("{v:?}")))
+                            .unwrap_or_else(|e| panic!("{sql} column {i}: {e}"))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect()
+    }
+
+    /// Every synced table's content, to show that a run changed nothing.
+    pub async fn fingerprint(&self) -> Vec<String> {
+        let mut all = Vec::new();
+        for table in [
+            "districts",
+            "schools",
+            "terms",
+            "courses",
+            "teachers",
+            "students",
+            "admins",
+            "classes",
+            "class_teachers",
+            "class_students",
+            "teacher_accounts",
+            "email_outbox",
+        ] {
+            let rows = self
+                .rows(&format!("SELECT * FROM {table} ORDER BY 1, 2"))
+                .await;
+            all.extend(rows.into_iter().map(|row| format!("{table}: {row}")));
+        }
+        all
+    }
+}
+
+fn rand_suffix() -> String {
+    use rand::Rng;
+    let n: u64 = rand::rng().random();
+    format!("{n:016x}")
+}
+
+/// Writes a pipeline file into `dir` and loads it as the CLI would.
+pub fn pipeline(dir: &Path, name: &str, source: &str, database: &str, extra: &str) -> Pipeline {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, pipeline_text(name, source, database, extra)).expect("write pipeline");
+    config::load(&path, &Default::default()).expect("a valid pipeline")
+}
+
+pub fn pipeline_text(name: &str, source: &str, database: &str, extra: &str) -> String {
+    format!(
+        "[pipeline]\nname = \"{name}\"\n\n[source]\n{source}\n\n[load]\ndatabase = \"{database}\"\n\n{extra}\n"
+    )
+}
+
+/// The `[source]` lines of a replay of `dir`.
+pub fn replay_source(dir: &Path) -> String {
+    format!("type = \"clever_replay\"\ndir = \"{}\"", dir.display())
+}
+
+/// The `[source]` lines for the simulator, with fast retries so tests stay quick.
+pub fn sim_source(base_url: &str, token: &str, limit: usize) -> String {
+    format!(
+        "type = \"clever\"\nbase_url = \"{base_url}\"\ntoken = \"{token}\"\nlimit = {limit}\n\
+         timeout_secs = 2\nmax_attempts = 6\nbackoff_base_ms = 20\nbackoff_max_secs = 3"
+    )
+}
+
+/// The repository's root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the repository")
+        .to_owned()
+}
+
+/// The `rosterflow` binary, built once per test process (the binary lives in another package,
+/// so cargo does not build it for these tests by itself).
+pub fn rosterflow_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "rosterflow", "--bin", "rosterflow"])
+            .current_dir(repo())
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the rosterflow binary failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo().join("target"));
+        target.join("debug").join("rosterflow")
+    })
+    .clone()
+}
+
+/// Runs the binary and returns (exit code, stdout, stderr).
+pub fn rosterflow(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let output = Command::new(rosterflow_bin())
+        .args(args)
+        .envs(env.iter().copied())
+        .env("ROSTERFLOW_LOG", "warn")
+        .output()
+        .expect("run rosterflow");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Copies a recording so a test can edit it.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create copy");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy file");
+        }
+    }
+}
+
+/// Runs each scenario `async fn name(backend: Backend)` as one test per backend.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::util::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::util::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
