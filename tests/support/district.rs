@@ -676,7 +676,9 @@ impl Dataset {
     pub(crate) fn from_tables(mut tables: [Vec<Record>; 7]) -> Dataset {
         let mut next_id = 0;
         for table in &mut tables {
-            table.sort_by(|a, b| a.key.cmp(&b.key));
+            if !table.is_sorted_by(|a, b| a.key <= b.key) {
+                table.sort_by(|a, b| a.key.cmp(&b.key));
+            }
             if let Some(last) = table.last().and_then(|r| json::parse_hex_id(&r.key)) {
                 next_id = next_id.max(last + 1);
             }

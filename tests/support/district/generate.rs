@@ -401,6 +401,8 @@ struct Generator {
     first_student: u64,
     section_count: u64,
     tables: [Vec<Record>; 7],
+    /// Contact records, in id order, until [`Generator::finish`] merges them into the users.
+    contacts: Vec<Record>,
 }
 
 /// Unix seconds of 2025-06-01T00:00:00Z: the clock of the first generated id.
@@ -408,6 +410,14 @@ const BASE_SECS: u64 = 1_748_736_000;
 
 impl Generator {
     fn new(spec: GenSpec) -> Generator {
+        // Records are written without escaping (`Obj::write_plain`): every word they are built
+        // from must need none.
+        for word in [FIRST_NAMES, LAST_NAMES, CITIES, STREETS, RACES].concat() {
+            assert!(
+                !word.contains(['"', '\\']) && !word.contains(char::is_control),
+                "plain word: {word}"
+            );
+        }
         let mut rng = Rng::new(spec.seed);
         let machine = rng.next() & 0xFF_FFFF;
         Generator {
@@ -426,6 +436,7 @@ impl Generator {
             first_student: 0,
             section_count: 0,
             tables: Default::default(),
+            contacts: Vec::new(),
         }
     }
 
@@ -467,6 +478,16 @@ impl Generator {
             key: key.into(),
             json: json.into(),
             roles,
+        });
+    }
+
+    /// Contacts are written between students but have later ids: they wait here and are merged
+    /// into the users table in id order (sorting two million users would take longer).
+    fn push_contact(&mut self, key: String, json: String) {
+        self.contacts.push(Record {
+            key: key.into(),
+            json: json.into(),
+            roles: Role::Contact.bit(),
         });
     }
 
@@ -551,7 +572,7 @@ impl Generator {
             let counter = self.alloc();
             let id = self.id(counter);
             let mut out = String::new();
-            Obj::write(&mut out, |o| {
+            Obj::write_plain(&mut out, |o| {
                 o.str("district", &self.district_id)
                     .str("end_date", &end)
                     .str("id", &id)
@@ -589,7 +610,7 @@ impl Generator {
                 let birth_year = year - 6 - grade as i32 + i32::from(r.percent(25));
                 let dob = format!("{}/{}/{birth_year}", 1 + r.below(12), 1 + r.below(28));
                 let mut out = String::with_capacity(900);
-                Obj::write(&mut out, |o| {
+                Obj::write_plain(&mut out, |o| {
                     o.str("created", &self.created(counter))
                         .str("district", &self.district_id);
                     if let Some(email) = &email {
@@ -678,7 +699,7 @@ impl Generator {
                 .percent(80)
                 .then(|| format!("contact{counter}@family.example.com"));
             let mut out = String::with_capacity(400);
-            Obj::write(&mut out, |o| {
+            Obj::write_plain(&mut out, |o| {
                 o.str("created", &self.created(counter))
                     .str("district", &self.district_id);
                 if let Some(email) = &email {
@@ -709,7 +730,7 @@ impl Generator {
                         });
                     });
             });
-            self.push(Collection::Users, id, out, Role::Contact.bit());
+            self.push_contact(id, out);
         }
     }
 
@@ -1021,7 +1042,7 @@ impl Generator {
             Term::Spring => &self.terms[2],
         };
         let mut out = String::with_capacity(400 + 27 * students.len());
-        Obj::write(&mut out, |o| {
+        Obj::write_plain(&mut out, |o| {
             o.str("course", &course)
                 .str("created", &self.created(counter))
                 .str("district", &self.district_id)
@@ -1061,7 +1082,7 @@ impl Generator {
                 let id = self.id(counter);
                 let school_id = self.schools[s].id.clone();
                 let mut out = String::new();
-                Obj::write(&mut out, |o| {
+                Obj::write_plain(&mut out, |o| {
                     o.str("created", &self.created(counter))
                         .str("district", &self.district_id)
                         .str(
@@ -1097,7 +1118,7 @@ impl Generator {
             let person = Person::random(&mut self.rng);
             first_admin.get_or_insert((id.clone(), person));
             let mut out = String::new();
-            Obj::write(&mut out, |o| {
+            Obj::write_plain(&mut out, |o| {
                 o.str("created", &self.created(counter))
                     .str("district", &self.district_id)
                     .str(
@@ -1155,7 +1176,7 @@ impl Generator {
             .filter(char::is_ascii_alphanumeric)
             .collect();
         let mut out = String::new();
-        Obj::write(&mut out, |o| {
+        Obj::write_plain(&mut out, |o| {
             o.str("name", &self.district_name)
                 .str("portal_url", &format!("https://clever.com/in/{slug}"))
                 .str("sis_type", "sftp")
@@ -1194,7 +1215,7 @@ impl Generator {
             let school = &self.schools[s];
             let mut r = Rng::for_item(self.spec.seed, 4, s as u64);
             let mut out = String::new();
-            Obj::write(&mut out, |o| {
+            Obj::write_plain(&mut out, |o| {
                 o.str("created", &self.created(school.counter))
                     .str("district", &self.district_id)
                     .obj("ext", |_| {})
@@ -1240,7 +1261,7 @@ impl Generator {
         for t in &teachers {
             let school_id = self.schools[t.school].id.clone();
             let mut out = String::new();
-            Obj::write(&mut out, |o| {
+            Obj::write_plain(&mut out, |o| {
                 o.str("created", &self.created(t.counter))
                     .str("district", &self.district_id)
                     .str(
@@ -1304,7 +1325,7 @@ impl Generator {
             .collect();
         for (name, id, number) in courses {
             let mut out = String::new();
-            Obj::write(&mut out, |o| {
+            Obj::write_plain(&mut out, |o| {
                 o.str("district", &self.district_id)
                     .str("id", &id)
                     .str("name", &name)
@@ -1314,7 +1335,30 @@ impl Generator {
         }
     }
 
-    fn finish(self) -> Dataset {
+    fn finish(mut self) -> Dataset {
+        // Users so far: students (one id block), then staff, admins and teachers (later ids);
+        // contacts' ids fall between the two runs.
+        let users = std::mem::take(&mut self.tables[Collection::Users as usize]);
+        let mut merged = Vec::with_capacity(users.len() + self.contacts.len());
+        let mut users = users.into_iter();
+        merged.extend(users.by_ref().take(self.spec.students));
+        let mut contacts = std::mem::take(&mut self.contacts).into_iter().peekable();
+        let mut others = users.peekable();
+        loop {
+            let take_contact = match (contacts.peek(), others.peek()) {
+                (Some(c), Some(o)) => c.key < o.key,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let next = if take_contact {
+                contacts.next()
+            } else {
+                others.next()
+            };
+            merged.extend(next);
+        }
+        self.tables[Collection::Users as usize] = merged;
         Dataset::from_tables(self.tables)
     }
 }
@@ -1367,6 +1411,13 @@ mod tests {
     #[test]
     fn generated_references_resolve_and_ids_are_unique() {
         let d = generate(GenSpec::new(3000));
+        for coll in Collection::ALL {
+            assert_eq!(
+                d.all(coll).len(),
+                d.len(coll),
+                "every {coll:?} record is valid JSON"
+            );
+        }
         assert_references_resolve(&d);
         let mut seen = HashSet::new();
         for coll in Collection::ALL {
@@ -1453,5 +1504,32 @@ mod tests {
             assert_eq!(d.len(Collection::Schools), 1);
             assert_references_resolve(&d);
         }
+    }
+}
+
+#[cfg(test)]
+mod scale {
+    use super::*;
+    use std::time::Instant;
+
+    /// A million students fit in memory and generate in seconds (run with `--ignored`).
+    #[test]
+    #[ignore = "scale check: about a gigabyte of memory"]
+    fn a_million_students() {
+        let started = Instant::now();
+        let d = generate(GenSpec::new(1_000_000));
+        let elapsed = started.elapsed();
+        let bytes: usize = Collection::ALL
+            .iter()
+            .map(|c| d.records(*c).iter().map(|r| r.json.len()).sum::<usize>())
+            .sum();
+        eprintln!(
+            "1M students: {:?}, {} users, {} sections, {} MB of JSON",
+            elapsed,
+            d.len(Collection::Users),
+            d.len(Collection::Sections),
+            bytes / 1_000_000
+        );
+        assert_eq!(d.count_role(Role::Student), 1_000_000);
     }
 }

@@ -33,37 +33,64 @@ pub(crate) fn push_str(out: &mut String, s: &str) {
 pub(crate) struct Obj<'a> {
     out: &'a mut String,
     first: bool,
+    /// Whether string values are checked for characters to escape (see [`Obj::write_plain`]).
+    escape: bool,
 }
 
 impl<'a> Obj<'a> {
     /// Writes a whole object into `out` through `fill`.
     pub(crate) fn write(out: &'a mut String, fill: impl FnOnce(&mut Obj<'_>)) {
-        out.push('{');
-        let mut obj = Obj { out, first: true };
+        Obj::write_with(out, true, fill);
+    }
+
+    /// Like [`Obj::write`] for values known to hold no `"`, `\` or control character (the
+    /// generator's, built from fixed word lists, digits and ids): no per-byte check, which an
+    /// unoptimised test build would spend most of its time on.
+    pub(crate) fn write_plain(out: &'a mut String, fill: impl FnOnce(&mut Obj<'_>)) {
+        Obj::write_with(out, false, fill);
+    }
+
+    fn write_with(out: &'a mut String, escape: bool, fill: impl FnOnce(&mut Obj<'_>)) {
+        out.push_str("{");
+        let mut obj = Obj {
+            out,
+            first: true,
+            escape,
+        };
         fill(&mut obj);
-        obj.out.push('}');
+        obj.out.push_str("}");
+    }
+
+    fn value(&mut self, value: &str) {
+        if self.escape {
+            push_str(self.out, value);
+        } else {
+            self.out.push_str("\"");
+            self.out.push_str(value);
+            self.out.push_str("\"");
+        }
     }
 
     fn key(&mut self, key: &str) {
         if !self.first {
-            self.out.push(',');
+            self.out.push_str(",");
         }
         self.first = false;
-        push_str(self.out, key);
-        self.out.push(':');
+        self.value(key);
+        self.out.push_str(":");
     }
 
     /// A string field.
     pub(crate) fn str(&mut self, key: &str, value: &str) -> &mut Self {
         self.key(key);
-        push_str(self.out, value);
+        self.value(value);
         self
     }
 
     /// A nested object.
     pub(crate) fn obj(&mut self, key: &str, fill: impl FnOnce(&mut Obj<'_>)) -> &mut Self {
         self.key(key);
-        Obj::write(self.out, fill);
+        Obj::write_with(self.out, self.escape, fill);
         self
     }
 
@@ -74,14 +101,14 @@ impl<'a> Obj<'a> {
         items: impl IntoIterator<Item = &'s str>,
     ) -> &mut Self {
         self.key(key);
-        self.out.push('[');
+        self.out.push_str("[");
         for (i, item) in items.into_iter().enumerate() {
             if i > 0 {
-                self.out.push(',');
+                self.out.push_str(",");
             }
-            push_str(self.out, item);
+            self.value(item);
         }
-        self.out.push(']');
+        self.out.push_str("]");
         self
     }
 
@@ -93,14 +120,14 @@ impl<'a> Obj<'a> {
         mut fill: impl FnMut(&mut Obj<'_>, T),
     ) -> &mut Self {
         self.key(key);
-        self.out.push('[');
+        self.out.push_str("[");
         for (i, item) in items.into_iter().enumerate() {
             if i > 0 {
-                self.out.push(',');
+                self.out.push_str(",");
             }
-            Obj::write(self.out, |o| fill(o, item));
+            Obj::write_with(self.out, self.escape, |o| fill(o, item));
         }
-        self.out.push(']');
+        self.out.push_str("]");
         self
     }
 }
