@@ -57,7 +57,7 @@ impl FaultPlan {
             return self.queue.remove(i).map(|(_, fault)| fault);
         }
         match &self.every {
-            Some((every, fault)) if n % every == 0 => Some(fault.clone()),
+            Some((every, fault)) if n.is_multiple_of(*every) => Some(fault.clone()),
             _ => None,
         }
     }

@@ -89,8 +89,8 @@ pub(crate) fn render_list(
             page.truncate(limit);
             page.reverse();
             // Clever: ending_before pages may have a next link even with nothing after them.
-            let more_after = !page.is_empty()
-                && (query.empty_last_page || records[end..].iter().any(|r| keep(r)));
+            let more_after =
+                !page.is_empty() && (query.empty_last_page || records[end..].iter().any(keep));
             (page, more_before, more_after)
         }
     };

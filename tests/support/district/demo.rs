@@ -47,15 +47,15 @@ struct SchoolFacts {
 
 impl SchoolFacts {
     fn saw(&mut self, record: &Value) {
-        if let Some(c) = record["created"].as_str().filter(|c| !c.is_empty()) {
-            if self.created.as_deref().is_none_or(|old| c < old) {
-                self.created = Some(c.to_string());
-            }
+        if let Some(c) = record["created"].as_str().filter(|c| !c.is_empty())
+            && self.created.as_deref().is_none_or(|old| c < old)
+        {
+            self.created = Some(c.to_string());
         }
-        if let Some(m) = record["last_modified"].as_str() {
-            if self.last_modified.as_deref().is_none_or(|old| m > old) {
-                self.last_modified = Some(m.to_string());
-            }
+        if let Some(m) = record["last_modified"].as_str()
+            && self.last_modified.as_deref().is_none_or(|old| m > old)
+        {
+            self.last_modified = Some(m.to_string());
         }
     }
 }

@@ -410,8 +410,8 @@ const BASE_SECS: u64 = 1_748_736_000;
 
 impl Generator {
     fn new(spec: GenSpec) -> Generator {
-        // Records are written without escaping (`Obj::write_plain`): every word they are built
-        // from must need none.
+        // Records are written without escaping (see `Obj`): every word they are built from must
+        // need none.
         for word in [FIRST_NAMES, LAST_NAMES, CITIES, STREETS, RACES].concat() {
             assert!(
                 !word.contains(['"', '\\']) && !word.contains(char::is_control),
@@ -572,7 +572,7 @@ impl Generator {
             let counter = self.alloc();
             let id = self.id(counter);
             let mut out = String::new();
-            Obj::write_plain(&mut out, |o| {
+            Obj::write(&mut out, |o| {
                 o.str("district", &self.district_id)
                     .str("end_date", &end)
                     .str("id", &id)
@@ -610,7 +610,7 @@ impl Generator {
                 let birth_year = year - 6 - grade as i32 + i32::from(r.percent(25));
                 let dob = format!("{}/{}/{birth_year}", 1 + r.below(12), 1 + r.below(28));
                 let mut out = String::with_capacity(900);
-                Obj::write_plain(&mut out, |o| {
+                Obj::write(&mut out, |o| {
                     o.str("created", &self.created(counter))
                         .str("district", &self.district_id);
                     if let Some(email) = &email {
@@ -699,7 +699,7 @@ impl Generator {
                 .percent(80)
                 .then(|| format!("contact{counter}@family.example.com"));
             let mut out = String::with_capacity(400);
-            Obj::write_plain(&mut out, |o| {
+            Obj::write(&mut out, |o| {
                 o.str("created", &self.created(counter))
                     .str("district", &self.district_id);
                 if let Some(email) = &email {
@@ -1042,7 +1042,7 @@ impl Generator {
             Term::Spring => &self.terms[2],
         };
         let mut out = String::with_capacity(400 + 27 * students.len());
-        Obj::write_plain(&mut out, |o| {
+        Obj::write(&mut out, |o| {
             o.str("course", &course)
                 .str("created", &self.created(counter))
                 .str("district", &self.district_id)
@@ -1082,7 +1082,7 @@ impl Generator {
                 let id = self.id(counter);
                 let school_id = self.schools[s].id.clone();
                 let mut out = String::new();
-                Obj::write_plain(&mut out, |o| {
+                Obj::write(&mut out, |o| {
                     o.str("created", &self.created(counter))
                         .str("district", &self.district_id)
                         .str(
@@ -1118,7 +1118,7 @@ impl Generator {
             let person = Person::random(&mut self.rng);
             first_admin.get_or_insert((id.clone(), person));
             let mut out = String::new();
-            Obj::write_plain(&mut out, |o| {
+            Obj::write(&mut out, |o| {
                 o.str("created", &self.created(counter))
                     .str("district", &self.district_id)
                     .str(
@@ -1176,7 +1176,7 @@ impl Generator {
             .filter(char::is_ascii_alphanumeric)
             .collect();
         let mut out = String::new();
-        Obj::write_plain(&mut out, |o| {
+        Obj::write(&mut out, |o| {
             o.str("name", &self.district_name)
                 .str("portal_url", &format!("https://clever.com/in/{slug}"))
                 .str("sis_type", "sftp")
@@ -1215,7 +1215,7 @@ impl Generator {
             let school = &self.schools[s];
             let mut r = Rng::for_item(self.spec.seed, 4, s as u64);
             let mut out = String::new();
-            Obj::write_plain(&mut out, |o| {
+            Obj::write(&mut out, |o| {
                 o.str("created", &self.created(school.counter))
                     .str("district", &self.district_id)
                     .obj("ext", |_| {})
@@ -1261,7 +1261,7 @@ impl Generator {
         for t in &teachers {
             let school_id = self.schools[t.school].id.clone();
             let mut out = String::new();
-            Obj::write_plain(&mut out, |o| {
+            Obj::write(&mut out, |o| {
                 o.str("created", &self.created(t.counter))
                     .str("district", &self.district_id)
                     .str(
@@ -1325,7 +1325,7 @@ impl Generator {
             .collect();
         for (name, id, number) in courses {
             let mut out = String::new();
-            Obj::write_plain(&mut out, |o| {
+            Obj::write(&mut out, |o| {
                 o.str("district", &self.district_id)
                     .str("id", &id)
                     .str("name", &name)

@@ -30,54 +30,38 @@ pub(crate) fn push_str(out: &mut String, s: &str) {
 }
 
 /// Writes one JSON object field by field, in the order the fields are given.
+///
+/// Keys and values are written as given, unescaped: callers pass only text without `"`, `\` or
+/// control characters (the generator builds every value from checked word lists, digits and
+/// ids). Skipping the per-byte escape check is what keeps a million-student district fast in an
+/// unoptimised test build. Use [`push_str`] for arbitrary text.
 pub(crate) struct Obj<'a> {
     out: &'a mut String,
     first: bool,
-    /// Whether string values are checked for characters to escape (see [`Obj::write_plain`]).
-    escape: bool,
 }
 
 impl<'a> Obj<'a> {
     /// Writes a whole object into `out` through `fill`.
     pub(crate) fn write(out: &'a mut String, fill: impl FnOnce(&mut Obj<'_>)) {
-        Obj::write_with(out, true, fill);
-    }
-
-    /// Like [`Obj::write`] for values known to hold no `"`, `\` or control character (the
-    /// generator's, built from fixed word lists, digits and ids): no per-byte check, which an
-    /// unoptimised test build would spend most of its time on.
-    pub(crate) fn write_plain(out: &'a mut String, fill: impl FnOnce(&mut Obj<'_>)) {
-        Obj::write_with(out, false, fill);
-    }
-
-    fn write_with(out: &'a mut String, escape: bool, fill: impl FnOnce(&mut Obj<'_>)) {
-        out.push_str("{");
-        let mut obj = Obj {
-            out,
-            first: true,
-            escape,
-        };
+        out.push('{');
+        let mut obj = Obj { out, first: true };
         fill(&mut obj);
-        obj.out.push_str("}");
+        obj.out.push('}');
     }
 
     fn value(&mut self, value: &str) {
-        if self.escape {
-            push_str(self.out, value);
-        } else {
-            self.out.push_str("\"");
-            self.out.push_str(value);
-            self.out.push_str("\"");
-        }
+        self.out.push('"');
+        self.out.push_str(value);
+        self.out.push('"');
     }
 
     fn key(&mut self, key: &str) {
         if !self.first {
-            self.out.push_str(",");
+            self.out.push(',');
         }
         self.first = false;
         self.value(key);
-        self.out.push_str(":");
+        self.out.push(':');
     }
 
     /// A string field.
@@ -90,7 +74,7 @@ impl<'a> Obj<'a> {
     /// A nested object.
     pub(crate) fn obj(&mut self, key: &str, fill: impl FnOnce(&mut Obj<'_>)) -> &mut Self {
         self.key(key);
-        Obj::write_with(self.out, self.escape, fill);
+        Obj::write(self.out, fill);
         self
     }
 
@@ -101,14 +85,14 @@ impl<'a> Obj<'a> {
         items: impl IntoIterator<Item = &'s str>,
     ) -> &mut Self {
         self.key(key);
-        self.out.push_str("[");
+        self.out.push('[');
         for (i, item) in items.into_iter().enumerate() {
             if i > 0 {
-                self.out.push_str(",");
+                self.out.push(',');
             }
             self.value(item);
         }
-        self.out.push_str("]");
+        self.out.push(']');
         self
     }
 
@@ -120,14 +104,14 @@ impl<'a> Obj<'a> {
         mut fill: impl FnMut(&mut Obj<'_>, T),
     ) -> &mut Self {
         self.key(key);
-        self.out.push_str("[");
+        self.out.push('[');
         for (i, item) in items.into_iter().enumerate() {
             if i > 0 {
-                self.out.push_str(",");
+                self.out.push(',');
             }
-            Obj::write_with(self.out, self.escape, |o| fill(o, item));
+            Obj::write(self.out, |o| fill(o, item));
         }
-        self.out.push_str("]");
+        self.out.push(']');
         self
     }
 }
@@ -228,7 +212,7 @@ mod tests {
     fn writer_output_parses_and_keeps_order() {
         let mut out = String::new();
         Obj::write(&mut out, |o| {
-            o.str("id", "a\"b\\c\n")
+            o.str("id", "a b")
                 .obj("name", |n| {
                     n.str("first", "José");
                 })
@@ -239,10 +223,19 @@ mod tests {
         });
         assert_eq!(
             out,
-            r#"{"id":"a\"b\\c\n","name":{"first":"José"},"schools":["x","y"],"list":[{"n":"1"},{"n":"2"}]}"#
+            r#"{"id":"a b","name":{"first":"José"},"schools":["x","y"],"list":[{"n":"1"},{"n":"2"}]}"#
         );
         let v: serde_json::Value = serde_json::from_str(&out).expect("valid json");
-        assert_eq!(v["id"], "a\"b\\c\n");
+        assert_eq!(v["name"]["first"], "José");
+    }
+
+    #[test]
+    fn push_str_escapes() {
+        let mut out = String::new();
+        push_str(&mut out, "a\"b\\c\n\u{1}");
+        assert_eq!(out, r#""a\"b\\c\n\u0001""#);
+        let back: String = serde_json::from_str(&out).expect("valid json string");
+        assert_eq!(back, "a\"b\\c\n\u{1}");
     }
 
     #[test]
