@@ -9,6 +9,10 @@
 //! Tests inject faults ([`Fault`]), read the request log, and change the district between syncs
 //! with [`CleverSim::update`].
 //!
+//! Not simulated: the `count` parameter (ignored: its v3 response shape is undocumented),
+//! sub-resource paths such as `/schools/{id}/sections` (501), SSO tokens, `/me`, and v3.1-only
+//! fields (`/v3.1/...` serves the same records as `/v3.0/...`).
+//!
 //! # Layout
 //! - `clever_sim.rs`: [`CleverSim`] (start, stop, controls) and [`SimOptions`];
 //! - `connection.rs`: the listener, whose connections a handler can drop without a response;

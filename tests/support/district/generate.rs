@@ -1531,5 +1531,11 @@ mod scale {
             bytes / 1_000_000
         );
         assert_eq!(d.count_role(Role::Student), 1_000_000);
+
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let started = Instant::now();
+        d.write_recording(tmp.path(), 10_000)
+            .expect("write recording");
+        eprintln!("recording at limit=10000: {:?}", started.elapsed());
     }
 }
