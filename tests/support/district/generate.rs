@@ -1159,7 +1159,8 @@ impl Generator {
             c.str("district_username", &person.handle());
         })
         .str("department", department)
-        .str("legacy_id", &self.legacy_id(counter))
+        // Each role of a v2-era user had its own id.
+        .str("legacy_id", &self.legacy_id(counter | 1 << 39))
         .strs("roles", [])
         .strs("schools", schools.iter().copied())
         .str("staff_id", &format!("ST{counter}"))
