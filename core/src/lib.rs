@@ -12,6 +12,7 @@
 //! - [`plan`]: the diff of a snapshot against the Freckle DB: every create, update, archive,
 //!   restore and side effect, before anything is written.
 //! - [`load`]: applies a plan to the Freckle DB in one transaction and records the run.
+//! - [`export`]: Parquet growth data and roster history for BI tools, by district and school year.
 //! - [`safety`]: the checks that hold a plan for an admin instead of applying it.
 //! - [`sync`]: one run of a pipeline, stage after stage.
 //! - [`db`]: opening and migrating the Freckle DB (SQLite or PostgreSQL).
@@ -25,7 +26,9 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod email;
+pub mod export;
 pub mod extract;
+pub mod growth;
 pub mod load;
 pub mod model;
 pub mod plan;

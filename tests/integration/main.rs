@@ -1,4 +1,3 @@
-
 mod email;
 
 mod plugins;

@@ -1,0 +1,653 @@
+//! The `growth` dataset: one row per student, subject and domain for the period.
+//!
+//! Rows: every (student, subject, domain) of the district's students (archived ones included)
+//! with a practice session in the period or a level measured before its end. Sessions, questions,
+//! correct answers and minutes add up the sessions started in the period; `accuracy` is
+//! correct / questions; the starting level is the latest measured at or before the period start
+//! (or, without one, the first measured in the period), the current level the latest measured
+//! before the period end. Current teachers are those of the student's classes at the end of the
+//! period (or now, if earlier), preferring classes of the row's subject.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::ExportError;
+use super::file::{
+    BatchWriter, Cells, Column, Kind, Output, Settings, Value, Written, micros, text,
+};
+use super::source::{Job, Param, ReadStop, Row, Source};
+use crate::db::timestamp as db_timestamp;
+
+/// The growth columns, in file order. The data dictionary is in `pipelines/README.md`.
+pub(crate) const COLUMNS: &[Column] = &[
+    Column {
+        name: "student_clever_id",
+        kind: Kind::Text,
+    },
+    Column {
+        name: "student_sis_id",
+        kind: Kind::Text,
+    },
+    Column {
+        name: "student_state_id",
+        kind: Kind::Text,
+    },
+    Column {
+        name: "student_number",
+        kind: Kind::Text,
+    },
+    Column {
+        name: "student_archived_at",
+        kind: Kind::Time,
+    },
+    Column {
+        name: "district_name",
+        kind: Kind::Dict,
+    },
+    Column {
+        name: "school_sis_id",
+        kind: Kind::Dict,
+    },
+    Column {
+        name: "school_name",
+        kind: Kind::Dict,
+    },
+    Column {
+        name: "grade",
+        kind: Kind::Dict,
+    },
+    Column {
+        name: "teacher_sis_ids",
+        kind: Kind::Dict,
+    },
+    Column {
+        name: "teacher_names",
+        kind: Kind::Dict,
+    },
+    Column {
+        name: "subject",
+        kind: Kind::Dict,
+    },
+    Column {
+        name: "domain",
+        kind: Kind::Dict,
+    },
+    Column {
+        name: "period_start",
+        kind: Kind::Time,
+    },
+    Column {
+        name: "period_end",
+        kind: Kind::Time,
+    },
+    Column {
+        name: "starting_level",
+        kind: Kind::Float,
+    },
+    Column {
+        name: "starting_level_at",
+        kind: Kind::Time,
+    },
+    Column {
+        name: "current_level",
+        kind: Kind::Float,
+    },
+    Column {
+        name: "current_level_at",
+        kind: Kind::Time,
+    },
+    Column {
+        name: "level_growth",
+        kind: Kind::Float,
+    },
+    Column {
+        name: "sessions",
+        kind: Kind::Int,
+    },
+    Column {
+        name: "questions",
+        kind: Kind::Int,
+    },
+    Column {
+        name: "correct",
+        kind: Kind::Int,
+    },
+    Column {
+        name: "accuracy",
+        kind: Kind::Float,
+    },
+    Column {
+        name: "minutes",
+        kind: Kind::Int,
+    },
+    Column {
+        name: "last_active_at",
+        kind: Kind::Time,
+    },
+];
+
+/// A page of the district's students, in id order, with their school.
+pub(crate) const STUDENTS_SQL: &str = "\
+SELECT s.id, s.clever_id, s.sis_id, s.state_id, s.student_number, s.grade, s.archived_at, \
+       sc.sis_id, sc.name \
+FROM students s LEFT JOIN schools sc ON sc.id = s.school_id \
+WHERE s.district_id = $1 AND s.id > $2 \
+ORDER BY s.id LIMIT $3";
+
+/// Practice in the period per student, subject and domain (a range scan of the covering index).
+const PRACTICE_SQL: &str = "\
+SELECT s.id, p.subject, p.domain, COUNT(*), CAST(SUM(p.minutes) AS BIGINT), \
+       CAST(SUM(p.questions) AS BIGINT), CAST(SUM(p.correct) AS BIGINT), MAX(p.started_at) \
+FROM students s JOIN practice_sessions p ON p.student_id = s.id \
+WHERE s.district_id = $1 AND s.id >= $2 AND s.id <= $3 \
+  AND p.started_at >= $4 AND p.started_at < $5 \
+GROUP BY s.id, p.subject, p.domain \
+ORDER BY s.id, p.subject, p.domain";
+
+/// Level measurements before the period end, oldest first per student, subject and domain.
+const LEVELS_SQL: &str = "\
+SELECT s.id, l.subject, l.domain, l.measured_at, l.level \
+FROM students s JOIN domain_levels l ON l.student_id = s.id \
+WHERE s.district_id = $1 AND s.id >= $2 AND s.id <= $3 AND l.measured_at < $4 \
+ORDER BY s.id, l.subject, l.domain, l.measured_at";
+
+/// The classes each student belongs to at the as-of instant.
+const MEMBERSHIPS_SQL: &str = "\
+SELECT s.id, cs.class_id \
+FROM students s JOIN class_students cs ON cs.student_id = s.id \
+WHERE s.district_id = $1 AND s.id >= $2 AND s.id <= $3 \
+  AND cs.started_at <= $4 AND (cs.ended_at IS NULL OR cs.ended_at > $4) \
+ORDER BY s.id, cs.class_id";
+
+/// The district's classes with their teachers at the as-of instant, primary teachers first.
+const CLASS_TEACHERS_SQL: &str = "\
+SELECT c.id, c.subject, t.sis_id, t.first_name, t.last_name, ct.role \
+FROM classes c \
+JOIN class_teachers ct ON ct.class_id = c.id \
+JOIN teachers t ON t.id = ct.teacher_id \
+WHERE c.district_id = $1 AND ct.started_at <= $2 AND (ct.ended_at IS NULL OR ct.ended_at > $2) \
+ORDER BY c.id, CASE WHEN ct.role = 'primary' THEN 0 ELSE 1 END, t.last_name, t.first_name, t.id";
+
+/// A student as the growth rows show them.
+#[derive(Debug)]
+pub(crate) struct Student {
+    pub id: i64,
+    pub clever_id: Option<String>,
+    pub sis_id: Option<String>,
+    pub state_id: Option<String>,
+    pub student_number: Option<String>,
+    pub grade: Option<String>,
+    pub archived_at: Option<i64>,
+    pub school_sis_id: Option<String>,
+    pub school_name: Option<String>,
+}
+
+impl Student {
+    pub fn from_row(row: &Row<'_>) -> Result<Student, ExportError> {
+        Ok(Student {
+            id: row.int(0)?.unwrap_or_default(),
+            clever_id: row.string(1)?,
+            sis_id: row.string(2)?,
+            state_id: row.string(3)?,
+            student_number: row.string(4)?,
+            grade: row.string(5)?,
+            archived_at: row.text(6)?.and_then(micros),
+            school_sis_id: row.string(7)?,
+            school_name: row.string(8)?,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Practice {
+    student: i64,
+    subject: Arc<str>,
+    domain: Arc<str>,
+    sessions: i64,
+    minutes: i64,
+    questions: i64,
+    correct: i64,
+    last_active: Option<i64>,
+}
+
+#[derive(Debug)]
+struct Level {
+    student: i64,
+    subject: Arc<str>,
+    domain: Arc<str>,
+    at: i64,
+    level: f64,
+}
+
+#[derive(Debug, Default)]
+struct ClassInfo {
+    subject: Option<String>,
+    /// (SIS id, "First Last", primary), primary teachers first.
+    teachers: Vec<(Option<String>, String, bool)>,
+}
+
+/// What the reader sends the encoder: a page of students and everything their rows need.
+pub(crate) struct Chunk {
+    students: Vec<Student>,
+    practice: Vec<Practice>,
+    levels: Vec<Level>,
+    memberships: Vec<(i64, i64)>,
+    classes: Arc<HashMap<i64, ClassInfo>>,
+}
+
+/// Small strings that repeat on every row (subjects, domains) are shared, not copied.
+#[derive(Default)]
+struct Interner(HashSet<Arc<str>>);
+
+impl Interner {
+    fn get(&mut self, text: &str) -> Arc<str> {
+        if let Some(found) = self.0.get(text) {
+            return found.clone();
+        }
+        let shared: Arc<str> = Arc::from(text);
+        self.0.insert(shared.clone());
+        shared
+    }
+}
+
+/// The reader thread: pages through the district's students and sends chunks.
+pub(crate) fn read(
+    source: &mut Source,
+    job: &Job,
+    sender: mpsc::Sender<Chunk>,
+) -> Result<(), ReadStop> {
+    let district = job.district.id;
+    let as_of = db_timestamp(job.as_of);
+    let start = db_timestamp(job.period.start);
+    let end = db_timestamp(job.period.end);
+
+    let mut classes: HashMap<i64, ClassInfo> = HashMap::new();
+    source.query(
+        "class teachers",
+        CLASS_TEACHERS_SQL,
+        &[Param::Int(district), Param::Text(as_of.clone())],
+        |row| {
+            let class = classes.entry(row.int(0)?.unwrap_or_default()).or_default();
+            class.subject = row.string(1)?;
+            let name = [row.text(3)?, row.text(4)?]
+                .into_iter()
+                .flatten()
+                .filter(|n| !n.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            class
+                .teachers
+                .push((row.string(2)?, name, row.text(5)? == Some("primary")));
+            Ok(())
+        },
+    )?;
+    let classes = Arc::new(classes);
+
+    let mut interner = Interner::default();
+    let mut after = 0i64;
+    loop {
+        let mut students = Vec::new();
+        source.query(
+            "students",
+            STUDENTS_SQL,
+            &[
+                Param::Int(district),
+                Param::Int(after),
+                Param::Int(job.chunk_students),
+            ],
+            |row| {
+                students.push(Student::from_row(row)?);
+                Ok(())
+            },
+        )?;
+        let (Some(first), Some(last)) = (students.first(), students.last()) else {
+            return Ok(());
+        };
+        let (first, last) = (first.id, last.id);
+        after = last;
+        let range = [Param::Int(district), Param::Int(first), Param::Int(last)];
+
+        let mut practice = Vec::new();
+        let mut params = range.to_vec();
+        params.extend([Param::Text(start.clone()), Param::Text(end.clone())]);
+        source.query("practice sessions", PRACTICE_SQL, &params, |row| {
+            practice.push(Practice {
+                student: row.int(0)?.unwrap_or_default(),
+                subject: interner.get(row.text(1)?.unwrap_or_default()),
+                domain: interner.get(row.text(2)?.unwrap_or_default()),
+                sessions: row.int(3)?.unwrap_or_default(),
+                minutes: row.int(4)?.unwrap_or_default(),
+                questions: row.int(5)?.unwrap_or_default(),
+                correct: row.int(6)?.unwrap_or_default(),
+                last_active: row.text(7)?.and_then(micros),
+            });
+            Ok(())
+        })?;
+
+        let mut levels = Vec::new();
+        let mut params = range.to_vec();
+        params.push(Param::Text(end.clone()));
+        source.query("domain levels", LEVELS_SQL, &params, |row| {
+            let Some(at) = row.text(3)?.and_then(micros) else {
+                return Ok(());
+            };
+            levels.push(Level {
+                student: row.int(0)?.unwrap_or_default(),
+                subject: interner.get(row.text(1)?.unwrap_or_default()),
+                domain: interner.get(row.text(2)?.unwrap_or_default()),
+                at,
+                level: row.real(4)?.unwrap_or_default(),
+            });
+            Ok(())
+        })?;
+
+        let mut memberships = Vec::new();
+        let mut params = range.to_vec();
+        params.push(Param::Text(as_of.clone()));
+        source.query("class memberships", MEMBERSHIPS_SQL, &params, |row| {
+            memberships.push((
+                row.int(0)?.unwrap_or_default(),
+                row.int(1)?.unwrap_or_default(),
+            ));
+            Ok(())
+        })?;
+
+        let chunk = Chunk {
+            students,
+            practice,
+            levels,
+            memberships,
+            classes: classes.clone(),
+        };
+        sender
+            .blocking_send(chunk)
+            .map_err(|_| ReadStop::EncoderGone)?;
+    }
+}
+
+/// Per subject and domain, what a student did and reached.
+#[derive(Debug, Default)]
+struct Growth {
+    sessions: i64,
+    minutes: i64,
+    questions: i64,
+    correct: i64,
+    last_active: Option<i64>,
+    /// Latest level measured at or before the period start.
+    baseline: Option<(i64, f64)>,
+    /// First level measured in the period.
+    first: Option<(i64, f64)>,
+    /// Latest level measured before the period end.
+    current: Option<(i64, f64)>,
+}
+
+impl Growth {
+    fn starting(&self) -> Option<(i64, f64)> {
+        self.baseline.or(self.first)
+    }
+}
+
+/// One output row, borrowing from the chunk.
+struct GrowthRow<'a> {
+    student: &'a Student,
+    district_name: &'a str,
+    teachers: &'a (String, String),
+    subject: &'a str,
+    domain: &'a str,
+    period: (i64, i64),
+    growth: &'a Growth,
+}
+
+impl Cells for GrowthRow<'_> {
+    fn cell(&self, column: usize) -> Value<'_> {
+        let s = self.student;
+        let g = self.growth;
+        match column {
+            0 => Value::Text(text(&s.clever_id)),
+            1 => Value::Text(text(&s.sis_id)),
+            2 => Value::Text(text(&s.state_id)),
+            3 => Value::Text(text(&s.student_number)),
+            4 => Value::Time(s.archived_at),
+            5 => Value::Text(non_empty(self.district_name)),
+            6 => Value::Text(text(&s.school_sis_id)),
+            7 => Value::Text(text(&s.school_name)),
+            8 => Value::Text(text(&s.grade)),
+            9 => Value::Text(non_empty(&self.teachers.0)),
+            10 => Value::Text(non_empty(&self.teachers.1)),
+            11 => Value::Text(Some(self.subject)),
+            12 => Value::Text(Some(self.domain)),
+            13 => Value::Time(Some(self.period.0)),
+            14 => Value::Time(Some(self.period.1)),
+            15 => Value::Float(g.starting().map(|(_, l)| l)),
+            16 => Value::Time(g.starting().map(|(at, _)| at)),
+            17 => Value::Float(g.current.map(|(_, l)| l)),
+            18 => Value::Time(g.current.map(|(at, _)| at)),
+            19 => Value::Float(match (g.starting(), g.current) {
+                (Some((_, from)), Some((_, to))) => Some(round_level(to - from)),
+                _ => None,
+            }),
+            20 => Value::Int(Some(g.sessions)),
+            21 => Value::Int(Some(g.questions)),
+            22 => Value::Int(Some(g.correct)),
+            23 => Value::Float((g.questions > 0).then(|| g.correct as f64 / g.questions as f64)),
+            24 => Value::Int(Some(g.minutes)),
+            25 => Value::Time(g.last_active),
+            _ => Value::Text(None),
+        }
+    }
+}
+
+fn non_empty(value: &str) -> Option<&str> {
+    (!value.is_empty()).then_some(value)
+}
+
+/// Level differences are reported to 1/1000 of a grade, without float noise (3.3 - 3.1).
+fn round_level(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
+
+/// Whether a class's subject (Clever's subject enum, free text in practice) is the practice
+/// subject `subject` (`math` or `ela`).
+fn same_subject(subject: &str, class_subject: Option<&str>) -> bool {
+    let Some(class_subject) = class_subject else {
+        return false;
+    };
+    let class_subject = class_subject.to_ascii_lowercase();
+    match subject {
+        "math" => class_subject == "math" || class_subject.starts_with("math"),
+        "ela" => matches!(
+            class_subject.as_str(),
+            "english/language arts" | "ela" | "english" | "reading" | "language arts"
+        ),
+        _ => false,
+    }
+}
+
+/// The student's teachers for `subject`: those of the classes of that subject, or, if none is,
+/// of all their classes. SIS ids and names, `; `-separated, primary teachers first.
+fn teachers(
+    subject: &str,
+    class_ids: &[i64],
+    classes: &HashMap<i64, ClassInfo>,
+) -> (String, String) {
+    let mine: Vec<&ClassInfo> = class_ids.iter().filter_map(|id| classes.get(id)).collect();
+    let matching: Vec<&ClassInfo> = mine
+        .iter()
+        .copied()
+        .filter(|c| same_subject(subject, c.subject.as_deref()))
+        .collect();
+    let chosen = if matching.is_empty() { mine } else { matching };
+    let mut list: Vec<&(Option<String>, String, bool)> =
+        chosen.iter().flat_map(|c| c.teachers.iter()).collect();
+    list.sort_by_key(|t| !t.2);
+    let mut seen = HashSet::new();
+    list.retain(|t| seen.insert((&t.0, &t.1)));
+    let ids = list
+        .iter()
+        .filter_map(|t| t.0.as_deref())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let names = list
+        .iter()
+        .map(|t| t.1.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    (ids, names)
+}
+
+/// The encoder thread: turns chunks into growth rows and writes them.
+pub(crate) fn encode(
+    mut receiver: mpsc::Receiver<Chunk>,
+    output: Output,
+    settings: &Settings,
+    job: &Job,
+) -> Result<Written, ExportError> {
+    let mut writer = BatchWriter::new(output, settings)?;
+    let period = (
+        job.period.start.timestamp_micros(),
+        job.period.end.timestamp_micros(),
+    );
+    let district_name = job.district.name.as_str();
+    while let Some(chunk) = receiver.blocking_recv() {
+        let (mut p, mut l, mut m) = (0, 0, 0);
+        for student in &chunk.students {
+            let mut rows: BTreeMap<(&str, &str), Growth> = BTreeMap::new();
+            while p < chunk.practice.len() && chunk.practice[p].student < student.id {
+                p += 1;
+            }
+            while p < chunk.practice.len() && chunk.practice[p].student == student.id {
+                let row = &chunk.practice[p];
+                let growth = rows.entry((&*row.subject, &*row.domain)).or_default();
+                growth.sessions += row.sessions;
+                growth.minutes += row.minutes;
+                growth.questions += row.questions;
+                growth.correct += row.correct;
+                growth.last_active = growth.last_active.max(row.last_active);
+                p += 1;
+            }
+            while l < chunk.levels.len() && chunk.levels[l].student < student.id {
+                l += 1;
+            }
+            while l < chunk.levels.len() && chunk.levels[l].student == student.id {
+                let row = &chunk.levels[l];
+                let growth = rows.entry((&*row.subject, &*row.domain)).or_default();
+                let measured = Some((row.at, row.level));
+                if row.at <= period.0 {
+                    growth.baseline = measured;
+                } else if growth.first.is_none() {
+                    growth.first = measured;
+                }
+                growth.current = measured;
+                l += 1;
+            }
+            while m < chunk.memberships.len() && chunk.memberships[m].0 < student.id {
+                m += 1;
+            }
+            let from = m;
+            while m < chunk.memberships.len() && chunk.memberships[m].0 == student.id {
+                m += 1;
+            }
+            let class_ids: Vec<i64> = chunk.memberships[from..m].iter().map(|x| x.1).collect();
+            let mut by_subject: Vec<(&str, (String, String))> = Vec::new();
+            for ((subject, domain), growth) in &rows {
+                let index = match by_subject.iter().position(|(s, _)| s == subject) {
+                    Some(index) => index,
+                    None => {
+                        by_subject.push((subject, teachers(subject, &class_ids, &chunk.classes)));
+                        by_subject.len() - 1
+                    }
+                };
+                writer.push(&GrowthRow {
+                    student,
+                    district_name,
+                    teachers: &by_subject[index].1,
+                    subject,
+                    domain,
+                    period,
+                    growth,
+                })?;
+            }
+        }
+    }
+    writer.close()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_match_clever_class_subjects() {
+        assert!(same_subject("math", Some("math")));
+        assert!(same_subject("ela", Some("english/language arts")));
+        assert!(!same_subject("ela", Some("language")));
+        assert!(!same_subject("math", Some("science")));
+        assert!(!same_subject("math", None));
+    }
+
+    #[test]
+    fn teachers_prefer_the_subject_and_put_primaries_first() {
+        let mut classes = HashMap::new();
+        classes.insert(
+            1,
+            ClassInfo {
+                subject: Some("math".into()),
+                teachers: vec![
+                    (Some("T2".into()), "Co Teacher".into(), false),
+                    (Some("T1".into()), "Main Teacher".into(), true),
+                ],
+            },
+        );
+        classes.insert(
+            2,
+            ClassInfo {
+                subject: Some("science".into()),
+                teachers: vec![(Some("T3".into()), "Sci Teacher".into(), true)],
+            },
+        );
+        assert_eq!(
+            teachers("math", &[1, 2], &classes),
+            ("T1; T2".into(), "Main Teacher; Co Teacher".into())
+        );
+        // No ELA class: every current teacher.
+        assert_eq!(teachers("ela", &[1, 2], &classes).0, "T1; T3; T2");
+    }
+
+    #[test]
+    fn every_column_hands_out_its_kind() {
+        let student = Student {
+            id: 1,
+            clever_id: Some("c".into()),
+            sis_id: Some("s".into()),
+            state_id: None,
+            student_number: None,
+            grade: Some("3".into()),
+            archived_at: None,
+            school_sis_id: None,
+            school_name: None,
+        };
+        let teachers = (String::new(), String::new());
+        let growth = Growth::default();
+        let row = GrowthRow {
+            student: &student,
+            district_name: "d",
+            teachers: &teachers,
+            subject: "math",
+            domain: "Geometry",
+            period: (0, 1),
+            growth: &growth,
+        };
+        for (i, column) in COLUMNS.iter().enumerate() {
+            let ok = matches!(
+                (column.kind, row.cell(i)),
+                (Kind::Text | Kind::Dict, Value::Text(_))
+                    | (Kind::Int, Value::Int(_))
+                    | (Kind::Float, Value::Float(_))
+                    | (Kind::Time, Value::Time(_))
+            );
+            assert!(ok, "column {} hands out the wrong kind", column.name);
+        }
+    }
+}
