@@ -174,12 +174,17 @@ fn median(times: &mut [Duration]) -> Duration {
     times[times.len() / 2]
 }
 
-/// The release component: `ROSTERFLOW_BENCH_WASM`, else built here.
+/// The release component: `ROSTERFLOW_BENCH_WASM`, else built here, in a target directory of
+/// its own (the one running this benchmark stays locked by `cargo bench`).
 fn component() -> PathBuf {
     if let Some(path) = std::env::var_os("ROSTERFLOW_BENCH_WASM") {
         return PathBuf::from(path);
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("bench-wasm");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&root)
@@ -191,15 +196,16 @@ fn component() -> PathBuf {
             "-p",
             "flex-groups",
         ])
+        .arg("--target-dir")
+        .arg(&target)
+        .env_remove("CARGO_TARGET_DIR")
         .status()
         .expect("run cargo to build flex-groups");
     assert!(
         status.success(),
-        "building flex-groups for wasm32-wasip2 failed"
+        "building flex-groups for wasm32-wasip2 failed (is the target installed? `rustup \
+         target add wasm32-wasip2`)"
     );
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
     target.join("wasm32-wasip2/release/flex_groups.wasm")
 }
 
@@ -301,19 +307,18 @@ impl Rng {
     }
 }
 
+type Map<'a> = HashMap<&'a str, u32, BuildHasherDefault<Fx>>;
+
+fn index<'a>(ids: impl Iterator<Item = &'a str>) -> Map<'a> {
+    ids.enumerate().map(|(i, id)| (id, i as u32)).collect()
+}
+
 /// The native side's conversion: what the host does before a call, into the SDK's types.
 fn to_view(s: &Snapshot) -> sdk::Snapshot {
     use sdk::*;
-    type Map<'a> = HashMap<&'a str, u32, BuildHasherDefault<Fx>>;
-    let index = |ids: Vec<&str>| -> Map<'_> {
-        ids.into_iter()
-            .enumerate()
-            .map(|(i, id)| (id, i as u32))
-            .collect()
-    };
-    let schools = index(s.schools.iter().map(|x| x.id.as_str()).collect());
-    let students = index(s.students.iter().map(|x| x.id.as_str()).collect());
-    let teachers = index(s.teachers.iter().map(|x| x.id.as_str()).collect());
+    let schools = index(s.schools.iter().map(|x| x.id.as_str()));
+    let students = index(s.students.iter().map(|x| x.id.as_str()));
+    let teachers = index(s.teachers.iter().map(|x| x.id.as_str()));
     let mut grades: Vec<String> = Vec::new();
     let mut grade_index: Map<'_> = Map::default();
     let view_students = s

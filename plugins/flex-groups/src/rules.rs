@@ -250,11 +250,8 @@ fn enrolled_in(subject: &str, snapshot: &Snapshot) -> Vec<bool> {
 fn chunks<T>(items: Vec<T>, max: u32) -> impl Iterator<Item = Vec<T>> {
     let max = max.max(1) as usize;
     let count = items.len().div_ceil(max);
-    let (base, extra) = if count == 0 {
-        (0, 0)
-    } else {
-        (items.len() / count, items.len() % count)
-    };
+    let base = items.len().checked_div(count).unwrap_or(0);
+    let extra = items.len().checked_rem(count).unwrap_or(0);
     let mut rest = items.into_iter();
     (0..count).map(move |n| {
         let size = base + usize::from(n < extra);

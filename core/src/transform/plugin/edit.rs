@@ -181,9 +181,12 @@ pub(crate) fn validate(
         snapshot,
         section_ids: snapshot.sections.iter().map(|s| s.id.as_str()).collect(),
         keys: HashSet::new(),
-        dropped_sections: HashSet::new(),
-        dropped_students: HashSet::new(),
-        dropped_teachers: HashSet::new(),
+        dropped_sections: vec![false; snapshot.sections.len()],
+        dropped_students: vec![false; snapshot.students.len()],
+        dropped_teachers: vec![false; snapshot.teachers.len()],
+        seen_students: vec![0; snapshot.students.len()],
+        seen_teachers: vec![0; snapshot.teachers.len()],
+        group: 0,
         plugin,
     };
     for (n, edit) in edits.iter().enumerate() {
@@ -200,9 +203,14 @@ struct Validator<'a> {
     snapshot: &'a Snapshot,
     section_ids: HashSet<&'a str>,
     keys: HashSet<&'a str>,
-    dropped_sections: HashSet<u32>,
-    dropped_students: HashSet<u32>,
-    dropped_teachers: HashSet<u32>,
+    // Per-record flags rather than hash sets: a million group members are checked per run.
+    dropped_sections: Vec<bool>,
+    dropped_students: Vec<bool>,
+    dropped_teachers: Vec<bool>,
+    /// The number of the last group that listed each student (or teacher), to find duplicates.
+    seen_students: Vec<u32>,
+    seen_teachers: Vec<u32>,
+    group: u32,
     plugin: &'a str,
 }
 
@@ -216,17 +224,17 @@ impl<'a> Validator<'a> {
             }
             wire::Edit::DropSection(s) => {
                 self.section(*s)?;
-                self.dropped_sections.insert(*s);
+                self.dropped_sections[*s as usize] = true;
                 Ok(())
             }
             wire::Edit::DropStudent(s) => {
                 self.student(*s)?;
-                self.dropped_students.insert(*s);
+                self.dropped_students[*s as usize] = true;
                 Ok(())
             }
             wire::Edit::DropTeacher(t) => {
                 self.teacher(*t)?;
-                self.dropped_teachers.insert(*t);
+                self.dropped_teachers[*t as usize] = true;
                 Ok(())
             }
             wire::Edit::SetAttribute(change) => {
@@ -279,26 +287,29 @@ impl<'a> Validator<'a> {
         if let Some(c) = g.course {
             in_range("course", c, self.snapshot.courses.len())?;
         }
-        let mut seen = HashSet::with_capacity(g.students.len());
+        self.group += 1;
         for &s in &g.students {
             self.student(s)?;
-            if !seen.insert(s) {
+            let seen = &mut self.seen_students[s as usize];
+            if *seen == self.group {
                 return Err(format!("group {:?} lists student {s} twice", g.key));
             }
+            *seen = self.group;
         }
-        seen.clear();
         for &t in &g.teachers {
             self.teacher(t)?;
-            if !seen.insert(t) {
+            let seen = &mut self.seen_teachers[t as usize];
+            if *seen == self.group {
                 return Err(format!("group {:?} lists teacher {t} twice", g.key));
             }
+            *seen = self.group;
         }
         Ok(())
     }
 
     fn section(&self, s: u32) -> Result<(), String> {
         in_range("section", s, self.snapshot.sections.len())?;
-        if self.dropped_sections.contains(&s) {
+        if self.dropped_sections[s as usize] {
             return Err(format!("section {s} was dropped by an earlier edit"));
         }
         Ok(())
@@ -306,7 +317,7 @@ impl<'a> Validator<'a> {
 
     fn student(&self, s: u32) -> Result<(), String> {
         in_range("student", s, self.snapshot.students.len())?;
-        if self.dropped_students.contains(&s) {
+        if self.dropped_students[s as usize] {
             return Err(format!("student {s} was dropped by an earlier edit"));
         }
         Ok(())
@@ -314,7 +325,7 @@ impl<'a> Validator<'a> {
 
     fn teacher(&self, t: u32) -> Result<(), String> {
         in_range("teacher", t, self.snapshot.teachers.len())?;
-        if self.dropped_teachers.contains(&t) {
+        if self.dropped_teachers[t as usize] {
             return Err(format!("teacher {t} was dropped by an earlier edit"));
         }
         Ok(())
