@@ -2,3 +2,5 @@
 mod email;
 
 mod plugins;
+
+mod export;
