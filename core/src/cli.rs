@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{self, ConfigError, Pipeline};
 use crate::db::Db;
+use crate::{explain, report, roster};
 use crate::extract::{self, Recorder};
 use crate::load;
 use crate::sync::{self, RunOptions, RunStatus};
@@ -43,6 +44,9 @@ enum Command {
         /// Where compiled plugins are cached.
         #[arg(long, env = "ROSTERFLOW_PLUGIN_CACHE")]
         plugin_cache: Option<PathBuf>,
+        /// Also write the run's report as `run-<id>.json` and `run-<id>.csv` into this directory.
+        #[arg(long)]
+        report: Option<PathBuf>,
     },
     /// Pull a pipeline's source and record its raw pages for replay, loading nothing.
     Pull {
@@ -55,12 +59,76 @@ enum Command {
     Approve { pipeline: PathBuf, run: i64 },
     /// Drop a held run's plan.
     Discard { pipeline: PathBuf, run: i64 },
+    /// Explain why a student, teacher or class is (not) in Freckle, from recorded decisions.
+    Explain {
+        pipeline: PathBuf,
+        #[arg(value_enum)]
+        subject: explain::Subject,
+        /// Clever id or SIS id.
+        id: String,
+    },
+    /// Edit the roster of a manually managed class (Clever-managed classes are locked).
+    Roster {
+        pipeline: PathBuf,
+        #[command(subcommand)]
+        edit: RosterEdit,
+    },
+    /// Share a student with another teacher (works for any class).
+    Share {
+        pipeline: PathBuf,
+        /// The student's Clever id or SIS id.
+        student: String,
+        /// The teacher who gets access.
+        #[arg(long = "with")]
+        teacher: String,
+        /// The teacher who shares.
+        #[arg(long)]
+        from: Option<String>,
+    },
+    /// End a share.
+    Unshare {
+        pipeline: PathBuf,
+        student: String,
+        #[arg(long = "with")]
+        teacher: String,
+    },
+    /// Print a run's report (the latest run by default).
+    Report {
+        pipeline: PathBuf,
+        run: Option<i64>,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Json)]
+        format: ReportFormat,
+    },
     /// Show a pipeline's recent runs.
     History {
         pipeline: PathBuf,
         #[arg(long, default_value_t = 20)]
         limit: i64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum RosterEdit {
+    /// Add a student to a class.
+    Add {
+        #[arg(long)]
+        class: String,
+        #[arg(long)]
+        student: String,
+    },
+    /// Remove a student from a class.
+    Remove {
+        #[arg(long)]
+        class: String,
+        #[arg(long)]
+        student: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Json,
+    Csv,
 }
 
 /// Runs the command line and returns the process's exit code.
@@ -89,6 +157,31 @@ async fn open_db(pipeline: &Pipeline) -> anyhow::Result<Db> {
         .with_context(|| format!("pipeline {}", pipeline.name()))
 }
 
+/// The pipeline's district: the one it names, or the one its runs have loaded.
+async fn district_of(pipeline: &Pipeline, db: &Db) -> anyhow::Result<String> {
+    if let Some(district) = &pipeline.file.pipeline.district_id {
+        return Ok(district.clone());
+    }
+    load::district_of_pipeline(db, pipeline.name())
+        .await?
+        .with_context(|| {
+            format!(
+                "pipeline {} names no district_id and has not run yet",
+                pipeline.name()
+            )
+        })
+}
+
+fn write_report(report: &report::RunReport, dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let json = dir.join(format!("run-{}.json", report.run));
+    std::fs::write(&json, report.to_json()).with_context(|| format!("writing {}", json.display()))?;
+    let csv = dir.join(format!("run-{}.csv", report.run));
+    let file = std::fs::File::create(&csv).with_context(|| format!("writing {}", csv.display()))?;
+    report.write_csv(file)?;
+    Ok(())
+}
+
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Validate { files } => {
@@ -109,6 +202,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             pipeline,
             dry_run,
             plugin_cache,
+            report: report_dir,
         } => {
             let pipeline = load_pipeline(&pipeline)?;
             let options = RunOptions {
@@ -132,6 +226,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 }
                 RunStatus::DryRun => println!("dry run: nothing was written"),
             }
+            if let (Some(dir), Some(run)) = (report_dir, report.status.run_id()) {
+                let db = open_db(&pipeline).await?;
+                write_report(&report::read(&db, run).await?, &dir)?;
+            }
             Ok(report.exit_code())
         }
         Command::Pull { pipeline, record } => {
@@ -154,6 +252,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let db = open_db(&pipeline).await?;
             let outcome = load::approve(&db, run).await?;
             println!("run {run} approved: {} changes applied", outcome.changes);
+            let district = district_of(&pipeline, &db).await?;
+            sync::deliver_email(&pipeline, &db, &district).await;
             Ok(0)
         }
         Command::Discard { pipeline, run } => {
@@ -161,6 +261,84 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let db = open_db(&pipeline).await?;
             load::discard(&db, run).await?;
             println!("run {run} discarded: nothing was applied");
+            Ok(0)
+        }
+        Command::Explain {
+            pipeline,
+            subject,
+            id,
+        } => {
+            let pipeline = load_pipeline(&pipeline)?;
+            let db = open_db(&pipeline).await?;
+            let district = district_of(&pipeline, &db).await?;
+            print!("{}", explain::explain(&db, &district, subject, &id).await?);
+            Ok(0)
+        }
+        Command::Roster { pipeline, edit } => {
+            let pipeline = load_pipeline(&pipeline)?;
+            let db = open_db(&pipeline).await?;
+            let district = district_of(&pipeline, &db).await?;
+            match edit {
+                RosterEdit::Add { class, student } => {
+                    match roster::add_student(&db, &district, &class, &student).await? {
+                        roster::Outcome::Done => println!("added {student} to {class}"),
+                        roster::Outcome::AlreadySo => println!("{student} is already in {class}"),
+                    }
+                }
+                RosterEdit::Remove { class, student } => {
+                    roster::remove_student(&db, &district, &class, &student).await?;
+                    println!("removed {student} from {class}");
+                }
+            }
+            Ok(0)
+        }
+        Command::Share {
+            pipeline,
+            student,
+            teacher,
+            from,
+        } => {
+            let pipeline = load_pipeline(&pipeline)?;
+            let db = open_db(&pipeline).await?;
+            let district = district_of(&pipeline, &db).await?;
+            match roster::share(&db, &district, &student, &teacher, from.as_deref()).await? {
+                roster::Outcome::Done => println!("shared {student} with {teacher}"),
+                roster::Outcome::AlreadySo => println!("{student} is already shared with {teacher}"),
+            }
+            Ok(0)
+        }
+        Command::Unshare {
+            pipeline,
+            student,
+            teacher,
+        } => {
+            let pipeline = load_pipeline(&pipeline)?;
+            let db = open_db(&pipeline).await?;
+            let district = district_of(&pipeline, &db).await?;
+            roster::unshare(&db, &district, &student, &teacher).await?;
+            println!("{student} is no longer shared with {teacher}");
+            Ok(0)
+        }
+        Command::Report {
+            pipeline,
+            run,
+            format,
+        } => {
+            let pipeline = load_pipeline(&pipeline)?;
+            let db = open_db(&pipeline).await?;
+            let run = match run {
+                Some(run) => run,
+                None => load::history(&db, pipeline.name(), 1)
+                    .await?
+                    .first()
+                    .map(|r| r.id)
+                    .context("the pipeline has no runs yet")?,
+            };
+            let report = report::read(&db, run).await?;
+            match format {
+                ReportFormat::Json => println!("{}", report.to_json()),
+                ReportFormat::Csv => report.write_csv(std::io::stdout().lock())?,
+            }
             Ok(0)
         }
         Command::History { pipeline, limit } => {

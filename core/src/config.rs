@@ -36,6 +36,9 @@ pub struct PipelineFile {
     /// When a plan is held for an admin instead of applied.
     #[serde(default)]
     pub safety: SafetyConfig,
+    /// How welcome emails are delivered; without it they wait in the outbox.
+    #[serde(default)]
+    pub email: Option<crate::email::EmailConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -365,6 +368,11 @@ fn validate(pipeline: &Pipeline) -> Vec<Problem> {
     ] {
         if !(0.0..=100.0).contains(&value) {
             problem(format!("safety.{name}: {value} is not a percentage (0 to 100)"));
+        }
+    }
+    if let Some(email) = &file.email {
+        for message in email.validate() {
+            problem(message);
         }
     }
     for (index, stage) in file.transform.iter().enumerate() {

@@ -19,6 +19,9 @@
 //! - [`email`]: delivering the welcome emails of committed runs over SMTP, exactly once.
 //! - [`account`]: teacher accounts' single-use, expiring password-set tokens, stored hashed.
 //! - [`model`]: the roster types every stage shares.
+//! - [`roster`]: manual edits and their guard: Clever-managed rosters are locked, shares are not.
+//! - [`explain`]: why a student is (not) in a class, from the recorded decisions and history.
+//! - [`report`]: each run's changes and quarantined records, as JSON or CSV.
 //! - [`cli`]: the `rosterflow` command.
 
 pub mod account;
@@ -26,12 +29,15 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod email;
+pub mod explain;
 pub mod export;
 pub mod extract;
 pub mod growth;
 pub mod load;
 pub mod model;
 pub mod plan;
+pub mod report;
+pub mod roster;
 pub mod safety;
 pub mod sync;
 pub mod transform;

@@ -802,3 +802,15 @@ pub async fn history(db: &Db, pipeline: &str, limit: i64) -> Result<Vec<RunSumma
         })
         .collect())
 }
+
+/// The district the pipeline's latest run loaded, if it has run.
+pub async fn district_of_pipeline(db: &Db, pipeline: &str) -> Result<Option<String>, LoadError> {
+    sqlx::query_scalar(
+        "SELECT d.clever_id FROM sync_runs r JOIN districts d ON d.id = r.district_id \
+         WHERE r.pipeline = $1 ORDER BY r.id DESC LIMIT 1",
+    )
+    .bind(pipeline)
+    .fetch_optional(&db.pool)
+    .await
+    .map_err(sql("reading run history"))
+}

@@ -8,6 +8,7 @@ use chrono::Utc;
 
 use crate::config::Pipeline;
 use crate::db::{Db, DbError};
+use crate::email;
 use crate::extract::{self, ExtractError};
 use crate::load::{self, LoadError};
 use crate::plan::Plan;
@@ -32,6 +33,16 @@ pub enum RunStatus {
     Held { run_id: i64, reasons: Vec<String> },
     /// Nothing was written.
     DryRun,
+}
+
+impl RunStatus {
+    /// The run recorded in the DB, if any.
+    pub fn run_id(&self) -> Option<i64> {
+        match self {
+            RunStatus::Committed { run_id } | RunStatus::Held { run_id, .. } => Some(*run_id),
+            RunStatus::DryRun => None,
+        }
+    }
 }
 
 /// What a run did: its status and its plan.
@@ -91,7 +102,20 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport,
             pipeline: name.clone(),
             source,
         })?;
+    // Finish what an earlier run left in the outbox (a crash between commit and delivery).
+    if !options.dry_run
+        && let Some(district) = &pipeline.file.pipeline.district_id
+    {
+        deliver_email(pipeline, &db, district).await;
+    }
     let result = plan_and_load(pipeline, options, &db, started_at).await;
+    if let Ok(RunReport {
+        status: RunStatus::Committed { .. },
+        plan,
+    }) = &result
+    {
+        deliver_email(pipeline, &db, &plan.district).await;
+    }
     if let Err(error) = &result
         && !options.dry_run
     {
@@ -101,6 +125,29 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport,
         }
     }
     result
+}
+
+/// Sends the district's pending welcome emails, when the pipeline has an `[email]` table. A
+/// delivery problem never fails the run: the rows stay in the outbox for the next pass.
+pub async fn deliver_email(pipeline: &Pipeline, db: &Db, district: &str) {
+    let Some(config) = &pipeline.file.email else {
+        return;
+    };
+    match email::deliver_pending(db, district, config, Utc::now()).await {
+        Ok(report) => tracing::info!(
+            pipeline = %pipeline.name(),
+            sent = report.sent,
+            retrying = report.retrying,
+            failed = report.failed,
+            waiting = report.waiting,
+            "welcome emails delivered"
+        ),
+        Err(error) => tracing::error!(
+            pipeline = %pipeline.name(),
+            error = %crate::error_chain(&error),
+            "welcome emails could not be delivered; they stay in the outbox"
+        ),
+    }
 }
 
 async fn plan_and_load(

@@ -1,6 +1,15 @@
+//! The integration tests: one binary, a module per area, against real parts (the Clever API
+//! simulator on 127.0.0.1, real SQLite and PostgreSQL, real WASM components, a real SMTP server,
+//! DuckDB and pyarrow reading the Parquet).
 
-mod email;
+mod util;
+
+mod sync;
+mod transforms;
+mod trust;
 
 mod plugins;
 
+mod email;
 mod export;
+mod welcome;

@@ -78,7 +78,11 @@ impl TestDb {
                     .map(|i| {
                         row.try_get::<Option<String>, _>(i)
                             .map(|v| v.unwrap_or_else(|| "NULL".into()))
-                            .or_else(|_| row.try_get::<Option<i64>, _>(i).map(|v| format!("{v:?}")))
+                            .or_else(|_| {
+                                row.try_get::<Option<i64>, _>(i).map(|v| {
+                                    v.map_or_else(|| "NULL".into(), |n| n.to_string())
+                                })
+                            })
                             .unwrap_or_else(|e| panic!("{sql} column {i}: {e}"))
                     })
                     .collect::<Vec<_>>()
@@ -87,25 +91,26 @@ impl TestDb {
             .collect()
     }
 
-    /// Every synced table's content, to show that a run changed nothing.
+    /// What every synced table holds, to show that a run changed nothing: any write to a row
+    /// moves its `updated_at` (or, for memberships, its `ended_at`).
     pub async fn fingerprint(&self) -> Vec<String> {
         let mut all = Vec::new();
-        for table in [
-            "districts",
-            "schools",
-            "terms",
-            "courses",
-            "teachers",
-            "students",
-            "admins",
-            "classes",
-            "class_teachers",
-            "class_students",
-            "teacher_accounts",
-            "email_outbox",
+        for (table, columns) in [
+            ("districts", "id, clever_id, name, updated_at"),
+            ("schools", "id, clever_id, name, updated_at, archived_at"),
+            ("terms", "id, clever_id, updated_at, archived_at"),
+            ("courses", "id, clever_id, updated_at, archived_at"),
+            ("teachers", "id, clever_id, updated_at, archived_at"),
+            ("students", "id, clever_id, school_id, updated_at, archived_at"),
+            ("admins", "id, clever_id, updated_at, archived_at"),
+            ("classes", "id, clever_id, updated_at, archived_at"),
+            ("class_teachers", "id, class_id, teacher_id, role, source, started_at, ended_at"),
+            ("class_students", "id, class_id, student_id, source, started_at, ended_at"),
+            ("teacher_accounts", "teacher_id, login_state, invited_at"),
+            ("email_outbox", "id, teacher_id, status"),
         ] {
             let rows = self
-                .rows(&format!("SELECT * FROM {table} ORDER BY 1, 2"))
+                .rows(&format!("SELECT {columns} FROM {table} ORDER BY 1"))
                 .await;
             all.extend(rows.into_iter().map(|row| format!("{table}: {row}")));
         }

@@ -1,0 +1,355 @@
+//! `rosterflow explain`: why is this student (not) in this class? Answered from the Freckle DB
+//! alone: what it holds now, what the last run's transforms decided about the record, its
+//! membership history and every change the sync made to it, each with reason and author.
+
+use std::fmt;
+
+use sqlx::AssertSqlSafe;
+
+use crate::db::Db;
+use crate::model::Entity;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    #[error(
+        "no {kind} {id} in district {district}: it was never in a run's source or decisions"
+    )]
+    Unknown {
+        kind: &'static str,
+        id: String,
+        district: String,
+    },
+    #[error("database error while {step}")]
+    Sql {
+        step: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+fn sql(step: &'static str) -> impl FnOnce(sqlx::Error) -> ExplainError {
+    move |source| ExplainError::Sql { step, source }
+}
+
+/// What `explain` can be asked about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Subject {
+    Student,
+    Class,
+    Teacher,
+}
+
+impl Subject {
+    fn entity(self) -> Entity {
+        match self {
+            Subject::Student => Entity::Student,
+            Subject::Class => Entity::Class,
+            Subject::Teacher => Entity::Teacher,
+        }
+    }
+
+    fn table(self) -> &'static str {
+        match self {
+            Subject::Student => "students",
+            Subject::Class => "classes",
+            Subject::Teacher => "teachers",
+        }
+    }
+}
+
+/// Everything known about one record.
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    pub subject: Subject,
+    pub clever_id: String,
+    pub sis_id: Option<String>,
+    /// `None` when the record was never loaded (dropped before it reached the DB).
+    pub state: Option<State>,
+    /// What the latest run's transforms decided about it, if anything.
+    pub last_run: Option<i64>,
+    pub decisions: Vec<DecisionRow>,
+    /// Class memberships (of a student or teacher, or of a class's members), oldest first.
+    pub memberships: Vec<MembershipRow>,
+    /// Teachers a student is shared with.
+    pub shares: Vec<String>,
+    /// Every change the sync made to the record, oldest first.
+    pub changes: Vec<ChangeRow>,
+}
+
+#[derive(Debug, Clone)]
+pub struct State {
+    pub archived_at: Option<String>,
+    pub archived_reason: Option<String>,
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DecisionRow {
+    pub action: String,
+    pub author: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct MembershipRow {
+    /// The class (for a student or teacher) or the member (for a class).
+    pub other: String,
+    pub kind: &'static str,
+    pub source: String,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub ended_reason: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChangeRow {
+    pub run: i64,
+    pub action: String,
+    pub member: Option<String>,
+    pub reason: String,
+    pub author: String,
+}
+
+/// Explains the record `id` (Clever id or SIS id) of `district`.
+pub async fn explain(
+    db: &Db,
+    district: &str,
+    subject: Subject,
+    id: &str,
+) -> Result<Explanation, ExplainError> {
+    let pool = &db.pool;
+    let table = subject.table();
+    let row: Option<(i64, Option<String>, Option<String>, Option<String>, Option<String>)> =
+        sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT t.id, t.clever_id, t.sis_id, t.archived_at, t.archived_reason FROM {table} t \
+             JOIN districts d ON d.id = t.district_id WHERE d.clever_id = $1 \
+             AND (t.clever_id = $2 OR t.sis_id = $2) ORDER BY CASE WHEN t.clever_id = $2 THEN 0 ELSE 1 END LIMIT 1"
+        )))
+        .bind(district)
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .map_err(sql("finding the record"))?;
+    let last_run: Option<i64> = sqlx::query_scalar(
+        "SELECT MAX(r.id) FROM sync_runs r JOIN districts d ON d.id = r.district_id \
+         WHERE d.clever_id = $1 AND r.status IN ('committed', 'approved')",
+    )
+    .bind(district)
+    .fetch_one(pool)
+    .await
+    .map_err(sql("reading run history"))?;
+
+    let (row_id, clever_id, sis_id, state) = match row {
+        Some((row_id, clever_id, sis_id, archived_at, archived_reason)) => {
+            let source = if subject == Subject::Class {
+                sqlx::query_scalar("SELECT source FROM classes WHERE id = $1")
+                    .bind(row_id)
+                    .fetch_one(pool)
+                    .await
+                    .map_err(sql("reading the class"))?
+            } else {
+                None
+            };
+            (
+                Some(row_id),
+                clever_id.unwrap_or_else(|| id.to_owned()),
+                sis_id,
+                Some(State {
+                    archived_at,
+                    archived_reason,
+                    source,
+                }),
+            )
+        }
+        None => (None, id.to_owned(), None, None),
+    };
+
+    let decisions: Vec<(String, String, String)> = match last_run {
+        Some(run) => sqlx::query_as(
+            "SELECT action, author, detail FROM sync_decisions WHERE run_id = $1 AND clever_id = $2 AND entity = $3 ORDER BY id",
+        )
+        .bind(run)
+        .bind(clever_id.clone())
+        .bind(subject.entity().as_str())
+        .fetch_all(pool)
+        .await
+        .map_err(sql("reading decisions"))?,
+        None => Vec::new(),
+    };
+    let changes: Vec<(i64, String, Option<String>, String, String)> = sqlx::query_as(
+        "SELECT c.run_id, c.action, c.member_id, c.reason, c.author FROM sync_changes c \
+         JOIN sync_runs r ON r.id = c.run_id JOIN districts d ON d.id = r.district_id \
+         WHERE d.clever_id = $1 AND (c.clever_id = $2 OR c.member_id = $2) ORDER BY c.id",
+    )
+    .bind(district)
+    .bind(clever_id.clone())
+    .fetch_all(pool)
+    .await
+    .map_err(sql("reading changes"))?;
+
+    if state.is_none() && decisions.is_empty() && changes.is_empty() {
+        return Err(ExplainError::Unknown {
+            kind: subject.entity().as_str(),
+            id: id.to_owned(),
+            district: district.to_owned(),
+        });
+    }
+
+    let mut memberships = Vec::new();
+    let mut shares = Vec::new();
+    if let Some(row_id) = row_id {
+        let queries: &[(&str, &'static str)] = match subject {
+            Subject::Student => &[(
+                "SELECT c.clever_id || ' ' || c.name, m.source, m.started_at, m.ended_at, m.ended_reason \
+                 FROM class_students m JOIN classes c ON c.id = m.class_id WHERE m.student_id = $1 ORDER BY m.started_at, m.id",
+                "student of",
+            )],
+            Subject::Teacher => &[(
+                "SELECT c.clever_id || ' ' || c.name, m.source || ' ' || m.role, m.started_at, m.ended_at, m.ended_reason \
+                 FROM class_teachers m JOIN classes c ON c.id = m.class_id WHERE m.teacher_id = $1 ORDER BY m.started_at, m.id",
+                "teacher of",
+            )],
+            Subject::Class => &[
+                (
+                    "SELECT t.clever_id, m.source || ' ' || m.role, m.started_at, m.ended_at, m.ended_reason \
+                     FROM class_teachers m JOIN teachers t ON t.id = m.teacher_id WHERE m.class_id = $1 ORDER BY m.started_at, m.id",
+                    "teacher",
+                ),
+                (
+                    "SELECT s.clever_id, m.source, m.started_at, m.ended_at, m.ended_reason \
+                     FROM class_students m JOIN students s ON s.id = m.student_id WHERE m.class_id = $1 ORDER BY m.started_at, m.id",
+                    "student",
+                ),
+            ],
+        };
+        for (query, kind) in queries {
+            let rows: Vec<(Option<String>, String, String, Option<String>, Option<String>)> =
+                sqlx::query_as(*query)
+                    .bind(row_id)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(sql("reading memberships"))?;
+            memberships.extend(rows.into_iter().map(
+                |(other, source, started_at, ended_at, ended_reason)| MembershipRow {
+                    other: other.unwrap_or_default(),
+                    kind,
+                    source,
+                    started_at,
+                    ended_at,
+                    ended_reason,
+                },
+            ));
+        }
+        if subject == Subject::Student {
+            shares = sqlx::query_scalar(
+                "SELECT t.clever_id FROM student_shares s JOIN teachers t ON t.id = s.teacher_id \
+                 WHERE s.student_id = $1 AND s.revoked_at IS NULL ORDER BY s.id",
+            )
+            .bind(row_id)
+            .fetch_all(pool)
+            .await
+            .map_err(sql("reading shares"))?;
+        }
+    }
+
+    Ok(Explanation {
+        subject,
+        clever_id,
+        sis_id,
+        state,
+        last_run,
+        decisions: decisions
+            .into_iter()
+            .map(|(action, author, detail)| DecisionRow {
+                action,
+                author,
+                detail,
+            })
+            .collect(),
+        memberships,
+        shares,
+        changes: changes
+            .into_iter()
+            .map(|(run, action, member, reason, author)| ChangeRow {
+                run,
+                action,
+                member,
+                reason,
+                author,
+            })
+            .collect(),
+    })
+}
+
+impl Explanation {
+    /// The one-line answer: is the record in Freckle, and why (not).
+    pub fn verdict(&self) -> String {
+        let dropped = self.decisions.iter().find(|d| d.action == "dropped");
+        let created = self.decisions.iter().find(|d| d.action == "created");
+        match (&self.state, dropped) {
+            (_, Some(d)) => format!(
+                "in the source at run {}, but dropped by {}: {}",
+                self.last_run.unwrap_or_default(),
+                d.author,
+                d.detail
+            ),
+            (None, None) => "never loaded".to_owned(),
+            (Some(state), None) => match (&state.archived_at, created) {
+                (Some(at), _) => format!(
+                    "archived since {at}: {}",
+                    state.archived_reason.as_deref().unwrap_or("no reason recorded")
+                ),
+                (None, Some(c)) => format!("active; created by {}: {}", c.author, c.detail),
+                (None, None) => match &state.source {
+                    Some(source) if source != "sis" => format!("active; created by {source}"),
+                    _ => "active; in the source at the last run".to_owned(),
+                },
+            },
+        }
+    }
+}
+
+impl fmt::Display for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = self.subject.entity().as_str();
+        write!(f, "{kind} {}", self.clever_id)?;
+        if let Some(sis) = &self.sis_id {
+            write!(f, " (SIS id {sis})")?;
+        }
+        writeln!(f, ": {}", self.verdict())?;
+        if !self.memberships.is_empty() {
+            writeln!(f, "memberships:")?;
+            for m in &self.memberships {
+                let until = match (&m.ended_at, &m.ended_reason) {
+                    (Some(at), Some(reason)) => format!("until {at} ({reason})"),
+                    (Some(at), None) => format!("until {at}"),
+                    (None, _) => "now".to_owned(),
+                };
+                writeln!(
+                    f,
+                    "  {} {} [{}] from {} {until}",
+                    m.kind, m.other, m.source, m.started_at
+                )?;
+            }
+        }
+        if !self.shares.is_empty() {
+            writeln!(f, "shared with teachers: {}", self.shares.join(", "))?;
+        }
+        if !self.changes.is_empty() {
+            writeln!(f, "changes:")?;
+            for c in &self.changes {
+                let member = c
+                    .member
+                    .as_deref()
+                    .map(|m| format!(" {m}"))
+                    .unwrap_or_default();
+                writeln!(
+                    f,
+                    "  run {}: {}{member}: {} (by {})",
+                    c.run, c.action, c.reason, c.author
+                )?;
+            }
+        }
+        Ok(())
+    }
+}

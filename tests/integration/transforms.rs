@@ -1,0 +1,199 @@
+//! Sharing rules and filters on the real demo district. The expected roster is computed here,
+//! from Clever's JSON, independently of the transform code.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use regex::Regex;
+use rosterflow::config;
+use rosterflow::sync::{self, RunOptions};
+use serde_json::Value;
+
+use crate::on_both_backends;
+use crate::util::{Backend, TestDb, repo};
+
+const SHARED_SCHOOLS: [&str; 2] = ["5a25ff950a5f621109000004", "5a25ff950a5f621109000005"];
+const SPECIALS: [&str; 2] = ["PE and health", "arts and music"];
+const SPECIALS_NAME: &str = r"(?i)^(PE|Phys(ical)? Ed|Art|Music|Band|Chorus|Orchestra)\b";
+
+fn read(collection: &str) -> Vec<Value> {
+    let path = repo().join("pipelines/demo").join(collection).join("0001.json");
+    let page: Value =
+        serde_json::from_slice(&std::fs::read(path).expect("demo page")).expect("demo JSON");
+    page["data"]
+        .as_array()
+        .expect("list page")
+        .iter()
+        .map(|item| item["data"].clone())
+        .collect()
+}
+
+fn ids(values: &Value) -> BTreeSet<String> {
+    values
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The roster the district expects: two schools shared whole, no specials.
+struct Expected {
+    classes: BTreeSet<String>,
+    students: BTreeSet<String>,
+    teachers: BTreeSet<String>,
+}
+
+fn expected() -> Expected {
+    let sections = read("sections");
+    let users = read("users");
+    let special_name = Regex::new(SPECIALS_NAME).expect("pattern");
+    let in_shared_school = |s: &&Value| SHARED_SCHOOLS.contains(&s["school"].as_str().unwrap_or(""));
+    let shared: Vec<&Value> = sections.iter().filter(in_shared_school).collect();
+    let kept: Vec<&Value> = shared
+        .iter()
+        .copied()
+        .filter(|s| {
+            !SPECIALS.contains(&s["subject"].as_str().unwrap_or(""))
+                && !special_name.is_match(s["name"].as_str().unwrap_or(""))
+        })
+        .collect();
+    let members = |sections: &[&Value], field: &str| -> BTreeSet<String> {
+        sections.iter().flat_map(|s| ids(&s[field])).collect()
+    };
+    // Users with a primary school shared whole stay even with no section, unless every section
+    // they had was a special (then they followed their sections out).
+    let primary_in_shared: BTreeMap<String, (bool, bool)> = users
+        .iter()
+        .map(|u| {
+            let roles = &u["roles"];
+            let school = |role: &str| {
+                roles[role]["school"]
+                    .as_str()
+                    .is_some_and(|s| SHARED_SCHOOLS.contains(&s))
+            };
+            (
+                u["id"].as_str().expect("id").to_owned(),
+                (school("student"), school("teacher")),
+            )
+        })
+        .collect();
+    let follow = |field: &str, is_role: fn(&(bool, bool)) -> bool| -> BTreeSet<String> {
+        let had = members(&shared, field);
+        let keeps = members(&kept, field);
+        primary_in_shared
+            .iter()
+            .filter(|(id, school)| keeps.contains(*id) || (is_role(school) && !had.contains(*id)))
+            .map(|(id, _)| id.clone())
+            .collect()
+    };
+    Expected {
+        classes: kept
+            .iter()
+            .map(|s| s["id"].as_str().expect("id").to_owned())
+            .collect(),
+        students: follow("students", |(student, _)| *student),
+        teachers: follow("teachers", |(_, teacher)| *teacher),
+    }
+}
+
+async fn active(db: &TestDb, table: &str) -> BTreeSet<String> {
+    db.rows(&format!(
+        "SELECT clever_id FROM {table} WHERE archived_at IS NULL"
+    ))
+    .await
+    .into_iter()
+    .collect()
+}
+
+fn specials_pipeline(db: &TestDb, extra: &str) -> config::Pipeline {
+    let text = std::fs::read_to_string(repo().join("pipelines/demo-specials.toml"))
+        .expect("demo-specials.toml")
+        .replace(
+            "dir = \"demo\"",
+            &format!("dir = \"{}\"", repo().join("pipelines/demo").display()),
+        );
+    let path = db.dir.path().join("demo-specials.toml");
+    std::fs::write(&path, format!("{text}\n{extra}\n")).expect("write pipeline");
+    let env = BTreeMap::from([("FRECKLE_DB".to_owned(), db.url.clone())]);
+    config::load(&path, &env).expect("a valid pipeline")
+}
+
+/// Two shared schools without PE, Art and Music load exactly the expected classes, students
+/// and teachers.
+async fn sharing_rules_and_filters_load_exactly_the_expected_roster(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let expected = expected();
+    assert!(expected.classes.len() > 100 && expected.classes.len() < 292);
+    let report = sync::run(&specials_pipeline(&db, ""), &RunOptions::default())
+        .await
+        .expect("run");
+    assert_eq!(report.exit_code(), 0);
+    assert_eq!(active(&db, "classes").await, expected.classes);
+    assert_eq!(active(&db, "students").await, expected.students);
+    assert_eq!(active(&db, "teachers").await, expected.teachers);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM schools").await, 3);
+    // Every drop is recorded with the stage that made it.
+    let authors: BTreeSet<String> = db
+        .rows("SELECT DISTINCT author FROM sync_decisions")
+        .await
+        .into_iter()
+        .collect();
+    assert_eq!(
+        authors,
+        BTreeSet::from([
+            "filter:specials".to_owned(),
+            "sharing_rules:two-schools".to_owned()
+        ])
+    );
+}
+
+/// Records a rule drops after they were loaded are archived as filtered, never deleted, and
+/// come back when the rule goes.
+async fn records_dropped_by_a_rule_are_archived_as_filtered(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let everything = crate::util::pipeline(
+        db.dir.path(),
+        "demo",
+        &crate::util::replay_source(&repo().join("pipelines/demo")),
+        &db.url,
+        "",
+    );
+    sync::run(&everything, &RunOptions::default())
+        .await
+        .expect("full load");
+    let lenient = "[safety]\narchive_max_percent = 100\nupdate_max_percent = 100";
+    let specials = specials_pipeline(&db, lenient);
+    sync::run(&specials, &RunOptions::default())
+        .await
+        .expect("filtered load");
+    let expected = expected();
+    assert_eq!(active(&db, "classes").await, expected.classes);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM classes").await, 378);
+    let reasons = db
+        .rows("SELECT DISTINCT archived_reason FROM classes WHERE archived_at IS NOT NULL")
+        .await;
+    assert!(!reasons.is_empty());
+    assert!(
+        reasons.iter().all(|r| r.starts_with("filtered: ")),
+        "{reasons:?}"
+    );
+    let authors = db
+        .rows("SELECT DISTINCT author FROM sync_changes WHERE action = 'archive' AND entity = 'class'")
+        .await;
+    assert_eq!(authors.len(), 2, "{authors:?}");
+    // The rule goes: everything is restored under the same ids.
+    sync::run(&everything, &RunOptions::default())
+        .await
+        .expect("full load again");
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM classes WHERE archived_at IS NULL")
+            .await,
+        378
+    );
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM classes").await, 378);
+}
+
+on_both_backends!(
+    sharing_rules_and_filters_load_exactly_the_expected_roster,
+    records_dropped_by_a_rule_are_archived_as_filtered,
+);
