@@ -490,6 +490,21 @@ fn exit_is_a_crash() {
 }
 
 #[test]
+fn sleeping_is_a_crash_not_a_stuck_thread() {
+    let limits = PluginLimits {
+        timeout_ms: 300,
+        ..PluginLimits::default()
+    };
+    let f = hostile("sleep", limits);
+    assert!(
+        matches!(&f.error, PluginError::Trapped { message, .. } if message.contains("sleep")),
+        "{}",
+        f.error
+    );
+    assert!(f.elapsed < Duration::from_secs(2), "took {:?}", f.elapsed);
+}
+
+#[test]
 fn a_wrong_interface_version_is_refused_at_load() {
     let error = host()
         .load(&plugin_wasm("hostile-wrong-version"))

@@ -338,6 +338,7 @@ impl PluginHost {
         let engine = Engine::new(&config).map_err(engine_error)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_error)?;
+        sandbox::deny_sleep(&mut linker).map_err(engine_error)?;
         v0_1_0::Plugin::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |s| s)
             .map_err(engine_error)?;
         let ticker = Ticker::start(engine.weak()).map_err(|e| PluginError::Engine(Box::new(e)))?;
@@ -495,7 +496,7 @@ impl PluginHost {
 
 /// Loads a plugin and returns what `rosterflow plugin check` prints.
 pub fn check(host: &PluginHost, path: &Path) -> Result<PluginDescription, PluginError> {
-    Ok(host.load(path)?.describe().clone())
+    Ok(host.load(path)?.describe())
 }
 
 /// The wire edits of one successful call, with what the store observed.
@@ -506,9 +507,10 @@ struct Call {
 }
 
 impl Plugin {
-    /// The interface it implements, its exports and imports, and what it says about itself.
-    pub fn describe(&self) -> &PluginDescription {
-        &self.description
+    /// The interface it implements, its exports and imports, and what it says about itself
+    /// (`rosterflow plugin check` prints it).
+    pub fn describe(&self) -> PluginDescription {
+        self.description.clone()
     }
 
     /// Grants capabilities beyond the default none.
@@ -668,10 +670,14 @@ fn failure(
             memory_mb: limits.memory_mb,
         };
     }
-    let message = match (trap, error.downcast_ref::<wasmtime_wasi::I32Exit>()) {
-        (Some(trap), _) => trap.to_string(),
-        (None, Some(exit)) => format!("it exited with status {}", exit.0),
-        (None, None) => format!("{error:#}"),
+    let message = if let Some(trap) = trap {
+        trap.to_string()
+    } else if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        format!("it exited with status {}", exit.0)
+    } else if let Some(sleep) = error.downcast_ref::<sandbox::SleepDenied>() {
+        sleep.to_string()
+    } else {
+        format!("{error:#}")
     };
     PluginError::Trapped {
         plugin,

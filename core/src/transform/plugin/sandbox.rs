@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Linker, Resource, ResourceTable};
 use wasmtime::{EngineWeak, ResourceLimiter};
+use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{
     HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
@@ -78,6 +79,36 @@ impl v0_1_0::rosterflow::plugin::log::Host for RunState {
     fn log(&mut self, level: v0_1_0::Level, message: String) {
         self.log.push(level.into(), message);
     }
+}
+
+/// The WASI clock interface as wasmtime-wasi registers it (a guest's `@0.2.x` import matches).
+const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
+
+/// The trap a plugin that tries to sleep gets.
+#[derive(Debug, thiserror::Error)]
+#[error("it tried to sleep, which plugins may not do")]
+pub(crate) struct SleepDenied;
+
+/// Replaces WASI's two ways to sleep with traps. A sleep blocks in host code, where the epoch
+/// deadline cannot reach it, so it would hold the thread past the time budget; and a plugin has
+/// nothing to wait for.
+pub(crate) fn deny_sleep(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance(MONOTONIC_CLOCK)?;
+    clock.func_wrap(
+        "subscribe-duration",
+        |_, (_,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> {
+            Err(wasmtime::Error::new(SleepDenied))
+        },
+    )?;
+    clock.func_wrap(
+        "subscribe-instant",
+        |_, (_,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> {
+            Err(wasmtime::Error::new(SleepDenied))
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 /// A clock that always reads zero: what a plugin sees when no clock is granted.

@@ -10,7 +10,8 @@
 //! | `duplicate-keys` | makes two groups with one key | invalid edit |
 //! | `drop-then-edit` | renames a section it dropped | invalid edit |
 //! | `fatal` | returns a fatal error | reported a fatal error |
-//! | `exit` | calls `exit(3)` | crashed |
+//! | `exit` | calls `exit(3)` | crashed (WASI 0.2 passes on only that it failed) |
+//! | `sleep` | sleeps for a minute | crashed: plugins may not sleep |
 //! | `log-spam` | logs 5000 lines, then returns nothing | keeps 1000 lines |
 //! | `probe` | looks at the filesystem, environment and clock, reports what it saw as a fatal error | nothing granted |
 //! | `ok` | returns nothing | fine |
@@ -77,6 +78,10 @@ impl Plugin for Evil {
                     attribute: Attribute::Name("renamed".into()),
                 },
             ]),
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(60));
+                Ok(Vec::new())
+            }
             "fatal" => Err(Error::Fatal("the evil plugin gives up".into())),
             "exit" => std::process::exit(3),
             "log-spam" => {
