@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{self, ConfigError, Pipeline};
 use crate::db::Db;
-use crate::{explain, report, roster};
+use crate::{explain, export, growth, report, roster};
 use crate::extract::{self, Recorder};
 use crate::load;
 use crate::sync::{self, RunOptions, RunStatus};
@@ -99,6 +99,13 @@ enum Command {
         #[arg(long, value_enum, default_value_t = ReportFormat::Json)]
         format: ReportFormat,
     },
+    /// Write the pipeline's Parquet exports (growth data and roster history).
+    Export { pipeline: PathBuf },
+    /// Demo helpers; never part of a production pipeline.
+    Demo {
+        #[command(subcommand)]
+        command: DemoCommand,
+    },
     /// Show a pipeline's recent runs.
     History {
         pipeline: PathBuf,
@@ -122,6 +129,19 @@ enum RosterEdit {
         class: String,
         #[arg(long)]
         student: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DemoCommand {
+    /// Invent realistic practice for every student of the pipeline's district, so that the
+    /// demo export is not empty. Replaces earlier demo practice.
+    SeedPractice {
+        pipeline: PathBuf,
+        #[arg(long, default_value_t = 8)]
+        weeks: u32,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
     },
 }
 
@@ -339,6 +359,45 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 ReportFormat::Json => println!("{}", report.to_json()),
                 ReportFormat::Csv => report.write_csv(std::io::stdout().lock())?,
             }
+            Ok(0)
+        }
+        Command::Export { pipeline } => {
+            let pipeline = load_pipeline(&pipeline)?;
+            let config = pipeline.file.export.clone().with_context(|| {
+                format!("{} has no [export] table", pipeline.path.display())
+            })?;
+            let db = open_db(&pipeline).await?;
+            let district = district_of(&pipeline, &db).await?;
+            let report = export::run(&db, &district, &config, chrono::Utc::now()).await?;
+            for file in &report.files {
+                println!(
+                    "{}: {} rows, {} bytes -> {}",
+                    file.dataset, file.rows, file.bytes, file.location
+                );
+            }
+            Ok(0)
+        }
+        Command::Demo {
+            command:
+                DemoCommand::SeedPractice {
+                    pipeline,
+                    weeks,
+                    seed,
+                },
+        } => {
+            let pipeline = load_pipeline(&pipeline)?;
+            let db = open_db(&pipeline).await?;
+            let district = district_of(&pipeline, &db).await?;
+            let options = growth::SeedOptions {
+                seed,
+                weeks,
+                ..growth::SeedOptions::ending_at(chrono::Utc::now())
+            };
+            let report = growth::seed_demo_practice(&db, &district, &options).await?;
+            println!(
+                "invented {} practice sessions and {} level measurements for {} students",
+                report.sessions, report.levels, report.students
+            );
             Ok(0)
         }
         Command::History { pipeline, limit } => {

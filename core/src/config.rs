@@ -39,6 +39,9 @@ pub struct PipelineFile {
     /// How welcome emails are delivered; without it they wait in the outbox.
     #[serde(default)]
     pub email: Option<crate::email::EmailConfig>,
+    /// Parquet exports of growth data and roster history; without it nothing is exported.
+    #[serde(default)]
+    pub export: Option<crate::export::ExportConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -372,6 +375,11 @@ fn validate(pipeline: &Pipeline) -> Vec<Problem> {
     }
     if let Some(email) = &file.email {
         for message in email.validate() {
+            problem(message);
+        }
+    }
+    if let Some(export) = &file.export {
+        for message in export.validate() {
             problem(message);
         }
     }

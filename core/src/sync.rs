@@ -115,6 +115,13 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport,
     }) = &result
     {
         deliver_email(pipeline, &db, &plan.district).await;
+        if let Some(export) = pipeline.file.export.as_ref().filter(|e| e.after_sync) {
+            // The sync has committed; a failed export is reported, not a failed run.
+            match crate::export::run(&db, &plan.district, export, Utc::now()).await {
+                Ok(report) => tracing::info!(pipeline = %pipeline.name(), files = report.files.len(), "exported after sync"),
+                Err(error) => tracing::error!(pipeline = %pipeline.name(), error = %crate::error_chain(&error), "export after sync failed"),
+            }
+        }
     }
     if let Err(error) = &result
         && !options.dry_run
