@@ -11,9 +11,7 @@ use crate::model::Entity;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExplainError {
-    #[error(
-        "no {kind} {id} in district {district}: it was never in a run's source or decisions"
-    )]
+    #[error("no {kind} {id} in district {district}: it was never in a run's source or decisions")]
     Unknown {
         kind: &'static str,
         id: String,
@@ -110,6 +108,24 @@ pub struct ChangeRow {
     pub author: String,
 }
 
+#[derive(sqlx::FromRow)]
+struct RecordRow {
+    id: i64,
+    clever_id: Option<String>,
+    sis_id: Option<String>,
+    archived_at: Option<String>,
+    archived_reason: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct MembershipQueryRow {
+    other: Option<String>,
+    source: String,
+    started_at: String,
+    ended_at: Option<String>,
+    ended_reason: Option<String>,
+}
+
 /// Explains the record `id` (Clever id or SIS id) of `district`.
 pub async fn explain(
     db: &Db,
@@ -119,7 +135,7 @@ pub async fn explain(
 ) -> Result<Explanation, ExplainError> {
     let pool = &db.pool;
     let table = subject.table();
-    let row: Option<(i64, Option<String>, Option<String>, Option<String>, Option<String>)> =
+    let row: Option<RecordRow> =
         sqlx::query_as(AssertSqlSafe(format!(
             "SELECT t.id, t.clever_id, t.sis_id, t.archived_at, t.archived_reason FROM {table} t \
              JOIN districts d ON d.id = t.district_id WHERE d.clever_id = $1 \
@@ -140,7 +156,13 @@ pub async fn explain(
     .map_err(sql("reading run history"))?;
 
     let (row_id, clever_id, sis_id, state) = match row {
-        Some((row_id, clever_id, sis_id, archived_at, archived_reason)) => {
+        Some(RecordRow {
+            id: row_id,
+            clever_id,
+            sis_id,
+            archived_at,
+            archived_reason,
+        }) => {
             let source = if subject == Subject::Class {
                 sqlx::query_scalar("SELECT source FROM classes WHERE id = $1")
                     .bind(row_id)
@@ -200,45 +222,42 @@ pub async fn explain(
     if let Some(row_id) = row_id {
         let queries: &[(&str, &'static str)] = match subject {
             Subject::Student => &[(
-                "SELECT c.clever_id || ' ' || c.name, m.source, m.started_at, m.ended_at, m.ended_reason \
+                "SELECT c.clever_id || ' ' || c.name AS other, m.source, m.started_at, m.ended_at, m.ended_reason \
                  FROM class_students m JOIN classes c ON c.id = m.class_id WHERE m.student_id = $1 ORDER BY m.started_at, m.id",
                 "student of",
             )],
             Subject::Teacher => &[(
-                "SELECT c.clever_id || ' ' || c.name, m.source || ' ' || m.role, m.started_at, m.ended_at, m.ended_reason \
+                "SELECT c.clever_id || ' ' || c.name AS other, m.source || ' ' || m.role AS source, m.started_at, m.ended_at, m.ended_reason \
                  FROM class_teachers m JOIN classes c ON c.id = m.class_id WHERE m.teacher_id = $1 ORDER BY m.started_at, m.id",
                 "teacher of",
             )],
             Subject::Class => &[
                 (
-                    "SELECT t.clever_id, m.source || ' ' || m.role, m.started_at, m.ended_at, m.ended_reason \
+                    "SELECT t.clever_id AS other, m.source || ' ' || m.role AS source, m.started_at, m.ended_at, m.ended_reason \
                      FROM class_teachers m JOIN teachers t ON t.id = m.teacher_id WHERE m.class_id = $1 ORDER BY m.started_at, m.id",
                     "teacher",
                 ),
                 (
-                    "SELECT s.clever_id, m.source, m.started_at, m.ended_at, m.ended_reason \
+                    "SELECT s.clever_id AS other, m.source, m.started_at, m.ended_at, m.ended_reason \
                      FROM class_students m JOIN students s ON s.id = m.student_id WHERE m.class_id = $1 ORDER BY m.started_at, m.id",
                     "student",
                 ),
             ],
         };
         for (query, kind) in queries {
-            let rows: Vec<(Option<String>, String, String, Option<String>, Option<String>)> =
-                sqlx::query_as(*query)
-                    .bind(row_id)
-                    .fetch_all(pool)
-                    .await
-                    .map_err(sql("reading memberships"))?;
-            memberships.extend(rows.into_iter().map(
-                |(other, source, started_at, ended_at, ended_reason)| MembershipRow {
-                    other: other.unwrap_or_default(),
-                    kind,
-                    source,
-                    started_at,
-                    ended_at,
-                    ended_reason,
-                },
-            ));
+            let rows: Vec<MembershipQueryRow> = sqlx::query_as(*query)
+                .bind(row_id)
+                .fetch_all(pool)
+                .await
+                .map_err(sql("reading memberships"))?;
+            memberships.extend(rows.into_iter().map(|row| MembershipRow {
+                other: row.other.unwrap_or_default(),
+                kind,
+                source: row.source,
+                started_at: row.started_at,
+                ended_at: row.ended_at,
+                ended_reason: row.ended_reason,
+            }));
         }
         if subject == Subject::Student {
             shares = sqlx::query_scalar(
@@ -297,7 +316,10 @@ impl Explanation {
             (Some(state), None) => match (&state.archived_at, created) {
                 (Some(at), _) => format!(
                     "archived since {at}: {}",
-                    state.archived_reason.as_deref().unwrap_or("no reason recorded")
+                    state
+                        .archived_reason
+                        .as_deref()
+                        .unwrap_or("no reason recorded")
                 ),
                 (None, Some(c)) => format!("active; created by {}: {}", c.author, c.detail),
                 (None, None) => match &state.source {

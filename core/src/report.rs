@@ -52,21 +52,46 @@ pub struct ReportRow {
     pub suggested_fix: Option<String>,
 }
 
+#[derive(sqlx::FromRow)]
+struct RunRow {
+    pipeline: String,
+    status: String,
+    started_at: String,
+    finished_at: Option<String>,
+    error: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ChangeQueryRow {
+    entity: String,
+    clever_id: Option<String>,
+    member_id: Option<String>,
+    action: String,
+    reason: String,
+    author: String,
+}
+
 /// Reads run `run`'s report.
 pub async fn read(db: &Db, run: i64) -> Result<RunReport, ReportError> {
     let pool = &db.pool;
-    let header: Option<(String, String, String, Option<String>, Option<String>)> =
-        sqlx::query_as(
-            "SELECT pipeline, status, started_at, finished_at, error FROM sync_runs WHERE id = $1",
-        )
-        .bind(run)
-        .fetch_optional(pool)
-        .await
-        .map_err(sql("reading the run"))?;
-    let Some((pipeline, status, started_at, finished_at, note)) = header else {
+    let header: Option<RunRow> = sqlx::query_as(
+        "SELECT pipeline, status, started_at, finished_at, error FROM sync_runs WHERE id = $1",
+    )
+    .bind(run)
+    .fetch_optional(pool)
+    .await
+    .map_err(sql("reading the run"))?;
+    let Some(RunRow {
+        pipeline,
+        status,
+        started_at,
+        finished_at,
+        error: note,
+    }) = header
+    else {
         return Err(ReportError::NoSuchRun { run });
     };
-    let changes: Vec<(String, Option<String>, Option<String>, String, String, String)> =
+    let changes: Vec<ChangeQueryRow> =
         sqlx::query_as(
             "SELECT entity, clever_id, member_id, action, reason, author FROM sync_changes WHERE run_id = $1 ORDER BY id",
         )
@@ -83,18 +108,15 @@ pub async fn read(db: &Db, run: i64) -> Result<RunReport, ReportError> {
     .map_err(sql("reading the run's quarantine"))?;
     let mut rows: Vec<ReportRow> = changes
         .into_iter()
-        .map(|(entity, clever_id, member_id, action, reason, author)| {
-            let suggested_fix = suggest(&action, &reason, &author);
-            ReportRow {
-                kind: "change",
-                entity,
-                clever_id,
-                member_id,
-                action,
-                reason,
-                author,
-                suggested_fix,
-            }
+        .map(|change| ReportRow {
+            kind: "change",
+            suggested_fix: suggest(&change.action, &change.reason, &change.author),
+            entity: change.entity,
+            clever_id: change.clever_id,
+            member_id: change.member_id,
+            action: change.action,
+            reason: change.reason,
+            author: change.author,
         })
         .collect();
     rows.extend(

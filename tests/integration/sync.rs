@@ -11,8 +11,7 @@ use serde_json::Value;
 
 use crate::on_both_backends;
 use crate::util::{
-    Backend, TestDb, copy_dir, pipeline, pipeline_text, replay_source, repo, rosterflow,
-    sim_source,
+    Backend, TestDb, copy_dir, pipeline, pipeline_text, replay_source, repo, rosterflow, sim_source,
 };
 
 /// What the demo district holds, counted straight from Clever's JSON.
@@ -29,9 +28,12 @@ struct DemoFacts {
 
 fn demo_facts() -> DemoFacts {
     let read = |collection: &str| -> Vec<Value> {
-        let path = repo().join("pipelines/demo").join(collection).join("0001.json");
-        let page: Value = serde_json::from_slice(&std::fs::read(path).expect("demo page"))
-            .expect("demo JSON");
+        let path = repo()
+            .join("pipelines/demo")
+            .join(collection)
+            .join("0001.json");
+        let page: Value =
+            serde_json::from_slice(&std::fs::read(path).expect("demo page")).expect("demo JSON");
         page["data"]
             .as_array()
             .expect("a list page")
@@ -86,7 +88,12 @@ fn demo_facts() -> DemoFacts {
 async fn assert_demo_loaded(db: &TestDb, schools: usize) {
     let facts = demo_facts();
     assert_eq!(
-        (facts.students, facts.teachers, facts.sections, facts.schools),
+        (
+            facts.students,
+            facts.teachers,
+            facts.sections,
+            facts.schools
+        ),
         (1004, 89, 378, 3)
     );
     let active = |table: &str| format!("SELECT COUNT(*) FROM {table} WHERE archived_at IS NULL");
@@ -133,7 +140,10 @@ async fn assert_demo_loaded(db: &TestDb, schools: usize) {
 fn demo_facts_first_section() -> String {
     let path = repo().join("pipelines/demo/sections/0001.json");
     let page: Value = serde_json::from_slice(&std::fs::read(path).expect("page")).expect("JSON");
-    page["data"][0]["data"]["id"].as_str().expect("id").to_owned()
+    page["data"][0]["data"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
 }
 
 /// The README's demo command, through the binary, on a fresh database.
@@ -155,7 +165,8 @@ async fn the_demo_command_loads_the_demo_district(backend: Backend) {
     assert_eq!(code, 0);
     assert!(stdout.contains("no changes"), "{stdout}");
     assert_eq!(
-        db.rows("SELECT status, changes FROM sync_runs ORDER BY id").await,
+        db.rows("SELECT status, changes FROM sync_runs ORDER BY id")
+            .await,
         ["committed|11232", "committed|0"]
     );
 }
@@ -170,9 +181,13 @@ async fn a_rerun_on_unchanged_input_changes_nothing(backend: Backend) {
         &db.url,
         "",
     );
-    sync::run(&demo, &RunOptions::default()).await.expect("first run");
+    sync::run(&demo, &RunOptions::default())
+        .await
+        .expect("first run");
     let before = db.fingerprint().await;
-    let report = sync::run(&demo, &RunOptions::default()).await.expect("rerun");
+    let report = sync::run(&demo, &RunOptions::default())
+        .await
+        .expect("rerun");
     assert!(report.plan.is_empty(), "{}", report.plan);
     assert_eq!(db.fingerprint().await, before);
     assert_eq!(
@@ -237,8 +252,14 @@ async fn a_rejected_token_stops_with_a_clear_error(backend: Backend) {
         &[("CLEVER_TOKEN", "not-the-token")],
     );
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("clever refused the token (401)"), "{stderr}");
-    assert!(!stderr.contains("not-the-token"), "the token leaked: {stderr}");
+    assert!(
+        stderr.contains("clever refused the token (401)"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("not-the-token"),
+        "the token leaked: {stderr}"
+    );
     assert_eq!(sim.request_count(), 1, "a 401 is not retried");
     assert_eq!(db.scalar("SELECT COUNT(*) FROM students").await, 0);
     assert_eq!(
@@ -306,12 +327,8 @@ async fn roster_changes_keep_history_and_identity(backend: Backend) {
     let teacher = sim.read(|d| d.ids_with_role(Role::Teacher)[0].clone());
     let record = sim.read(|d| d.get(Collection::Users, &teacher).expect("teacher"));
     let sections = sim.read(|d| d.sections_of(&teacher));
-    let lineups: Vec<Vec<String>> = sim.read(|d| {
-        sections
-            .iter()
-            .map(|s| d.section_teachers(s))
-            .collect()
-    });
+    let lineups: Vec<Vec<String>> =
+        sim.read(|d| sections.iter().map(|s| d.section_teachers(s)).collect());
     let teacher_row = format!("SELECT id FROM teachers WHERE clever_id = '{teacher}'");
     let id_before = db.rows(&teacher_row).await;
     sim.update(|d| d.remove_user(&teacher));
@@ -393,8 +410,10 @@ async fn unusable_records_are_quarantined_not_lost(backend: Backend) {
             .push("ffffffffffffffffffffffff".into());
     });
     edit_page("users", &|items| {
-        items.push(serde_json::json!({"data": {"name": {"first": "No", "last": "Id"},
-            "roles": {"student": {"sis_id": "1"}}}}));
+        items.push(
+            serde_json::json!({"data": {"name": {"first": "No", "last": "Id"},
+            "roles": {"student": {"sis_id": "1"}}}}),
+        );
     });
     let demo = pipeline(db.dir.path(), "demo", &replay_source(&edited), &db.url, "");
     let report = sync::run(&demo, &RunOptions::default()).await.expect("run");
@@ -420,7 +439,12 @@ async fn a_recorded_pull_replays_to_the_same_roster(backend: Backend) {
     let dir = db.dir.path();
     std::fs::write(
         dir.join("live.toml"),
-        pipeline_text("live", &sim_source(&sim.base_url(), &sim.token(), 300), &db.url, ""),
+        pipeline_text(
+            "live",
+            &sim_source(&sim.base_url(), &sim.token(), 300),
+            &db.url,
+            "",
+        ),
     )
     .expect("write pipeline");
     let recording = dir.join("recording");
@@ -434,17 +458,21 @@ async fn a_recorded_pull_replays_to_the_same_roster(backend: Backend) {
         &[],
     );
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert_eq!(db.scalar("SELECT COUNT(*) FROM sync_runs").await, 0, "pull loads nothing");
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM sync_runs").await,
+        0,
+        "pull loads nothing"
+    );
     assert!(recording.join("users/0004.json").is_file());
     let replay = pipeline(dir, "replay", &replay_source(&recording), &db.url, "");
-    sync::run(&replay, &RunOptions::default()).await.expect("replay");
-    assert_eq!(
-        db.scalar("SELECT COUNT(*) FROM students").await,
-        1004
-    );
+    sync::run(&replay, &RunOptions::default())
+        .await
+        .expect("replay");
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM students").await, 1004);
     // The recording's schools are real records, not synthesised ones.
     assert_eq!(
-        db.scalar("SELECT COUNT(*) FROM schools WHERE synthesized").await,
+        db.scalar("SELECT COUNT(*) FROM schools WHERE synthesized")
+            .await,
         0
     );
 }
@@ -455,23 +483,35 @@ async fn a_load_killed_midway_leaves_the_previous_state(backend: Backend) {
     let dir = db.dir.path();
     let mut dataset = generate(GenSpec::new(6_000));
     let first = dir.join("first");
-    dataset.write_recording(&first, 10_000).expect("write recording");
+    dataset
+        .write_recording(&first, 10_000)
+        .expect("write recording");
     std::fs::write(
         dir.join("district.toml"),
         pipeline_text("district", &replay_source(&first), &db.url, ""),
     )
     .expect("write pipeline");
-    let (code, _, stderr) = rosterflow(&["run", dir.join("district.toml").to_str().expect("utf-8")], &[]);
+    let (code, _, stderr) = rosterflow(
+        &["run", dir.join("district.toml").to_str().expect("utf-8")],
+        &[],
+    );
     assert_eq!(code, 0, "{stderr}");
     let before = db.fingerprint().await;
 
     // A much larger second district replaces the first: a long load to interrupt.
     dataset = generate(GenSpec::new(15_000).with_seed(7));
     let second = dir.join("second");
-    dataset.write_recording(&second, 10_000).expect("write recording");
+    dataset
+        .write_recording(&second, 10_000)
+        .expect("write recording");
     std::fs::write(
         dir.join("district.toml"),
-        pipeline_text("district", &replay_source(&second), &db.url, "[safety]\narchive_max_percent = 100\nupdate_max_percent = 100"),
+        pipeline_text(
+            "district",
+            &replay_source(&second),
+            &db.url,
+            "[safety]\narchive_max_percent = 100\nupdate_max_percent = 100",
+        ),
     )
     .expect("write pipeline");
     let mut child = std::process::Command::new(crate::util::rosterflow_bin())
@@ -498,12 +538,16 @@ async fn a_load_killed_midway_leaves_the_previous_state(backend: Backend) {
     child.kill().expect("kill");
     child.wait().expect("reap");
 
-    assert_eq!(db.fingerprint().await, before, "nothing of the killed run remains");
     assert_eq!(
-        db.rows("SELECT status FROM sync_runs").await,
-        ["committed"]
+        db.fingerprint().await,
+        before,
+        "nothing of the killed run remains"
     );
-    let (code, _, stderr) = rosterflow(&["run", dir.join("district.toml").to_str().expect("utf-8")], &[]);
+    assert_eq!(db.rows("SELECT status FROM sync_runs").await, ["committed"]);
+    let (code, _, stderr) = rosterflow(
+        &["run", dir.join("district.toml").to_str().expect("utf-8")],
+        &[],
+    );
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(
         db.scalar(
@@ -547,8 +591,14 @@ fn validate_names_file_line_and_column_and_exits_78() {
         &[("NO_SUCH_TOKEN_VAR", "t")],
     );
     assert_eq!(code, 78);
-    assert!(stderr.contains("bad.toml:7:1: unknown field `limt`"), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml:7:1: unknown field `limt`"),
+        "{stderr}"
+    );
     let demo = repo().join("pipelines/demo.toml");
     let (code, stdout, _) = rosterflow(&["validate", demo.to_str().expect("utf-8")], &[]);
-    assert_eq!((code, stdout.trim()), (0, format!("{}: ok", demo.display()).as_str()));
+    assert_eq!(
+        (code, stdout.trim()),
+        (0, format!("{}: ok", demo.display()).as_str())
+    );
 }

@@ -16,7 +16,10 @@ const SPECIALS: [&str; 2] = ["PE and health", "arts and music"];
 const SPECIALS_NAME: &str = r"(?i)^(PE|Phys(ical)? Ed|Art|Music|Band|Chorus|Orchestra)\b";
 
 fn read(collection: &str) -> Vec<Value> {
-    let path = repo().join("pipelines/demo").join(collection).join("0001.json");
+    let path = repo()
+        .join("pipelines/demo")
+        .join(collection)
+        .join("0001.json");
     let page: Value =
         serde_json::from_slice(&std::fs::read(path).expect("demo page")).expect("demo JSON");
     page["data"]
@@ -47,7 +50,8 @@ fn expected() -> Expected {
     let sections = read("sections");
     let users = read("users");
     let special_name = Regex::new(SPECIALS_NAME).expect("pattern");
-    let in_shared_school = |s: &&Value| SHARED_SCHOOLS.contains(&s["school"].as_str().unwrap_or(""));
+    let in_shared_school =
+        |s: &&Value| SHARED_SCHOOLS.contains(&s["school"].as_str().unwrap_or(""));
     let shared: Vec<&Value> = sections.iter().filter(in_shared_school).collect();
     let kept: Vec<&Value> = shared
         .iter()

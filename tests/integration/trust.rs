@@ -12,7 +12,9 @@ use crate::util::{Backend, TestDb, pipeline, sim_source};
 
 const DISTRICT: &str = "5a0c91b95c7cc000010d417c";
 
-async fn demo_through_the_api(backend: Backend) -> (TestDb, CleverSim, rosterflow::config::Pipeline) {
+async fn demo_through_the_api(
+    backend: Backend,
+) -> (TestDb, CleverSim, rosterflow::config::Pipeline) {
     let db = TestDb::new(backend).await;
     let sim = CleverSim::start(Dataset::demo(), SimOptions::default()).await;
     let demo = pipeline(
@@ -22,7 +24,9 @@ async fn demo_through_the_api(backend: Backend) -> (TestDb, CleverSim, rosterflo
         &db.url,
         "",
     );
-    sync::run(&demo, &RunOptions::default()).await.expect("first load");
+    sync::run(&demo, &RunOptions::default())
+        .await
+        .expect("first load");
     (db, sim, demo)
 }
 
@@ -50,7 +54,9 @@ async fn half_the_students_vanishing_is_held_then_approved(backend: Backend) {
     };
     assert_eq!(report.exit_code(), 1);
     assert!(
-        reasons.iter().any(|r| r.starts_with("student: would archive or end 502 of 1004")),
+        reasons
+            .iter()
+            .any(|r| r.starts_with("student: would archive or end 502 of 1004")),
         "{reasons:?}"
     );
     assert_eq!(db.fingerprint().await, before, "a held run applies nothing");
@@ -106,9 +112,7 @@ async fn a_stale_hold_cannot_be_approved(backend: Backend) {
     let report = sync::run(&demo, &RunOptions::default()).await.expect("run");
     assert!(matches!(report.status, RunStatus::Committed { .. }));
     let db_handle = db.open().await;
-    let error = load::approve(&db_handle, run_id)
-        .await
-        .expect_err("stale");
+    let error = load::approve(&db_handle, run_id).await.expect_err("stale");
     assert!(error.to_string().contains("has since moved"), "{error}");
 }
 
@@ -187,7 +191,9 @@ async fn shares_and_manual_rosters_survive_syncs(backend: Backend) {
         if run == 4 {
             sim.update(|d| d.move_student(&student, &section, &other));
         }
-        sync::run(&demo, &RunOptions::default()).await.expect("sync");
+        sync::run(&demo, &RunOptions::default())
+            .await
+            .expect("sync");
         assert_eq!(
             db.scalar("SELECT COUNT(*) FROM student_shares WHERE revoked_at IS NULL")
                 .await,
@@ -206,7 +212,7 @@ async fn shares_and_manual_rosters_survive_syncs(backend: Backend) {
     let explained = explain(&db_handle, DISTRICT, Subject::Student, &student)
         .await
         .expect("explain");
-    assert_eq!(explained.shares, [teacher.clone()]);
+    assert_eq!(explained.shares.as_slice(), std::slice::from_ref(&teacher));
     roster::unshare(&db_handle, DISTRICT, &student, &teacher)
         .await
         .expect("unshare");
@@ -231,7 +237,9 @@ async fn explain_answers_transfers_and_filters(backend: Backend) {
         (sections[0].clone(), to, mover)
     });
     sim.update(|d| d.move_student(&mover, &from, &to));
-    sync::run(&demo, &RunOptions::default()).await.expect("sync");
+    sync::run(&demo, &RunOptions::default())
+        .await
+        .expect("sync");
     let transferred = explain(&db_handle, DISTRICT, Subject::Student, &mover)
         .await
         .expect("explain");
@@ -285,7 +293,9 @@ async fn explain_answers_transfers_and_filters(backend: Backend) {
             their_sections
         ),
     );
-    sync::run(&filtered, &RunOptions::default()).await.expect("filtered sync");
+    sync::run(&filtered, &RunOptions::default())
+        .await
+        .expect("filtered sync");
     let explained = explain(&db_handle, DISTRICT, Subject::Student, &dropped)
         .await
         .expect("explain");

@@ -79,9 +79,8 @@ impl TestDb {
                         row.try_get::<Option<String>, _>(i)
                             .map(|v| v.unwrap_or_else(|| "NULL".into()))
                             .or_else(|_| {
-                                row.try_get::<Option<i64>, _>(i).map(|v| {
-                                    v.map_or_else(|| "NULL".into(), |n| n.to_string())
-                                })
+                                row.try_get::<Option<i64>, _>(i)
+                                    .map(|v| v.map_or_else(|| "NULL".into(), |n| n.to_string()))
                             })
                             .unwrap_or_else(|e| panic!("{sql} column {i}: {e}"))
                     })
@@ -101,11 +100,20 @@ impl TestDb {
             ("terms", "id, clever_id, updated_at, archived_at"),
             ("courses", "id, clever_id, updated_at, archived_at"),
             ("teachers", "id, clever_id, updated_at, archived_at"),
-            ("students", "id, clever_id, school_id, updated_at, archived_at"),
+            (
+                "students",
+                "id, clever_id, school_id, updated_at, archived_at",
+            ),
             ("admins", "id, clever_id, updated_at, archived_at"),
             ("classes", "id, clever_id, updated_at, archived_at"),
-            ("class_teachers", "id, class_id, teacher_id, role, source, started_at, ended_at"),
-            ("class_students", "id, class_id, student_id, source, started_at, ended_at"),
+            (
+                "class_teachers",
+                "id, class_id, teacher_id, role, source, started_at, ended_at",
+            ),
+            (
+                "class_students",
+                "id, class_id, student_id, source, started_at, ended_at",
+            ),
             ("teacher_accounts", "teacher_id, login_state, invited_at"),
             ("email_outbox", "id, teacher_id, status"),
         ] {
@@ -164,7 +172,14 @@ pub fn rosterflow_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "rosterflow", "--bin", "rosterflow"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "rosterflow",
+                "--bin",
+                "rosterflow",
+            ])
             .current_dir(repo())
             .status()
             .expect("run cargo build");
