@@ -11,10 +11,10 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{self, ConfigError, Pipeline};
 use crate::db::Db;
-use crate::{explain, export, growth, report, roster};
 use crate::extract::{self, Recorder};
 use crate::load;
 use crate::sync::{self, RunOptions, RunStatus};
+use crate::{explain, export, growth, report, roster};
 
 /// Exit code for a bad pipeline file (EX_CONFIG).
 pub const EXIT_CONFIG: u8 = 78;
@@ -22,7 +22,11 @@ pub const EXIT_CONFIG: u8 = 78;
 pub const EXIT_FAILED: u8 = 2;
 
 #[derive(Debug, Parser)]
-#[command(name = "rosterflow", version, about = "Keeps a district's Clever roster in the Freckle DB, exactly and safely.")]
+#[command(
+    name = "rosterflow",
+    version,
+    about = "Keeps a district's Clever roster in the Freckle DB, exactly and safely."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -195,7 +199,8 @@ async fn district_of(pipeline: &Pipeline, db: &Db) -> anyhow::Result<String> {
 fn write_report(report: &report::RunReport, dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let json = dir.join(format!("run-{}.json", report.run));
-    std::fs::write(&json, report.to_json()).with_context(|| format!("writing {}", json.display()))?;
+    std::fs::write(&json, report.to_json())
+        .with_context(|| format!("writing {}", json.display()))?;
     let csv = dir.join(format!("run-{}.csv", report.run));
     let file = std::fs::File::create(&csv).with_context(|| format!("writing {}", csv.display()))?;
     report.write_csv(file)?;
@@ -323,7 +328,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let district = district_of(&pipeline, &db).await?;
             match roster::share(&db, &district, &student, &teacher, from.as_deref()).await? {
                 roster::Outcome::Done => println!("shared {student} with {teacher}"),
-                roster::Outcome::AlreadySo => println!("{student} is already shared with {teacher}"),
+                roster::Outcome::AlreadySo => {
+                    println!("{student} is already shared with {teacher}")
+                }
             }
             Ok(0)
         }
@@ -363,9 +370,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Export { pipeline } => {
             let pipeline = load_pipeline(&pipeline)?;
-            let config = pipeline.file.export.clone().with_context(|| {
-                format!("{} has no [export] table", pipeline.path.display())
-            })?;
+            let config =
+                pipeline.file.export.clone().with_context(|| {
+                    format!("{} has no [export] table", pipeline.path.display())
+                })?;
             let db = open_db(&pipeline).await?;
             let district = district_of(&pipeline, &db).await?;
             let report = export::run(&db, &district, &config, chrono::Utc::now()).await?;

@@ -74,7 +74,9 @@ impl tagged::TaggedTable for SourceConfig {
     ) -> Option<Result<Self, D::Error>> {
         Some(match kind {
             "clever" => CleverSourceConfig::deserialize(rest).map(SourceConfig::Clever),
-            "clever_replay" => ReplaySourceConfig::deserialize(rest).map(SourceConfig::CleverReplay),
+            "clever_replay" => {
+                ReplaySourceConfig::deserialize(rest).map(SourceConfig::CleverReplay)
+            }
             _ => return None,
         })
     }
@@ -335,8 +337,7 @@ fn validate(pipeline: &Pipeline) -> Vec<Problem> {
                     clever.limit
                 ));
             }
-            if !clever.base_url.starts_with("https://") && !clever.base_url.starts_with("http://")
-            {
+            if !clever.base_url.starts_with("https://") && !clever.base_url.starts_with("http://") {
                 problem(format!(
                     "source.base_url: {:?} must start with https:// (or http:// for a local simulator)",
                     clever.base_url
@@ -355,10 +356,7 @@ fn validate(pipeline: &Pipeline) -> Vec<Problem> {
         SourceConfig::CleverReplay(replay) => {
             let dir = pipeline.resolve(&replay.dir);
             if !dir.is_dir() {
-                problem(format!(
-                    "source.dir: {} is not a directory",
-                    dir.display()
-                ));
+                problem(format!("source.dir: {} is not a directory", dir.display()));
             }
         }
     }
@@ -370,7 +368,9 @@ fn validate(pipeline: &Pipeline) -> Vec<Problem> {
         ("update_max_percent", file.safety.update_max_percent),
     ] {
         if !(0.0..=100.0).contains(&value) {
-            problem(format!("safety.{name}: {value} is not a percentage (0 to 100)"));
+            problem(format!(
+                "safety.{name}: {value} is not a percentage (0 to 100)"
+            ));
         }
     }
     if let Some(email) = &file.email {
@@ -422,8 +422,12 @@ database = "sqlite://springfield.db"
 
     #[test]
     fn a_clever_pipeline_parses_with_defaults() {
-        let pipeline = parse(Path::new("p.toml"), CLEVER, &env(&[("CLEVER_TOKEN", "tok")]))
-            .expect("valid pipeline");
+        let pipeline = parse(
+            Path::new("p.toml"),
+            CLEVER,
+            &env(&[("CLEVER_TOKEN", "tok")]),
+        )
+        .expect("valid pipeline");
         let SourceConfig::Clever(clever) = &pipeline.file.source else {
             panic!("expected a clever source");
         };
@@ -450,7 +454,10 @@ database = "sqlite://springfield.db"
         let error = parse(Path::new("p.toml"), &text, &env(&[("CLEVER_TOKEN", "t")]))
             .expect_err("unknown key");
         let message = error.to_string();
-        assert!(message.starts_with("p.toml:8:1: unknown field `limt`"), "{message}");
+        assert!(
+            message.starts_with("p.toml:8:1: unknown field `limt`"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -84,11 +84,12 @@ pub struct ExistingMembership {
 /// Reads the district's synced rows and open memberships.
 pub async fn read_state(db: &Db, district: &str) -> Result<State, LoadError> {
     let pool = &db.pool;
-    let district_id: Option<i64> = sqlx::query_scalar("SELECT id FROM districts WHERE clever_id = $1")
-        .bind(district)
-        .fetch_optional(pool)
-        .await
-        .map_err(sql("reading the district"))?;
+    let district_id: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM districts WHERE clever_id = $1")
+            .bind(district)
+            .fetch_optional(pool)
+            .await
+            .map_err(sql("reading the district"))?;
     let mut state = State {
         district_id,
         ..State::default()
@@ -182,7 +183,10 @@ pub async fn read_state(db: &Db, district: &str) -> Result<State, LoadError> {
         let mut open = HashMap::with_capacity(rows.len());
         for row in rows {
             open.insert(
-                (get(&row, 1, membership.name)?, get(&row, 2, membership.name)?),
+                (
+                    get(&row, 1, membership.name)?,
+                    get(&row, 2, membership.name)?,
+                ),
                 ExistingMembership {
                     id: get(&row, 0, membership.name)?,
                     member: DesiredMember {
@@ -295,7 +299,9 @@ pub async fn approve(db: &Db, run: i64) -> Result<RunOutcome, LoadError> {
         .await
         .map_err(sql("approving the run"))?;
     write_plan(&mut tx, run, &plan).await?;
-    tx.commit().await.map_err(sql("committing the approved run"))?;
+    tx.commit()
+        .await
+        .map_err(sql("committing the approved run"))?;
     Ok(RunOutcome {
         run_id: run,
         changes: plan.change_count(),
@@ -498,7 +504,10 @@ async fn write_plan(
                         "INSERT INTO {} ({}, clever_id, created_at, updated_at, district_id) VALUES ({}, ${}, ${}, ${}, ${}) RETURNING id",
                         table.name,
                         columns.join(", "),
-                        (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", "),
+                        (1..=n)
+                            .map(|i| format!("${i}"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
                         n + 1,
                         n + 2,
                         n + 2,
@@ -508,7 +517,10 @@ async fn write_plan(
                         "INSERT INTO {} ({}, clever_id, created_at, updated_at) VALUES ({}, ${}, ${}, ${}) RETURNING id",
                         table.name,
                         columns.join(", "),
-                        (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", "),
+                        (1..=n)
+                            .map(|i| format!("${i}"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
                         n + 1,
                         n + 2,
                         n + 2
@@ -640,9 +652,12 @@ async fn write_plan(
                     .bind(change.role.clone())
                     .bind(id)
                 } else {
-                    sqlx::query(AssertSqlSafe(format!("UPDATE {} SET source = $1 WHERE id = $2", table.name)))
-                        .bind(change.source.clone())
-                        .bind(id)
+                    sqlx::query(AssertSqlSafe(format!(
+                        "UPDATE {} SET source = $1 WHERE id = $2",
+                        table.name
+                    )))
+                    .bind(change.source.clone())
+                    .bind(id)
                 };
                 query.execute(&mut **tx).await.map_err(sql(step()))?;
             }
@@ -792,14 +807,16 @@ pub async fn history(db: &Db, pipeline: &str, limit: i64) -> Result<Vec<RunSumma
     .map_err(sql("reading run history"))?;
     Ok(rows
         .into_iter()
-        .map(|(id, status, started_at, changes, quarantined, error)| RunSummary {
-            id,
-            status,
-            started_at,
-            changes,
-            quarantined,
-            error,
-        })
+        .map(
+            |(id, status, started_at, changes, quarantined, error)| RunSummary {
+                id,
+                status,
+                started_at,
+                changes,
+                quarantined,
+                error,
+            },
+        )
         .collect())
 }
 

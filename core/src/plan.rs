@@ -180,8 +180,12 @@ impl Plan {
                 };
                 match existing.and_then(|e| e.get(&row.key)) {
                     None => {
-                        plan.records
-                            .push(change(RecordAction::Create, None, Vec::new(), "new in source"));
+                        plan.records.push(change(
+                            RecordAction::Create,
+                            None,
+                            Vec::new(),
+                            "new in source",
+                        ));
                         if table.entity == Entity::Teacher {
                             plan.new_accounts.push(row.key.clone());
                         }
@@ -260,19 +264,17 @@ impl Plan {
                         reason: "in the section in source".to_owned(),
                         author,
                     }),
-                    Some(current) if current.member != *desired => {
-                        changes.push(MembershipChange {
-                            entity: table.entity,
-                            class: class.clone(),
-                            member: member.clone(),
-                            action: MembershipAction::Update,
-                            id: Some(current.id),
-                            role: desired.role.clone(),
-                            source: desired.source.clone(),
-                            reason: "role or source changed in source".to_owned(),
-                            author,
-                        })
-                    }
+                    Some(current) if current.member != *desired => changes.push(MembershipChange {
+                        entity: table.entity,
+                        class: class.clone(),
+                        member: member.clone(),
+                        action: MembershipAction::Update,
+                        id: Some(current.id),
+                        role: desired.role.clone(),
+                        source: desired.source.clone(),
+                        reason: "role or source changed in source".to_owned(),
+                        author,
+                    }),
                     Some(_) => {}
                 }
             }
@@ -306,7 +308,9 @@ impl Plan {
                     author,
                 });
             }
-            changes.sort_by(|a, b| (a.action, &a.class, &a.member).cmp(&(b.action, &b.class, &b.member)));
+            changes.sort_by(|a, b| {
+                (a.action, &a.class, &a.member).cmp(&(b.action, &b.class, &b.member))
+            });
             plan.memberships.extend(changes);
         }
         plan
@@ -414,7 +418,12 @@ pub(crate) fn desired_rows(snapshot: &Snapshot) -> HashMap<Entity, Vec<Desired>>
         });
     };
     let district = &snapshot.district;
-    add(Entity::District, &district.id, None, vec![Some(district.name.clone())]);
+    add(
+        Entity::District,
+        &district.id,
+        None,
+        vec![Some(district.name.clone())],
+    );
     for s in &snapshot.schools {
         add(
             Entity::School,
@@ -436,7 +445,12 @@ pub(crate) fn desired_rows(snapshot: &Snapshot) -> HashMap<Entity, Vec<Desired>>
             Entity::Term,
             &t.id,
             None,
-            vec![opt(&t.name), opt(&t.start_date), opt(&t.end_date), flag(t.synthesized)],
+            vec![
+                opt(&t.name),
+                opt(&t.start_date),
+                opt(&t.end_date),
+                flag(t.synthesized),
+            ],
         );
     }
     for c in &snapshot.courses {

@@ -52,9 +52,14 @@ pub fn check(plan: &Plan, config: &SafetyConfig) -> Vec<String> {
                 .copied(),
         }
         .unwrap_or_default();
-        if let Some(percent) = over(count, before, config.archive_max_percent, config.min_records)
-        {
-            let place = school.map_or_else(|| "district-wide".to_owned(), |s| format!("in school {s}"));
+        if let Some(percent) = over(
+            count,
+            before,
+            config.archive_max_percent,
+            config.min_records,
+        ) {
+            let place =
+                school.map_or_else(|| "district-wide".to_owned(), |s| format!("in school {s}"));
             reasons.push(format!(
                 "{entity}: would archive or end {count} of {before} ({percent:.1}%) {place}, above the {}% threshold",
                 config.archive_max_percent
@@ -103,7 +108,9 @@ mod tests {
 
     fn plan(archived: usize, before: usize) -> Plan {
         Plan {
-            records: (0..archived).map(|i| archive(Entity::Student, i, "north")).collect(),
+            records: (0..archived)
+                .map(|i| archive(Entity::Student, i, "north"))
+                .collect(),
             active_before: BTreeMap::from([(Entity::Student, before)]),
             in_source: BTreeMap::from([(Entity::Student, before - archived)]),
             active_by_school: BTreeMap::from([((Entity::Student, "north".into()), before)]),

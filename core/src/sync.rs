@@ -118,8 +118,12 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport,
         if let Some(export) = pipeline.file.export.as_ref().filter(|e| e.after_sync) {
             // The sync has committed; a failed export is reported, not a failed run.
             match crate::export::run(&db, &plan.district, export, Utc::now()).await {
-                Ok(report) => tracing::info!(pipeline = %pipeline.name(), files = report.files.len(), "exported after sync"),
-                Err(error) => tracing::error!(pipeline = %pipeline.name(), error = %crate::error_chain(&error), "export after sync failed"),
+                Ok(report) => {
+                    tracing::info!(pipeline = %pipeline.name(), files = report.files.len(), "exported after sync")
+                }
+                Err(error) => {
+                    tracing::error!(pipeline = %pipeline.name(), error = %crate::error_chain(&error), "export after sync failed")
+                }
             }
         }
     }
@@ -127,7 +131,15 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport,
         && !options.dry_run
     {
         let message = crate::error_chain(error);
-        if let Err(record) = load::record_failure(&db, &name, pipeline.file.pipeline.district_id.as_deref(), started_at, &message).await {
+        if let Err(record) = load::record_failure(
+            &db,
+            &name,
+            pipeline.file.pipeline.district_id.as_deref(),
+            started_at,
+            &message,
+        )
+        .await
+        {
             tracing::error!(pipeline = %name, error = %crate::error_chain(&record), "could not record the failed run");
         }
     }
@@ -164,18 +176,20 @@ async fn plan_and_load(
     started_at: chrono::DateTime<Utc>,
 ) -> Result<RunReport, SyncError> {
     let name = pipeline.name().to_owned();
-    let transforms = Transforms::build(pipeline, options.plugin_cache.clone()).map_err(|source| {
-        SyncError::Transform {
-            pipeline: name.clone(),
-            source,
-        }
-    })?;
-    let mut snapshot = extract::pull(pipeline, None)
-        .await
-        .map_err(|source| SyncError::Extract {
-            pipeline: name.clone(),
-            source,
+    let transforms =
+        Transforms::build(pipeline, options.plugin_cache.clone()).map_err(|source| {
+            SyncError::Transform {
+                pipeline: name.clone(),
+                source,
+            }
         })?;
+    let mut snapshot =
+        extract::pull(pipeline, None)
+            .await
+            .map_err(|source| SyncError::Extract {
+                pipeline: name.clone(),
+                source,
+            })?;
     tracing::info!(
         pipeline = %name,
         district = %snapshot.district.id,

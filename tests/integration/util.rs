@@ -192,9 +192,12 @@ pub fn rosterflow_bin() -> PathBuf {
     .clone()
 }
 
-/// Runs the binary and returns (exit code, stdout, stderr).
+/// Runs the binary in a scratch working directory (where a pipeline's relative outputs, such as
+/// exports, land) and returns (exit code, stdout, stderr).
 pub fn rosterflow(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let scratch = tempfile::tempdir().expect("scratch dir");
     let output = Command::new(rosterflow_bin())
+        .current_dir(scratch.path())
         .args(args)
         .envs(env.iter().copied())
         .env("ROSTERFLOW_LOG", "warn")

@@ -54,10 +54,8 @@ pub(super) fn interpolate(
                     Some((name, fallback)) => (name, Some(fallback)),
                     None => (reference, None),
                 };
-                let valid_name = !name.is_empty()
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_');
+                let valid_name =
+                    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                 if !valid_name {
                     problems.push(Problem {
                         at: Some(at),

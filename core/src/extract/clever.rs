@@ -92,13 +92,11 @@ impl Client {
                 url: config.base_url.clone(),
                 source,
             })?;
-        let mut authorization =
-            HeaderValue::from_str(&format!("Bearer {}", config.token.expose())).map_err(|_| {
-                ExtractError::Status {
-                    status: 0,
-                    url: config.base_url.clone(),
-                    message: "the token holds characters an HTTP header cannot carry".into(),
-                }
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", config.token.expose()))
+            .map_err(|_| ExtractError::Status {
+                status: 0,
+                url: config.base_url.clone(),
+                message: "the token holds characters an HTTP header cannot carry".into(),
             })?;
         authorization.set_sensitive(true);
         Ok(Client {

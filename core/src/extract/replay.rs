@@ -24,10 +24,7 @@ pub fn read(
 ) -> Result<Snapshot, ExtractError> {
     let mut builder = SnapshotBuilder::default();
     for collection in Collection::ALL {
-        for (number, path) in pages(&dir.join(collection.name()))?
-            .into_iter()
-            .enumerate()
-        {
+        for (number, path) in pages(&dir.join(collection.name()))?.into_iter().enumerate() {
             let body = std::fs::read(&path).map_err(|source| ExtractError::Io {
                 path: path.clone(),
                 source,

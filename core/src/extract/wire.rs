@@ -269,7 +269,10 @@ impl SnapshotBuilder {
             }),
             Collection::Schools => parse(json).map(|s: WireSchool| {
                 self.snapshot.schools.push(School {
-                    name: s.name.clone().unwrap_or_else(|| s.id.clone().unwrap_or_default()),
+                    name: s
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| s.id.clone().unwrap_or_default()),
                     id: s.id?,
                     sis_id: s.sis_id,
                     school_number: s.school_number,
@@ -391,7 +394,12 @@ impl SnapshotBuilder {
             if roles.contact.is_some() {
                 self.snapshot.contacts_skipped += 1;
             } else if roles.staff.is_none() {
-                self.quarantine("user", Some(&id), "user holds no role rosterflow knows", json);
+                self.quarantine(
+                    "user",
+                    Some(&id),
+                    "user holds no role rosterflow knows",
+                    json,
+                );
             }
         }
         Some(())
@@ -476,8 +484,7 @@ impl SnapshotBuilder {
                 .collect();
         }
         if !self.seen.contains(&Collection::Courses) {
-            let ids: BTreeSet<&String> =
-                snapshot.sections.iter().flat_map(|s| &s.course).collect();
+            let ids: BTreeSet<&String> = snapshot.sections.iter().flat_map(|s| &s.course).collect();
             snapshot.courses = ids
                 .into_iter()
                 .map(|id| Course {
@@ -570,7 +577,13 @@ mod tests {
                 "users",
             )
             .expect("page");
-        assert_eq!(info, PageInfo { records: 0, next: None });
+        assert_eq!(
+            info,
+            PageInfo {
+                records: 0,
+                next: None
+            }
+        );
     }
 
     #[test]

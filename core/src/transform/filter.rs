@@ -71,7 +71,10 @@ impl FilterConfig {
             self.teacher_emails.len(),
         ];
         if lists.iter().all(|n| *n == 0) {
-            problems.push(format!("filter {}: drops nothing: give at least one list", self.name));
+            problems.push(format!(
+                "filter {}: drops nothing: give at least one list",
+                self.name
+            ));
         }
         problems
     }
@@ -199,7 +202,10 @@ impl Filter {
                     return Some("SIS id is in section_sis_ids".to_owned());
                 }
                 let taught_only_by_dropped = !section.teachers.is_empty()
-                    && section.teachers.iter().all(|t| dropped_teachers.contains(t));
+                    && section
+                        .teachers
+                        .iter()
+                        .all(|t| dropped_teachers.contains(t));
                 if taught_only_by_dropped {
                     return Some("every teacher of the section was dropped".to_owned());
                 }
@@ -223,16 +229,15 @@ mod tests {
     use crate::model::{Section, Student, Teacher};
 
     fn snapshot() -> Snapshot {
-        let section = |id: &str, name: &str, subject: &str, teachers: &[&str], students: &[&str]| {
-            Section {
+        let section =
+            |id: &str, name: &str, subject: &str, teachers: &[&str], students: &[&str]| Section {
                 id: id.into(),
                 name: name.into(),
                 subject: (!subject.is_empty()).then(|| subject.into()),
                 teachers: teachers.iter().map(|t| t.to_string()).collect(),
                 students: students.iter().map(|s| s.to_string()).collect(),
                 ..Section::default()
-            }
-        };
+            };
         Snapshot {
             sections: vec![
                 section("math", "Math 7", "math", &["t-math", "t-music"], &["s1"]),

@@ -86,7 +86,9 @@ impl SharingRulesConfig {
         for (kind, rules) in [("sections", &self.sections), ("except", &self.except)] {
             for (index, rule) in rules.iter().enumerate() {
                 if rule.conditions.is_empty() {
-                    problems.push(format!("{kind}[{index}]: a rule needs at least one condition"));
+                    problems.push(format!(
+                        "{kind}[{index}]: a rule needs at least one condition"
+                    ));
                 }
                 for condition in &rule.conditions {
                     if !FIELDS.contains(&condition.field.as_str())
@@ -285,19 +287,23 @@ impl Lookup {
     /// Every value a condition on `field` may match for this section.
     fn values<'a>(&'a self, section: &'a Section, field: &str) -> Vec<&'a str> {
         let with_names = |id: &'a str| {
-            std::iter::once(id).chain(
-                self.names
-                    .get(id)
-                    .into_iter()
-                    .flatten()
-                    .map(String::as_str),
-            )
+            std::iter::once(id).chain(self.names.get(id).into_iter().flatten().map(String::as_str))
         };
         let text = |value: &'a Option<String>| value.as_deref().into_iter().collect();
         match field {
             "school" => with_names(&section.school).collect(),
-            "course" => section.course.as_deref().into_iter().flat_map(with_names).collect(),
-            "term" => section.term.as_deref().into_iter().flat_map(with_names).collect(),
+            "course" => section
+                .course
+                .as_deref()
+                .into_iter()
+                .flat_map(with_names)
+                .collect(),
+            "term" => section
+                .term
+                .as_deref()
+                .into_iter()
+                .flat_map(with_names)
+                .collect(),
             "teacher" => section
                 .teachers
                 .iter()
@@ -396,7 +402,10 @@ mod tests {
         assert_eq!(ids(&snapshot.students, |s| &s.id), ["s1"]);
         assert_eq!(ids(&snapshot.teachers, |t| &t.id), ["t-m3"]);
         let dropped: Vec<_> = snapshot.decisions.iter().map(|d| d.id.as_str()).collect();
-        assert!(dropped.contains(&"m7") && dropped.contains(&"s4"), "{dropped:?}");
+        assert!(
+            dropped.contains(&"m7") && dropped.contains(&"s4"),
+            "{dropped:?}"
+        );
     }
 
     #[test]
