@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 
-use crate::sdk::{Edit, Error, GradeIndex, Group, SchoolIndex, Section, Snapshot, StudentIndex};
+use crate::sdk::{Edit, Error, Group, SchoolIndex, Section, Snapshot, StudentIndex};
 
 /// The plugin's config (`[transform.config]`).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -138,7 +138,7 @@ fn plan_band(band: &BandRule, snapshot: &Snapshot, edits: &mut Vec<Edit>) {
         let (Some(school), Some(grade)) = (student.school, student.grade) else {
             continue;
         };
-        if !grades.contains(&grade)
+        if !grades.get(grade.get()).copied().unwrap_or(false)
             || !schools.get(school.get()).copied().unwrap_or(false)
             || enrolled.as_ref().is_some_and(|e| !e[index.get()])
         {
@@ -217,13 +217,11 @@ fn split_applies(split: &SplitRule, section: &Section) -> bool {
     subject_ok && grade_ok
 }
 
-/// The grade indices whose value is one of `wanted`.
-fn grade_set(wanted: &[String], grades: &[String]) -> HashSet<GradeIndex> {
+/// For each grade value, whether it is one of `wanted`.
+fn grade_set(wanted: &[String], grades: &[String]) -> Vec<bool> {
     grades
         .iter()
-        .enumerate()
-        .filter(|(_, g)| wanted.iter().any(|w| w.eq_ignore_ascii_case(g)))
-        .map(|(i, _)| GradeIndex(i as u32))
+        .map(|g| wanted.iter().any(|w| w.eq_ignore_ascii_case(g)))
         .collect()
 }
 

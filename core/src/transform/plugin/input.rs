@@ -196,7 +196,7 @@ pub(crate) fn to_u32(i: usize) -> u32 {
     u32::try_from(i).expect("snapshot tables hold fewer than 2^32 records")
 }
 
-/// The hash rustc uses for its own tables (a multiply and rotate per word).
+/// The hash rustc uses for its own tables (a multiply and rotate per word), with a finaliser.
 #[derive(Default, Clone, Copy)]
 struct FxHasher {
     hash: u64,
@@ -238,9 +238,19 @@ impl Hasher for FxHasher {
         self.add(i as u64);
     }
 
+    /// Folds the high bits down and mixes again: the table indexes buckets by the low bits, and
+    /// the multiply leaves those depending only on the low bytes of each word, which for Clever
+    /// ids (24 hex digits, differing in the last few) barely vary: without this, a million ids
+    /// fall into a handful of buckets and the map takes minutes.
     #[inline]
     fn finish(&self) -> u64 {
-        self.hash
+        // MurmurHash3's fmix64: every input bit reaches every output bit.
+        let mut h = self.hash;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
     }
 }
 
@@ -304,6 +314,16 @@ mod tests {
             wire.sections[0].ext,
             [("band".to_string(), "2".to_string())]
         );
+    }
+
+    #[test]
+    fn ids_that_differ_only_in_their_last_digits_hash_apart() {
+        use std::hash::BuildHasher;
+        let build = BuildHasherDefault::<FxHasher>::default();
+        let buckets: std::collections::HashSet<u64> = (0..4096usize)
+            .map(|n| build.hash_one(format!("02{n:022x}").as_str()) & 0xffff)
+            .collect();
+        assert!(buckets.len() > 3500, "{} distinct buckets", buckets.len());
     }
 
     #[test]
