@@ -14,6 +14,7 @@ use crate::db::Db;
 use crate::extract::{self, Recorder};
 use crate::load;
 use crate::sync::{self, RunOptions, RunStatus};
+use crate::transform::plugin::{self, PluginHost};
 use crate::{explain, export, growth, report, roster};
 
 /// Exit code for a bad pipeline file (EX_CONFIG).
@@ -110,6 +111,11 @@ enum Command {
         #[command(subcommand)]
         command: DemoCommand,
     },
+    /// Inspect or try a WASM plugin.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// Show a pipeline's recent runs.
     History {
         pipeline: PathBuf,
@@ -146,6 +152,27 @@ enum DemoCommand {
         weeks: u32,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Check a component: interface version, exports, default limits.
+    Check { wasm: PathBuf },
+    /// Run a component on a recorded snapshot and print the edits it proposes.
+    Test {
+        wasm: PathBuf,
+        /// A recording (`rosterflow pull --record DIR`, or `pipelines/demo`).
+        #[arg(long)]
+        snapshot: PathBuf,
+        /// The plugin's config as JSON (its `[transform.config]` table).
+        #[arg(long, default_value = "{}")]
+        config: String,
+        /// The plugin's name, as a pipeline would give it.
+        #[arg(long, default_value = "test")]
+        name: String,
+        #[arg(long, env = "ROSTERFLOW_PLUGIN_CACHE")]
+        plugin_cache: Option<PathBuf>,
     },
 }
 
@@ -406,6 +433,34 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 "invented {} practice sessions and {} level measurements for {} students",
                 report.sessions, report.levels, report.students
             );
+            Ok(0)
+        }
+        Command::Plugin {
+            command: PluginCommand::Check { wasm },
+        } => {
+            let host = PluginHost::new(None)?;
+            println!("{}", plugin::check(&host, &wasm)?);
+            Ok(0)
+        }
+        Command::Plugin {
+            command:
+                PluginCommand::Test {
+                    wasm,
+                    snapshot,
+                    config,
+                    name,
+                    plugin_cache,
+                },
+        } => {
+            let host = PluginHost::new(plugin_cache)?;
+            let plugin = host.load(&wasm)?;
+            let snapshot = extract::replay::read_snapshot(&snapshot)?;
+            let edits =
+                plugin.propose(&name, &config, &plugin::PluginLimits::default(), &snapshot)?;
+            for edit in &edits {
+                println!("{edit}");
+            }
+            println!("{} edit(s)", edits.len());
             Ok(0)
         }
         Command::History { pipeline, limit } => {

@@ -198,8 +198,8 @@ impl Transforms {
                     limits,
                     config_json,
                 } => {
-                    let _span = tracing::info_span!("plugin", plugin = %name).entered();
-                    plugin.run(name, config_json, limits, snapshot)?;
+                    let report = plugin.run(name, config_json, limits, snapshot)?;
+                    tracing::info!(plugin = %name, "{report}");
                 }
             }
         }

@@ -197,7 +197,125 @@ async fn records_dropped_by_a_rule_are_archived_as_filtered(backend: Backend) {
     assert_eq!(db.scalar("SELECT COUNT(*) FROM classes").await, 378);
 }
 
+fn groups_pipeline(db: &TestDb, plugin: &str, config: &str) -> config::Pipeline {
+    let text = format!(
+        "[pipeline]\nname = \"groups\"\n\n[source]\n{}\n\n[[transform]]\ntype = \"plugin\"\n\
+         name = \"{plugin}\"\npath = \"{}\"\ntimeout_ms = 1000\nmemory_mb = 64\n\n\
+         [transform.config]\n{config}\n\n[load]\ndatabase = \"{}\"\n",
+        crate::util::replay_source(&repo().join("pipelines/demo")),
+        crate::plugins::plugin_wasm(plugin).display(),
+        db.url
+    );
+    let path = db.dir.path().join("groups.toml");
+    std::fs::write(&path, text).expect("write pipeline");
+    config::load(&path, &BTreeMap::new()).expect("a valid pipeline")
+}
+
+/// A plugin's groups load as classes owned by the plugin, and `explain` names it.
+async fn plugin_groups_load_and_explain_names_their_author(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let pipeline = groups_pipeline(
+        &db,
+        "flex-groups",
+        "bands = [{ key = \"k2\", name = \"K-2 group\", grades = [\"Kindergarten\", \"1\", \"2\"], max_size = 12 }]",
+    );
+    sync::run(&pipeline, &RunOptions::default())
+        .await
+        .expect("run");
+    let groups = db
+        .rows("SELECT clever_id FROM classes WHERE source = 'plugin:flex-groups' ORDER BY 1")
+        .await;
+    assert!(!groups.is_empty());
+    assert!(
+        groups
+            .iter()
+            .all(|g| g.starts_with("plugin:flex-groups:k2-"))
+    );
+    let member = db
+        .rows(&format!(
+            "SELECT s.clever_id FROM class_students m JOIN students s ON s.id = m.student_id \
+             JOIN classes c ON c.id = m.class_id WHERE c.clever_id = '{}'",
+            groups[0]
+        ))
+        .await;
+    assert!(!member.is_empty() && member.len() <= 12);
+    let handle = db.open().await;
+    let district = "5a0c91b95c7cc000010d417c";
+    let student = rosterflow::explain::explain(
+        &handle,
+        district,
+        rosterflow::explain::Subject::Student,
+        &member[0],
+    )
+    .await
+    .expect("explain student");
+    assert!(
+        student
+            .memberships
+            .iter()
+            .any(|m| m.other.starts_with(&groups[0]) && m.source == "plugin:flex-groups"),
+        "{student}"
+    );
+    let group = rosterflow::explain::explain(
+        &handle,
+        district,
+        rosterflow::explain::Subject::Class,
+        &groups[0],
+    )
+    .await
+    .expect("explain group");
+    assert!(
+        group.verdict().contains("created by plugin:flex-groups"),
+        "{}",
+        group.verdict()
+    );
+    // Unchanged input: the plugin's groups are stable, the rerun changes nothing.
+    let report = sync::run(&pipeline, &RunOptions::default())
+        .await
+        .expect("rerun");
+    assert!(report.plan.is_empty(), "{}", report.plan);
+}
+
+/// A plugin that loops or exhausts its memory fails the run within its limit, names itself and
+/// the limit, and the DB is left exactly as it was.
+async fn a_hostile_plugin_fails_the_run_and_loads_nothing(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let everything = crate::util::pipeline(
+        db.dir.path(),
+        "demo",
+        &crate::util::replay_source(&repo().join("pipelines/demo")),
+        &db.url,
+        "",
+    );
+    sync::run(&everything, &RunOptions::default())
+        .await
+        .expect("load");
+    let before = db.fingerprint().await;
+    for (mode, limit) in [("loop", "1000 ms"), ("memory-bomb", "memory cap of 64 MB")] {
+        let pipeline = groups_pipeline(&db, "hostile-evil", &format!("mode = \"{mode}\""));
+        let error = sync::run(&pipeline, &RunOptions::default())
+            .await
+            .expect_err("the plugin fails the run");
+        let message = rosterflow::error_chain(&error);
+        assert!(
+            message.contains("hostile-evil") && message.contains(limit),
+            "{mode}: {message}"
+        );
+        assert_eq!(
+            db.fingerprint().await,
+            before,
+            "{mode} left the DB as it was"
+        );
+    }
+    assert_eq!(
+        db.rows("SELECT status FROM sync_runs ORDER BY id").await,
+        ["committed", "failed", "failed"]
+    );
+}
+
 on_both_backends!(
     sharing_rules_and_filters_load_exactly_the_expected_roster,
     records_dropped_by_a_rule_are_archived_as_filtered,
+    plugin_groups_load_and_explain_names_their_author,
+    a_hostile_plugin_fails_the_run_and_loads_nothing,
 );
