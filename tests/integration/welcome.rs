@@ -1,0 +1,560 @@
+//! Welcome emails end to end: the `rosterflow` binary syncs Clever's demo district (89 teachers,
+//! 87 of them with a usable email address) and delivers to a real SMTP server on loopback
+//! (tests/integration/smtp_sink.py), on SQLite and PostgreSQL. Every new teacher gets exactly one
+//! email across reruns, across a process killed between commit and delivery, and across a held
+//! run that is approved later; a held run sends nothing.
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rosterflow::db;
+use rosterflow_tests::district::{Collection, Dataset, Role};
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::on_both_backends;
+use crate::util::{
+    Backend, TestDb, copy_dir, pipeline_text, replay_source, repo, rosterflow, rosterflow_bin,
+};
+
+/// The demo district's Clever id.
+const DISTRICT: &str = "5a0c91b95c7cc000010d417c";
+
+/// The demo district's teachers.
+const DEMO_TEACHERS: usize = 89;
+
+/// The two demo teachers whose Clever `email` is not an address (a stray quote in one, no `@` in
+/// the other). Their welcome emails are marked `failed` with the reason at once, never sent and
+/// never retried.
+const UNDELIVERABLE: [&str; 2] = ["hauc\"k.haylie@example.com", "seth_schoen.example.org"];
+
+/// The demo teachers who can get an email.
+const DEMO_DELIVERABLE: usize = DEMO_TEACHERS - UNDELIVERABLE.len();
+
+/// A loopback SMTP server (tests/integration/smtp_sink.py) that keeps every message it accepts.
+/// Killed when dropped.
+struct SmtpSink {
+    child: Child,
+    port: u16,
+    dir: TempDir,
+}
+
+impl SmtpSink {
+    fn start() -> SmtpSink {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/smtp_sink.py");
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
+        let mut child = Command::new(&python)
+            .arg(&script)
+            .arg("--dir")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {python} {}: {e}", script.display()));
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped stdout"))
+            .read_line(&mut line)
+            .expect("read the sink's port");
+        let Ok(port) = line.trim().parse() else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the SMTP sink did not start (printed {line:?}); it needs aiosmtpd: \
+                 `pip install aiosmtpd`"
+            );
+        };
+        SmtpSink { child, port, dir }
+    }
+
+    /// The recipient of every message accepted so far, in the order they arrived.
+    fn recipients(&self) -> Vec<String> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .expect("read the sink dir")
+            .map(|entry| entry.expect("dir entry").path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+            .collect();
+        paths.sort();
+        paths
+            .iter()
+            .map(|path| {
+                let message: Value =
+                    serde_json::from_slice(&std::fs::read(path).expect("read a message"))
+                        .expect("a message record");
+                assert_eq!(message["subject"], "Welcome to Freckle", "{message}");
+                let rcpt = message["rcpt_tos"].as_array().expect("recipients");
+                assert_eq!(rcpt.len(), 1, "one recipient per message: {message}");
+                rcpt[0].as_str().expect("an address").to_owned()
+            })
+            .collect()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port whose connections the kernel completes but nobody accepts, so no SMTP
+/// greeting ever comes: a client connects, then waits for the greeting until its timeout. No
+/// message can get through it, however the test and the process under test are scheduled.
+struct MuteServer {
+    listener: TcpListener,
+}
+
+impl MuteServer {
+    fn bind() -> MuteServer {
+        MuteServer {
+            listener: TcpListener::bind("127.0.0.1:0").expect("bind a loopback port"),
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.listener.local_addr().expect("local addr").port()
+    }
+
+    /// Waits until `run` connects, which it does only to send a message it has claimed, and
+    /// returns the connection. Keep it open until `run` is killed: closing it would fail the
+    /// send instead.
+    fn wait_for_client(&self, run: &mut Running) -> TcpStream {
+        self.listener
+            .set_nonblocking(true)
+            .expect("a non-blocking listener");
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => return stream,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if let Some(status) = run.0.try_wait().expect("poll rosterflow") {
+                        panic!("rosterflow ended ({status}) without connecting to the SMTP server");
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+    }
+}
+
+/// A running `rosterflow` process, killed when dropped so that a failing test leaves none.
+struct Running(Child);
+
+impl Running {
+    /// Starts `rosterflow run PIPELINE` with its log at `info` on `stderr`.
+    fn start(pipeline: &str, stderr: Stdio) -> Running {
+        Running(
+            Command::new(rosterflow_bin())
+                .args(["run", pipeline])
+                .env("ROSTERFLOW_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .expect("spawn rosterflow"),
+        )
+    }
+
+    /// Reads the (piped) log up to the first line containing `message`.
+    fn wait_for_log(&mut self, message: &str) {
+        let stderr = self.0.stderr.take().expect("piped stderr");
+        let mut seen = Vec::new();
+        for line in BufReader::new(stderr).lines() {
+            let line = line.expect("read rosterflow's log");
+            if line.contains(message) {
+                return;
+            }
+            seen.push(line);
+        }
+        panic!(
+            "rosterflow ended without logging {message:?}:\n{}",
+            seen.join("\n")
+        );
+    }
+
+    /// SIGKILL, after checking the process had not ended by itself.
+    fn kill(mut self) {
+        assert!(
+            self.0.try_wait().expect("poll rosterflow").is_none(),
+            "rosterflow ended before it was killed"
+        );
+        self.0.kill().expect("SIGKILL rosterflow");
+        self.0.wait().expect("reap rosterflow");
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One test's world: a fresh DB, a recording the test may edit, and a pipeline file that
+/// replays it into the DB with `[pipeline] district_id` and an `[email]` table.
+struct Demo {
+    db: TestDb,
+    recording: PathBuf,
+    pipeline: PathBuf,
+}
+
+impl Demo {
+    /// `recording` is replayed as it is; with `None`, a copy of `pipelines/demo` the test may edit.
+    async fn new(backend: Backend, recording: Option<PathBuf>) -> Demo {
+        let db = TestDb::new(backend).await;
+        let recording = recording.unwrap_or_else(|| {
+            let copy = db.dir.path().join("recording");
+            copy_dir(&repo().join("pipelines/demo"), &copy);
+            copy
+        });
+        let pipeline = db.dir.path().join("demo.toml");
+        Demo {
+            db,
+            recording,
+            pipeline,
+        }
+    }
+
+    /// (Re)writes the pipeline file, its `[email]` table pointing at `smtp_port` on loopback.
+    fn point_email_at(&self, smtp_port: u16) {
+        let email = format!(
+            "[email]\nhost = \"127.0.0.1\"\nport = {smtp_port}\ntls = \"none\"\n\
+             from = \"Freckle <no-reply@freckle.example>\"\n\
+             app_url = \"https://app.freckle.example\"\n\
+             throttle_per_minute = 60000\nretry_backoff_secs = 1\ntimeout_secs = 120"
+        );
+        let text = pipeline_text(
+            "demo",
+            &replay_source(&self.recording),
+            &self.db.url,
+            &email,
+        )
+        .replacen(
+            "[pipeline]\n",
+            &format!("[pipeline]\ndistrict_id = \"{DISTRICT}\"\n"),
+            1,
+        );
+        std::fs::write(&self.pipeline, text).expect("write the pipeline file");
+    }
+
+    fn path(&self) -> &str {
+        self.pipeline.to_str().expect("a UTF-8 path")
+    }
+
+    /// `rosterflow run` to the end: (exit code, stdout, stderr).
+    fn run(&self) -> (i32, String, String) {
+        rosterflow(&["run", self.path()], &[])
+    }
+
+    /// A clean run: exit code 0.
+    fn run_ok(&self) {
+        let (code, stdout, stderr) = self.run();
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+    }
+
+    /// The addresses of the recording's teachers that can get an email, sorted.
+    fn deliverable(&self) -> Vec<String> {
+        let all = self.teacher_emails();
+        for bad in UNDELIVERABLE {
+            assert!(all.iter().any(|email| email == bad), "{bad} left the demo");
+        }
+        all.into_iter()
+            .filter(|email| !UNDELIVERABLE.contains(&email.as_str()))
+            .collect()
+    }
+
+    /// The teachers' addresses in the recording, sorted.
+    fn teacher_emails(&self) -> Vec<String> {
+        let dataset = Dataset::from_recording(&self.recording).expect("read the recording");
+        let mut emails: Vec<String> = dataset
+            .ids_with_role(Role::Teacher)
+            .iter()
+            .map(|id| {
+                let user = dataset.get(Collection::Users, id).expect("a teacher");
+                user["email"].as_str().expect("an email").to_owned()
+            })
+            .collect();
+        emails.sort();
+        emails
+    }
+
+    /// Edits the recording through the simulator's dataset and writes it back in the demo's
+    /// layout.
+    fn edit_recording(&self, edit: impl FnOnce(&mut Dataset)) {
+        let mut dataset = Dataset::from_recording(&self.recording).expect("read the recording");
+        edit(&mut dataset);
+        std::fs::remove_dir_all(&self.recording).expect("clear the recording");
+        dataset
+            .write_recording(&self.recording, 10_000)
+            .expect("write the recording");
+        // Like the demo, leave out the collections it lacks: a replay then synthesises the
+        // schools, terms and courses that sections name, where an empty page would say the
+        // district has none.
+        for collection in Collection::DATA {
+            if dataset.is_empty(collection) {
+                std::fs::remove_dir_all(self.recording.join(collection.name()))
+                    .expect("drop an empty collection");
+            }
+        }
+    }
+
+    /// (rows, sent, pending, failed) of the welcome outbox.
+    async fn outbox(&self) -> (i64, i64, i64, i64) {
+        let count = |status: &str| {
+            format!(
+                "SELECT COUNT(*) FROM email_outbox WHERE kind = 'welcome' AND status = '{status}'"
+            )
+        };
+        (
+            self.db.scalar("SELECT COUNT(*) FROM email_outbox").await,
+            self.db.scalar(&count("sent")).await,
+            self.db.scalar(&count("pending")).await,
+            self.db.scalar(&count("failed")).await,
+        )
+    }
+
+    /// The recipients of the welcome emails marked `failed`, sorted, after checking each says
+    /// why and was never tried.
+    async fn failed_recipients(&self) -> Vec<String> {
+        let rows = self
+            .db
+            .rows(
+                "SELECT recipient, attempts, last_error FROM email_outbox \
+                 WHERE status = 'failed' ORDER BY recipient",
+            )
+            .await;
+        rows.iter()
+            .map(|row| {
+                let mut fields = row.splitn(3, '|');
+                let recipient = fields.next().expect("recipient");
+                assert_eq!(fields.next(), Some("0"), "never tried: {row}");
+                let reason = fields.next().expect("last_error");
+                assert!(reason.contains("not a valid email address"), "{row}");
+                recipient.to_owned()
+            })
+            .collect()
+    }
+
+    /// Waits until no pending welcome email is claimed any more. A pass that dies mid-send
+    /// leaves its row claimed until `next_attempt_at` (`retry_backoff_secs` later), so that an
+    /// overlapping pass leaves it alone; only after that may the next pass take it.
+    async fn wait_out_claims(&self) {
+        let claims = self
+            .db
+            .rows(
+                "SELECT next_attempt_at FROM email_outbox \
+                 WHERE status = 'pending' AND next_attempt_at IS NOT NULL",
+            )
+            .await;
+        for claim in claims {
+            let until = db::parse_timestamp(&claim)
+                .expect("a timestamp")
+                .timestamp_micros();
+            loop {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .expect("after 1970")
+                    .as_micros();
+                let Some(left) = u128::try_from(until).ok().and_then(|u| u.checked_sub(now)) else {
+                    break;
+                };
+                let left = u64::try_from(left).expect("a short claim");
+                std::thread::sleep(Duration::from_micros(left + 1_000));
+            }
+        }
+    }
+}
+
+/// Adds a teacher to the dataset, a copy of an existing one under a new id, name and address.
+fn hire(dataset: &mut Dataset, first: &str, email: &str) -> String {
+    let template = dataset.ids_with_role(Role::Teacher)[0].clone();
+    let mut teacher = dataset
+        .get(Collection::Users, &template)
+        .expect("a teacher");
+    let id = dataset.new_id();
+    teacher["id"] = Value::from(id.as_str());
+    teacher["email"] = Value::from(email);
+    teacher["name"] = serde_json::json!({ "first": first, "last": "Newhire" });
+    let role = &mut teacher["roles"]["teacher"];
+    role["sis_id"] = Value::from(format!("new-{first}"));
+    role["credentials"]["district_username"] = Value::from(first.to_lowercase());
+    if let Some(role) = role.as_object_mut() {
+        for field in ["state_id", "teacher_number", "legacy_id"] {
+            role.remove(field);
+        }
+    }
+    assert!(dataset.upsert(Collection::Users, teacher).is_none());
+    id
+}
+
+fn sorted(mut list: Vec<String>) -> Vec<String> {
+    list.sort();
+    list
+}
+
+/// The demo loads, then reruns twice: one email per teacher, and a failed row with the reason
+/// for each of the two whose address is unusable.
+async fn welcome_emails_reach_each_new_teacher_once_across_reruns(backend: Backend) {
+    let demo = Demo::new(backend, Some(repo().join("pipelines/demo"))).await;
+    let sink = SmtpSink::start();
+    demo.point_email_at(sink.port);
+    assert_eq!(demo.teacher_emails().len(), DEMO_TEACHERS);
+    let deliverable = demo.deliverable();
+
+    for run in 1..=3 {
+        demo.run_ok();
+        assert_eq!(sorted(sink.recipients()), deliverable, "after run {run}");
+    }
+    assert_eq!(demo.outbox().await, (89, 87, 0, 2));
+    assert_eq!(demo.failed_recipients().await, UNDELIVERABLE);
+    assert_eq!(
+        demo.db
+            .scalar("SELECT COUNT(*) FROM email_outbox WHERE status = 'sent' AND attempts <> 1")
+            .await,
+        0,
+        "each sent message went on its first attempt"
+    );
+    assert_eq!(
+        demo.db
+            .rows("SELECT status FROM sync_runs ORDER BY id")
+            .await,
+        ["committed", "committed", "committed"]
+    );
+}
+
+/// The process is killed (SIGKILL) as soon as its run commits, while the SMTP server it points
+/// at never answers, so nothing can have been delivered whatever the timing. A second run is
+/// killed in the middle of sending (it has claimed a message and connected). The next run, the
+/// server up, delivers each email once; a teacher who appears later gets exactly one too.
+async fn a_crash_between_commit_and_delivery_still_sends_each_email_once(backend: Backend) {
+    let demo = Demo::new(backend, None).await;
+    let mute = MuteServer::bind();
+    demo.point_email_at(mute.port());
+
+    let mut run = Running::start(demo.path(), Stdio::piped());
+    run.wait_for_log("run committed");
+    run.kill();
+    // Every email is queued and none went. The pass may have got as far as failing an unusable
+    // address, or claiming the first message and waiting for the server's greeting.
+    assert_eq!(
+        demo.db.rows("SELECT status FROM sync_runs").await,
+        ["committed"]
+    );
+    let (rows, sent, _, _) = demo.outbox().await;
+    assert_eq!((rows, sent), (89, 0));
+    let failed = demo.failed_recipients().await;
+    assert!(
+        failed.iter().all(|r| UNDELIVERABLE.contains(&r.as_str())),
+        "{failed:?}"
+    );
+    let claimed = "SELECT COUNT(*) FROM email_outbox WHERE attempts > 0";
+    assert!(demo.db.scalar(claimed).await <= 1, "one message at a time");
+
+    // The next run's first pass finishes the outbox: killed once it is sending (a server of its
+    // own, so that no connection of the first run's can be taken for the second's).
+    let mute = MuteServer::bind();
+    demo.point_email_at(mute.port());
+    let mut run = Running::start(demo.path(), Stdio::null());
+    let connection = mute.wait_for_client(&mut run);
+    run.kill();
+    drop(connection);
+    let (_, sent, _, _) = demo.outbox().await;
+    assert_eq!(sent, 0);
+    assert!(
+        demo.db.scalar(claimed).await >= 1,
+        "a message was in flight"
+    );
+
+    let sink = SmtpSink::start();
+    demo.point_email_at(sink.port);
+    demo.wait_out_claims().await;
+    demo.run_ok();
+    assert_eq!(sorted(sink.recipients()), demo.deliverable());
+    assert_eq!(demo.outbox().await, (89, 87, 0, 2));
+    assert_eq!(demo.failed_recipients().await, UNDELIVERABLE);
+
+    demo.edit_recording(|dataset| {
+        hire(dataset, "Noor", "noor.newhire@example.net");
+    });
+    demo.run_ok();
+    let recipients = sink.recipients();
+    assert_eq!(recipients.len(), DEMO_DELIVERABLE + 1);
+    assert_eq!(recipients[DEMO_DELIVERABLE..], ["noor.newhire@example.net"]);
+    assert_eq!(sorted(recipients), demo.deliverable());
+    assert_eq!(demo.outbox().await, (90, 88, 0, 2));
+}
+
+/// After the demo loads, a replay loses half the students and brings two new teachers: the run
+/// is held, sends nothing, queues nothing and changes no roster. Approving it sends the two new
+/// teachers one email each.
+async fn a_held_run_sends_no_email_until_it_is_approved(backend: Backend) {
+    let demo = Demo::new(backend, None).await;
+    let sink = SmtpSink::start();
+    demo.point_email_at(sink.port);
+    demo.run_ok();
+    assert_eq!(sink.recipients().len(), DEMO_DELIVERABLE);
+    let before = demo.db.fingerprint().await;
+
+    let hired = ["ines.newhire@example.net", "tomas.newhire@example.net"];
+    demo.edit_recording(|dataset| {
+        let students = dataset.ids_with_role(Role::Student);
+        for student in students.iter().step_by(2) {
+            assert!(dataset.remove_user(student));
+        }
+        hire(dataset, "Ines", hired[0]);
+        hire(dataset, "Tomas", hired[1]);
+    });
+    let (code, stdout, stderr) = demo.run();
+    assert_eq!(code, 1, "held: {stdout}\n{stderr}");
+    let run: i64 = stdout
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("run ")?
+                .strip_suffix(" held for approval:")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no held run in:\n{stdout}"));
+    assert!(stdout.contains("2 new teacher account(s)"), "{stdout}");
+    assert_eq!(
+        sink.recipients().len(),
+        DEMO_DELIVERABLE,
+        "a held run sends nothing"
+    );
+    assert_eq!(demo.outbox().await, (89, 87, 0, 2), "nor queues anything");
+    assert_eq!(
+        demo.db.fingerprint().await,
+        before,
+        "nor changes the roster"
+    );
+
+    let (code, stdout, stderr) = rosterflow(&["approve", demo.path(), &run.to_string()], &[]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains(&format!("run {run} approved")), "{stdout}");
+    let recipients = sink.recipients();
+    assert_eq!(recipients.len(), DEMO_DELIVERABLE + 2);
+    assert_eq!(sorted(recipients[DEMO_DELIVERABLE..].to_vec()), hired);
+    assert_eq!(sorted(recipients), demo.deliverable());
+    assert_eq!(demo.outbox().await, (91, 89, 0, 2));
+    assert_eq!(
+        demo.db
+            .scalar(&format!(
+                "SELECT COUNT(*) FROM email_outbox WHERE run_id = {run}"
+            ))
+            .await,
+        2
+    );
+
+    // The approved state is the source's: a rerun changes nothing and sends nothing.
+    demo.run_ok();
+    assert_eq!(sink.recipients().len(), DEMO_DELIVERABLE + 2);
+}
+
+on_both_backends!(
+    welcome_emails_reach_each_new_teacher_once_across_reruns,
+    a_crash_between_commit_and_delivery_still_sends_each_email_once,
+    a_held_run_sends_no_email_until_it_is_approved,
+);
