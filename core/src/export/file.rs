@@ -3,17 +3,19 @@
 //!
 //! Types: identifiers are `Utf8`, low-cardinality strings `Dictionary(Int32, Utf8)`, counts
 //! `Int64`, levels and ratios `Float64`, instants `Timestamp(Microsecond, "UTC")` (never
-//! nanoseconds: Spark and others reject them). Every string column is dictionary-encoded in the
-//! file; pages carry statistics; the writer version stays at Parquet 1.0 (no DELTA encodings
+//! nanoseconds: Spark and others reject them). Every string column but the identifiers is
+//! dictionary-encoded in the file; pages carry statistics; the writer version stays at Parquet 1.0 (no DELTA encodings
 //! that some BI connectors lack); compression is zstd.
 
+use std::collections::HashMap;
 use std::fs::File;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::BufWriter;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Float64Builder, Int64Builder, StringBuilder, StringDictionaryBuilder,
+    ArrayRef, DictionaryArray, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
     TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit};
@@ -21,6 +23,7 @@ use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::schema::types::ColumnPath;
 
 use super::{Dataset, ExportConfig, ExportError};
 
@@ -81,7 +84,7 @@ impl Settings {
             dataset,
             columns,
             batch_rows: config.batch_rows,
-            properties: properties(config),
+            properties: properties(config, dataset),
         }
     }
 
@@ -96,10 +99,16 @@ impl Settings {
     }
 }
 
-/// The writer profile every export file gets.
-pub(crate) fn properties(config: &ExportConfig) -> WriterProperties {
+/// The writer profile every export file of `dataset` gets. Identifier columns (one value per
+/// student or stay) are written PLAIN: a dictionary would hold nearly every value, and zstd
+/// already folds their repeats. Every other string column is dictionary-encoded.
+pub(crate) fn properties(config: &ExportConfig, dataset: Dataset) -> WriterProperties {
     let zstd = ZstdLevel::try_new(config.zstd_level).unwrap_or_default();
-    WriterProperties::builder()
+    let mut builder = WriterProperties::builder();
+    for column in dataset.catalog().iter().filter(|c| c.kind == Kind::Text) {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(column.name), false);
+    }
+    builder
         .set_writer_version(WriterVersion::PARQUET_1_0)
         .set_compression(Compression::ZSTD(zstd))
         .set_dictionary_enabled(true)
@@ -121,7 +130,7 @@ fn data_type(kind: Kind) -> DataType {
 
 enum Builder {
     Text(StringBuilder),
-    Dict(StringDictionaryBuilder<Int32Type>),
+    Dict(DictBuilder),
     Int(Int64Builder),
     Float(Float64Builder),
     Time(TimestampMicrosecondBuilder),
@@ -131,7 +140,7 @@ impl Builder {
     fn new(kind: Kind, rows: usize) -> Builder {
         match kind {
             Kind::Text => Builder::Text(StringBuilder::with_capacity(rows, rows * 16)),
-            Kind::Dict => Builder::Dict(StringDictionaryBuilder::new()),
+            Kind::Dict => Builder::Dict(DictBuilder::new(rows)),
             Kind::Int => Builder::Int(Int64Builder::with_capacity(rows)),
             Kind::Float => Builder::Float(Float64Builder::with_capacity(rows)),
             Kind::Time => {
@@ -143,19 +152,14 @@ impl Builder {
     fn append(&mut self, value: Value<'_>) {
         match (self, value) {
             (Builder::Text(b), Value::Text(v)) => b.append_option(v),
-            (Builder::Dict(b), Value::Text(v)) => match v {
-                Some(v) => {
-                    b.append_value(v);
-                }
-                None => b.append_null(),
-            },
+            (Builder::Dict(b), Value::Text(v)) => b.append(v),
             (Builder::Int(b), Value::Int(v)) => b.append_option(v),
             (Builder::Float(b), Value::Float(v)) => b.append_option(v),
             (Builder::Time(b), Value::Time(v)) => b.append_option(v),
             // The catalogs pair each column with the value its rows hand out; a mismatch is a
             // bug caught by the unit tests, written as a null rather than a panic.
             (Builder::Text(b), _) => b.append_null(),
-            (Builder::Dict(b), _) => b.append_null(),
+            (Builder::Dict(b), _) => b.append(None),
             (Builder::Int(b), _) => b.append_null(),
             (Builder::Float(b), _) => b.append_null(),
             (Builder::Time(b), _) => b.append_null(),
@@ -165,11 +169,94 @@ impl Builder {
     fn finish(&mut self) -> ArrayRef {
         match self {
             Builder::Text(b) => Arc::new(b.finish()),
-            Builder::Dict(b) => Arc::new(b.finish()),
+            Builder::Dict(b) => b.finish(),
             Builder::Int(b) => Arc::new(b.finish()),
             Builder::Float(b) => Arc::new(b.finish()),
             Builder::Time(b) => Arc::new(b.finish()),
         }
+    }
+}
+
+/// A dictionary column for one batch. Rows of one student repeat the same strings (often the
+/// very same `&str`), so a value identical in place to the previous row's reuses its key without
+/// hashing; the others go through a small hash map.
+struct DictBuilder {
+    keys: Int32Builder,
+    values: StringBuilder,
+    index: HashMap<Box<str>, i32, BuildHasherDefault<FxHasher>>,
+    /// Address and length of the previous value, and its key.
+    last: Option<(usize, usize, i32)>,
+}
+
+impl DictBuilder {
+    fn new(rows: usize) -> DictBuilder {
+        DictBuilder {
+            keys: Int32Builder::with_capacity(rows),
+            values: StringBuilder::new(),
+            index: HashMap::default(),
+            last: None,
+        }
+    }
+
+    fn append(&mut self, value: Option<&str>) {
+        let Some(value) = value else {
+            self.keys.append_null();
+            return;
+        };
+        let place = (value.as_ptr() as usize, value.len());
+        if let Some((ptr, len, key)) = self.last
+            && (ptr, len) == place
+        {
+            self.keys.append_value(key);
+            return;
+        }
+        let key = match self.index.get(value) {
+            Some(&key) => key,
+            None => {
+                let key = i32::try_from(self.index.len()).unwrap_or(i32::MAX);
+                self.values.append_value(value);
+                self.index.insert(value.into(), key);
+                key
+            }
+        };
+        self.last = Some((place.0, place.1, key));
+        self.keys.append_value(key);
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        self.index.clear();
+        self.last = None;
+        let keys = self.keys.finish();
+        let values = Arc::new(self.values.finish());
+        Arc::new(DictionaryArray::<Int32Type>::new(keys, values))
+    }
+}
+
+/// FxHash (rustc's): a few cycles per word, plenty for a batch's worth of short strings.
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        for &byte in chunks.remainder() {
+            self.add(u64::from(byte));
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
 }
 

@@ -237,17 +237,18 @@ pub(crate) struct Chunk {
     classes: Arc<HashMap<i64, ClassInfo>>,
 }
 
-/// Small strings that repeat on every row (subjects, domains) are shared, not copied.
+/// Small strings that repeat on every row (subjects, domains) are shared, not copied. A district
+/// has a few dozen: a linear scan, most recent first, beats hashing.
 #[derive(Default)]
-struct Interner(HashSet<Arc<str>>);
+struct Interner(Vec<Arc<str>>);
 
 impl Interner {
     fn get(&mut self, text: &str) -> Arc<str> {
-        if let Some(found) = self.0.get(text) {
+        if let Some(found) = self.0.iter().rev().find(|s| ***s == *text) {
             return found.clone();
         }
         let shared: Arc<str> = Arc::from(text);
-        self.0.insert(shared.clone());
+        self.0.push(shared.clone());
         shared
     }
 }
@@ -497,6 +498,9 @@ fn teachers(
     (ids, names)
 }
 
+/// Teacher strings by class set, then subject.
+type TeacherCache = HashMap<Vec<i64>, Vec<(String, Arc<(String, String)>)>>;
+
 /// The encoder thread: turns chunks into growth rows and writes them.
 pub(crate) fn encode(
     mut receiver: mpsc::Receiver<Chunk>,
@@ -510,7 +514,13 @@ pub(crate) fn encode(
         job.period.end.timestamp_micros(),
     );
     let district_name = job.district.name.as_str();
+    // Classmates share their teachers: the strings are built once per subject and class set
+    // (and, being the same strings, cost the dictionary columns no hashing).
+    let mut teacher_cache: TeacherCache = HashMap::new();
     while let Some(chunk) = receiver.blocking_recv() {
+        if teacher_cache.len() > 100_000 {
+            teacher_cache.clear();
+        }
         let (mut p, mut l, mut m) = (0, 0, 0);
         for student in &chunk.students {
             let mut rows: BTreeMap<(&str, &str), Growth> = BTreeMap::new();
@@ -550,12 +560,26 @@ pub(crate) fn encode(
                 m += 1;
             }
             let class_ids: Vec<i64> = chunk.memberships[from..m].iter().map(|x| x.1).collect();
-            let mut by_subject: Vec<(&str, (String, String))> = Vec::new();
+            let mut by_subject: Vec<(&str, Arc<(String, String)>)> = Vec::new();
             for ((subject, domain), growth) in &rows {
                 let index = match by_subject.iter().position(|(s, _)| s == subject) {
                     Some(index) => index,
                     None => {
-                        by_subject.push((subject, teachers(subject, &class_ids, &chunk.classes)));
+                        let found = match teacher_cache
+                            .get(class_ids.as_slice())
+                            .and_then(|v| v.iter().find(|(s, _)| s == subject))
+                        {
+                            Some((_, found)) => found.clone(),
+                            None => {
+                                let found = Arc::new(teachers(subject, &class_ids, &chunk.classes));
+                                teacher_cache
+                                    .entry(class_ids.clone())
+                                    .or_default()
+                                    .push(((*subject).to_owned(), found.clone()));
+                                found
+                            }
+                        };
+                        by_subject.push((subject, found));
                         by_subject.len() - 1
                     }
                 };
