@@ -18,25 +18,25 @@ use tempfile::TempDir;
 
 /// A loopback SMTP server (tests/integration/smtp_sink.py) that keeps every message it accepts.
 /// Killed when dropped.
-struct SmtpSink {
+pub(crate) struct SmtpSink {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     dir: TempDir,
 }
 
 /// One message as the sink received it.
 #[derive(Debug, serde::Deserialize)]
-struct Received {
-    rcpt_tos: Vec<String>,
+pub(crate) struct Received {
+    pub(crate) rcpt_tos: Vec<String>,
     from: String,
-    subject: String,
+    pub(crate) subject: String,
     message_id: String,
     content_type: String,
     body: String,
 }
 
 impl SmtpSink {
-    fn start() -> SmtpSink {
+    pub(crate) fn start() -> SmtpSink {
         SmtpSink::start_refusing(&[])
     }
 
@@ -72,7 +72,7 @@ impl SmtpSink {
         SmtpSink { child, port, dir }
     }
 
-    fn messages(&self) -> Vec<Received> {
+    pub(crate) fn messages(&self) -> Vec<Received> {
         let mut paths: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
             .expect("read the sink dir")
             .map(|entry| entry.expect("dir entry").path())

@@ -6,15 +6,15 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rosterflow::db;
 use rosterflow_tests::district::{Collection, Dataset, Role};
 use serde_json::Value;
-use tempfile::TempDir;
 
+use crate::email::SmtpSink;
 use crate::on_both_backends;
 use crate::util::{
     Backend, TestDb, copy_dir, pipeline_text, replay_source, repo, rosterflow, rosterflow_bin,
@@ -34,70 +34,16 @@ const UNDELIVERABLE: [&str; 2] = ["hauc\"k.haylie@example.com", "seth_schoen.exa
 /// The demo teachers who can get an email.
 const DEMO_DELIVERABLE: usize = DEMO_TEACHERS - UNDELIVERABLE.len();
 
-/// A loopback SMTP server (tests/integration/smtp_sink.py) that keeps every message it accepts.
-/// Killed when dropped.
-struct SmtpSink {
-    child: Child,
-    port: u16,
-    dir: TempDir,
-}
-
-impl SmtpSink {
-    fn start() -> SmtpSink {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/smtp_sink.py");
-        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
-        let mut child = Command::new(&python)
-            .arg(&script)
-            .arg("--dir")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {python} {}: {e}", script.display()));
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped stdout"))
-            .read_line(&mut line)
-            .expect("read the sink's port");
-        let Ok(port) = line.trim().parse() else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the SMTP sink did not start (printed {line:?}); it needs aiosmtpd: \
-                 `pip install aiosmtpd`"
-            );
-        };
-        SmtpSink { child, port, dir }
-    }
-
-    /// The recipient of every message accepted so far, in the order they arrived.
-    fn recipients(&self) -> Vec<String> {
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
-            .expect("read the sink dir")
-            .map(|entry| entry.expect("dir entry").path())
-            .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
-            .collect();
-        paths.sort();
-        paths
-            .iter()
-            .map(|path| {
-                let message: Value =
-                    serde_json::from_slice(&std::fs::read(path).expect("read a message"))
-                        .expect("a message record");
-                assert_eq!(message["subject"], "Welcome to Freckle", "{message}");
-                let rcpt = message["rcpt_tos"].as_array().expect("recipients");
-                assert_eq!(rcpt.len(), 1, "one recipient per message: {message}");
-                rcpt[0].as_str().expect("an address").to_owned()
-            })
-            .collect()
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The recipient of every welcome message the sink accepted so far, in the order they arrived.
+fn received(sink: &SmtpSink) -> Vec<String> {
+    sink.messages()
+        .into_iter()
+        .map(|message| {
+            assert_eq!(message.subject, "Welcome to Freckle");
+            assert_eq!(message.rcpt_tos.len(), 1, "one recipient per message");
+            message.rcpt_tos[0].clone()
+        })
+        .collect()
 }
 
 /// A loopback port whose connections the kernel completes but nobody accepts, so no SMTP
@@ -406,7 +352,7 @@ async fn welcome_emails_reach_each_new_teacher_once_across_reruns(backend: Backe
 
     for run in 1..=3 {
         demo.run_ok();
-        assert_eq!(sorted(sink.recipients()), deliverable, "after run {run}");
+        assert_eq!(sorted(received(&sink)), deliverable, "after run {run}");
     }
     assert_eq!(demo.outbox().await, (89, 87, 0, 2));
     assert_eq!(demo.failed_recipients().await, UNDELIVERABLE);
@@ -472,7 +418,7 @@ async fn a_crash_between_commit_and_delivery_still_sends_each_email_once(backend
     demo.point_email_at(sink.port);
     demo.wait_out_claims().await;
     demo.run_ok();
-    assert_eq!(sorted(sink.recipients()), demo.deliverable());
+    assert_eq!(sorted(received(&sink)), demo.deliverable());
     assert_eq!(demo.outbox().await, (89, 87, 0, 2));
     assert_eq!(demo.failed_recipients().await, UNDELIVERABLE);
 
@@ -480,7 +426,7 @@ async fn a_crash_between_commit_and_delivery_still_sends_each_email_once(backend
         hire(dataset, "Noor", "noor.newhire@example.net");
     });
     demo.run_ok();
-    let recipients = sink.recipients();
+    let recipients = received(&sink);
     assert_eq!(recipients.len(), DEMO_DELIVERABLE + 1);
     assert_eq!(recipients[DEMO_DELIVERABLE..], ["noor.newhire@example.net"]);
     assert_eq!(sorted(recipients), demo.deliverable());
@@ -495,7 +441,7 @@ async fn a_held_run_sends_no_email_until_it_is_approved(backend: Backend) {
     let sink = SmtpSink::start();
     demo.point_email_at(sink.port);
     demo.run_ok();
-    assert_eq!(sink.recipients().len(), DEMO_DELIVERABLE);
+    assert_eq!(received(&sink).len(), DEMO_DELIVERABLE);
     let before = demo.db.fingerprint().await;
 
     let hired = ["ines.newhire@example.net", "tomas.newhire@example.net"];
@@ -520,7 +466,7 @@ async fn a_held_run_sends_no_email_until_it_is_approved(backend: Backend) {
         .unwrap_or_else(|| panic!("no held run in:\n{stdout}"));
     assert!(stdout.contains("2 new teacher account(s)"), "{stdout}");
     assert_eq!(
-        sink.recipients().len(),
+        received(&sink).len(),
         DEMO_DELIVERABLE,
         "a held run sends nothing"
     );
@@ -534,7 +480,7 @@ async fn a_held_run_sends_no_email_until_it_is_approved(backend: Backend) {
     let (code, stdout, stderr) = rosterflow(&["approve", demo.path(), &run.to_string()], &[]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stdout.contains(&format!("run {run} approved")), "{stdout}");
-    let recipients = sink.recipients();
+    let recipients = received(&sink);
     assert_eq!(recipients.len(), DEMO_DELIVERABLE + 2);
     assert_eq!(sorted(recipients[DEMO_DELIVERABLE..].to_vec()), hired);
     assert_eq!(sorted(recipients), demo.deliverable());
@@ -550,7 +496,7 @@ async fn a_held_run_sends_no_email_until_it_is_approved(backend: Backend) {
 
     // The approved state is the source's: a rerun changes nothing and sends nothing.
     demo.run_ok();
-    assert_eq!(sink.recipients().len(), DEMO_DELIVERABLE + 2);
+    assert_eq!(received(&sink).len(), DEMO_DELIVERABLE + 2);
 }
 
 on_both_backends!(
