@@ -492,21 +492,20 @@ async fn export_matches_the_db_in_duckdb_and_pyarrow() {
 
         // Roster history: every stay x teacher stay, intersected; archived students included.
         let history = &back["datasets"]["roster_history"];
-        let mut stays: Vec<(String, String, Option<String>, i64, Option<i64>)> =
-            history["duckdb_rows"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| {
-                    (
-                        r["student_sis_id"].as_str().unwrap().to_owned(),
-                        r["class_name"].as_str().unwrap().to_owned(),
-                        r["teacher_sis_id"].as_str().map(str::to_owned),
-                        r["valid_from"].as_i64().unwrap(),
-                        r["valid_to"].as_i64(),
-                    )
-                })
-                .collect();
+        let mut stays: Vec<Stay> = history["duckdb_rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["student_sis_id"].as_str().unwrap().to_owned(),
+                    r["class_name"].as_str().unwrap().to_owned(),
+                    r["teacher_sis_id"].as_str().map(str::to_owned),
+                    r["valid_from"].as_i64().unwrap(),
+                    r["valid_to"].as_i64(),
+                )
+            })
+            .collect();
         stays.sort();
         let stay = |s: &str, c: &str, t: &str, from: &str, to: Option<&str>| {
             (
@@ -561,6 +560,9 @@ async fn export_matches_the_db_in_duckdb_and_pyarrow() {
         );
     }
 }
+
+/// (student SIS id, class name, teacher SIS id, valid_from, valid_to) of a roster history row.
+type Stay = (String, String, Option<String>, i64, Option<i64>);
 
 /// The transferred student's Geometry sessions in the period, from the DB, as DuckDB VALUES.
 async fn mover_sessions(db: &Db) -> String {
