@@ -11,8 +11,8 @@ pub(crate) mod v0_1_0 {
     /// The package, as `plugin check` prints it.
     pub(crate) const PACKAGE: &str = "rosterflow:plugin@0.1.0";
 
-    pub(crate) use rosterflow::plugin::log::Level;
-    pub(crate) use rosterflow::plugin::types as wire;
+    pub(crate) use self::rosterflow::plugin::log::Level;
+    pub(crate) use self::rosterflow::plugin::types as wire;
 }
 
 /// Packages of the plugin interface that this host runs, newest last.
