@@ -11,7 +11,8 @@ use serde_json::Value;
 
 use crate::on_both_backends;
 use crate::util::{
-    Backend, TestDb, copy_dir, pipeline, pipeline_text, replay_source, repo, rosterflow, sim_source,
+    Backend, TestDb, copy_dir, demo_records, pipeline, pipeline_text, replay_source, repo,
+    rosterflow, sim_source,
 };
 
 /// What the demo district holds, counted straight from Clever's JSON.
@@ -27,20 +28,7 @@ struct DemoFacts {
 }
 
 fn demo_facts() -> DemoFacts {
-    let read = |collection: &str| -> Vec<Value> {
-        let path = repo()
-            .join("pipelines/demo")
-            .join(collection)
-            .join("0001.json");
-        let page: Value =
-            serde_json::from_slice(&std::fs::read(path).expect("demo page")).expect("demo JSON");
-        page["data"]
-            .as_array()
-            .expect("a list page")
-            .iter()
-            .map(|item| item["data"].clone())
-            .collect()
-    };
+    let read = demo_records;
     let users = read("users");
     let sections = read("sections");
     let with_role = |role: &str| {
@@ -138,9 +126,7 @@ async fn assert_demo_loaded(db: &TestDb, schools: usize) {
 }
 
 fn demo_facts_first_section() -> String {
-    let path = repo().join("pipelines/demo/sections/0001.json");
-    let page: Value = serde_json::from_slice(&std::fs::read(path).expect("page")).expect("JSON");
-    page["data"][0]["data"]["id"]
+    demo_records("sections")[0]["id"]
         .as_str()
         .expect("id")
         .to_owned()

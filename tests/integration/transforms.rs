@@ -9,26 +9,11 @@ use rosterflow::sync::{self, RunOptions};
 use serde_json::Value;
 
 use crate::on_both_backends;
-use crate::util::{Backend, TestDb, repo};
+use crate::util::{Backend, TestDb, demo_records, repo};
 
 const SHARED_SCHOOLS: [&str; 2] = ["5a25ff950a5f621109000004", "5a25ff950a5f621109000005"];
 const SPECIALS: [&str; 2] = ["PE and health", "arts and music"];
 const SPECIALS_NAME: &str = r"(?i)^(PE|Phys(ical)? Ed|Art|Music|Band|Chorus|Orchestra)\b";
-
-fn read(collection: &str) -> Vec<Value> {
-    let path = repo()
-        .join("pipelines/demo")
-        .join(collection)
-        .join("0001.json");
-    let page: Value =
-        serde_json::from_slice(&std::fs::read(path).expect("demo page")).expect("demo JSON");
-    page["data"]
-        .as_array()
-        .expect("list page")
-        .iter()
-        .map(|item| item["data"].clone())
-        .collect()
-}
 
 fn ids(values: &Value) -> BTreeSet<String> {
     values
@@ -47,8 +32,8 @@ struct Expected {
 }
 
 fn expected() -> Expected {
-    let sections = read("sections");
-    let users = read("users");
+    let sections = demo_records("sections");
+    let users = demo_records("users");
     let special_name = Regex::new(SPECIALS_NAME).expect("pattern");
     let in_shared_school =
         |s: &&Value| SHARED_SCHOOLS.contains(&s["school"].as_str().unwrap_or(""));

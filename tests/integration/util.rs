@@ -210,6 +210,23 @@ pub fn rosterflow(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) 
     )
 }
 
+/// The records of one collection of the demo recording (`pipelines/demo/<collection>/0001.json`),
+/// straight from Clever's JSON.
+pub fn demo_records(collection: &str) -> Vec<serde_json::Value> {
+    let path = repo()
+        .join("pipelines/demo")
+        .join(collection)
+        .join("0001.json");
+    let page: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).expect("demo page")).expect("demo JSON");
+    page["data"]
+        .as_array()
+        .expect("a list page")
+        .iter()
+        .map(|item| item["data"].clone())
+        .collect()
+}
+
 /// Copies a recording so a test can edit it.
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("create copy");
