@@ -7,9 +7,7 @@
 //! dictionary-encoded in the file; pages carry statistics; the writer version stays at Parquet 1.0 (no DELTA encodings
 //! that some BI connectors lack); compression is zstd.
 
-use std::collections::HashMap;
 use std::fs::File;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io::BufWriter;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,6 +22,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::schema::types::ColumnPath;
+use rustc_hash::FxHashMap;
 
 use super::{Dataset, ExportConfig, ExportError};
 
@@ -183,7 +182,7 @@ impl Builder {
 struct DictBuilder {
     keys: Int32Builder,
     values: StringBuilder,
-    index: HashMap<Box<str>, i32, BuildHasherDefault<FxHasher>>,
+    index: FxHashMap<Box<str>, i32>,
     /// Address and length of the previous value, and its key.
     last: Option<(usize, usize, i32)>,
 }
@@ -193,7 +192,7 @@ impl DictBuilder {
         DictBuilder {
             keys: Int32Builder::with_capacity(rows),
             values: StringBuilder::new(),
-            index: HashMap::default(),
+            index: FxHashMap::default(),
             last: None,
         }
     }
@@ -229,34 +228,6 @@ impl DictBuilder {
         let keys = self.keys.finish();
         let values = Arc::new(self.values.finish());
         Arc::new(DictionaryArray::<Int32Type>::new(keys, values))
-    }
-}
-
-/// FxHash (rustc's): a few cycles per word, plenty for a batch's worth of short strings.
-#[derive(Default)]
-struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-        for &byte in chunks.remainder() {
-            self.add(u64::from(byte));
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-impl FxHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
 }
 

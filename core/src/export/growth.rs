@@ -8,9 +8,10 @@
 //! before the period end. Current teachers are those of the student's classes at the end of the
 //! period (or now, if earlier), preferring classes of the row's subject.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use rustc_hash::{FxHashMap, FxHashSet};
 use tokio::sync::mpsc;
 
 use super::ExportError;
@@ -136,8 +137,23 @@ FROM students s LEFT JOIN schools sc ON sc.id = s.school_id \
 WHERE s.district_id = $1 AND s.id > $2 \
 ORDER BY s.id LIMIT $3";
 
-/// Practice in the period per student, subject and domain (a range scan of the covering index).
-const PRACTICE_SQL: &str = "\
+/// Practice sessions started in the period, one row each in key order (student, subject, domain),
+/// shaped like a sum over one session. The reader folds consecutive sessions of a key.
+///
+/// This is the SQLite query: its VM spends about 350 ns per group on the `GROUP BY` below, more
+/// than streaming the sessions in index order and summing them here until keys reach about ten
+/// sessions each (10M sessions: 2.7 s streamed against 2.5 s grouped at ten sessions per key,
+/// 3.0 s against 6.5 s at one).
+const PRACTICE_SESSIONS_SQL: &str = "\
+SELECT s.id, p.subject, p.domain, 1, p.minutes, p.questions, p.correct, p.started_at \
+FROM students s JOIN practice_sessions p ON p.student_id = s.id \
+WHERE s.district_id = $1 AND s.id >= $2 AND s.id <= $3 \
+  AND p.started_at >= $4 AND p.started_at < $5 \
+ORDER BY s.id, p.subject, p.domain";
+
+/// The same rows summed per key by the server: what a PostgreSQL connection carries, so only one
+/// row per key crosses it.
+const PRACTICE_SUMS_SQL: &str = "\
 SELECT s.id, p.subject, p.domain, COUNT(*), CAST(SUM(p.minutes) AS BIGINT), \
        CAST(SUM(p.questions) AS BIGINT), CAST(SUM(p.correct) AS BIGINT), MAX(p.started_at) \
 FROM students s JOIN practice_sessions p ON p.student_id = s.id \
@@ -200,16 +216,33 @@ impl Student {
     }
 }
 
-#[derive(Debug)]
-struct Practice {
-    student: i64,
-    subject: Arc<str>,
-    domain: Arc<str>,
+/// Practice summed over sessions.
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals {
     sessions: i64,
     minutes: i64,
     questions: i64,
     correct: i64,
     last_active: Option<i64>,
+}
+
+impl Totals {
+    fn add(&mut self, other: Totals) {
+        self.sessions += other.sessions;
+        self.minutes += other.minutes;
+        self.questions += other.questions;
+        self.correct += other.correct;
+        self.last_active = self.last_active.max(other.last_active);
+    }
+}
+
+/// A student's practice in one subject and domain.
+#[derive(Debug)]
+struct Practice {
+    student: i64,
+    subject: Arc<str>,
+    domain: Arc<str>,
+    totals: Totals,
 }
 
 #[derive(Debug)]
@@ -228,6 +261,14 @@ struct ClassInfo {
     teachers: Vec<(Option<String>, String, bool)>,
 }
 
+/// How many rows of each kind the last chunk held.
+#[derive(Debug, Default, Clone, Copy)]
+struct Capacity {
+    practice: usize,
+    levels: usize,
+    memberships: usize,
+}
+
 /// What the reader sends the encoder: a page of students and everything their rows need.
 pub(crate) struct Chunk {
     students: Vec<Student>,
@@ -237,18 +278,17 @@ pub(crate) struct Chunk {
     classes: Arc<HashMap<i64, ClassInfo>>,
 }
 
-/// Small strings that repeat on every row (subjects, domains) are shared, not copied. A district
-/// has a few dozen: a linear scan, most recent first, beats hashing.
+/// Small strings that repeat on every row (subjects, domains) are shared, not copied.
 #[derive(Default)]
-struct Interner(Vec<Arc<str>>);
+struct Interner(FxHashSet<Arc<str>>);
 
 impl Interner {
     fn get(&mut self, text: &str) -> Arc<str> {
-        if let Some(found) = self.0.iter().rev().find(|s| ***s == *text) {
+        if let Some(found) = self.0.get(text) {
             return found.clone();
         }
         let shared: Arc<str> = Arc::from(text);
-        self.0.push(shared.clone());
+        self.0.insert(shared.clone());
         shared
     }
 }
@@ -286,7 +326,14 @@ pub(crate) fn read(
     )?;
     let classes = Arc::new(classes);
 
+    let practice_sql = if source.in_process() {
+        PRACTICE_SESSIONS_SQL
+    } else {
+        PRACTICE_SUMS_SQL
+    };
     let mut interner = Interner::default();
+    // The next chunk is sized like the last: its vectors rarely grow.
+    let mut capacity = Capacity::default();
     let mut after = 0i64;
     loop {
         let mut students = Vec::new();
@@ -310,24 +357,41 @@ pub(crate) fn read(
         after = last;
         let range = [Param::Int(district), Param::Int(first), Param::Int(last)];
 
-        let mut practice = Vec::new();
+        let mut practice: Vec<Practice> = Vec::with_capacity(capacity.practice);
         let mut params = range.to_vec();
         params.extend([Param::Text(start.clone()), Param::Text(end.clone())]);
-        source.query("practice sessions", PRACTICE_SQL, &params, |row| {
-            practice.push(Practice {
-                student: row.int(0)?.unwrap_or_default(),
-                subject: interner.get(row.text(1)?.unwrap_or_default()),
-                domain: interner.get(row.text(2)?.unwrap_or_default()),
+        source.query("practice sessions", practice_sql, &params, |row| {
+            let student = row.int(0)?.unwrap_or_default();
+            let (subject, domain) = (
+                row.text(1)?.unwrap_or_default(),
+                row.text(2)?.unwrap_or_default(),
+            );
+            let totals = Totals {
                 sessions: row.int(3)?.unwrap_or_default(),
                 minutes: row.int(4)?.unwrap_or_default(),
                 questions: row.int(5)?.unwrap_or_default(),
                 correct: row.int(6)?.unwrap_or_default(),
                 last_active: row.text(7)?.and_then(micros),
-            });
+            };
+            match practice.last_mut() {
+                Some(last)
+                    if last.student == student
+                        && *last.subject == *subject
+                        && *last.domain == *domain =>
+                {
+                    last.totals.add(totals)
+                }
+                _ => practice.push(Practice {
+                    student,
+                    subject: interner.get(subject),
+                    domain: interner.get(domain),
+                    totals,
+                }),
+            }
             Ok(())
         })?;
 
-        let mut levels = Vec::new();
+        let mut levels = Vec::with_capacity(capacity.levels);
         let mut params = range.to_vec();
         params.push(Param::Text(end.clone()));
         source.query("domain levels", LEVELS_SQL, &params, |row| {
@@ -344,7 +408,7 @@ pub(crate) fn read(
             Ok(())
         })?;
 
-        let mut memberships = Vec::new();
+        let mut memberships = Vec::with_capacity(capacity.memberships);
         let mut params = range.to_vec();
         params.push(Param::Text(as_of.clone()));
         source.query("class memberships", MEMBERSHIPS_SQL, &params, |row| {
@@ -355,6 +419,11 @@ pub(crate) fn read(
             Ok(())
         })?;
 
+        capacity = Capacity {
+            practice: practice.len(),
+            levels: levels.len(),
+            memberships: memberships.len(),
+        };
         let chunk = Chunk {
             students,
             practice,
@@ -371,11 +440,7 @@ pub(crate) fn read(
 /// Per subject and domain, what a student did and reached.
 #[derive(Debug, Default)]
 struct Growth {
-    sessions: i64,
-    minutes: i64,
-    questions: i64,
-    correct: i64,
-    last_active: Option<i64>,
+    practice: Totals,
     /// Latest level measured at or before the period start.
     baseline: Option<(i64, f64)>,
     /// First level measured in the period.
@@ -385,6 +450,17 @@ struct Growth {
 }
 
 impl Growth {
+    /// Takes in a level measurement (they come oldest first).
+    fn measured(&mut self, at: i64, level: f64, period_start: i64) {
+        let measured = Some((at, level));
+        if at <= period_start {
+            self.baseline = measured;
+        } else if self.first.is_none() {
+            self.first = measured;
+        }
+        self.current = measured;
+    }
+
     fn starting(&self) -> Option<(i64, f64)> {
         self.baseline.or(self.first)
     }
@@ -405,6 +481,7 @@ impl Cells for GrowthRow<'_> {
     fn cell(&self, column: usize) -> Value<'_> {
         let s = self.student;
         let g = self.growth;
+        let p = &g.practice;
         match column {
             0 => Value::Text(text(&s.clever_id)),
             1 => Value::Text(text(&s.sis_id)),
@@ -429,12 +506,12 @@ impl Cells for GrowthRow<'_> {
                 (Some((_, from)), Some((_, to))) => Some(round_level(to - from)),
                 _ => None,
             }),
-            20 => Value::Int(Some(g.sessions)),
-            21 => Value::Int(Some(g.questions)),
-            22 => Value::Int(Some(g.correct)),
-            23 => Value::Float((g.questions > 0).then(|| g.correct as f64 / g.questions as f64)),
-            24 => Value::Int(Some(g.minutes)),
-            25 => Value::Time(g.last_active),
+            20 => Value::Int(Some(p.sessions)),
+            21 => Value::Int(Some(p.questions)),
+            22 => Value::Int(Some(p.correct)),
+            23 => Value::Float((p.questions > 0).then(|| p.correct as f64 / p.questions as f64)),
+            24 => Value::Int(Some(p.minutes)),
+            25 => Value::Time(p.last_active),
             _ => Value::Text(None),
         }
     }
@@ -499,7 +576,7 @@ fn teachers(
 }
 
 /// Teacher strings by class set, then subject.
-type TeacherCache = HashMap<Vec<i64>, Vec<(String, Arc<(String, String)>)>>;
+type TeacherCache = FxHashMap<Vec<i64>, Vec<(Arc<str>, Arc<(String, String)>)>>;
 
 /// The encoder thread: turns chunks into growth rows and writes them.
 pub(crate) fn encode(
@@ -516,69 +593,43 @@ pub(crate) fn encode(
     let district_name = job.district.name.as_str();
     // Classmates share their teachers: the strings are built once per subject and class set
     // (and, being the same strings, cost the dictionary columns no hashing).
-    let mut teacher_cache: TeacherCache = HashMap::new();
+    let mut teacher_cache = TeacherCache::default();
     while let Some(chunk) = receiver.blocking_recv() {
         if teacher_cache.len() > 100_000 {
             teacher_cache.clear();
         }
-        let (mut p, mut l, mut m) = (0, 0, 0);
+        let (mut practice, mut levels, mut memberships) = (
+            chunk.practice.as_slice(),
+            chunk.levels.as_slice(),
+            chunk.memberships.as_slice(),
+        );
         for student in &chunk.students {
-            let mut rows: BTreeMap<(&str, &str), Growth> = BTreeMap::new();
-            while p < chunk.practice.len() && chunk.practice[p].student < student.id {
-                p += 1;
-            }
-            while p < chunk.practice.len() && chunk.practice[p].student == student.id {
-                let row = &chunk.practice[p];
-                let growth = rows.entry((&*row.subject, &*row.domain)).or_default();
-                growth.sessions += row.sessions;
-                growth.minutes += row.minutes;
-                growth.questions += row.questions;
-                growth.correct += row.correct;
-                growth.last_active = growth.last_active.max(row.last_active);
-                p += 1;
-            }
-            while l < chunk.levels.len() && chunk.levels[l].student < student.id {
-                l += 1;
-            }
-            while l < chunk.levels.len() && chunk.levels[l].student == student.id {
-                let row = &chunk.levels[l];
-                let growth = rows.entry((&*row.subject, &*row.domain)).or_default();
-                let measured = Some((row.at, row.level));
-                if row.at <= period.0 {
-                    growth.baseline = measured;
-                } else if growth.first.is_none() {
-                    growth.first = measured;
-                }
-                growth.current = measured;
-                l += 1;
-            }
-            while m < chunk.memberships.len() && chunk.memberships[m].0 < student.id {
-                m += 1;
-            }
-            let from = m;
-            while m < chunk.memberships.len() && chunk.memberships[m].0 == student.id {
-                m += 1;
-            }
-            let class_ids: Vec<i64> = chunk.memberships[from..m].iter().map(|x| x.1).collect();
+            let rows = student_growth(
+                take_student(&mut practice, student.id, |r| r.student),
+                take_student(&mut levels, student.id, |r| r.student),
+                period.0,
+            );
+            let class_ids: Vec<i64> = take_student(&mut memberships, student.id, |m| m.0)
+                .iter()
+                .map(|m| m.1)
+                .collect();
             let mut by_subject: Vec<(&str, Arc<(String, String)>)> = Vec::new();
-            for ((subject, domain), growth) in &rows {
-                let index = match by_subject.iter().position(|(s, _)| s == subject) {
+            for (subject, domain, growth) in &rows {
+                let index = match by_subject.iter().position(|(s, _)| s == &&***subject) {
                     Some(index) => index,
                     None => {
-                        let found = match teacher_cache
+                        let cached = teacher_cache
                             .get(class_ids.as_slice())
-                            .and_then(|v| v.iter().find(|(s, _)| s == subject))
-                        {
-                            Some((_, found)) => found.clone(),
-                            None => {
-                                let found = Arc::new(teachers(subject, &class_ids, &chunk.classes));
-                                teacher_cache
-                                    .entry(class_ids.clone())
-                                    .or_default()
-                                    .push(((*subject).to_owned(), found.clone()));
-                                found
-                            }
-                        };
+                            .and_then(|v| v.iter().find(|(s, _)| s == *subject))
+                            .map(|(_, found)| found.clone());
+                        let found = cached.unwrap_or_else(|| {
+                            let found = Arc::new(teachers(subject, &class_ids, &chunk.classes));
+                            teacher_cache
+                                .entry(class_ids.clone())
+                                .or_default()
+                                .push((Arc::clone(subject), found.clone()));
+                            found
+                        });
                         by_subject.push((subject, found));
                         by_subject.len() - 1
                     }
@@ -596,6 +647,55 @@ pub(crate) fn encode(
         }
     }
     writer.close()
+}
+
+/// Splits the rows of `student` off the front of `rows` (sorted by student id), dropping any
+/// rows of earlier students.
+fn take_student<'a, T>(rows: &mut &'a [T], student: i64, id: impl Fn(&T) -> i64) -> &'a [T] {
+    let from = rows.partition_point(|row| id(row) < student);
+    let (mine, rest) =
+        rows[from..].split_at(rows[from..].partition_point(|row| id(row) == student));
+    *rows = rest;
+    mine
+}
+
+/// One student's growth per subject and domain, in (subject, domain) order.
+fn student_growth<'a>(
+    practice: &'a [Practice],
+    levels: &'a [Level],
+    period_start: i64,
+) -> Vec<(&'a Arc<str>, &'a Arc<str>, Growth)> {
+    type Rows<'a> = Vec<(&'a Arc<str>, &'a Arc<str>, Growth)>;
+    // Subjects and domains are interned by the reader: equal text is the same allocation, so a
+    // key is found by address.
+    fn entry<'r, 'a>(
+        rows: &'r mut Rows<'a>,
+        subject: &'a Arc<str>,
+        domain: &'a Arc<str>,
+    ) -> &'r mut Growth {
+        let at = match rows
+            .iter()
+            .rposition(|(s, d, _)| Arc::ptr_eq(s, subject) && Arc::ptr_eq(d, domain))
+        {
+            Some(at) => at,
+            None => {
+                rows.push((subject, domain, Growth::default()));
+                rows.len() - 1
+            }
+        };
+        &mut rows[at].2
+    }
+    let mut rows = Rows::with_capacity(practice.len());
+    for row in practice {
+        entry(&mut rows, &row.subject, &row.domain)
+            .practice
+            .add(row.totals);
+    }
+    for row in levels {
+        entry(&mut rows, &row.subject, &row.domain).measured(row.at, row.level, period_start);
+    }
+    rows.sort_by(|a, b| (&**a.0, &**a.1).cmp(&(&**b.0, &**b.1)));
+    rows
 }
 
 #[cfg(test)]
@@ -637,6 +737,78 @@ mod tests {
         );
         // No ELA class: every current teacher.
         assert_eq!(teachers("ela", &[1, 2], &classes).0, "T1; T3; T2");
+    }
+
+    #[test]
+    fn a_student_takes_only_their_own_rows() {
+        let rows = [(1, 'a'), (3, 'b'), (3, 'c'), (4, 'd')];
+        let mut rest = &rows[..];
+        assert_eq!(take_student(&mut rest, 2, |r| r.0), &[]);
+        assert_eq!(take_student(&mut rest, 3, |r| r.0), &[(3, 'b'), (3, 'c')]);
+        assert_eq!(rest, &[(4, 'd')]);
+        assert_eq!(take_student(&mut rest, 5, |r| r.0), &[]);
+        assert!(rest.is_empty());
+    }
+
+    #[test]
+    fn growth_sums_practice_and_reads_levels_per_subject_and_domain() {
+        let mut interner = Interner::default();
+        let (math, ela) = (interner.get("math"), interner.get("ela"));
+        let (shapes, words) = (interner.get("Geometry"), interner.get("Vocabulary"));
+        let totals = |sessions, last| Totals {
+            sessions,
+            minutes: 10 * sessions,
+            questions: 5 * sessions,
+            correct: 4 * sessions,
+            last_active: Some(last),
+        };
+        let practice = |subject: &Arc<str>, domain: &Arc<str>, totals| Practice {
+            student: 7,
+            subject: subject.clone(),
+            domain: domain.clone(),
+            totals,
+        };
+        let level = |domain: &Arc<str>, at, level| Level {
+            student: 7,
+            subject: math.clone(),
+            domain: domain.clone(),
+            at,
+            level,
+        };
+        // The same key twice (a server's sums arrive folded, a stream's may not) and out of
+        // order keys: sums add up, rows come out in (subject, domain) order.
+        let practice = [
+            practice(&math, &shapes, totals(2, 50)),
+            practice(&ela, &words, totals(1, 40)),
+            practice(&math, &shapes, totals(1, 30)),
+        ];
+        // Period starts at 100: a baseline at 90, then two measurements in the period.
+        let levels = [
+            level(&shapes, 90, 2.0),
+            level(&shapes, 120, 2.4),
+            level(&shapes, 150, 2.5),
+            level(&words, 130, 1.0),
+        ];
+        let rows = student_growth(&practice, &levels, 100);
+        let keys: Vec<(&str, &str)> = rows.iter().map(|(s, d, _)| (&***s, &***d)).collect();
+        assert_eq!(
+            keys,
+            [
+                ("ela", "Vocabulary"),
+                ("math", "Geometry"),
+                ("math", "Vocabulary")
+            ]
+        );
+        let geometry = &rows[1].2;
+        assert_eq!(geometry.practice.sessions, 3);
+        assert_eq!(geometry.practice.minutes, 30);
+        assert_eq!(geometry.practice.last_active, Some(50));
+        assert_eq!(geometry.starting(), Some((90, 2.0)));
+        assert_eq!(geometry.current, Some((150, 2.5)));
+        // No baseline: the first measurement in the period is the start.
+        let vocabulary = &rows[2].2;
+        assert_eq!(vocabulary.practice.sessions, 0);
+        assert_eq!(vocabulary.starting(), Some((130, 1.0)));
     }
 
     #[test]

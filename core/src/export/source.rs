@@ -244,6 +244,12 @@ impl Source {
         }
     }
 
+    /// Whether the snapshot is a SQLite file read in process, where streaming rows costs
+    /// little, rather than a server whose rows cross a connection.
+    pub fn in_process(&self) -> bool {
+        matches!(self.kind, Kind::Sqlite(_))
+    }
+
     /// Runs `sql` with `params` (`$1`, `$2`, ... in order) and hands each row to `on_row`.
     /// Blocking: call it from the reader thread only.
     pub fn query(
