@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use tokio::sync::mpsc;
 
 use super::ExportError;
@@ -240,16 +240,16 @@ impl Totals {
 #[derive(Debug)]
 struct Practice {
     student: i64,
-    subject: Arc<str>,
-    domain: Arc<str>,
+    subject: Name,
+    domain: Name,
     totals: Totals,
 }
 
 #[derive(Debug)]
 struct Level {
     student: i64,
-    subject: Arc<str>,
-    domain: Arc<str>,
+    subject: Name,
+    domain: Name,
     at: i64,
     level: f64,
 }
@@ -276,20 +276,43 @@ pub(crate) struct Chunk {
     levels: Vec<Level>,
     memberships: Vec<(i64, i64)>,
     classes: Arc<HashMap<i64, ClassInfo>>,
+    subjects: Arc<Vec<Box<str>>>,
+    domains: Arc<Vec<Box<str>>>,
 }
 
-/// Small strings that repeat on every row (subjects, domains) are shared, not copied.
-#[derive(Default)]
-struct Interner(FxHashSet<Arc<str>>);
+/// A subject or domain, by its number in the reader's [`Names`].
+type Name = usize;
 
-impl Interner {
-    fn get(&mut self, text: &str) -> Arc<str> {
-        if let Some(found) = self.0.get(text) {
-            return found.clone();
+/// The subjects (or domains) seen so far, numbered in order of first sight. Rows carry numbers,
+/// not strings: nothing is copied per row, and no reference count is shared by the reader and
+/// encoder threads. Rows come in key order, so a text is often the one before: that one is
+/// checked first.
+#[derive(Default)]
+struct Names {
+    numbers: FxHashMap<Box<str>, Name>,
+    /// Texts by number, shared with the encoder (copied if one is added while it holds them).
+    texts: Arc<Vec<Box<str>>>,
+    last: Option<Name>,
+}
+
+impl Names {
+    fn number(&mut self, text: &str) -> Name {
+        if let Some(last) = self.last
+            && *self.texts[last] == *text
+        {
+            return last;
         }
-        let shared: Arc<str> = Arc::from(text);
-        self.0.insert(shared.clone());
-        shared
+        let number = match self.numbers.get(text) {
+            Some(&number) => number,
+            None => {
+                let number = self.texts.len();
+                Arc::make_mut(&mut self.texts).push(text.into());
+                self.numbers.insert(text.into(), number);
+                number
+            }
+        };
+        self.last = Some(number);
+        number
     }
 }
 
@@ -331,7 +354,7 @@ pub(crate) fn read(
     } else {
         PRACTICE_SUMS_SQL
     };
-    let mut interner = Interner::default();
+    let (mut subjects, mut domains) = (Names::default(), Names::default());
     // The next chunk is sized like the last: its vectors rarely grow.
     let mut capacity = Capacity::default();
     let mut after = 0i64;
@@ -373,18 +396,17 @@ pub(crate) fn read(
                 correct: row.int(6)?.unwrap_or_default(),
                 last_active: row.text(7)?.and_then(micros),
             };
+            let (subject, domain) = (subjects.number(subject), domains.number(domain));
             match practice.last_mut() {
                 Some(last)
-                    if last.student == student
-                        && *last.subject == *subject
-                        && *last.domain == *domain =>
+                    if (last.student, last.subject, last.domain) == (student, subject, domain) =>
                 {
                     last.totals.add(totals)
                 }
                 _ => practice.push(Practice {
                     student,
-                    subject: interner.get(subject),
-                    domain: interner.get(domain),
+                    subject,
+                    domain,
                     totals,
                 }),
             }
@@ -400,8 +422,8 @@ pub(crate) fn read(
             };
             levels.push(Level {
                 student: row.int(0)?.unwrap_or_default(),
-                subject: interner.get(row.text(1)?.unwrap_or_default()),
-                domain: interner.get(row.text(2)?.unwrap_or_default()),
+                subject: subjects.number(row.text(1)?.unwrap_or_default()),
+                domain: domains.number(row.text(2)?.unwrap_or_default()),
                 at,
                 level: row.real(4)?.unwrap_or_default(),
             });
@@ -430,6 +452,8 @@ pub(crate) fn read(
             levels,
             memberships,
             classes: classes.clone(),
+            subjects: subjects.texts.clone(),
+            domains: domains.texts.clone(),
         };
         sender
             .blocking_send(chunk)
@@ -576,7 +600,7 @@ fn teachers(
 }
 
 /// Teacher strings by class set, then subject.
-type TeacherCache = FxHashMap<Vec<i64>, Vec<(Arc<str>, Arc<(String, String)>)>>;
+type TeacherCache = FxHashMap<Vec<i64>, Vec<(Name, Arc<(String, String)>)>>;
 
 /// The encoder thread: turns chunks into growth rows and writes them.
 pub(crate) fn encode(
@@ -603,31 +627,34 @@ pub(crate) fn encode(
             chunk.levels.as_slice(),
             chunk.memberships.as_slice(),
         );
+        let (subjects, domains) = (chunk.subjects.as_slice(), chunk.domains.as_slice());
         for student in &chunk.students {
             let rows = student_growth(
                 take_student(&mut practice, student.id, |r| r.student),
                 take_student(&mut levels, student.id, |r| r.student),
                 period.0,
+                (subjects, domains),
             );
             let class_ids: Vec<i64> = take_student(&mut memberships, student.id, |m| m.0)
                 .iter()
                 .map(|m| m.1)
                 .collect();
-            let mut by_subject: Vec<(&str, Arc<(String, String)>)> = Vec::new();
-            for (subject, domain, growth) in &rows {
-                let index = match by_subject.iter().position(|(s, _)| s == &&***subject) {
+            let mut by_subject: Vec<(Name, Arc<(String, String)>)> = Vec::new();
+            for &(subject, domain, ref growth) in &rows {
+                let index = match by_subject.iter().position(|(s, _)| *s == subject) {
                     Some(index) => index,
                     None => {
                         let cached = teacher_cache
                             .get(class_ids.as_slice())
-                            .and_then(|v| v.iter().find(|(s, _)| s == *subject))
+                            .and_then(|v| v.iter().find(|(s, _)| *s == subject))
                             .map(|(_, found)| found.clone());
                         let found = cached.unwrap_or_else(|| {
-                            let found = Arc::new(teachers(subject, &class_ids, &chunk.classes));
+                            let text = &subjects[subject];
+                            let found = Arc::new(teachers(text, &class_ids, &chunk.classes));
                             teacher_cache
                                 .entry(class_ids.clone())
                                 .or_default()
-                                .push((Arc::clone(subject), found.clone()));
+                                .push((subject, found.clone()));
                             found
                         });
                         by_subject.push((subject, found));
@@ -638,8 +665,8 @@ pub(crate) fn encode(
                     student,
                     district_name,
                     teachers: &by_subject[index].1,
-                    subject,
-                    domain,
+                    subject: &subjects[subject],
+                    domain: &domains[domain],
                     period,
                     growth,
                 })?;
@@ -659,23 +686,17 @@ fn take_student<'a, T>(rows: &mut &'a [T], student: i64, id: impl Fn(&T) -> i64)
     mine
 }
 
-/// One student's growth per subject and domain, in (subject, domain) order.
-fn student_growth<'a>(
-    practice: &'a [Practice],
-    levels: &'a [Level],
+/// One student's growth per subject and domain, in the order of their texts.
+fn student_growth(
+    practice: &[Practice],
+    levels: &[Level],
     period_start: i64,
-) -> Vec<(&'a Arc<str>, &'a Arc<str>, Growth)> {
-    type Rows<'a> = Vec<(&'a Arc<str>, &'a Arc<str>, Growth)>;
-    // Subjects and domains are interned by the reader: equal text is the same allocation, so a
-    // key is found by address.
-    fn entry<'r, 'a>(
-        rows: &'r mut Rows<'a>,
-        subject: &'a Arc<str>,
-        domain: &'a Arc<str>,
-    ) -> &'r mut Growth {
+    (subjects, domains): (&[Box<str>], &[Box<str>]),
+) -> Vec<(Name, Name, Growth)> {
+    fn entry(rows: &mut Vec<(Name, Name, Growth)>, subject: Name, domain: Name) -> &mut Growth {
         let at = match rows
             .iter()
-            .rposition(|(s, d, _)| Arc::ptr_eq(s, subject) && Arc::ptr_eq(d, domain))
+            .rposition(|&(s, d, _)| (s, d) == (subject, domain))
         {
             Some(at) => at,
             None => {
@@ -685,16 +706,16 @@ fn student_growth<'a>(
         };
         &mut rows[at].2
     }
-    let mut rows = Rows::with_capacity(practice.len());
+    let mut rows = Vec::with_capacity(practice.len());
     for row in practice {
-        entry(&mut rows, &row.subject, &row.domain)
+        entry(&mut rows, row.subject, row.domain)
             .practice
             .add(row.totals);
     }
     for row in levels {
-        entry(&mut rows, &row.subject, &row.domain).measured(row.at, row.level, period_start);
+        entry(&mut rows, row.subject, row.domain).measured(row.at, row.level, period_start);
     }
-    rows.sort_by(|a, b| (&**a.0, &**a.1).cmp(&(&**b.0, &**b.1)));
+    rows.sort_by_key(|&(s, d, _)| (&subjects[s], &domains[d]));
     rows
 }
 
@@ -740,6 +761,21 @@ mod tests {
     }
 
     #[test]
+    fn names_are_numbered_once() {
+        let mut names = Names::default();
+        let math = names.number("math");
+        assert_eq!(names.number("math"), math, "the last text");
+        let ela = names.number("ela");
+        assert_ne!(ela, math);
+        assert_eq!(names.number("math"), math, "an earlier text");
+        assert_eq!(&*names.texts[ela], "ela");
+        // The encoder's copy stays as it was when a name is added.
+        let sent = names.texts.clone();
+        names.number("science");
+        assert_eq!((sent.len(), names.texts.len()), (2, 3));
+    }
+
+    #[test]
     fn a_student_takes_only_their_own_rows() {
         let rows = [(1, 'a'), (3, 'b'), (3, 'c'), (4, 'd')];
         let mut rest = &rows[..];
@@ -752,9 +788,10 @@ mod tests {
 
     #[test]
     fn growth_sums_practice_and_reads_levels_per_subject_and_domain() {
-        let mut interner = Interner::default();
-        let (math, ela) = (interner.get("math"), interner.get("ela"));
-        let (shapes, words) = (interner.get("Geometry"), interner.get("Vocabulary"));
+        // Numbered in another order than the texts sort in.
+        let (mut subjects, mut domains) = (Names::default(), Names::default());
+        let (math, ela) = (subjects.number("math"), subjects.number("ela"));
+        let (shapes, words) = (domains.number("Geometry"), domains.number("Vocabulary"));
         let totals = |sessions, last| Totals {
             sessions,
             minutes: 10 * sessions,
@@ -762,35 +799,39 @@ mod tests {
             correct: 4 * sessions,
             last_active: Some(last),
         };
-        let practice = |subject: &Arc<str>, domain: &Arc<str>, totals| Practice {
+        let practice = |subject, domain, totals| Practice {
             student: 7,
-            subject: subject.clone(),
-            domain: domain.clone(),
+            subject,
+            domain,
             totals,
         };
-        let level = |domain: &Arc<str>, at, level| Level {
+        let level = |domain, at, level| Level {
             student: 7,
-            subject: math.clone(),
-            domain: domain.clone(),
+            subject: math,
+            domain,
             at,
             level,
         };
         // The same key twice (a server's sums arrive folded, a stream's may not) and out of
         // order keys: sums add up, rows come out in (subject, domain) order.
         let practice = [
-            practice(&math, &shapes, totals(2, 50)),
-            practice(&ela, &words, totals(1, 40)),
-            practice(&math, &shapes, totals(1, 30)),
+            practice(math, shapes, totals(2, 50)),
+            practice(ela, words, totals(1, 40)),
+            practice(math, shapes, totals(1, 30)),
         ];
         // Period starts at 100: a baseline at 90, then two measurements in the period.
         let levels = [
-            level(&shapes, 90, 2.0),
-            level(&shapes, 120, 2.4),
-            level(&shapes, 150, 2.5),
-            level(&words, 130, 1.0),
+            level(shapes, 90, 2.0),
+            level(shapes, 120, 2.4),
+            level(shapes, 150, 2.5),
+            level(words, 130, 1.0),
         ];
-        let rows = student_growth(&practice, &levels, 100);
-        let keys: Vec<(&str, &str)> = rows.iter().map(|(s, d, _)| (&***s, &***d)).collect();
+        let names = (subjects.texts.as_slice(), domains.texts.as_slice());
+        let rows = student_growth(&practice, &levels, 100, names);
+        let keys: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|&(s, d, _)| (&*names.0[s], &*names.1[d]))
+            .collect();
         assert_eq!(
             keys,
             [
