@@ -11,7 +11,7 @@ use rosterflow::export::{self, Dataset, ExportConfig, ExportError};
 use rosterflow::growth::{SeedOptions, seed_demo_practice};
 use serde_json::{Value, json};
 
-use crate::util::{Backend, TestDb};
+use crate::util::{Backend, TestDb, rosterflow};
 
 const DISTRICT: &str = "d1000000000000000000000a";
 const OTHER_DISTRICT: &str = "d2000000000000000000000b";
@@ -674,6 +674,178 @@ async fn export_to_an_object_store_url_and_from_in_memory_sqlite() {
             "{dataset}"
         );
     }
+}
+
+/// An S3-compatible server on loopback (tests/integration/s3_server.py, moto) with one bucket.
+/// Killed when dropped.
+struct S3Server {
+    child: std::process::Child,
+    endpoint: String,
+    bucket: &'static str,
+}
+
+impl S3Server {
+    fn script() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/s3_server.py")
+    }
+
+    fn start(bucket: &'static str) -> S3Server {
+        use std::io::BufRead;
+        let mut child = Command::new("python3")
+            .arg(Self::script())
+            .args(["serve", "--bucket", bucket])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 on PATH");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("piped stdout"))
+            .read_line(&mut line)
+            .expect("read the server's port");
+        let Ok(port) = line.trim().parse::<u16>() else {
+            let _ = child.kill();
+            panic!(
+                "the S3 server did not start (printed {line:?}); it needs moto: \
+                 `pip install 'moto[server]'`"
+            );
+        };
+        S3Server {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            bucket,
+        }
+    }
+
+    /// The `[export.storage_options]` a pipeline gives for this server.
+    fn storage_options(&self) -> String {
+        format!(
+            "aws_endpoint = \"{}\"\naws_allow_http = \"true\"\naws_region = \"us-east-1\"\n",
+            self.endpoint
+        )
+    }
+
+    /// The credentials, from the environment as in production (moto accepts any).
+    fn credentials(secret: &str) -> [(&'static str, &str); 2] {
+        [
+            ("AWS_ACCESS_KEY_ID", "rosterflow-test"),
+            ("AWS_SECRET_ACCESS_KEY", secret),
+        ]
+    }
+
+    /// Downloads every object of the bucket into `dir`.
+    fn fetch(&self, dir: &Path) {
+        let output = Command::new("python3")
+            .arg(Self::script())
+            .args([
+                "fetch",
+                "--bucket",
+                self.bucket,
+                "--endpoint",
+                &self.endpoint,
+            ])
+            .arg("--dir")
+            .arg(dir)
+            .output()
+            .expect("python3 on PATH");
+        assert!(
+            output.status.success(),
+            "s3_server.py fetch failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A pipeline file that exports `database` to `dir`, with `storage_options` (TOML lines).
+fn export_pipeline(at: &Path, database: &str, dir: &str, storage_options: &str) -> String {
+    let path = at.join("pipeline.toml");
+    let demo = crate::util::repo().join("pipelines/demo");
+    std::fs::write(
+        &path,
+        format!(
+            "[pipeline]\nname = \"export\"\ndistrict_id = \"{DISTRICT}\"\n\n\
+             [source]\ntype = \"clever_replay\"\ndir = \"{}\"\n\n\
+             [load]\ndatabase = \"{database}\"\n\n\
+             [export]\ndir = \"{dir}\"\nschool_year = \"2026-27\"\n\n\
+             [export.storage_options]\n{storage_options}",
+            demo.display()
+        ),
+    )
+    .expect("write the pipeline");
+    path.display().to_string()
+}
+
+#[tokio::test]
+async fn rosterflow_export_to_s3_writes_the_same_files_as_a_local_export() {
+    let test_db = TestDb::new(Backend::Sqlite).await;
+    fill(&test_db.open().await).await;
+    let local = tempfile::tempdir().expect("local dir");
+    let local_export = export_pipeline(
+        local.path(),
+        &test_db.url,
+        &local.path().join("out").display().to_string(),
+        "",
+    );
+    let (code, _, stderr) = rosterflow(&["export", &local_export], &[]);
+    assert_eq!(code, 0, "{stderr}");
+
+    let server = S3Server::start("district-exports");
+    let remote = tempfile::tempdir().expect("pipeline dir");
+    let s3_export = export_pipeline(
+        remote.path(),
+        &test_db.url,
+        "s3://district-exports/freckle",
+        &server.storage_options(),
+    );
+    let (code, stdout, stderr) = rosterflow(
+        &["export", &s3_export],
+        &S3Server::credentials("rosterflow-test-secret"),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let partition = format!("district={DISTRICT}/school_year=2026-27");
+    assert!(
+        stdout.contains(&format!(
+            "s3://district-exports/freckle/growth/{partition}/growth.parquet"
+        )),
+        "{stdout}"
+    );
+
+    // Everything in the bucket, read back like the local export: the same layout (so nothing
+    // staged is left behind) and the same rows.
+    let fetched = tempfile::tempdir().expect("fetch dir");
+    server.fetch(fetched.path());
+    let a = readback(&local.path().join("out"), None);
+    let b = readback(&fetched.path().join("freckle"), None);
+    assert_eq!(a["files"], b["files"]);
+    for dataset in ["growth", "roster_history"] {
+        assert_eq!(
+            a["datasets"][dataset]["duckdb_rows"], b["datasets"][dataset]["duckdb_rows"],
+            "{dataset}"
+        );
+    }
+
+    // A bucket that does not exist: the upload is refused, and the export fails naming the
+    // destination, with the secret nowhere in the message.
+    let missing = tempfile::tempdir().expect("pipeline dir");
+    let missing_export = export_pipeline(
+        missing.path(),
+        &test_db.url,
+        "s3://no-such-bucket/freckle",
+        &server.storage_options(),
+    );
+    let (code, _, stderr) = rosterflow(
+        &["export", &missing_export],
+        &S3Server::credentials("rosterflow-test-secret"),
+    );
+    assert_ne!(code, 0);
+    assert!(stderr.contains("s3://no-such-bucket/freckle"), "{stderr}");
+    assert!(!stderr.contains("rosterflow-test-secret"), "{stderr}");
 }
 
 #[tokio::test]

@@ -353,6 +353,31 @@ mod tests {
     }
 
     #[test]
+    fn storage_options_are_store_settings_but_never_credentials() {
+        let problems = |options: &str| {
+            parse(&format!(
+                "dir = \"s3://bucket/prefix\"\n[storage_options]\n{options}"
+            ))
+            .validate()
+        };
+        assert!(
+            problems("aws_region = \"us-east-1\"\nendpoint = \"http://127.0.0.1:9000\"").is_empty()
+        );
+        let unknown = problems("aws_colour = \"blue\"");
+        assert!(
+            unknown[0].contains("not a setting of the s3 store"),
+            "{unknown:?}"
+        );
+        // Any alias of a secret is refused, naming the variable to set instead.
+        let secret = problems("secret_access_key = \"hunter2\"");
+        assert!(
+            secret[0].contains("is a credential: set AWS_SECRET_ACCESS_KEY in the environment"),
+            "{secret:?}"
+        );
+        assert!(!secret[0].contains("hunter2"));
+    }
+
+    #[test]
     fn a_period_across_school_years_is_refused() {
         let config = parse("from = \"2026-08-15\"\nto = \"2027-08-01\"");
         let problems = config.validate();

@@ -39,6 +39,23 @@ pub(crate) enum Scheme {
     File,
 }
 
+/// Object-store settings that are secrets: they come from the environment, never from a pipeline
+/// file that is shared and versioned.
+const CREDENTIALS: &[&str] = &[
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "aws_sse_customer_key_base64",
+    "google_service_account_key",
+    "google_bearer_token",
+    "azure_storage_account_key",
+    "azure_storage_client_secret",
+    "azure_storage_sas_key",
+    "azure_storage_token",
+    "azure_fabric_session_token",
+    "azure_storage_encryption_key",
+];
+
 impl Destination {
     /// Reads `dir`: a URL with a known scheme, or else a local path. Returns a problem to report.
     pub fn parse(dir: &str, options: &BTreeMap<String, String>) -> Result<Destination, String> {
@@ -67,16 +84,30 @@ impl Destination {
             return Err(format!("{dir:?} is not an absolute file:// path"));
         }
         for key in options.keys() {
-            let known = match scheme {
-                Scheme::S3 => object_store::aws::AmazonS3ConfigKey::from_str(key).is_ok(),
-                Scheme::Gcs => object_store::gcp::GoogleConfigKey::from_str(key).is_ok(),
-                Scheme::Azure => object_store::azure::AzureConfigKey::from_str(key).is_ok(),
-                Scheme::File => false,
+            // The setting's canonical name, whichever alias the file used.
+            let canonical: Option<String> = match scheme {
+                Scheme::S3 => object_store::aws::AmazonS3ConfigKey::from_str(key)
+                    .ok()
+                    .map(|k| k.as_ref().to_owned()),
+                Scheme::Gcs => object_store::gcp::GoogleConfigKey::from_str(key)
+                    .ok()
+                    .map(|k| k.as_ref().to_owned()),
+                Scheme::Azure => object_store::azure::AzureConfigKey::from_str(key)
+                    .ok()
+                    .map(|k| k.as_ref().to_owned()),
+                Scheme::File => None,
             };
-            if !known {
+            let Some(canonical) = canonical else {
                 return Err(format!(
                     "storage option {key:?} is not a setting of the {} store",
                     url.scheme()
+                ));
+            };
+            if CREDENTIALS.contains(&canonical.as_str()) {
+                return Err(format!(
+                    "storage option {key:?} is a credential: set {} in the environment, not in \
+                     the pipeline file",
+                    canonical.to_ascii_uppercase()
                 ));
             }
         }
@@ -267,17 +298,15 @@ impl OpenDestination {
                             source,
                         })?;
                 let mut writer = object_store::buffered::BufWriter::new(store.clone(), location);
-                let copied = async {
-                    tokio::io::copy(&mut file, &mut writer).await?;
-                    writer.shutdown().await
-                }
-                .await;
-                if let Err(error) = copied {
+                if let Err(error) = tokio::io::copy(&mut file, &mut writer).await {
                     // Best effort: a failed abort leaves only an incomplete multipart upload,
                     // which is never visible as an object.
                     let _ = writer.abort().await;
                     return Err(upload(error));
                 }
+                // Shutdown puts the object (or completes the multipart upload); if it fails there
+                // is nothing left to abort.
+                writer.shutdown().await.map_err(upload)?;
                 drop(staged);
                 Ok(url)
             }

@@ -4,8 +4,8 @@
 //! A SQLite file is read through its own read-only rusqlite connection (the same bundled SQLite
 //! as sqlx): per-row overhead there is a fraction of sqlx's, which is what lets 10M growth rows
 //! export in seconds, and the pool's single connection stays free. PostgreSQL (and in-memory
-//! SQLite) is read through the pool, inside a read-only repeatable-read transaction. Both run the
-//! same SQL text with `$1`-style placeholders.
+//! SQLite) is read through the pool, inside a read-only repeatable-read transaction. Both take
+//! SQL text with `$1`-style placeholders; a reader may pick a query shape by [`Source::in_process`].
 
 use std::path::PathBuf;
 use std::str::FromStr;
