@@ -89,6 +89,7 @@ fn main() {
                 times.push(elapsed);
             }
             times.sort();
+            // The middle run (of an even count, the slower of the two middle ones).
             let median = times[times.len() / 2];
             println!(
                 "export {dataset}: median {:.2} s of {runs} (min {:.2} s, max {:.2} s)",

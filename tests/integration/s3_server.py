@@ -36,6 +36,8 @@ def serve(bucket):
     _, port = server.get_host_and_port()
     client(f"http://127.0.0.1:{port}").create_bucket(Bucket=bucket)
     print(port, flush=True)
+    # The reader of the port goes away: nothing else may be written to the pipe.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     while True:
         time.sleep(3600)
 

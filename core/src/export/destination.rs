@@ -304,8 +304,8 @@ impl OpenDestination {
                     let _ = writer.abort().await;
                     return Err(upload(error));
                 }
-                // Shutdown puts the object (or completes the multipart upload); if it fails there
-                // is nothing left to abort.
+                // Shutdown puts the object or completes the multipart upload, which aborts itself
+                // when that fails; the writer can no longer be aborted (object_store panics).
                 writer.shutdown().await.map_err(upload)?;
                 drop(staged);
                 Ok(url)

@@ -142,8 +142,8 @@ ORDER BY s.id LIMIT $3";
 ///
 /// This is the SQLite query: its VM spends about 350 ns per group on the `GROUP BY` below, more
 /// than streaming the sessions in index order and summing them here until keys reach about ten
-/// sessions each (10M sessions: 2.7 s streamed against 2.5 s grouped at ten sessions per key,
-/// 3.0 s against 6.5 s at one).
+/// sessions each, and little less beyond (10M sessions: 3.0 s streamed against 6.5 s grouped at
+/// one session per key, 2.7 s against 2.5 s at ten).
 const PRACTICE_SESSIONS_SQL: &str = "\
 SELECT s.id, p.subject, p.domain, 1, p.minutes, p.questions, p.correct, p.started_at \
 FROM students s JOIN practice_sessions p ON p.student_id = s.id \
@@ -284,9 +284,9 @@ pub(crate) struct Chunk {
 type Name = usize;
 
 /// The subjects (or domains) seen so far, numbered in order of first sight. Rows carry numbers,
-/// not strings: nothing is copied per row, and no reference count is shared by the reader and
-/// encoder threads. Rows come in key order, so a text is often the one before: that one is
-/// checked first.
+/// not strings: nothing is copied per row, and no reference count is touched per row by both the
+/// reader and the encoder thread. Rows come in key order, so a text is often the one before:
+/// that one is checked first.
 #[derive(Default)]
 struct Names {
     numbers: FxHashMap<Box<str>, Name>,
@@ -313,6 +313,20 @@ impl Names {
         };
         self.last = Some(number);
         number
+    }
+}
+
+/// Appends a key's practice, or adds it to the last row when that is the same key: sessions
+/// streamed in key order become one row per key.
+fn add_practice(practice: &mut Vec<Practice>, row: Practice) {
+    match practice.last_mut() {
+        Some(last)
+            if (last.student, last.subject, last.domain)
+                == (row.student, row.subject, row.domain) =>
+        {
+            last.totals.add(row.totals)
+        }
+        _ => practice.push(row),
     }
 }
 
@@ -396,20 +410,13 @@ pub(crate) fn read(
                 correct: row.int(6)?.unwrap_or_default(),
                 last_active: row.text(7)?.and_then(micros),
             };
-            let (subject, domain) = (subjects.number(subject), domains.number(domain));
-            match practice.last_mut() {
-                Some(last)
-                    if (last.student, last.subject, last.domain) == (student, subject, domain) =>
-                {
-                    last.totals.add(totals)
-                }
-                _ => practice.push(Practice {
-                    student,
-                    subject,
-                    domain,
-                    totals,
-                }),
-            }
+            let row = Practice {
+                student,
+                subject: subjects.number(subject),
+                domain: domains.number(domain),
+                totals,
+            };
+            add_practice(&mut practice, row);
             Ok(())
         })?;
 
@@ -474,15 +481,21 @@ struct Growth {
 }
 
 impl Growth {
-    /// Takes in a level measurement (they come oldest first).
+    /// Takes in a level measurement, in any order (the SQL orders them as text, which is time
+    /// order only for timestamps in the canonical form).
     fn measured(&mut self, at: i64, level: f64, period_start: i64) {
         let measured = Some((at, level));
+        let later = |kept: Option<(i64, f64)>| kept.is_none_or(|(kept, _)| at >= kept);
         if at <= period_start {
-            self.baseline = measured;
-        } else if self.first.is_none() {
+            if later(self.baseline) {
+                self.baseline = measured;
+            }
+        } else if self.first.is_none_or(|(first, _)| at < first) {
             self.first = measured;
         }
-        self.current = measured;
+        if later(self.current) {
+            self.current = measured;
+        }
     }
 
     fn starting(&self) -> Option<(i64, f64)> {
@@ -776,6 +789,45 @@ mod tests {
     }
 
     #[test]
+    fn streamed_sessions_become_one_row_per_key() {
+        let session = |student, subject, domain, last| Practice {
+            student,
+            subject,
+            domain,
+            totals: Totals {
+                sessions: 1,
+                minutes: 10,
+                questions: 4,
+                correct: 3,
+                last_active: Some(last),
+            },
+        };
+        let mut practice = Vec::new();
+        for row in [
+            session(1, 0, 0, 10),
+            session(1, 0, 0, 30),
+            session(1, 0, 1, 20),
+            session(2, 0, 1, 40),
+            session(2, 0, 1, 5),
+        ] {
+            add_practice(&mut practice, row);
+        }
+        let keys: Vec<(i64, Name, i64, Option<i64>)> = practice
+            .iter()
+            .map(|p| (p.student, p.domain, p.totals.sessions, p.totals.last_active))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                (1, 0, 2, Some(30)),
+                (1, 1, 1, Some(20)),
+                (2, 1, 2, Some(40))
+            ]
+        );
+        assert_eq!(practice[0].totals.minutes, 20);
+    }
+
+    #[test]
     fn a_student_takes_only_their_own_rows() {
         let rows = [(1, 'a'), (3, 'b'), (3, 'c'), (4, 'd')];
         let mut rest = &rows[..];
@@ -812,18 +864,20 @@ mod tests {
             at,
             level,
         };
-        // The same key twice (a server's sums arrive folded, a stream's may not) and out of
-        // order keys: sums add up, rows come out in (subject, domain) order.
+        // A key in two rows and keys out of order: sums add up, rows come out in (subject,
+        // domain) order.
         let practice = [
             practice(math, shapes, totals(2, 50)),
             practice(ela, words, totals(1, 40)),
             practice(math, shapes, totals(1, 30)),
         ];
-        // Period starts at 100: a baseline at 90, then two measurements in the period.
+        // Period starts at 100: baselines at 80 and 90, then two measurements in the period,
+        // not in time order.
         let levels = [
+            level(shapes, 150, 2.5),
             level(shapes, 90, 2.0),
             level(shapes, 120, 2.4),
-            level(shapes, 150, 2.5),
+            level(shapes, 80, 1.9),
             level(words, 130, 1.0),
         ];
         let names = (subjects.texts.as_slice(), domains.texts.as_slice());
@@ -845,6 +899,7 @@ mod tests {
         assert_eq!(geometry.practice.minutes, 30);
         assert_eq!(geometry.practice.last_active, Some(50));
         assert_eq!(geometry.starting(), Some((90, 2.0)));
+        assert_eq!(geometry.first, Some((120, 2.4)));
         assert_eq!(geometry.current, Some((150, 2.5)));
         // No baseline: the first measurement in the period is the start.
         let vocabulary = &rows[2].2;
