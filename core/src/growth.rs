@@ -352,23 +352,47 @@ fn insert_sql(head: &str, columns: usize, rows: usize) -> String {
     sql
 }
 
+type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
+
+/// Inserts `rows` in statements of up to `INSERT_ROWS` rows: `head` is the `INSERT INTO table
+/// (columns)` part, and `bind` binds one row's `columns` values.
+async fn insert_rows<T>(
+    tx: &mut sqlx::Transaction<'static, Any>,
+    (head, columns): (&str, usize),
+    rows: &[T],
+    what: &'static str,
+    bind: impl for<'q> Fn(AnyQuery<'q>, &T) -> AnyQuery<'q>,
+) -> Result<u64, GrowthError> {
+    let mut written = 0;
+    for batch in rows.chunks(INSERT_ROWS) {
+        // Only placeholders are generated: every value is bound.
+        let sql = insert_sql(head, columns, batch.len());
+        let insert = batch
+            .iter()
+            .fold(sqlx::query(sqlx::AssertSqlSafe(sql)), &bind);
+        written += insert
+            .execute(&mut **tx)
+            .await
+            .map_err(database(what))?
+            .rows_affected();
+    }
+    Ok(written)
+}
+
 async fn insert_sessions(
     tx: &mut sqlx::Transaction<'static, Any>,
     rows: &[Session],
     created: &str,
 ) -> Result<u64, GrowthError> {
-    let mut written = 0;
-    for batch in rows.chunks(INSERT_ROWS) {
-        let sql = insert_sql(
-            "INSERT INTO practice_sessions \
-             (student_id, subject, domain, started_at, minutes, questions, correct, source, created_at)",
-            9,
-            batch.len(),
-        );
-        // Only placeholders are generated: every value is bound.
-        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for s in batch {
-            insert = insert
+    let head = "INSERT INTO practice_sessions \
+        (student_id, subject, domain, started_at, minutes, questions, correct, source, created_at)";
+    insert_rows(
+        tx,
+        (head, 9),
+        rows,
+        "write demo practice sessions",
+        |insert, s| {
+            insert
                 .bind(s.student)
                 .bind(s.subject)
                 .bind(s.domain)
@@ -377,46 +401,34 @@ async fn insert_sessions(
                 .bind(s.questions)
                 .bind(s.correct)
                 .bind("demo")
-                .bind(created.to_owned());
-        }
-        written += insert
-            .execute(&mut **tx)
-            .await
-            .map_err(database("write demo practice sessions"))?
-            .rows_affected();
-    }
-    Ok(written)
+                .bind(created.to_owned())
+        },
+    )
+    .await
 }
 
 async fn insert_levels(
     tx: &mut sqlx::Transaction<'static, Any>,
     rows: &[Level],
 ) -> Result<u64, GrowthError> {
-    let mut written = 0;
-    for batch in rows.chunks(INSERT_ROWS) {
-        let sql = insert_sql(
-            "INSERT INTO domain_levels (student_id, subject, domain, level, measured_at, source)",
-            6,
-            batch.len(),
-        );
-        // Only placeholders are generated: every value is bound.
-        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for l in batch {
-            insert = insert
+    let head =
+        "INSERT INTO domain_levels (student_id, subject, domain, level, measured_at, source)";
+    insert_rows(
+        tx,
+        (head, 6),
+        rows,
+        "write demo domain levels",
+        |insert, l| {
+            insert
                 .bind(l.student)
                 .bind(l.subject)
                 .bind(l.domain)
                 .bind(l.level)
                 .bind(l.measured_at.clone())
-                .bind("demo");
-        }
-        written += insert
-            .execute(&mut **tx)
-            .await
-            .map_err(database("write demo domain levels"))?
-            .rows_affected();
-    }
-    Ok(written)
+                .bind("demo")
+        },
+    )
+    .await
 }
 
 #[cfg(test)]

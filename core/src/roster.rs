@@ -52,6 +52,17 @@ pub enum Outcome {
     AlreadySo,
 }
 
+impl Outcome {
+    /// The outcome of an insert that does nothing when the row is already there.
+    fn of_insert(result: &sqlx::any::AnyQueryResult) -> Outcome {
+        if result.rows_affected() == 1 {
+            Outcome::Done
+        } else {
+            Outcome::AlreadySo
+        }
+    }
+}
+
 /// Finds the row id of a student, teacher or class by Clever id, or else by SIS id, in a district.
 pub(crate) async fn find(
     db: &Db,
@@ -126,11 +137,7 @@ pub async fn add_student(
     .execute(&db.pool)
     .await
     .map_err(sql("adding the student"))?;
-    Ok(if inserted.rows_affected() == 1 {
-        Outcome::Done
-    } else {
-        Outcome::AlreadySo
-    })
+    Ok(Outcome::of_insert(&inserted))
 }
 
 /// Removes a student from a manually managed class (the stay ends; history stays).
@@ -187,11 +194,7 @@ pub async fn share(
     .execute(&db.pool)
     .await
     .map_err(sql("sharing the student"))?;
-    Ok(if inserted.rows_affected() == 1 {
-        Outcome::Done
-    } else {
-        Outcome::AlreadySo
-    })
+    Ok(Outcome::of_insert(&inserted))
 }
 
 /// Ends a share.

@@ -160,13 +160,7 @@ async fn the_demo_command_loads_the_demo_district(backend: Backend) {
 /// A second run on unchanged input writes nothing but its run record.
 async fn a_rerun_on_unchanged_input_changes_nothing(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let demo = pipeline(
-        db.dir.path(),
-        "demo",
-        &replay_source(&repo().join("pipelines/demo")),
-        &db.url,
-        "",
-    );
+    let demo = db.demo_pipeline();
     sync::run(&demo, &RunOptions::default())
         .await
         .expect("first run");
@@ -355,13 +349,7 @@ async fn roster_changes_keep_history_and_identity(backend: Backend) {
 /// A dry run prints the plan and writes nothing at all.
 async fn a_dry_run_writes_nothing(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let demo = pipeline(
-        db.dir.path(),
-        "demo",
-        &replay_source(&repo().join("pipelines/demo")),
-        &db.url,
-        "",
-    );
+    let demo = db.demo_pipeline();
     let options = RunOptions {
         dry_run: true,
         ..RunOptions::default()

@@ -140,13 +140,7 @@ async fn sharing_rules_and_filters_load_exactly_the_expected_roster(backend: Bac
 /// come back when the rule goes.
 async fn records_dropped_by_a_rule_are_archived_as_filtered(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let everything = crate::util::pipeline(
-        db.dir.path(),
-        "demo",
-        &crate::util::replay_source(&repo().join("pipelines/demo")),
-        &db.url,
-        "",
-    );
+    let everything = db.demo_pipeline();
     sync::run(&everything, &RunOptions::default())
         .await
         .expect("full load");
@@ -265,13 +259,7 @@ async fn plugin_groups_load_and_explain_names_their_author(backend: Backend) {
 /// the limit, and the DB is left exactly as it was.
 async fn a_hostile_plugin_fails_the_run_and_loads_nothing(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let everything = crate::util::pipeline(
-        db.dir.path(),
-        "demo",
-        &crate::util::replay_source(&repo().join("pipelines/demo")),
-        &db.url,
-        "",
-    );
+    let everything = db.demo_pipeline();
     sync::run(&everything, &RunOptions::default())
         .await
         .expect("load");

@@ -90,6 +90,17 @@ impl TestDb {
             .collect()
     }
 
+    /// The demo pipeline (Clever's demo district, replayed) into this database.
+    pub fn demo_pipeline(&self) -> Pipeline {
+        pipeline(
+            self.dir.path(),
+            "demo",
+            &replay_source(&repo().join("pipelines/demo")),
+            &self.url,
+            "",
+        )
+    }
+
     /// What every synced table holds, to show that a run changed nothing: any write to a row
     /// moves its `updated_at` (or, for memberships, its `ended_at`).
     pub async fn fingerprint(&self) -> Vec<String> {
