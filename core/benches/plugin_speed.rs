@@ -213,7 +213,7 @@ fn component() -> PathBuf {
 /// subject with 20 to 60 students, every student in one or two sections.
 fn district(students: usize) -> Snapshot {
     let mut rng = Rng(0x5eed);
-    let id = |kind: u8, n: usize| format!("{kind:02x}{n:022x}");
+    let id = |kind: u8, n: usize| compact_str::format_compact!("{kind:02x}{n:022x}");
     let schools: Vec<School> = (0..SCHOOLS)
         .map(|n| School {
             id: id(1, n),
@@ -339,12 +339,12 @@ fn to_view(s: &Snapshot) -> sdk::Snapshot {
         })
         .collect();
     sdk::Snapshot {
-        district: s.district.id.clone(),
+        district: s.district.id.to_string(),
         schools: s
             .schools
             .iter()
             .map(|x| sdk::School {
-                id: x.id.clone(),
+                id: x.id.to_string(),
                 sis_id: x.sis_id.clone(),
                 school_number: x.school_number.clone(),
                 name: x.name.clone(),
@@ -356,7 +356,7 @@ fn to_view(s: &Snapshot) -> sdk::Snapshot {
             .sections
             .iter()
             .map(|x| sdk::Section {
-                id: x.id.clone(),
+                id: x.id.to_string(),
                 sis_id: x.sis_id.clone(),
                 school: SchoolIndex(schools[x.school.as_str()]),
                 name: x.name.clone(),
@@ -405,7 +405,7 @@ fn apply(s: &mut Snapshot, edits: Vec<sdk::Edit>) -> usize {
         let sdk::Edit::CreateGroup(g) = e else {
             continue;
         };
-        let id = format!("plugin:flex-groups:{}", g.key);
+        let id: rosterflow::model::Id = format!("plugin:flex-groups:{}", g.key).into();
         s.decisions.push(Decision {
             entity: Entity::Class,
             id: id.clone(),

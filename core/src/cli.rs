@@ -1,10 +1,11 @@
 //! The `rosterflow` command: parses arguments, runs the library, prints what happened and maps
-//! the outcome to an exit code (0 ok, 1 finished with quarantined records or held, 2 failed,
-//! 78 bad config).
+//! the outcome to an exit code (see [`crate::sync::exit`]: 0 ok, 1 applied with quarantined
+//! records, 2 failed, 3 held, 75 another run in progress, 78 bad config).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -12,15 +13,9 @@ use clap::{Parser, Subcommand};
 use crate::config::{self, ConfigError, Pipeline};
 use crate::db::Db;
 use crate::extract::{self, Recorder};
-use crate::load;
-use crate::sync::{self, RunOptions, RunStatus};
+use crate::sync::{self, RunOptions, RunStatus, SyncError, exit};
 use crate::transform::plugin::{self, PluginHost};
-use crate::{explain, export, growth, report, roster};
-
-/// Exit code for a bad pipeline file (EX_CONFIG).
-pub const EXIT_CONFIG: u8 = 78;
-/// Exit code for a run that failed.
-pub const EXIT_FAILED: u8 = 2;
+use crate::{explain, export, growth, report, roster, runs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,8 +24,22 @@ pub const EXIT_FAILED: u8 = 2;
     about = "Keeps a district's Clever roster in the Freckle DB, exactly and safely."
 )]
 pub struct Cli {
+    /// More log lines on stderr: -v for progress (info), -vv for detail (debug).
+    /// `ROSTERFLOW_LOG` (e.g. `warn,rosterflow=debug`) overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// How log lines are written: text for people, json for log shippers.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -52,6 +61,9 @@ enum Command {
         /// Also write the run's report as `run-<id>.json` and `run-<id>.csv` into this directory.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Wait this long for another run of the same district to finish (else exit 75).
+        #[arg(long, default_value_t = 0)]
+        wait_secs: u64,
     },
     /// Pull a pipeline's source and record its raw pages for replay, loading nothing.
     Pull {
@@ -61,7 +73,13 @@ enum Command {
         record: PathBuf,
     },
     /// Apply a held run's plan.
-    Approve { pipeline: PathBuf, run: i64 },
+    Approve {
+        pipeline: PathBuf,
+        run: i64,
+        /// Wait this long for another run of the same district to finish (else exit 75).
+        #[arg(long, default_value_t = 0)]
+        wait_secs: u64,
+    },
     /// Drop a held run's plan.
     Discard { pipeline: PathBuf, run: i64 },
     /// Explain why a student, teacher or class is (not) in Freckle, from recorded decisions.
@@ -116,6 +134,16 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Deliver queued welcome emails, or queue a new one for a teacher.
+    Email {
+        #[command(subcommand)]
+        command: EmailCommand,
+    },
+    /// For each pipeline: its last run and outcome, runs held for approval, quarantined records.
+    Status {
+        #[arg(required = true)]
+        pipelines: Vec<PathBuf>,
+    },
     /// Show a pipeline's recent runs.
     History {
         pipeline: PathBuf,
@@ -156,6 +184,16 @@ enum DemoCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum EmailCommand {
+    /// Send the district's due welcome emails through the pipeline's `[email]` server,
+    /// throttled as configured.
+    Send { pipeline: PathBuf },
+    /// Queue a new welcome email for a teacher whose link was lost or expired (Clever id or
+    /// SIS id); the next `email send` delivers it with a new link, and the old one stops working.
+    Resend { pipeline: PathBuf, teacher: String },
+}
+
+#[derive(Debug, Subcommand)]
 enum PluginCommand {
     /// Check a component: interface version, exports, default limits.
     Check { wasm: PathBuf },
@@ -189,7 +227,16 @@ pub async fn main(cli: Cli) -> ExitCode {
         Err(error) => {
             eprintln!("error: {error:#}");
             let config = error.chain().any(|cause| cause.is::<ConfigError>());
-            ExitCode::from(if config { EXIT_CONFIG } else { EXIT_FAILED })
+            let busy = error.chain().any(|cause| {
+                cause
+                    .downcast_ref::<SyncError>()
+                    .is_some_and(SyncError::is_busy)
+            });
+            ExitCode::from(match (config, busy) {
+                (true, _) => exit::CONFIG,
+                (_, true) => exit::BUSY,
+                _ => exit::FAILED,
+            })
         }
     }
 }
@@ -213,7 +260,7 @@ async fn district_of(pipeline: &Pipeline, db: &Db) -> anyhow::Result<String> {
     if let Some(district) = &pipeline.file.pipeline.district_id {
         return Ok(district.clone());
     }
-    load::district_of_pipeline(db, pipeline.name())
+    runs::district_of_pipeline(db, pipeline.name())
         .await?
         .with_context(|| {
             format!(
@@ -248,18 +295,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     }
                 }
             }
-            Ok(if failed { EXIT_CONFIG } else { 0 })
+            Ok(if failed { exit::CONFIG } else { exit::OK })
         }
         Command::Run {
             pipeline,
             dry_run,
             plugin_cache,
             report: report_dir,
+            wait_secs,
         } => {
             let pipeline = load_pipeline(&pipeline)?;
             let options = RunOptions {
                 dry_run,
                 plugin_cache,
+                lock_wait: Duration::from_secs(wait_secs),
             };
             let report = sync::run(&pipeline, &options).await?;
             print!("{}", report.plan);
@@ -297,23 +346,26 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 snapshot.students.len(),
                 snapshot.teachers.len()
             );
-            Ok(0)
+            Ok(exit::OK)
         }
-        Command::Approve { pipeline, run } => {
+        Command::Approve {
+            pipeline,
+            run,
+            wait_secs,
+        } => {
             let pipeline = load_pipeline(&pipeline)?;
             let db = open_db(&pipeline).await?;
-            let outcome = load::approve(&db, run).await?;
+            let outcome =
+                sync::approve(&pipeline, &db, run, Duration::from_secs(wait_secs)).await?;
             println!("run {run} approved: {} changes applied", outcome.changes);
-            let district = district_of(&pipeline, &db).await?;
-            sync::deliver_email(&pipeline, &db, &district).await;
-            Ok(0)
+            Ok(exit::OK)
         }
         Command::Discard { pipeline, run } => {
             let pipeline = load_pipeline(&pipeline)?;
             let db = open_db(&pipeline).await?;
-            load::discard(&db, run).await?;
+            runs::discard(&db, run).await?;
             println!("run {run} discarded: nothing was applied");
-            Ok(0)
+            Ok(exit::OK)
         }
         Command::Explain {
             pipeline,
@@ -324,7 +376,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let db = open_db(&pipeline).await?;
             let district = district_of(&pipeline, &db).await?;
             print!("{}", explain::explain(&db, &district, subject, &id).await?);
-            Ok(0)
+            Ok(exit::OK)
         }
         Command::Roster { pipeline, edit } => {
             let pipeline = load_pipeline(&pipeline)?;
@@ -342,7 +394,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     println!("removed {student} from {class}");
                 }
             }
-            Ok(0)
+            Ok(exit::OK)
         }
         Command::Share {
             pipeline,
@@ -359,7 +411,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     println!("{student} is already shared with {teacher}")
                 }
             }
-            Ok(0)
+            Ok(exit::OK)
         }
         Command::Unshare {
             pipeline,
@@ -371,7 +423,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let district = district_of(&pipeline, &db).await?;
             roster::unshare(&db, &district, &student, &teacher).await?;
             println!("{student} is no longer shared with {teacher}");
-            Ok(0)
+            Ok(exit::OK)
         }
         Command::Report {
             pipeline,
@@ -382,7 +434,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let db = open_db(&pipeline).await?;
             let run = match run {
                 Some(run) => run,
-                None => load::history(&db, pipeline.name(), 1)
+                None => runs::history(&db, pipeline.name(), 1)
                     .await?
                     .first()
                     .map(|r| r.id)
@@ -393,7 +445,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 ReportFormat::Json => println!("{}", report.to_json()),
                 ReportFormat::Csv => report.write_csv(std::io::stdout().lock())?,
             }
-            Ok(0)
+            Ok(exit::OK)
         }
         Command::Export { pipeline } => {
             let pipeline = load_pipeline(&pipeline)?;
@@ -410,7 +462,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     file.dataset, file.rows, file.bytes, file.location
                 );
             }
-            Ok(0)
+            Ok(exit::OK)
         }
         Command::Demo {
             command:
@@ -433,14 +485,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 "invented {} practice sessions and {} level measurements for {} students",
                 report.sessions, report.levels, report.students
             );
-            Ok(0)
+            Ok(exit::OK)
         }
         Command::Plugin {
             command: PluginCommand::Check { wasm },
         } => {
             let host = PluginHost::new(None)?;
             println!("{}", plugin::check(&host, &wasm)?);
-            Ok(0)
+            Ok(exit::OK)
         }
         Command::Plugin {
             command:
@@ -461,15 +513,68 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 println!("{edit}");
             }
             println!("{} edit(s)", edits.len());
-            Ok(0)
+            Ok(exit::OK)
+        }
+        Command::Email {
+            command: EmailCommand::Send { pipeline },
+        } => {
+            let pipeline = load_pipeline(&pipeline)?;
+            let config = pipeline.file.email.clone().with_context(|| {
+                format!(
+                    "{} has no [email] table: welcome emails wait in the outbox",
+                    pipeline.path.display()
+                )
+            })?;
+            let db = open_db(&pipeline).await?;
+            let district = district_of(&pipeline, &db).await?;
+            let report =
+                crate::email::deliver_pending(&db, &district, &config, chrono::Utc::now()).await?;
+            println!(
+                "welcome emails: {} sent, {} to retry, {} failed, {} waiting",
+                report.sent, report.retrying, report.failed, report.waiting
+            );
+            for problem in &report.problems {
+                println!("  outbox row {}: {}", problem.outbox_id, problem.reason);
+            }
+            Ok(if report.failed + report.retrying > 0 {
+                exit::FAILED
+            } else {
+                exit::OK
+            })
+        }
+        Command::Email {
+            command: EmailCommand::Resend { pipeline, teacher },
+        } => {
+            let pipeline = load_pipeline(&pipeline)?;
+            let db = open_db(&pipeline).await?;
+            let district = district_of(&pipeline, &db).await?;
+            crate::email::resend(&db, &district, &teacher).await?;
+            println!(
+                "a new welcome email for {teacher} is queued: `rosterflow email send {}` delivers it",
+                pipeline.path.display()
+            );
+            Ok(exit::OK)
+        }
+        Command::Status { pipelines } => {
+            let mut code = exit::OK;
+            for path in &pipelines {
+                let pipeline = load_pipeline(path)?;
+                let db = open_db(&pipeline).await?;
+                let status = runs::status(&db, pipeline.name()).await?;
+                print!("{}: {status}", pipeline.name());
+                if status.needs_attention() {
+                    code = exit::QUARANTINED;
+                }
+            }
+            Ok(code)
         }
         Command::History { pipeline, limit } => {
             let pipeline = load_pipeline(&pipeline)?;
             let db = open_db(&pipeline).await?;
-            for run in load::history(&db, pipeline.name(), limit).await? {
+            for run in runs::history(&db, pipeline.name(), limit).await? {
                 println!("{run}");
             }
-            Ok(0)
+            Ok(exit::OK)
         }
     }
 }

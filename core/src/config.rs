@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::safety::SafetyConfig;
 use crate::transform::TransformConfig;
 
 /// One pipeline file, as written.
@@ -129,33 +130,6 @@ pub struct LoadConfig {
     pub database: String,
 }
 
-/// Thresholds beyond which a plan is held for an admin rather than applied.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SafetyConfig {
-    /// Hold the run if it would archive more than this percentage of any record type,
-    /// district-wide or in any one school.
-    #[serde(default = "default_archive_max_percent")]
-    pub archive_max_percent: f64,
-    /// Hold the run if it would update more than this percentage of any record type.
-    #[serde(default = "default_update_max_percent")]
-    pub update_max_percent: f64,
-    /// Thresholds apply only to record types (or schools) with at least this many records,
-    /// so that a school of three classes does not hold a run over one archive.
-    #[serde(default = "default_min_records")]
-    pub min_records: usize,
-}
-
-impl Default for SafetyConfig {
-    fn default() -> Self {
-        SafetyConfig {
-            archive_max_percent: default_archive_max_percent(),
-            update_max_percent: default_update_max_percent(),
-            min_records: default_min_records(),
-        }
-    }
-}
-
 fn default_clever_base_url() -> String {
     "https://api.clever.com".to_owned()
 }
@@ -176,15 +150,6 @@ fn default_backoff_max_secs() -> u64 {
 }
 fn default_database() -> String {
     "sqlite://freckle.db".to_owned()
-}
-fn default_archive_max_percent() -> f64 {
-    10.0
-}
-fn default_update_max_percent() -> f64 {
-    75.0
-}
-fn default_min_records() -> usize {
-    20
 }
 
 /// A value that must never reach a log line, an error or a report.
@@ -363,15 +328,8 @@ fn validate(pipeline: &Pipeline) -> Vec<Problem> {
     if let Err(error) = crate::db::Backend::of_url(&file.load.database) {
         problem(format!("load.database: {error}"));
     }
-    for (name, value) in [
-        ("archive_max_percent", file.safety.archive_max_percent),
-        ("update_max_percent", file.safety.update_max_percent),
-    ] {
-        if !(0.0..=100.0).contains(&value) {
-            problem(format!(
-                "safety.{name}: {value} is not a percentage (0 to 100)"
-            ));
-        }
+    for message in file.safety.validate() {
+        problem(message);
     }
     if let Some(email) = &file.email {
         for message in email.validate() {

@@ -2,9 +2,10 @@
 //! exactly once in every case but one, with a fresh single-use password-set link.
 //!
 //! The load writes one `welcome` row per new Clever teacher inside the run's transaction, so
-//! only committed runs ever have rows here (held and dry runs write none). [`deliver_pending`]
-//! is called after every commit and again at the start of the next run, which finishes whatever
-//! a crash or an unreachable server left behind.
+//! only committed runs ever have rows here (held and dry runs write none). A run only queues:
+//! [`deliver_pending`] runs on its own (`rosterflow email send`), throttled, and finishes
+//! whatever a crash or an unreachable server left behind. [`resend`] queues one more email for
+//! a teacher whose link was lost or expired.
 //!
 //! # One row, one message
 //!
@@ -249,6 +250,40 @@ pub async fn deliver_pending(
         }
     }
     Ok(report)
+}
+
+/// Why a welcome link could not be issued again.
+#[derive(Debug, thiserror::Error)]
+pub enum ResendError {
+    #[error(transparent)]
+    Roster(#[from] crate::roster::RosterError),
+    #[error(transparent)]
+    Email(#[from] EmailError),
+    #[error(
+        "teacher {teacher} has no invited account (archived, never loaded, or already signed up): no welcome email to send"
+    )]
+    NotInvited { teacher: String },
+}
+
+/// Queues a new welcome email for `teacher` (a Clever id or SIS id) of the district, for a lost
+/// or expired link: the next delivery pass sends it with a new single-use token, which voids
+/// the old link.
+pub async fn resend(db: &Db, district_clever_id: &str, teacher: &str) -> Result<(), ResendError> {
+    let teacher_row =
+        crate::roster::find(db, "teachers", "teacher", district_clever_id, teacher).await?;
+    let district_id = outbox::district_id(db, district_clever_id)
+        .await?
+        .ok_or_else(|| ResendError::NotInvited {
+            teacher: teacher.to_owned(),
+        })?;
+    let now = db::timestamp(Utc::now());
+    if outbox::requeue(db, district_id, TeacherId(teacher_row), &now).await? {
+        Ok(())
+    } else {
+        Err(ResendError::NotInvited {
+            teacher: teacher.to_owned(),
+        })
+    }
 }
 
 /// The teacher and parsed recipient of a row, or why the row can never be sent.

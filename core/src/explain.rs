@@ -90,22 +90,33 @@ pub struct DecisionRow {
 
 #[derive(Debug, Clone)]
 pub struct MembershipRow {
-    /// The class (for a student or teacher) or the member (for a class).
+    /// The class's Clever id (for a student or teacher), or the member's (for a class).
     pub other: String,
+    /// The class's name, for a student or teacher.
+    pub other_name: Option<String>,
     pub kind: &'static str,
+    /// `primary` or `co`, for a teacher.
+    pub role: Option<String>,
     pub source: String,
     pub started_at: String,
+    pub started_run: Option<i64>,
     pub ended_at: Option<String>,
+    pub ended_run: Option<i64>,
     pub ended_reason: Option<String>,
+    pub ended_by: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+/// One change the sync made to the record or to one of its memberships.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangeRow {
     pub run: i64,
     pub action: String,
-    pub member: Option<String>,
+    /// For a membership change, the class (or member) it concerns, as the change names it.
+    pub subject: Option<String>,
     pub reason: String,
     pub author: String,
+    /// The columns an update changed.
+    pub detail: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -115,15 +126,21 @@ struct RecordRow {
     sis_id: Option<String>,
     archived_at: Option<String>,
     archived_reason: Option<String>,
+    created_run: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]
 struct MembershipQueryRow {
     other: Option<String>,
+    other_name: Option<String>,
+    role: Option<String>,
     source: String,
     started_at: String,
+    started_run: Option<i64>,
     ended_at: Option<String>,
+    ended_run: Option<i64>,
     ended_reason: Option<String>,
+    ended_by: Option<String>,
 }
 
 /// Explains the record `id` (Clever id or SIS id) of `district`.
@@ -137,9 +154,10 @@ pub async fn explain(
     let table = subject.table();
     let row: Option<RecordRow> =
         sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT t.id, t.clever_id, t.sis_id, t.archived_at, t.archived_reason FROM {table} t \
+            "SELECT t.id, t.clever_id, t.sis_id, t.archived_at, t.archived_reason, t.created_run FROM {table} t \
              JOIN districts d ON d.id = t.district_id WHERE d.clever_id = $1 \
-             AND (t.clever_id = $2 OR t.sis_id = $2) ORDER BY CASE WHEN t.clever_id = $2 THEN 0 ELSE 1 END LIMIT 1"
+             AND (t.clever_id = $2 OR t.sis_id = $2) \
+             ORDER BY CASE WHEN t.clever_id = $2 THEN 0 ELSE 1 END, CASE WHEN t.archived_at IS NULL THEN 0 ELSE 1 END, t.id DESC LIMIT 1"
         )))
         .bind(district)
         .bind(id)
@@ -155,13 +173,14 @@ pub async fn explain(
     .await
     .map_err(sql("reading run history"))?;
 
-    let (row_id, clever_id, sis_id, state) = match row {
+    let (row_id, created_run, clever_id, sis_id, state) = match row {
         Some(RecordRow {
             id: row_id,
             clever_id,
             sis_id,
             archived_at,
             archived_reason,
+            created_run,
         }) => {
             let source = if subject == Subject::Class {
                 sqlx::query_scalar("SELECT source FROM classes WHERE id = $1")
@@ -174,6 +193,7 @@ pub async fn explain(
             };
             (
                 Some(row_id),
+                created_run,
                 clever_id.unwrap_or_else(|| id.to_owned()),
                 sis_id,
                 Some(State {
@@ -183,33 +203,47 @@ pub async fn explain(
                 }),
             )
         }
-        None => (None, id.to_owned(), None, None),
+        None => (None, None, id.to_owned(), None, None),
     };
 
-    let decisions: Vec<(String, String, String)> = match last_run {
-        Some(run) => sqlx::query_as(
-            "SELECT action, author, detail FROM sync_decisions WHERE run_id = $1 AND clever_id = $2 AND entity = $3 ORDER BY id",
-        )
-        .bind(run)
-        .bind(clever_id.clone())
-        .bind(subject.entity().as_str())
-        .fetch_all(pool)
-        .await
-        .map_err(sql("reading decisions"))?,
-        None => Vec::new(),
-    };
-    let changes: Vec<(i64, String, Option<String>, String, String)> = sqlx::query_as(
-        "SELECT c.run_id, c.action, c.member_id, c.reason, c.author FROM sync_changes c \
-         JOIN sync_runs r ON r.id = c.run_id JOIN districts d ON d.id = r.district_id \
-         WHERE d.clever_id = $1 AND (c.clever_id = $2 OR c.member_id = $2) ORDER BY c.id",
+    // The decisions in force: what the latest run's transforms decided.
+    let decisions: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT s.action, s.author, s.detail FROM sync_decisions s JOIN districts d ON d.id = s.district_id \
+         WHERE d.clever_id = $1 AND s.clever_id = $2 AND s.entity = $3 AND s.ended_run IS NULL ORDER BY s.id",
     )
     .bind(district)
     .bind(clever_id.clone())
+    .bind(subject.entity().as_str())
     .fetch_all(pool)
     .await
-    .map_err(sql("reading changes"))?;
+    .map_err(sql("reading decisions"))?;
+    // Changes to the record itself; a membership's are read off its row below.
+    let entities = match subject {
+        Subject::Class => vec![Entity::Class, Entity::ClassTeacher, Entity::ClassStudent],
+        Subject::Student => vec![Entity::Student, Entity::ClassStudent],
+        Subject::Teacher => vec![Entity::Teacher, Entity::ClassTeacher],
+    };
+    let logged: Vec<(i64, String, Option<String>, String, String, Option<String>)> =
+        sqlx::query_as(
+            "SELECT c.run_id, c.action, c.member_id, c.reason, c.author, c.detail, c.entity FROM sync_changes c \
+             JOIN sync_runs r ON r.id = c.run_id JOIN districts d ON d.id = r.district_id \
+             WHERE d.clever_id = $1 AND (c.clever_id = $2 OR c.member_id = $2) ORDER BY c.id",
+        )
+        .bind(district)
+        .bind(clever_id.clone())
+        .fetch_all(pool)
+        .await
+        .map_err(sql("reading changes"))?
+        .into_iter()
+        .filter(|row: &(i64, String, Option<String>, String, String, Option<String>, String)| {
+            Entity::parse(&row.6).is_some_and(|e| entities.contains(&e))
+        })
+        .map(|(run, action, member, reason, author, detail, _)| {
+            (run, action, member, reason, author, detail)
+        })
+        .collect();
 
-    if state.is_none() && decisions.is_empty() && changes.is_empty() {
+    if state.is_none() && decisions.is_empty() && logged.is_empty() {
         return Err(ExplainError::Unknown {
             kind: subject.entity().as_str(),
             id: id.to_owned(),
@@ -220,43 +254,57 @@ pub async fn explain(
     let mut memberships = Vec::new();
     let mut shares = Vec::new();
     if let Some(row_id) = row_id {
-        let queries: &[(&str, &'static str)] = match subject {
-            Subject::Student => &[(
-                "SELECT c.clever_id || ' ' || c.name AS other, m.source, m.started_at, m.ended_at, m.ended_reason \
-                 FROM class_students m JOIN classes c ON c.id = m.class_id WHERE m.student_id = $1 ORDER BY m.started_at, m.id",
+        const COLUMNS: &str = "m.source, m.started_at, m.started_run, m.ended_at, m.ended_run, m.ended_reason, m.ended_by";
+        let queries: Vec<(String, &'static str)> = match subject {
+            Subject::Student => vec![(
+                format!(
+                    "SELECT c.clever_id AS other, c.name AS other_name, NULL AS role, {COLUMNS} \
+                     FROM class_students m JOIN classes c ON c.id = m.class_id WHERE m.student_id = $1 ORDER BY m.started_at, m.id"
+                ),
                 "student of",
             )],
-            Subject::Teacher => &[(
-                "SELECT c.clever_id || ' ' || c.name AS other, m.source || ' ' || m.role AS source, m.started_at, m.ended_at, m.ended_reason \
-                 FROM class_teachers m JOIN classes c ON c.id = m.class_id WHERE m.teacher_id = $1 ORDER BY m.started_at, m.id",
+            Subject::Teacher => vec![(
+                format!(
+                    "SELECT c.clever_id AS other, c.name AS other_name, m.role, {COLUMNS} \
+                     FROM class_teachers m JOIN classes c ON c.id = m.class_id WHERE m.teacher_id = $1 ORDER BY m.started_at, m.id"
+                ),
                 "teacher of",
             )],
-            Subject::Class => &[
+            Subject::Class => vec![
                 (
-                    "SELECT t.clever_id AS other, m.source || ' ' || m.role AS source, m.started_at, m.ended_at, m.ended_reason \
-                     FROM class_teachers m JOIN teachers t ON t.id = m.teacher_id WHERE m.class_id = $1 ORDER BY m.started_at, m.id",
+                    format!(
+                        "SELECT t.clever_id AS other, NULL AS other_name, m.role, {COLUMNS} \
+                         FROM class_teachers m JOIN teachers t ON t.id = m.teacher_id WHERE m.class_id = $1 ORDER BY m.started_at, m.id"
+                    ),
                     "teacher",
                 ),
                 (
-                    "SELECT s.clever_id AS other, m.source, m.started_at, m.ended_at, m.ended_reason \
-                     FROM class_students m JOIN students s ON s.id = m.student_id WHERE m.class_id = $1 ORDER BY m.started_at, m.id",
+                    format!(
+                        "SELECT s.clever_id AS other, NULL AS other_name, NULL AS role, {COLUMNS} \
+                         FROM class_students m JOIN students s ON s.id = m.student_id WHERE m.class_id = $1 ORDER BY m.started_at, m.id"
+                    ),
                     "student",
                 ),
             ],
         };
         for (query, kind) in queries {
-            let rows: Vec<MembershipQueryRow> = sqlx::query_as(*query)
+            let rows: Vec<MembershipQueryRow> = sqlx::query_as(AssertSqlSafe(query))
                 .bind(row_id)
                 .fetch_all(pool)
                 .await
                 .map_err(sql("reading memberships"))?;
             memberships.extend(rows.into_iter().map(|row| MembershipRow {
                 other: row.other.unwrap_or_default(),
+                other_name: row.other_name,
                 kind,
+                role: row.role,
                 source: row.source,
                 started_at: row.started_at,
+                started_run: row.started_run,
                 ended_at: row.ended_at,
+                ended_run: row.ended_run,
                 ended_reason: row.ended_reason,
+                ended_by: row.ended_by,
             }));
         }
         if subject == Subject::Student {
@@ -270,6 +318,65 @@ pub async fn explain(
             .map_err(sql("reading shares"))?;
         }
     }
+
+    let mut changes: Vec<ChangeRow> = Vec::new();
+    if let Some(run) = created_run {
+        changes.push(ChangeRow {
+            run,
+            action: "create".to_owned(),
+            subject: None,
+            reason: "new in source".to_owned(),
+            author: match &state {
+                Some(State {
+                    source: Some(source),
+                    ..
+                }) if source != "sis" => source.clone(),
+                _ => "sync".to_owned(),
+            },
+            detail: None,
+        });
+    }
+    changes.extend(
+        logged
+            .into_iter()
+            .map(|(run, action, member, reason, author, detail)| ChangeRow {
+                run,
+                action,
+                subject: member.filter(|m| *m != clever_id),
+                reason,
+                author,
+                detail,
+            }),
+    );
+    for m in &memberships {
+        let subject = Some(m.describe());
+        if let Some(run) = m.started_run {
+            changes.push(ChangeRow {
+                run,
+                action: "start".to_owned(),
+                subject: subject.clone(),
+                reason: "in the section in source".to_owned(),
+                author: if m.source == "sis" {
+                    "sync".to_owned()
+                } else {
+                    m.source.clone()
+                },
+                detail: None,
+            });
+        }
+        if let Some(run) = m.ended_run {
+            changes.push(ChangeRow {
+                run,
+                action: "end".to_owned(),
+                subject,
+                reason: m.ended_reason.clone().unwrap_or_default(),
+                author: m.ended_by.clone().unwrap_or_else(|| "sync".to_owned()),
+                detail: None,
+            });
+        }
+    }
+    // In run order; within a run, the record before its memberships.
+    changes.sort_by_key(|c| (c.run, c.subject.is_some()));
 
     Ok(Explanation {
         subject,
@@ -287,17 +394,22 @@ pub async fn explain(
             .collect(),
         memberships,
         shares,
-        changes: changes
-            .into_iter()
-            .map(|(run, action, member, reason, author)| ChangeRow {
-                run,
-                action,
-                member,
-                reason,
-                author,
-            })
-            .collect(),
+        changes,
     })
+}
+
+impl MembershipRow {
+    /// The class (or member) as a change names it: `class "Math 3" (5a25...) as primary`.
+    pub fn describe(&self) -> String {
+        let mut text = match (self.kind, &self.other_name) {
+            (_, Some(name)) => format!("class {name:?} ({})", self.other),
+            (kind, None) => format!("{kind} {}", self.other),
+        };
+        if let Some(role) = &self.role {
+            text.push_str(&format!(" as {role}"));
+        }
+        text
+    }
 }
 
 impl Explanation {
@@ -347,10 +459,19 @@ impl fmt::Display for Explanation {
                     (Some(at), None) => format!("until {at}"),
                     (None, _) => "now".to_owned(),
                 };
+                let (kind, what) = match m.kind {
+                    "student of" | "teacher of" => (m.kind, m.describe()),
+                    _ => ("", m.describe()),
+                };
+                let kind = if kind.is_empty() {
+                    String::new()
+                } else {
+                    format!("{kind} ")
+                };
                 writeln!(
                     f,
-                    "  {} {} [{}] from {} {until}",
-                    m.kind, m.other, m.source, m.started_at
+                    "  {kind}{what} [{}] from {} {until}",
+                    m.source, m.started_at
                 )?;
             }
         }
@@ -360,14 +481,19 @@ impl fmt::Display for Explanation {
         if !self.changes.is_empty() {
             writeln!(f, "changes:")?;
             for c in &self.changes {
-                let member = c
-                    .member
+                let subject = c
+                    .subject
                     .as_deref()
-                    .map(|m| format!(" {m}"))
+                    .map(|s| format!(" {s}"))
+                    .unwrap_or_default();
+                let detail = c
+                    .detail
+                    .as_deref()
+                    .map(|d| format!(" ({d})"))
                     .unwrap_or_default();
                 writeln!(
                     f,
-                    "  run {}: {}{member}: {} (by {})",
+                    "  run {}: {}{subject}{detail}: {} (by {})",
                     c.run, c.action, c.reason, c.author
                 )?;
             }

@@ -98,6 +98,12 @@ pub enum ExtractError {
         expected: String,
         found: Vec<String>,
     },
+    #[error(
+        "the token sees several districts ({found:?}): set pipeline.district_id to the one this pipeline syncs"
+    )]
+    SeveralDistricts { found: Vec<String> },
+    #[error("the source's district id {id:?} is not a Clever id (24 hex digits): refusing it")]
+    NotACleverId { id: String },
     #[error("cannot read or write {}", path.display())]
     Io {
         path: PathBuf,

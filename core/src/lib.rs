@@ -9,9 +9,11 @@
 //!   then built into a runnable pipeline.
 //! - [`extract`]: sources that produce a [`model::Snapshot`]: the Clever Data API, recorded replays.
 //! - [`transform`]: sharing rules, filters and district WASM plugins that edit the snapshot.
-//! - [`plan`]: the diff of a snapshot against the Freckle DB: every create, update, archive,
-//!   restore and side effect, before anything is written.
-//! - [`load`]: applies a plan to the Freckle DB in one transaction and records the run.
+//! - [`plan`]: the diff of a snapshot against the district's state in the Freckle DB: every
+//!   create, update, archive, restore and side effect, before anything is written.
+//! - [`store`]: the Freckle DB as the sync sees it: the synced tables, reading a district's
+//!   state, applying a plan in one set-based transaction, the per-district run lock.
+//! - [`runs`]: run history, held runs and their approval.
 //! - [`export`]: Parquet growth data and roster history for BI tools, by district and school year.
 //! - [`safety`]: the checks that hold a plan for an admin instead of applying it.
 //! - [`sync`]: one run of a pipeline, stage after stage.
@@ -33,14 +35,26 @@ pub mod explain;
 pub mod export;
 pub mod extract;
 pub mod growth;
-pub mod load;
 pub mod model;
 pub mod plan;
 pub mod report;
 pub mod roster;
+pub mod runs;
 pub mod safety;
+pub mod store;
 pub mod sync;
 pub mod transform;
+
+/// Runs blocking or CPU-heavy work (a SQLite transaction, planning, plugins) on this thread,
+/// telling a multi-threaded runtime to move its other tasks elsewhere meanwhile; on a
+/// current-thread runtime it simply runs.
+pub(crate) fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|handle| handle.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
 
 /// An error and all its causes on one line (`outer: inner: root`), for logs and run history.
 pub fn error_chain(error: &dyn std::error::Error) -> String {

@@ -5,12 +5,14 @@
 //! along. Sources build a [`Snapshot`]; transforms edit it; the planner diffs it against the
 //! Freckle DB. Records a source could not use are kept in [`Snapshot::quarantine`] with a reason.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-/// A Clever object id (24 hex digits, unique across districts and roles).
-pub type Id = String;
+/// A Clever object id (24 hex digits, unique across districts and roles). Ids are kept inline
+/// (no heap allocation up to 24 bytes): a large district's sections list millions of them.
+pub type Id = compact_str::CompactString;
 
 /// One district's roster at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -23,12 +25,26 @@ pub struct Snapshot {
     pub students: Vec<Student>,
     pub teachers: Vec<Teacher>,
     pub admins: Vec<Admin>,
-    /// Users who are only contacts (guardians): counted, never loaded as students or teachers.
-    pub contacts_skipped: usize,
+    /// Users the roster does not load (contacts, staff), counted so none vanishes silently.
+    pub skipped: Skipped,
     /// Records the source or a transform could not use, with the reason.
     pub quarantine: Vec<Quarantined>,
+    /// Clever ids of records that arrived but could not be read: their Freckle rows and
+    /// memberships stay exactly as they are until a readable version arrives.
+    pub unreadable: Vec<Id>,
     /// Who dropped or created what, for reports and `explain`.
     pub decisions: Vec<Decision>,
+}
+
+/// Users rosterflow does not load, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    /// Users who are only contacts (guardians).
+    pub contacts: usize,
+    /// Users who are only staff (principals, counselors...).
+    pub staff: usize,
+    /// Records of another district than the pipeline's, from a token that sees several.
+    pub other_district: usize,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -102,10 +118,10 @@ pub enum Source {
 
 impl Source {
     /// The form stored in the `source` columns: `sis` or `plugin:<name>`.
-    pub fn as_db(&self) -> String {
+    pub fn as_db(&self) -> Cow<'static, str> {
         match self {
-            Source::Sis => "sis".to_owned(),
-            Source::Plugin(name) => format!("plugin:{name}"),
+            Source::Sis => Cow::Borrowed("sis"),
+            Source::Plugin(name) => Cow::Owned(format!("plugin:{name}")),
         }
     }
 
@@ -162,19 +178,7 @@ pub struct Admin {
 }
 
 /// The kinds of record the sync owns.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Entity {
     District,
@@ -203,6 +207,27 @@ impl Entity {
             Entity::ClassTeacher => "class_teacher",
             Entity::ClassStudent => "class_student",
         }
+    }
+}
+
+impl Entity {
+    /// Every entity, in declaration order.
+    pub const ALL: [Entity; 10] = [
+        Entity::District,
+        Entity::School,
+        Entity::Term,
+        Entity::Course,
+        Entity::Teacher,
+        Entity::Student,
+        Entity::Admin,
+        Entity::Class,
+        Entity::ClassTeacher,
+        Entity::ClassStudent,
+    ];
+
+    /// The entity named by [`Entity::as_str`].
+    pub fn parse(name: &str) -> Option<Entity> {
+        Entity::ALL.into_iter().find(|e| e.as_str() == name)
     }
 }
 
@@ -237,7 +262,7 @@ pub struct Decision {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DecisionAction {
     Dropped,
@@ -246,6 +271,16 @@ pub enum DecisionAction {
 }
 
 impl DecisionAction {
+    pub fn parse(name: &str) -> Option<DecisionAction> {
+        [
+            DecisionAction::Dropped,
+            DecisionAction::Created,
+            DecisionAction::Edited,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == name)
+    }
+
     pub const fn as_str(self) -> &'static str {
         match self {
             DecisionAction::Dropped => "dropped",

@@ -1,48 +1,52 @@
 //! The plan: what a run would change in the Freckle DB, computed before anything is written.
 //!
-//! A plan diffs the transformed snapshot against the district's current rows, keyed by Clever
-//! id: every create, update, archive (never delete) and restore, every membership that starts,
-//! ends or changes role, and the side effects (new teacher accounts with one welcome email each).
-//! A dry run prints it; the safety checks judge it; the load applies it whole.
+//! A plan is a pure function of the transformed snapshot and the district's [`State`]: every
+//! create, update, archive (never delete) and restore of a keyed row, every membership that
+//! starts, ends or changes role or source, the transform decisions that start or stop being in
+//! force, and the side effects (new teacher accounts, one welcome email each). A dry run prints
+//! it; the safety checks judge it; the store applies it whole.
+//!
 //! The sync owns only rows with a Clever id and memberships whose source is `sis` or
-//! `plugin:<name>`: manual classes, manual memberships and shares are never in a plan.
+//! `plugin:<name>`: manual classes, manual memberships and shares are never in a plan. Records
+//! the source sent but could not read are left exactly as they are, with their memberships.
+//! A plan refers to records by position in the snapshot or the state, so even a first load of
+//! a million students costs a few bytes per change.
 
+use std::borrow::Cow;
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-
-use crate::load::State;
-use crate::load::tables::{MEMBERSHIPS, TABLES};
-use crate::model::{Decision, DecisionAction, Entity, Quarantined, Snapshot};
+use crate::model::{Decision, DecisionAction, Entity, Section, Skipped, Snapshot};
+use crate::store::schema::{
+    Columns, Kind, Lookups, MEMBERSHIPS, MembershipTable, Record, TableVisitor, Value, layout,
+    visit_tables,
+};
+use crate::store::state::{Cell, Role, State, fingerprint};
 
 /// Everything a run would do.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Plan {
-    /// The district's Clever id.
-    pub district: String,
-    pub records: Vec<RecordChange>,
-    pub memberships: Vec<MembershipChange>,
-    /// Teachers (Clever ids) who get a Freckle account and one welcome email.
-    pub new_accounts: Vec<String>,
-    pub quarantine: Vec<Quarantined>,
-    /// What the transforms dropped or created, kept with the run for `explain`.
-    pub decisions: Vec<Decision>,
+pub struct Plan<'a> {
+    pub snapshot: &'a Snapshot,
+    pub state: &'a State,
+    pub records: Vec<RecordChange<'a>>,
+    pub starts: Vec<Start>,
+    pub ends: Vec<End<'a>>,
+    pub retags: Vec<Retag>,
+    /// Teachers (positions in the snapshot) who get a Freckle account and one welcome email.
+    pub new_accounts: Vec<u32>,
+    /// Decisions of the snapshot (positions) that were not in force before.
+    pub decisions_started: Vec<u32>,
+    /// Decisions in force (their rows) that the snapshot no longer makes.
+    pub decisions_ended: Vec<i64>,
     /// Active rows per entity before the run, for the safety checks.
     pub active_before: BTreeMap<Entity, usize>,
-    /// Active rows per entity and school before the run, for the per-school safety checks
-    /// (not kept with a held plan: an approval applies it as it stands).
-    #[serde(skip)]
-    pub active_by_school: BTreeMap<(Entity, String), usize>,
-    /// Records per entity in the snapshot.
+    /// Active rows per entity and school (row id) before the run, for per-school checks.
+    pub active_by_school: BTreeMap<(Entity, i64), usize>,
+    /// Records (and memberships) per entity in the snapshot.
     pub in_source: BTreeMap<Entity, usize>,
-    /// The last committed run this plan was computed against: an approval applies it only if
-    /// the DB has not moved since.
-    pub based_on_run: Option<i64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum RecordAction {
     Create,
     Update,
@@ -50,542 +54,731 @@ pub enum RecordAction {
     Restore,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MembershipAction {
-    Start,
-    End,
-    Update,
+impl RecordAction {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RecordAction::Create => "create",
+            RecordAction::Update => "update",
+            RecordAction::Archive => "archive",
+            RecordAction::Restore => "restore",
+        }
+    }
 }
 
 /// A change to one keyed row.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RecordChange {
+#[derive(Debug, Clone, Copy)]
+pub struct RecordChange<'a> {
     pub entity: Entity,
-    /// The Clever id (or `plugin:<name>:<key>` for a plugin's group).
-    pub key: String,
     pub action: RecordAction,
-    /// The existing row, for everything but a create.
-    pub id: Option<i64>,
-    /// The values to write, in the table's column order (none for an archive).
-    pub values: Vec<Option<String>>,
     /// Columns whose value changes (updates and restores).
-    pub changed: Vec<String>,
-    pub reason: String,
-    /// `sync`, or the rule, filter or plugin responsible.
-    pub author: String,
-    /// The school the record belongs to, for per-school safety checks.
-    pub school: Option<String>,
+    pub changed: Columns,
+    /// The record's position: in the snapshot for creates, updates and restores, in the state
+    /// for archives.
+    pub index: u32,
+    /// The existing row (all but creates).
+    pub row: Option<i64>,
+    /// The decision behind it: the plugin that created the record, or the filter that dropped it.
+    pub by: Option<&'a Decision>,
 }
 
-/// A change to one class membership.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MembershipChange {
-    /// `class_student` or `class_teacher`.
+impl<'a> RecordChange<'a> {
+    /// Why the change happens, as the run history says it.
+    pub fn reason(&self) -> Cow<'static, str> {
+        match self.action {
+            RecordAction::Create => Cow::Borrowed("new in source"),
+            RecordAction::Update => Cow::Borrowed("changed in source"),
+            RecordAction::Restore => Cow::Borrowed("back in source"),
+            RecordAction::Archive => absence(self.by),
+        }
+    }
+
+    /// `sync`, or the plugin or filter whose decision it follows.
+    pub fn author(&self) -> &'a str {
+        author(self.by)
+    }
+}
+
+/// A membership that starts: positions of the section and of the member in the snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Start {
     pub entity: Entity,
-    pub class: String,
-    pub member: String,
-    pub action: MembershipAction,
-    /// The open membership row, for ends and updates.
-    pub id: Option<i64>,
-    /// `primary` or `co` for teachers.
-    pub role: Option<String>,
-    /// `sis` or `plugin:<name>`.
-    pub source: String,
-    pub reason: String,
-    pub author: String,
+    pub role: Role,
+    pub class: u32,
+    pub member: u32,
 }
 
-/// A row as the snapshot wants it: Clever id, values in column order, and its school.
-pub(crate) struct Desired {
-    pub key: String,
-    pub values: Vec<Option<String>>,
-    pub school: Option<String>,
+/// An open membership whose role or source changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retag {
+    pub entity: Entity,
+    pub role: Role,
+    pub class: u32,
+    pub member: u32,
+    pub class_row: i64,
+    pub member_row: i64,
 }
 
-/// A membership as the snapshot wants it.
+/// An open membership that ends.
+#[derive(Debug, Clone, Copy)]
+pub struct End<'a> {
+    pub entity: Entity,
+    pub class_row: i64,
+    pub member_row: i64,
+    pub reason: EndReason<'a>,
+}
+
+/// Why a membership ends; the decision, when a transform dropped the class or the member.
+#[derive(Debug, Clone, Copy)]
+pub enum EndReason<'a> {
+    LeftSection,
+    ClassGone(Option<&'a Decision>),
+    MemberGone(Entity, Option<&'a Decision>),
+}
+
+impl<'a> EndReason<'a> {
+    pub fn text(&self) -> String {
+        match self {
+            EndReason::LeftSection => "no longer in the section in source".to_owned(),
+            EndReason::ClassGone(by) => format!("class archived: {}", absence(*by)),
+            EndReason::MemberGone(entity, by) => format!("{entity} archived: {}", absence(*by)),
+        }
+    }
+
+    pub fn author(&self) -> &'a str {
+        match self {
+            EndReason::LeftSection => "sync",
+            EndReason::ClassGone(by) | EndReason::MemberGone(_, by) => author(*by),
+        }
+    }
+}
+
+/// Why a record is no longer in the roster.
+fn absence(by: Option<&Decision>) -> Cow<'static, str> {
+    match by {
+        Some(decision) => Cow::Owned(format!("filtered: {}", decision.detail)),
+        None => Cow::Borrowed("absent from source (deleted or unshared upstream)"),
+    }
+}
+
+fn author<'a>(by: Option<&'a Decision>) -> &'a str {
+    by.map_or("sync", |d| d.author.as_str())
+}
+
+/// One change as the run history records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DesiredMember {
-    pub role: Option<String>,
-    pub source: String,
+pub struct ChangeRow<'a> {
+    pub entity: Entity,
+    pub key: &'a str,
+    pub member: Option<&'a str>,
+    pub action: &'static str,
+    pub reason: Cow<'a, str>,
+    pub author: &'a str,
+    /// The columns an update or restore changes, or a membership's new role.
+    pub detail: Option<String>,
 }
 
-impl Plan {
+/// What the diff looks up: transform decisions by record, records nobody could read.
+struct Context<'a> {
+    dropped: HashMap<(Entity, &'a str), &'a Decision>,
+    created: HashMap<(Entity, &'a str), &'a Decision>,
+    unreadable: HashSet<&'a str>,
+    lookups: Lookups<'a>,
+}
+
+impl<'a> Plan<'a> {
     /// Diffs `snapshot` against the district's `state`.
-    pub fn compute(snapshot: &Snapshot, state: &State) -> Plan {
-        let dropped: HashMap<(Entity, &str), &Decision> = snapshot
-            .decisions
-            .iter()
-            .filter(|d| d.action == DecisionAction::Dropped)
-            .map(|d| ((d.entity, d.id.as_str()), d))
-            .collect();
-        let created: HashMap<(Entity, &str), &Decision> = snapshot
-            .decisions
-            .iter()
-            .filter(|d| d.action == DecisionAction::Created)
-            .map(|d| ((d.entity, d.id.as_str()), d))
-            .collect();
-        let absent = |entity: Entity, key: &str| -> (String, String) {
-            match dropped.get(&(entity, key)) {
-                Some(d) => (format!("filtered: {}", d.detail), d.author.clone()),
-                None => (
-                    "absent from source (deleted or unshared upstream)".to_owned(),
-                    "sync".to_owned(),
-                ),
-            }
+    pub fn compute(snapshot: &'a Snapshot, state: &'a State) -> Plan<'a> {
+        let decisions = |action| {
+            snapshot
+                .decisions
+                .iter()
+                .filter(move |d| d.action == action)
+                .map(|d| ((d.entity, d.id.as_str()), d))
+                .collect()
         };
-
+        let context = Context {
+            dropped: decisions(DecisionAction::Dropped),
+            created: decisions(DecisionAction::Created),
+            unreadable: snapshot.unreadable.iter().map(|id| id.as_str()).collect(),
+            lookups: Lookups::new(snapshot),
+        };
         let mut plan = Plan {
-            district: snapshot.district.id.clone(),
-            quarantine: snapshot.quarantine.clone(),
-            decisions: snapshot.decisions.clone(),
-            based_on_run: state.last_run,
-            ..Plan::default()
+            snapshot,
+            state,
+            records: Vec::new(),
+            starts: Vec::new(),
+            ends: Vec::new(),
+            retags: Vec::new(),
+            new_accounts: Vec::new(),
+            decisions_started: Vec::new(),
+            decisions_ended: Vec::new(),
+            active_before: BTreeMap::new(),
+            active_by_school: BTreeMap::new(),
+            in_source: BTreeMap::new(),
         };
-
-        let desired = desired_rows(snapshot);
-        let mut wanted: HashMap<Entity, HashSet<&str>> = HashMap::new();
-        for table in TABLES {
-            let rows = &desired[&table.entity];
-            let existing = state.records.get(&table.entity);
-            plan.in_source.insert(table.entity, rows.len());
-            plan.active_before.insert(
-                table.entity,
-                existing.map_or(0, |e| e.values().filter(|r| !r.archived).count()),
-            );
-            for current in existing.into_iter().flat_map(|e| e.values()) {
-                if let (false, Some(school)) = (current.archived, &current.school) {
-                    *plan
-                        .active_by_school
-                        .entry((table.entity, school.clone()))
-                        .or_default() += 1;
-                }
-            }
-            let keys = wanted.entry(table.entity).or_default();
-            for row in rows {
-                keys.insert(&row.key);
-                let author = created
-                    .get(&(table.entity, row.key.as_str()))
-                    .map_or("sync", |d| d.author.as_str());
-                let change = |action, id, changed, reason: &str| RecordChange {
-                    entity: table.entity,
-                    key: row.key.clone(),
-                    action,
-                    id,
-                    values: row.values.clone(),
-                    changed,
-                    reason: reason.to_owned(),
-                    author: author.to_owned(),
-                    school: row.school.clone(),
-                };
-                match existing.and_then(|e| e.get(&row.key)) {
-                    None => {
-                        plan.records.push(change(
-                            RecordAction::Create,
-                            None,
-                            Vec::new(),
-                            "new in source",
-                        ));
-                        if table.entity == Entity::Teacher {
-                            plan.new_accounts.push(row.key.clone());
-                        }
-                    }
-                    Some(current) => {
-                        let changed: Vec<String> = table
-                            .columns
-                            .iter()
-                            .zip(row.values.iter().zip(&current.values))
-                            .filter(|(_, (want, have))| want != have)
-                            .map(|(column, _)| column.name.to_owned())
-                            .collect();
-                        if current.archived {
-                            plan.records.push(change(
-                                RecordAction::Restore,
-                                Some(current.id),
-                                changed,
-                                "back in source",
-                            ));
-                        } else if !changed.is_empty() {
-                            plan.records.push(change(
-                                RecordAction::Update,
-                                Some(current.id),
-                                changed,
-                                "changed in source",
-                            ));
-                        }
-                    }
-                }
-            }
-            if !table.in_district {
-                continue;
-            }
-            let mut archives: Vec<RecordChange> = existing
-                .into_iter()
-                .flatten()
-                .filter(|(key, current)| !current.archived && !keys.contains(key.as_str()))
-                .map(|(key, current)| {
-                    let (reason, author) = absent(table.entity, key);
-                    RecordChange {
-                        entity: table.entity,
-                        key: key.clone(),
-                        action: RecordAction::Archive,
-                        id: Some(current.id),
-                        values: Vec::new(),
-                        changed: Vec::new(),
-                        reason,
-                        author,
-                        school: current.school.clone(),
-                    }
-                })
-                .collect();
-            archives.sort_by(|a, b| a.key.cmp(&b.key));
-            plan.records.extend(archives);
+        let Ok(()) = visit_tables(
+            snapshot,
+            &mut RecordDiff {
+                plan: &mut plan,
+                context: &context,
+            },
+        );
+        for table in MEMBERSHIPS {
+            plan.diff_memberships(table, &context);
         }
-
-        let desired_members = desired_memberships(snapshot);
-        for table in &MEMBERSHIPS {
-            let want = &desired_members[&table.entity];
-            let have = state.memberships.get(&table.entity);
-            plan.in_source.insert(table.entity, want.len());
-            plan.active_before
-                .insert(table.entity, have.map_or(0, HashMap::len));
-            let mut changes = Vec::new();
-            for ((class, member), desired) in want {
-                let author = snapshot_author(&created, class, desired);
-                match have.and_then(|h| h.get(&(class.clone(), member.clone()))) {
-                    None => changes.push(MembershipChange {
-                        entity: table.entity,
-                        class: class.clone(),
-                        member: member.clone(),
-                        action: MembershipAction::Start,
-                        id: None,
-                        role: desired.role.clone(),
-                        source: desired.source.clone(),
-                        reason: "in the section in source".to_owned(),
-                        author,
-                    }),
-                    Some(current) if current.member != *desired => changes.push(MembershipChange {
-                        entity: table.entity,
-                        class: class.clone(),
-                        member: member.clone(),
-                        action: MembershipAction::Update,
-                        id: Some(current.id),
-                        role: desired.role.clone(),
-                        source: desired.source.clone(),
-                        reason: "role or source changed in source".to_owned(),
-                        author,
-                    }),
-                    Some(_) => {}
-                }
-            }
-            let class_keys = &wanted[&Entity::Class];
-            let member_keys = &wanted[&table.member];
-            for ((class, member), current) in have.into_iter().flatten() {
-                if want.contains_key(&(class.clone(), member.clone())) {
-                    continue;
-                }
-                let (reason, author) = if !class_keys.contains(class.as_str()) {
-                    let (why, author) = absent(Entity::Class, class);
-                    (format!("class archived: {why}"), author)
-                } else if !member_keys.contains(member.as_str()) {
-                    let (why, author) = absent(table.member, member);
-                    (format!("{} archived: {why}", table.member), author)
-                } else {
-                    (
-                        "no longer in the section in source".to_owned(),
-                        "sync".to_owned(),
-                    )
-                };
-                changes.push(MembershipChange {
-                    entity: table.entity,
-                    class: class.clone(),
-                    member: member.clone(),
-                    action: MembershipAction::End,
-                    id: Some(current.id),
-                    role: current.member.role.clone(),
-                    source: current.member.source.clone(),
-                    reason,
-                    author,
-                });
-            }
-            changes.sort_by(|a, b| {
-                (a.action, &a.class, &a.member).cmp(&(b.action, &b.class, &b.member))
-            });
-            plan.memberships.extend(changes);
-        }
+        plan.diff_decisions();
         plan
     }
 
-    /// Whether the plan changes nothing.
+    /// Whether the plan changes nothing in the roster.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.memberships.is_empty()
+        self.change_count() == 0
+    }
+
+    /// Whether this is the district's first run: its row is created with the run.
+    pub fn creates_district(&self) -> bool {
+        self.records
+            .iter()
+            .any(|c| c.entity == Entity::District && c.action == RecordAction::Create)
+    }
+
+    pub fn change_count(&self) -> usize {
+        self.records.len() + self.starts.len() + self.ends.len() + self.retags.len()
     }
 
     /// Changes per `entity.action`, e.g. `student.create`.
     pub fn counts(&self) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();
+        let mut count = |entity: Entity, action: &str| {
+            *counts.entry(format!("{entity}.{action}")).or_default() += 1;
+        };
         for change in &self.records {
-            *counts
-                .entry(format!("{}.{}", change.entity, action_name(change.action)))
-                .or_default() += 1;
+            count(change.entity, change.action.as_str());
         }
-        for change in &self.memberships {
-            *counts
-                .entry(format!(
-                    "{}.{}",
-                    change.entity,
-                    membership_action_name(change.action)
-                ))
-                .or_default() += 1;
+        for start in &self.starts {
+            count(start.entity, "start");
+        }
+        for end in &self.ends {
+            count(end.entity, "end");
+        }
+        for retag in &self.retags {
+            count(retag.entity, "update");
         }
         counts
     }
 
+    /// The Clever id of a record change's subject.
+    pub fn key(&self, change: &RecordChange<'a>) -> &'a str {
+        match change.action {
+            RecordAction::Archive => self.state.table(change.entity).at(change.index as usize).0,
+            _ => record_key(self.snapshot, change.entity, change.index),
+        }
+    }
+
+    /// The Clever id of a row of a synced table, as the state knows it.
+    pub fn key_of_row(&self, entity: Entity, row: i64) -> Option<&'a str> {
+        let table = self.state.table(entity);
+        table.find_row(row).map(|index| table.at(index).0)
+    }
+
+    /// Every change, in the run history's terms: what a report of this plan lists.
+    pub fn change_rows(&self) -> impl Iterator<Item = ChangeRow<'a>> + '_ {
+        self.record_rows()
+            .chain(self.start_rows())
+            .chain(self.end_rows())
+            .chain(self.retag_rows())
+    }
+
+    pub fn record_rows(&self) -> impl Iterator<Item = ChangeRow<'a>> + '_ {
+        self.records.iter().map(move |change| ChangeRow {
+            entity: change.entity,
+            key: self.key(change),
+            member: None,
+            action: change.action.as_str(),
+            reason: change.reason(),
+            author: change.author(),
+            detail: (change.changed != 0).then(|| layout(change.entity).names(change.changed)),
+        })
+    }
+
+    pub fn start_rows(&self) -> impl Iterator<Item = ChangeRow<'a>> + '_ {
+        self.starts.iter().map(move |start| {
+            let section = &self.snapshot.sections[start.class as usize];
+            let member = member_key(self.snapshot, start.entity, start.member);
+            ChangeRow {
+                entity: start.entity,
+                key: &section.id,
+                member: Some(member),
+                action: "start",
+                reason: Cow::Borrowed("in the section in source"),
+                author: self.start_author(section, member),
+                detail: start.role.as_db().map(str::to_owned),
+            }
+        })
+    }
+
+    pub fn end_rows(&self) -> impl Iterator<Item = ChangeRow<'a>> + '_ {
+        self.ends.iter().map(move |end| ChangeRow {
+            entity: end.entity,
+            key: self
+                .key_of_row(Entity::Class, end.class_row)
+                .unwrap_or_default(),
+            member: self.key_of_row(member_entity(end.entity), end.member_row),
+            action: "end",
+            reason: Cow::Owned(end.reason.text()),
+            author: end.reason.author(),
+            detail: None,
+        })
+    }
+
+    pub fn retag_rows(&self) -> impl Iterator<Item = ChangeRow<'a>> + '_ {
+        self.retags.iter().map(move |retag| {
+            let section = &self.snapshot.sections[retag.class as usize];
+            let member = member_key(self.snapshot, retag.entity, retag.member);
+            ChangeRow {
+                entity: retag.entity,
+                key: &section.id,
+                member: Some(member),
+                action: "update",
+                reason: Cow::Borrowed("role or source changed in source"),
+                author: self.start_author(section, member),
+                detail: retag.role.as_db().map(str::to_owned),
+            }
+        })
+    }
+
+    /// Who a membership in `section` is by: its plugin, the plugin that made the class, or the
+    /// sync.
+    pub fn start_author(&self, section: &'a Section, member: &str) -> &'a str {
+        match section
+            .member_sources
+            .get(member)
+            .unwrap_or(&section.source)
+        {
+            crate::model::Source::Plugin(_) => self
+                .snapshot
+                .decisions
+                .iter()
+                .find(|d| d.entity == Entity::Class && d.id == section.id)
+                .map_or("sync", |d| d.author.as_str()),
+            crate::model::Source::Sis => "sync",
+        }
+    }
+
+    fn diff_memberships(&mut self, table: &MembershipTable, context: &Context<'a>) {
+        let snapshot = self.snapshot;
+        let members = self.state.table(table.member);
+        let classes = self.state.table(Entity::Class);
+        let open = self.state.members(table.entity);
+        let positions: HashMap<&str, u32> = match table.member {
+            Entity::Teacher => keyed_positions(snapshot.teachers.iter().map(|t| t.id.as_str())),
+            _ => keyed_positions(snapshot.students.iter().map(|s| s.id.as_str())),
+        };
+        // Why an open membership of a class in the snapshot ends; none when its member could
+        // not be read this time (it stays as it is).
+        let gone = |member_row: i64| -> Option<EndReason<'a>> {
+            let key = self
+                .key_of_row(table.member, member_row)
+                .unwrap_or_default();
+            if context.unreadable.contains(key) {
+                return None;
+            }
+            Some(if positions.contains_key(key) {
+                EndReason::LeftSection
+            } else {
+                let by = context.dropped.get(&(table.member, key)).copied();
+                EndReason::MemberGone(table.member, by)
+            })
+        };
+        let mut visited = vec![false; open.classes().len()];
+        let mut in_source = 0;
+        // (member row, or None for a member without one yet; member position; role)
+        let mut wanted: Vec<(Option<i64>, u32, Role)> = Vec::new();
+        let (mut starts, mut retags, mut ends) = (Vec::new(), Vec::new(), Vec::new());
+        for (class, section) in snapshot.sections.iter().enumerate() {
+            let class = class as u32;
+            let list = match table.member {
+                Entity::Teacher => &section.teachers,
+                _ => &section.students,
+            };
+            wanted.clear();
+            for (index, id) in list.iter().enumerate() {
+                // References to records not in the roster were quarantined by the source.
+                let Some(&member) = positions.get(id.as_str()) else {
+                    continue;
+                };
+                let role = match (table.member, index) {
+                    (Entity::Teacher, 0) => Role::Primary,
+                    (Entity::Teacher, _) => Role::Co,
+                    _ => Role::None,
+                };
+                wanted.push((members.row_id(id), member, role));
+            }
+            // Rows ascending, members without a row last; a member listed twice counts once.
+            wanted.sort_by_key(|&(row, member, _)| (row.is_none(), row, member));
+            wanted.dedup_by_key(|&mut (_, member, _)| member);
+            in_source += wanted.len();
+
+            let class_row = classes.row_id(&section.id);
+            let (have, tags) = match class_row.and_then(|row| open.class_position(row)) {
+                Some(position) => {
+                    visited[position] = true;
+                    open.of_class_at(position)
+                }
+                None => (&[][..], &[][..]),
+            };
+            let start = |(_, member, role): (Option<i64>, u32, Role)| Start {
+                entity: table.entity,
+                role,
+                class,
+                member,
+            };
+            let (mut i, mut j) = (0, 0);
+            loop {
+                // Members without a row sort after every open membership.
+                let order = match (wanted.get(i), have.get(j)) {
+                    (None, None) => break,
+                    (Some(_), None) => Ordering::Less,
+                    (None, Some(_)) => Ordering::Greater,
+                    (Some(&(row, ..)), Some(open_row)) => {
+                        row.map_or(Ordering::Greater, |row| row.cmp(open_row))
+                    }
+                };
+                match order {
+                    Ordering::Less => {
+                        starts.push(start(wanted[i]));
+                        i += 1;
+                    }
+                    Ordering::Greater => {
+                        if let Some(reason) = gone(have[j]) {
+                            ends.push(End {
+                                entity: table.entity,
+                                class_row: class_row.expect("an open membership has a class"),
+                                member_row: have[j],
+                                reason,
+                            });
+                        }
+                        j += 1;
+                    }
+                    Ordering::Equal => {
+                        let (_, member, role) = wanted[i];
+                        let source = section
+                            .member_sources
+                            .get(member_key(snapshot, table.entity, member))
+                            .unwrap_or(&section.source)
+                            .as_db();
+                        let tag = tags[j];
+                        if tag.role != role || open.source(tag.source) != source {
+                            retags.push(Retag {
+                                entity: table.entity,
+                                role,
+                                class,
+                                member,
+                                class_row: class_row.expect("an open membership has a class"),
+                                member_row: have[j],
+                            });
+                        }
+                        i += 1;
+                        j += 1;
+                    }
+                }
+            }
+        }
+        for (position, &class_row) in open.classes().iter().enumerate() {
+            if visited[position] {
+                continue;
+            }
+            let key = self
+                .key_of_row(Entity::Class, class_row)
+                .unwrap_or_default();
+            if context.unreadable.contains(key) {
+                continue;
+            }
+            let reason = EndReason::ClassGone(context.dropped.get(&(Entity::Class, key)).copied());
+            for &member_row in open.of_class_at(position).0 {
+                let member = self.key_of_row(table.member, member_row);
+                if context.unreadable.contains(member.unwrap_or_default()) {
+                    continue;
+                }
+                ends.push(End {
+                    entity: table.entity,
+                    class_row,
+                    member_row,
+                    reason,
+                });
+            }
+        }
+        self.in_source.insert(table.entity, in_source);
+        self.active_before.insert(table.entity, open.len());
+        self.starts.append(&mut starts);
+        self.retags.append(&mut retags);
+        self.ends.append(&mut ends);
+    }
+
+    fn diff_decisions(&mut self) {
+        type Key<'k> = (Entity, &'k str, DecisionAction, &'k str, &'k str);
+        let mut in_force: HashMap<Key<'a>, i64> = self
+            .state
+            .decisions
+            .iter()
+            .map(|d| {
+                let key = (
+                    d.entity,
+                    d.key.as_str(),
+                    d.action,
+                    d.author.as_str(),
+                    d.detail.as_str(),
+                );
+                (key, d.row)
+            })
+            .collect();
+        let mut started: HashSet<Key<'a>> = HashSet::new();
+        for (index, d) in self.snapshot.decisions.iter().enumerate() {
+            let key = (
+                d.entity,
+                d.id.as_str(),
+                d.action,
+                d.author.as_str(),
+                d.detail.as_str(),
+            );
+            if in_force.remove(&key).is_none() && started.insert(key) {
+                self.decisions_started.push(index as u32);
+            }
+        }
+        self.decisions_ended = in_force.into_values().collect();
+        self.decisions_ended.sort_unstable();
+    }
+}
+
+/// Diffs each synced table's records against the state's rows.
+struct RecordDiff<'p, 'a> {
+    plan: &'p mut Plan<'a>,
+    context: &'p Context<'a>,
+}
+
+impl<'a> TableVisitor<'a> for RecordDiff<'_, 'a> {
+    type Error = std::convert::Infallible;
+
+    fn visit<R: Record>(&mut self, records: &'a [R]) -> Result<(), Self::Error> {
+        let plan = &mut *self.plan;
+        let context = self.context;
+        let table = &R::TABLE;
+        let entity = table.entity;
+        let state = plan.state;
+        let current = state.table(entity);
+        plan.in_source.insert(entity, records.len());
+        let mut active = 0;
+        for (_, _, row) in current.iter().filter(|(_, _, row)| !row.archived) {
+            active += 1;
+            if let Some(school) = row.school {
+                *plan.active_by_school.entry((entity, school)).or_default() += 1;
+            }
+        }
+        plan.active_before.insert(entity, active);
+
+        let mut seen = vec![false; current.len()];
+        for (index, record) in records.iter().enumerate() {
+            let key = record.key();
+            let by = context.created.get(&(entity, key)).copied();
+            let change = |action, changed, row| RecordChange {
+                entity,
+                action,
+                changed,
+                index: index as u32,
+                row,
+                by,
+            };
+            match current.get(key) {
+                None => {
+                    plan.records.push(change(RecordAction::Create, 0, None));
+                    if entity == Entity::Teacher {
+                        plan.new_accounts.push(index as u32);
+                    }
+                }
+                Some((position, existing)) => {
+                    seen[position] = true;
+                    let changed = changed_columns(
+                        record,
+                        &context.lookups,
+                        state,
+                        current.fingerprints(position),
+                    );
+                    if existing.archived {
+                        plan.records.push(change(
+                            RecordAction::Restore,
+                            changed,
+                            Some(existing.id),
+                        ));
+                    } else if changed != 0 {
+                        plan.records
+                            .push(change(RecordAction::Update, changed, Some(existing.id)));
+                    }
+                }
+            }
+        }
+        if !table.in_district {
+            return Ok(());
+        }
+        let mut archives: Vec<(&str, RecordChange<'a>)> = current
+            .iter()
+            .filter(|&(position, key, row)| {
+                !seen[position] && !row.archived && !context.unreadable.contains(key)
+            })
+            .map(|(position, key, row)| {
+                let change = RecordChange {
+                    entity,
+                    action: RecordAction::Archive,
+                    changed: 0,
+                    index: position as u32,
+                    row: Some(row.id),
+                    by: context.dropped.get(&(entity, key)).copied(),
+                };
+                (key, change)
+            })
+            .collect();
+        archives.sort_by_key(|(key, _)| *key);
+        plan.records
+            .extend(archives.into_iter().map(|(_, change)| change));
+        Ok(())
+    }
+}
+
+/// The columns of `record` whose value differs from the stored fingerprints.
+fn changed_columns<R: Record>(
+    record: &R,
+    lookups: &Lookups<'_>,
+    state: &State,
+    stored: &[u64],
+) -> Columns {
+    let mut changed = 0;
+    for (index, column) in R::TABLE.columns.iter().enumerate() {
+        let value = (column.value)(record, lookups);
+        if fingerprint(desired_cell(&value, column.kind, state)) != stored[index] {
+            changed |= 1 << index;
+        }
+    }
+    changed
+}
+
+/// The cell a record wants, with references resolved to the rows the state holds.
+pub fn desired_cell<'v>(value: &'v Value<'_>, kind: Kind, state: &State) -> Cell<'v> {
+    match (value, kind) {
+        (Value::Text(None) | Value::Ref(None), _) => Cell::Null,
+        (Value::Text(Some(text)), _) => Cell::Text(text),
+        (Value::Flag(flag), _) => Cell::Flag(*flag),
+        (Value::Ref(Some(key)), Kind::Ref(to)) => {
+            state.table(to).row_id(key).map_or(Cell::Pending, Cell::Row)
+        }
+        (Value::Ref(Some(_)), _) => Cell::Pending,
+    }
+}
+
+fn keyed_positions<'a>(keys: impl Iterator<Item = &'a str>) -> HashMap<&'a str, u32> {
+    keys.enumerate().map(|(i, key)| (key, i as u32)).collect()
+}
+
+/// The member entity of a membership entity.
+pub fn member_entity(membership: Entity) -> Entity {
+    match membership {
+        Entity::ClassTeacher => Entity::Teacher,
+        _ => Entity::Student,
+    }
+}
+
+/// The Clever id of the member at `index` of a membership entity's member list.
+fn member_key(snapshot: &Snapshot, membership: Entity, index: u32) -> &str {
+    record_key(snapshot, member_entity(membership), index)
+}
+
+/// The Clever id of the snapshot's record of `entity` at `index`.
+pub fn record_key(snapshot: &Snapshot, entity: Entity, index: u32) -> &str {
+    let index = index as usize;
+    match entity {
+        Entity::District => &snapshot.district.id,
+        Entity::School => &snapshot.schools[index].id,
+        Entity::Term => &snapshot.terms[index].id,
+        Entity::Course => &snapshot.courses[index].id,
+        Entity::Teacher => &snapshot.teachers[index].id,
+        Entity::Student => &snapshot.students[index].id,
+        Entity::Admin => &snapshot.admins[index].id,
+        Entity::Class | Entity::ClassTeacher | Entity::ClassStudent => &snapshot.sections[index].id,
+    }
+}
+
+/// What a plan does, in numbers: what a run prints and records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// The district's Clever id.
+    pub district: String,
+    counts: BTreeMap<String, usize>,
+    /// New teacher accounts, each with one welcome email queued.
+    pub new_accounts: usize,
+    pub quarantined: usize,
+    pub skipped: Skipped,
+}
+
+impl Summary {
+    /// Changes per `entity.action`, e.g. `student.create`.
+    pub fn counts(&self) -> &BTreeMap<String, usize> {
+        &self.counts
+    }
+
     pub fn change_count(&self) -> usize {
-        self.records.len() + self.memberships.len()
+        self.counts.values().sum()
+    }
+
+    /// Whether the plan changes nothing in the roster.
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
     }
 }
 
-fn snapshot_author(
-    created: &HashMap<(Entity, &str), &Decision>,
-    class: &str,
-    desired: &DesiredMember,
-) -> String {
-    if desired.source != "sis" {
-        return desired.source.clone();
-    }
-    created
-        .get(&(Entity::Class, class))
-        .map_or_else(|| "sync".to_owned(), |d| d.author.clone())
-}
-
-pub fn action_name(action: RecordAction) -> &'static str {
-    match action {
-        RecordAction::Create => "create",
-        RecordAction::Update => "update",
-        RecordAction::Archive => "archive",
-        RecordAction::Restore => "restore",
+impl Plan<'_> {
+    pub fn summary(&self) -> Summary {
+        Summary {
+            district: self.snapshot.district.id.to_string(),
+            counts: self.counts(),
+            new_accounts: self.new_accounts.len(),
+            quarantined: self.snapshot.quarantine.len(),
+            skipped: self.snapshot.skipped,
+        }
     }
 }
 
-pub fn membership_action_name(action: MembershipAction) -> &'static str {
-    match action {
-        MembershipAction::Start => "start",
-        MembershipAction::End => "end",
-        MembershipAction::Update => "update",
-    }
-}
-
-impl fmt::Display for Plan {
+impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "plan for district {}:", self.district)?;
-        let counts = self.counts();
-        if counts.is_empty() {
+        if self.counts.is_empty() {
             writeln!(f, "  no changes")?;
         }
-        for (what, count) in &counts {
+        for (what, count) in &self.counts {
             writeln!(f, "  {what:<24} {count:>8}")?;
         }
         writeln!(
             f,
-            "side effects: {} new teacher account(s), {} welcome email(s)",
-            self.new_accounts.len(),
-            self.new_accounts.len()
+            "side effects: {} new teacher account(s), each with one welcome email queued",
+            self.new_accounts
         )?;
-        if !self.quarantine.is_empty() {
-            writeln!(f, "quarantined records: {}", self.quarantine.len())?;
+        if self.quarantined > 0 {
+            writeln!(f, "quarantined records: {}", self.quarantined)?;
+        }
+        let skipped = &self.skipped;
+        if skipped.contacts + skipped.staff + skipped.other_district > 0 {
+            writeln!(
+                f,
+                "not loaded: {} contact(s), {} staff-only user(s), {} record(s) of other districts",
+                skipped.contacts, skipped.staff, skipped.other_district
+            )?;
         }
         Ok(())
     }
 }
 
-fn opt(value: &Option<String>) -> Option<String> {
-    value.clone()
-}
-
-fn flag(value: bool) -> Option<String> {
-    Some(value.to_string())
-}
-
-/// The rows the snapshot wants, per entity, sorted by key, values in column order.
-pub(crate) fn desired_rows(snapshot: &Snapshot) -> HashMap<Entity, Vec<Desired>> {
-    let mut rows: HashMap<Entity, Vec<Desired>> = HashMap::new();
-    let mut add = |entity, key: &str, school: Option<&String>, values: Vec<Option<String>>| {
-        rows.entry(entity).or_default().push(Desired {
-            key: key.to_owned(),
-            values,
-            school: school.cloned(),
-        });
-    };
-    let district = &snapshot.district;
-    add(
-        Entity::District,
-        &district.id,
-        None,
-        vec![Some(district.name.clone())],
-    );
-    for s in &snapshot.schools {
-        add(
-            Entity::School,
-            &s.id,
-            Some(&s.id),
-            vec![
-                Some(s.name.clone()),
-                opt(&s.sis_id),
-                opt(&s.school_number),
-                opt(&s.state_id),
-                opt(&s.low_grade),
-                opt(&s.high_grade),
-                flag(s.synthesized),
-            ],
-        );
+impl fmt::Debug for Plan<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plan")
+            .field("district", &self.snapshot.district.id)
+            .field("counts", &self.counts())
+            .finish_non_exhaustive()
     }
-    for t in &snapshot.terms {
-        add(
-            Entity::Term,
-            &t.id,
-            None,
-            vec![
-                opt(&t.name),
-                opt(&t.start_date),
-                opt(&t.end_date),
-                flag(t.synthesized),
-            ],
-        );
-    }
-    for c in &snapshot.courses {
-        add(
-            Entity::Course,
-            &c.id,
-            None,
-            vec![opt(&c.name), opt(&c.number), flag(c.synthesized)],
-        );
-    }
-    for t in &snapshot.teachers {
-        add(
-            Entity::Teacher,
-            &t.id,
-            t.school.as_ref(),
-            vec![
-                opt(&t.sis_id),
-                opt(&t.email),
-                opt(&t.name.first),
-                opt(&t.name.middle),
-                opt(&t.name.last),
-                opt(&t.title),
-                opt(&t.teacher_number),
-                opt(&t.state_id),
-                opt(&t.school),
-            ],
-        );
-    }
-    for s in &snapshot.students {
-        add(
-            Entity::Student,
-            &s.id,
-            s.school.as_ref(),
-            vec![
-                opt(&s.sis_id),
-                opt(&s.state_id),
-                opt(&s.student_number),
-                opt(&s.email),
-                opt(&s.name.first),
-                opt(&s.name.middle),
-                opt(&s.name.last),
-                opt(&s.grade),
-                opt(&s.school),
-            ],
-        );
-    }
-    for a in &snapshot.admins {
-        add(
-            Entity::Admin,
-            &a.id,
-            None,
-            vec![
-                opt(&a.email),
-                opt(&a.name.first),
-                opt(&a.name.middle),
-                opt(&a.name.last),
-                opt(&a.title),
-            ],
-        );
-    }
-    let term_names: HashMap<&str, &Option<String>> = snapshot
-        .terms
-        .iter()
-        .map(|t| (t.id.as_str(), &t.name))
-        .collect();
-    for s in &snapshot.sections {
-        let term_name = s
-            .term
-            .as_deref()
-            .and_then(|t| term_names.get(t))
-            .and_then(|name| (*name).clone());
-        add(
-            Entity::Class,
-            &s.id,
-            Some(&s.school),
-            vec![
-                opt(&s.sis_id),
-                Some(s.school.clone()),
-                Some(s.name.clone()),
-                opt(&s.subject),
-                opt(&s.grade),
-                opt(&s.period),
-                opt(&s.section_number),
-                term_name,
-                opt(&s.term),
-                opt(&s.course),
-                Some(s.source.as_db()),
-            ],
-        );
-    }
-    for table in TABLES {
-        let entries = rows.entry(table.entity).or_default();
-        entries.sort_by(|a, b| a.key.cmp(&b.key));
-        // A user listed twice by the source is one record.
-        entries.dedup_by(|a, b| a.key == b.key);
-    }
-    rows
-}
-
-/// The memberships the snapshot wants, per membership entity, keyed by (class, member).
-pub(crate) fn desired_memberships(
-    snapshot: &Snapshot,
-) -> HashMap<Entity, BTreeMap<(String, String), DesiredMember>> {
-    let mut teachers = BTreeMap::new();
-    let mut students = BTreeMap::new();
-    for section in &snapshot.sections {
-        let source_of = |member: &String| {
-            section
-                .member_sources
-                .get(member)
-                .unwrap_or(&section.source)
-                .as_db()
-        };
-        for (index, teacher) in section.teachers.iter().enumerate() {
-            let role = if index == 0 { "primary" } else { "co" };
-            teachers.insert(
-                (section.id.clone(), teacher.clone()),
-                DesiredMember {
-                    role: Some(role.to_owned()),
-                    source: source_of(teacher),
-                },
-            );
-        }
-        for student in &section.students {
-            students.insert(
-                (section.id.clone(), student.clone()),
-                DesiredMember {
-                    role: None,
-                    source: source_of(student),
-                },
-            );
-        }
-    }
-    HashMap::from([
-        (Entity::ClassTeacher, teachers),
-        (Entity::ClassStudent, students),
-    ])
 }

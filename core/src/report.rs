@@ -1,10 +1,21 @@
 //! Run reports: every change and every quarantined record of one run, with its reason, the rule
 //! or plugin responsible and, where one is known, a suggested fix. JSON for machines, CSV for
 //! admins (one row per change or quarantined record).
+//!
+//! A committed run's changes are read from the rows it wrote: records carry the run that
+//! created them, memberships the runs that started and ended them, and `sync_changes` holds
+//! the rest. A held run's are what its plan would do: planned again from the roster it was
+//! held with, against the district as it is now.
 
 use serde::Serialize;
+use sqlx::AssertSqlSafe;
 
 use crate::db::Db;
+use crate::model::Entity;
+use crate::plan::{ChangeRow, Plan};
+use crate::runs::{self, RunsError};
+use crate::store::schema::{ENTITIES, MEMBERSHIPS, layout};
+use crate::store::{self, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -16,6 +27,10 @@ pub enum ReportError {
         #[source]
         source: sqlx::Error,
     },
+    #[error("cannot plan the held run again")]
+    Held(#[from] RunsError),
+    #[error("cannot read the district")]
+    Store(#[from] StoreError),
     #[error("cannot write the report")]
     Write(#[from] csv::Error),
 }
@@ -38,7 +53,7 @@ pub struct RunReport {
 }
 
 /// A change or a quarantined record.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReportRow {
     /// `change` or `quarantine`.
     pub kind: &'static str,
@@ -50,6 +65,46 @@ pub struct ReportRow {
     /// `sync`, or the rule, filter or plugin responsible.
     pub author: String,
     pub suggested_fix: Option<String>,
+    /// The columns an update changed, or a membership's role.
+    pub detail: Option<String>,
+}
+
+impl ReportRow {
+    fn change(
+        entity: &str,
+        clever_id: Option<String>,
+        member_id: Option<String>,
+        action: &str,
+        reason: String,
+        author: String,
+        detail: Option<String>,
+    ) -> ReportRow {
+        ReportRow {
+            kind: "change",
+            suggested_fix: suggest(action, &reason, &author),
+            entity: entity.to_owned(),
+            clever_id,
+            member_id,
+            action: action.to_owned(),
+            reason,
+            author,
+            detail,
+        }
+    }
+}
+
+impl From<ChangeRow<'_>> for ReportRow {
+    fn from(row: ChangeRow<'_>) -> ReportRow {
+        ReportRow::change(
+            row.entity.as_str(),
+            Some(row.key.to_owned()),
+            row.member.map(str::to_owned),
+            row.action,
+            row.reason.into_owned(),
+            row.author.to_owned(),
+            row.detail,
+        )
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -59,16 +114,6 @@ struct RunRow {
     started_at: String,
     finished_at: Option<String>,
     error: Option<String>,
-}
-
-#[derive(sqlx::FromRow)]
-struct ChangeQueryRow {
-    entity: String,
-    clever_id: Option<String>,
-    member_id: Option<String>,
-    action: String,
-    reason: String,
-    author: String,
 }
 
 /// Reads run `run`'s report.
@@ -86,19 +131,25 @@ pub async fn read(db: &Db, run: i64) -> Result<RunReport, ReportError> {
         status,
         started_at,
         finished_at,
-        error: note,
+        error: mut note,
     }) = header
     else {
         return Err(ReportError::NoSuchRun { run });
     };
-    let changes: Vec<ChangeQueryRow> =
-        sqlx::query_as(
-            "SELECT entity, clever_id, member_id, action, reason, author FROM sync_changes WHERE run_id = $1 ORDER BY id",
-        )
-        .bind(run)
-        .fetch_all(pool)
-        .await
-        .map_err(sql("reading the run's changes"))?;
+    let mut rows = match status.as_str() {
+        "held" => {
+            let (rows, stale) = held_changes(db, run).await?;
+            if stale {
+                let moved = "the district has moved since this run was held: approving it will be refused; discard it and run again";
+                note = Some(match note {
+                    Some(reasons) => format!("{reasons}; {moved}"),
+                    None => moved.to_owned(),
+                });
+            }
+            rows
+        }
+        _ => committed_changes(db, run).await?,
+    };
     let quarantined: Vec<(String, Option<String>, String, Option<String>)> = sqlx::query_as(
         "SELECT kind, clever_id, reason, suggested_fix FROM quarantine WHERE run_id = $1 ORDER BY id",
     )
@@ -106,19 +157,6 @@ pub async fn read(db: &Db, run: i64) -> Result<RunReport, ReportError> {
     .fetch_all(pool)
     .await
     .map_err(sql("reading the run's quarantine"))?;
-    let mut rows: Vec<ReportRow> = changes
-        .into_iter()
-        .map(|change| ReportRow {
-            kind: "change",
-            suggested_fix: suggest(&change.action, &change.reason, &change.author),
-            entity: change.entity,
-            clever_id: change.clever_id,
-            member_id: change.member_id,
-            action: change.action,
-            reason: change.reason,
-            author: change.author,
-        })
-        .collect();
     rows.extend(
         quarantined
             .into_iter()
@@ -131,6 +169,7 @@ pub async fn read(db: &Db, run: i64) -> Result<RunReport, ReportError> {
                 reason,
                 author: "source".to_owned(),
                 suggested_fix,
+                detail: None,
             }),
     );
     Ok(RunReport {
@@ -142,6 +181,136 @@ pub async fn read(db: &Db, run: i64) -> Result<RunReport, ReportError> {
         note,
         rows,
     })
+}
+
+/// The changes a committed run made: rows it created, logged changes, memberships it started
+/// and ended.
+async fn committed_changes(db: &Db, run: i64) -> Result<Vec<ReportRow>, ReportError> {
+    let pool = &db.pool;
+    let mut rows = Vec::new();
+    for entity in ENTITIES {
+        let layout = layout(entity);
+        let author = if entity == Entity::Class {
+            "CASE WHEN source = 'sis' THEN 'sync' ELSE source END"
+        } else {
+            "'sync'"
+        };
+        let created: Vec<(Option<String>, String)> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT clever_id, {author} FROM {} WHERE created_run = $1 ORDER BY id",
+            layout.name
+        )))
+        .bind(run)
+        .fetch_all(pool)
+        .await
+        .map_err(sql("reading the run's new rows"))?;
+        rows.extend(created.into_iter().map(|(key, author)| {
+            ReportRow::change(
+                entity.as_str(),
+                key,
+                None,
+                "create",
+                "new in source".to_owned(),
+                author,
+                None,
+            )
+        }));
+    }
+    type Logged = (
+        String,
+        Option<String>,
+        Option<String>,
+        String,
+        String,
+        String,
+        Option<String>,
+    );
+    let logged: Vec<Logged> = sqlx::query_as(
+        "SELECT entity, clever_id, member_id, action, reason, author, detail FROM sync_changes \
+         WHERE run_id = $1 ORDER BY id",
+    )
+    .bind(run)
+    .fetch_all(pool)
+    .await
+    .map_err(sql("reading the run's changes"))?;
+    rows.extend(
+        logged
+            .into_iter()
+            .map(|(entity, key, member, action, reason, author, detail)| {
+                ReportRow::change(&entity, key, member, &action, reason, author, detail)
+            }),
+    );
+    for table in MEMBERSHIPS {
+        let role = if table.entity == Entity::ClassTeacher {
+            "m.role"
+        } else {
+            "NULL"
+        };
+        let query = |when: &str| {
+            format!(
+                "SELECT c.clever_id, u.clever_id, m.source, {role}, m.ended_reason, m.ended_by \
+                 FROM {} m JOIN classes c ON c.id = m.class_id JOIN {} u ON u.id = m.{} \
+                 WHERE m.{when} = $1 ORDER BY m.id",
+                table.name,
+                layout(table.member).name,
+                table.member_column
+            )
+        };
+        type Membership = (
+            Option<String>,
+            Option<String>,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        for (column, action) in [("started_run", "start"), ("ended_run", "end")] {
+            let found: Vec<Membership> = sqlx::query_as(AssertSqlSafe(query(column)))
+                .bind(run)
+                .fetch_all(pool)
+                .await
+                .map_err(sql("reading the run's memberships"))?;
+            rows.extend(found.into_iter().map(
+                |(class, member, source, role, ended_reason, ended_by)| {
+                    let (reason, author) = match action {
+                        "start" => (
+                            "in the section in source".to_owned(),
+                            if source == "sis" {
+                                "sync".to_owned()
+                            } else {
+                                source
+                            },
+                        ),
+                        _ => (
+                            ended_reason.unwrap_or_default(),
+                            ended_by.unwrap_or_else(|| "sync".to_owned()),
+                        ),
+                    };
+                    ReportRow::change(
+                        table.entity.as_str(),
+                        class,
+                        member,
+                        action,
+                        reason,
+                        author,
+                        role,
+                    )
+                },
+            ));
+        }
+    }
+    Ok(rows)
+}
+
+/// What a held run's plan would change, planned again against the district as it is now, and
+/// whether the district moved since it was held.
+async fn held_changes(db: &Db, run: i64) -> Result<(Vec<ReportRow>, bool), ReportError> {
+    let held = runs::held(db, run, "reported").await?;
+    let state = store::read_state(db, &held.district).await?;
+    let rows = crate::blocking(|| {
+        let plan = Plan::compute(&held.snapshot, &state);
+        plan.change_rows().map(ReportRow::from).collect()
+    });
+    Ok((rows, state.last_run != held.based_on_run))
 }
 
 /// What an admin can do when a change is not what they expected.
@@ -178,6 +347,7 @@ impl RunReport {
                 "reason",
                 "author",
                 "suggested_fix",
+                "detail",
             ])?;
         }
         for row in &self.rows {

@@ -7,12 +7,67 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::SafetyConfig;
+use serde::Deserialize;
+
 use crate::model::Entity;
-use crate::plan::{MembershipAction, Plan, RecordAction};
+use crate::plan::{Plan, RecordAction};
+
+/// Thresholds beyond which a plan is held for an admin rather than applied.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SafetyConfig {
+    /// Hold the run if it would archive more than this percentage of any record type,
+    /// district-wide or in any one school.
+    #[serde(default = "default_archive_max_percent")]
+    pub archive_max_percent: f64,
+    /// Hold the run if it would update more than this percentage of any record type.
+    #[serde(default = "default_update_max_percent")]
+    pub update_max_percent: f64,
+    /// Thresholds apply only to record types (or schools) with at least this many records,
+    /// so that a school of three classes does not hold a run over one archive.
+    #[serde(default = "default_min_records")]
+    pub min_records: usize,
+}
+
+impl Default for SafetyConfig {
+    fn default() -> Self {
+        SafetyConfig {
+            archive_max_percent: default_archive_max_percent(),
+            update_max_percent: default_update_max_percent(),
+            min_records: default_min_records(),
+        }
+    }
+}
+
+fn default_archive_max_percent() -> f64 {
+    10.0
+}
+fn default_update_max_percent() -> f64 {
+    75.0
+}
+fn default_min_records() -> usize {
+    20
+}
+
+impl SafetyConfig {
+    pub(crate) fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (name, value) in [
+            ("archive_max_percent", self.archive_max_percent),
+            ("update_max_percent", self.update_max_percent),
+        ] {
+            if !(0.0..=100.0).contains(&value) {
+                problems.push(format!(
+                    "safety.{name}: {value} is not a percentage (0 to 100)"
+                ));
+            }
+        }
+        problems
+    }
+}
 
 /// Every reason to hold `plan`; empty when it may be applied.
-pub fn check(plan: &Plan, config: &SafetyConfig) -> Vec<String> {
+pub fn check(plan: &Plan<'_>, config: &SafetyConfig) -> Vec<String> {
     let mut reasons = Vec::new();
     for (entity, before) in &plan.active_before {
         let in_source = plan.in_source.get(entity).copied().unwrap_or_default();
@@ -22,34 +77,29 @@ pub fn check(plan: &Plan, config: &SafetyConfig) -> Vec<String> {
             ));
         }
     }
-    let mut archives: BTreeMap<(Entity, Option<&str>), usize> = BTreeMap::new();
+    // Archives and ends per entity, district-wide (`None`) and per school row.
+    let mut archives: BTreeMap<(Entity, Option<i64>), usize> = BTreeMap::new();
     let mut updates: BTreeMap<Entity, usize> = BTreeMap::new();
     for change in &plan.records {
         match change.action {
             RecordAction::Archive => {
                 *archives.entry((change.entity, None)).or_default() += 1;
-                if let Some(school) = &change.school {
-                    *archives
-                        .entry((change.entity, Some(school.as_str())))
-                        .or_default() += 1;
+                let (_, row) = plan.state.table(change.entity).at(change.index as usize);
+                if let Some(school) = row.school {
+                    *archives.entry((change.entity, Some(school))).or_default() += 1;
                 }
             }
             RecordAction::Update => *updates.entry(change.entity).or_default() += 1,
             RecordAction::Create | RecordAction::Restore => {}
         }
     }
-    for change in &plan.memberships {
-        if change.action == MembershipAction::End {
-            *archives.entry((change.entity, None)).or_default() += 1;
-        }
+    for end in &plan.ends {
+        *archives.entry((end.entity, None)).or_default() += 1;
     }
     for ((entity, school), count) in archives {
         let before = match school {
             None => plan.active_before.get(&entity).copied(),
-            Some(school) => plan
-                .active_by_school
-                .get(&(entity, school.to_owned()))
-                .copied(),
+            Some(school) => plan.active_by_school.get(&(entity, school)).copied(),
         }
         .unwrap_or_default();
         if let Some(percent) = over(
@@ -58,8 +108,13 @@ pub fn check(plan: &Plan, config: &SafetyConfig) -> Vec<String> {
             config.archive_max_percent,
             config.min_records,
         ) {
-            let place =
-                school.map_or_else(|| "district-wide".to_owned(), |s| format!("in school {s}"));
+            let place = match school {
+                None => "district-wide".to_owned(),
+                Some(row) => format!(
+                    "in school {}",
+                    plan.key_of_row(Entity::School, row).unwrap_or("?")
+                ),
+            };
             reasons.push(format!(
                 "{entity}: would archive or end {count} of {before} ({percent:.1}%) {place}, above the {}% threshold",
                 config.archive_max_percent
@@ -90,48 +145,53 @@ fn over(count: usize, before: usize, limit: f64, min_records: usize) -> Option<f
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::RecordChange;
+    use crate::model::{School, Snapshot, Student};
+    use crate::store::state::loaded;
 
-    fn archive(entity: Entity, key: usize, school: &str) -> RecordChange {
-        RecordChange {
-            entity,
-            key: key.to_string(),
-            action: RecordAction::Archive,
-            id: Some(key as i64),
-            values: Vec::new(),
-            changed: Vec::new(),
-            reason: String::new(),
-            author: "sync".into(),
-            school: Some(school.into()),
-        }
-    }
-
-    fn plan(archived: usize, before: usize) -> Plan {
-        Plan {
-            records: (0..archived)
-                .map(|i| archive(Entity::Student, i, "north"))
-                .collect(),
-            active_before: BTreeMap::from([(Entity::Student, before)]),
-            in_source: BTreeMap::from([(Entity::Student, before - archived)]),
-            active_by_school: BTreeMap::from([((Entity::Student, "north".into()), before)]),
-            ..Plan::default()
-        }
+    /// A DB of `before` students in one school, and a source that still has `kept` of them.
+    fn reasons(before: usize, kept: usize) -> Vec<String> {
+        let student = |i: usize| Student {
+            id: format!("s{i}").into(),
+            school: Some("north".into()),
+            ..Student::default()
+        };
+        let mut snapshot = Snapshot {
+            schools: vec![School {
+                id: "north".into(),
+                ..School::default()
+            }],
+            students: (0..before).map(student).collect(),
+            ..Snapshot::default()
+        };
+        let state = loaded(&snapshot);
+        snapshot.students.truncate(kept);
+        check(&Plan::compute(&snapshot, &state), &SafetyConfig::default())
     }
 
     #[test]
-    fn archiving_half_the_students_holds_the_run() {
-        let reasons = check(&plan(50, 100), &SafetyConfig::default());
-        assert_eq!(reasons.len(), 2, "{reasons:?}"); // district-wide and in the school
+    fn archiving_half_the_students_holds_the_run_district_wide_and_in_the_school() {
+        let reasons = reasons(100, 50);
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        assert!(
+            reasons[0].contains("50 of 100 (50.0%) district-wide"),
+            "{reasons:?}"
+        );
+        assert!(reasons[1].contains("in school north"), "{reasons:?}");
     }
 
     #[test]
     fn a_few_archives_pass() {
-        assert!(check(&plan(5, 100), &SafetyConfig::default()).is_empty());
+        assert!(reasons(100, 95).is_empty());
     }
 
     #[test]
     fn an_empty_collection_is_a_successful_failure() {
-        let reasons = check(&plan(100, 100), &SafetyConfig::default());
+        let reasons = reasons(100, 0);
         assert!(reasons[0].contains("successful failure"), "{reasons:?}");
+    }
+
+    #[test]
+    fn small_record_types_are_not_judged() {
+        assert!(reasons(10, 0).is_empty());
     }
 }

@@ -1,18 +1,23 @@
-//! One run of a pipeline: pull the district from its source, transform it, plan against the
-//! Freckle DB, check the plan's safety, then load it in one transaction (or hold it, or only
-//! print it on a dry run).
+//! One run of a pipeline, stage by stage: take the district's run lock, pull the district from
+//! its source and transform it while the district's state is read from the Freckle DB, plan,
+//! check the plan's safety, then apply it in one transaction (or hold it for an admin, or only
+//! print it on a dry run). Welcome emails are queued by the run and delivered by
+//! `rosterflow email send`; an `[export]` with `after_sync` runs once the run has committed.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use crate::config::Pipeline;
 use crate::db::{Db, DbError};
-use crate::email;
 use crate::extract::{self, ExtractError};
-use crate::load::{self, LoadError};
-use crate::plan::Plan;
+use crate::model::Snapshot;
+use crate::plan::{Plan, Summary};
+use crate::runs::{self, RunsError};
 use crate::safety;
+use crate::store::state::State;
+use crate::store::{RunOutcome, RunRecord, Store, StoreError};
 use crate::transform::{TransformError, Transforms};
 
 /// How to run.
@@ -22,6 +27,8 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// Where compiled plugins are cached between runs.
     pub plugin_cache: Option<PathBuf>,
+    /// How long to wait for another run of the same district to finish before giving up.
+    pub lock_wait: Duration,
 }
 
 /// How a run ended.
@@ -45,20 +52,36 @@ impl RunStatus {
     }
 }
 
-/// What a run did: its status and its plan.
+/// What a run did: its status and its plan in numbers.
 #[derive(Debug, Clone)]
 pub struct RunReport {
     pub status: RunStatus,
-    pub plan: Plan,
+    pub plan: Summary,
+}
+
+/// Process exit codes, so that a scheduler can tell outcomes apart.
+pub mod exit {
+    /// Applied cleanly (or nothing to do).
+    pub const OK: u8 = 0;
+    /// Applied, but some records were quarantined: see the run's report.
+    pub const QUARANTINED: u8 = 1;
+    /// Failed: nothing was applied.
+    pub const FAILED: u8 = 2;
+    /// Held for an admin: nothing was applied.
+    pub const HELD: u8 = 3;
+    /// Another run of the district is in progress (EX_TEMPFAIL): try again later.
+    pub const BUSY: u8 = 75;
+    /// A bad pipeline file (EX_CONFIG).
+    pub const CONFIG: u8 = 78;
 }
 
 impl RunReport {
-    /// The process exit code: 0 clean, 1 held or with quarantined records.
+    /// The process exit code.
     pub fn exit_code(&self) -> u8 {
         match self.status {
-            RunStatus::Held { .. } => 1,
-            _ if !self.plan.quarantine.is_empty() => 1,
-            _ => 0,
+            RunStatus::Held { .. } => exit::HELD,
+            _ if self.plan.quarantined > 0 => exit::QUARANTINED,
+            _ => exit::OK,
         }
     }
 }
@@ -85,11 +108,30 @@ pub enum SyncError {
         source: DbError,
     },
     #[error("pipeline {pipeline}: loading failed, nothing was applied")]
-    Load {
+    Store {
         pipeline: String,
         #[source]
-        source: LoadError,
+        source: StoreError,
     },
+    #[error("pipeline {pipeline}: run history")]
+    Runs {
+        pipeline: String,
+        #[source]
+        source: RunsError,
+    },
+}
+
+impl SyncError {
+    /// Whether another run of the district held its lock.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            SyncError::Store {
+                source: StoreError::Busy { .. },
+                ..
+            }
+        )
+    }
 }
 
 /// Runs `pipeline` once.
@@ -102,70 +144,39 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport,
             pipeline: name.clone(),
             source,
         })?;
-    // Finish what an earlier run left in the outbox (a crash between commit and delivery).
-    if !options.dry_run
-        && let Some(district) = &pipeline.file.pipeline.district_id
-    {
-        deliver_email(pipeline, &db, district).await;
-    }
     let result = plan_and_load(pipeline, options, &db, started_at).await;
-    if let Ok(RunReport {
-        status: RunStatus::Committed { .. },
-        plan,
-    }) = &result
-    {
-        deliver_email(pipeline, &db, &plan.district).await;
-        if let Some(export) = pipeline.file.export.as_ref().filter(|e| e.after_sync) {
-            // The sync has committed; a failed export is reported, not a failed run.
-            match crate::export::run(&db, &plan.district, export, Utc::now()).await {
-                Ok(report) => {
-                    tracing::info!(pipeline = %pipeline.name(), files = report.files.len(), "exported after sync")
-                }
-                Err(error) => {
-                    tracing::error!(pipeline = %pipeline.name(), error = %crate::error_chain(&error), "export after sync failed")
-                }
+    match &result {
+        Ok(RunReport {
+            status: RunStatus::Committed { .. },
+            plan,
+        }) => export_after_sync(pipeline, &db, &plan.district).await,
+        Err(error) if !options.dry_run && !error.is_busy() => {
+            let message = crate::error_chain(error);
+            let district = pipeline.file.pipeline.district_id.as_deref();
+            if let Err(record) =
+                runs::record_failure(&db, &name, district, started_at, &message).await
+            {
+                tracing::error!(pipeline = %name, error = %crate::error_chain(&record), "could not record the failed run");
             }
         }
-    }
-    if let Err(error) = &result
-        && !options.dry_run
-    {
-        let message = crate::error_chain(error);
-        if let Err(record) = load::record_failure(
-            &db,
-            &name,
-            pipeline.file.pipeline.district_id.as_deref(),
-            started_at,
-            &message,
-        )
-        .await
-        {
-            tracing::error!(pipeline = %name, error = %crate::error_chain(&record), "could not record the failed run");
-        }
+        _ => {}
     }
     result
 }
 
-/// Sends the district's pending welcome emails, when the pipeline has an `[email]` table. A
-/// delivery problem never fails the run: the rows stay in the outbox for the next pass.
-pub async fn deliver_email(pipeline: &Pipeline, db: &Db, district: &str) {
-    let Some(config) = &pipeline.file.email else {
+/// Writes the pipeline's exports once a run has committed, when it asks for that. A failed
+/// export is reported, not a failed run: the sync has committed.
+async fn export_after_sync(pipeline: &Pipeline, db: &Db, district: &str) {
+    let Some(export) = pipeline.file.export.as_ref().filter(|e| e.after_sync) else {
         return;
     };
-    match email::deliver_pending(db, district, config, Utc::now()).await {
-        Ok(report) => tracing::info!(
-            pipeline = %pipeline.name(),
-            sent = report.sent,
-            retrying = report.retrying,
-            failed = report.failed,
-            waiting = report.waiting,
-            "welcome emails delivered"
-        ),
-        Err(error) => tracing::error!(
-            pipeline = %pipeline.name(),
-            error = %crate::error_chain(&error),
-            "welcome emails could not be delivered; they stay in the outbox"
-        ),
+    match crate::export::run(db, district, export, Utc::now()).await {
+        Ok(report) => {
+            tracing::info!(pipeline = %pipeline.name(), files = report.files.len(), "exported after sync")
+        }
+        Err(error) => {
+            tracing::error!(pipeline = %pipeline.name(), error = %crate::error_chain(&error), "export after sync failed")
+        }
     }
 }
 
@@ -173,9 +184,13 @@ async fn plan_and_load(
     pipeline: &Pipeline,
     options: &RunOptions,
     db: &Db,
-    started_at: chrono::DateTime<Utc>,
+    started_at: DateTime<Utc>,
 ) -> Result<RunReport, SyncError> {
     let name = pipeline.name().to_owned();
+    let store_error = |source| SyncError::Store {
+        pipeline: name.clone(),
+        source,
+    };
     let transforms =
         Transforms::build(pipeline, options.plugin_cache.clone()).map_err(|source| {
             SyncError::Transform {
@@ -183,64 +198,139 @@ async fn plan_and_load(
                 source,
             }
         })?;
-    let mut snapshot =
-        extract::pull(pipeline, None)
-            .await
-            .map_err(|source| SyncError::Extract {
+    let roster = async {
+        let mut snapshot =
+            extract::pull(pipeline, None)
+                .await
+                .map_err(|source| SyncError::Extract {
+                    pipeline: name.clone(),
+                    source,
+                })?;
+        tracing::info!(
+            pipeline = %name,
+            district = %snapshot.district.id,
+            schools = snapshot.schools.len(),
+            sections = snapshot.sections.len(),
+            students = snapshot.students.len(),
+            teachers = snapshot.teachers.len(),
+            quarantined = snapshot.quarantine.len(),
+            "roster pulled"
+        );
+        crate::blocking(|| transforms.apply(&mut snapshot)).map_err(|source| {
+            SyncError::Transform {
                 pipeline: name.clone(),
                 source,
-            })?;
-    tracing::info!(
-        pipeline = %name,
-        district = %snapshot.district.id,
-        schools = snapshot.schools.len(),
-        sections = snapshot.sections.len(),
-        students = snapshot.students.len(),
-        teachers = snapshot.teachers.len(),
-        quarantined = snapshot.quarantine.len(),
-        "roster pulled"
-    );
-    // Plugins are CPU-bound and synchronous: keep them off the reactor's other tasks.
-    let transformed = tokio::task::block_in_place(|| transforms.apply(&mut snapshot));
-    transformed.map_err(|source| SyncError::Transform {
-        pipeline: name.clone(),
-        source,
-    })?;
-    let load_error = |source| SyncError::Load {
-        pipeline: name.clone(),
-        source,
+            }
+        })?;
+        Ok::<Snapshot, SyncError>(snapshot)
     };
-    let state = load::read_state(db, &snapshot.district.id)
-        .await
-        .map_err(load_error)?;
-    let plan = Plan::compute(&snapshot, &state);
-    tracing::info!(pipeline = %name, changes = plan.change_count(), "plan computed");
+    // With the district known up front, its state is read while the roster is pulled.
+    let (snapshot, mut store, state) = match &pipeline.file.pipeline.district_id {
+        Some(district) => {
+            let store = Store::lock(db, district, options.lock_wait)
+                .await
+                .map_err(store_error)?;
+            let reading = tokio::spawn(read_state(store));
+            let snapshot = roster.await;
+            let (store, state) = reading.await.map_err(|e| store_error(e.into()))?;
+            (snapshot?, store, state.map_err(store_error)?)
+        }
+        None => {
+            let snapshot = roster.await?;
+            let store = Store::lock(db, &snapshot.district.id, options.lock_wait)
+                .await
+                .map_err(store_error)?;
+            let (store, state) = read_state(store).await;
+            (snapshot, store, state.map_err(store_error)?)
+        }
+    };
+    let plan = crate::blocking(|| Plan::compute(&snapshot, &state));
+    let summary = plan.summary();
+    tracing::info!(pipeline = %name, changes = summary.change_count(), "plan computed");
     if options.dry_run {
         return Ok(RunReport {
             status: RunStatus::DryRun,
-            plan,
+            plan: summary,
         });
     }
     let reasons = safety::check(&plan, &pipeline.file.safety);
     if !reasons.is_empty() {
-        let run_id = load::hold(db, &name, &plan, started_at, &reasons)
-            .await
-            .map_err(load_error)?;
+        let run_id = runs::hold(
+            db,
+            &name,
+            &snapshot,
+            &summary,
+            state.last_run,
+            started_at,
+            &reasons,
+        )
+        .await
+        .map_err(|source| SyncError::Runs {
+            pipeline: name.clone(),
+            source,
+        })?;
         tracing::warn!(pipeline = %name, run = run_id, reasons = %reasons.join("; "), "run held for approval");
         return Ok(RunReport {
             status: RunStatus::Held { run_id, reasons },
-            plan,
+            plan: summary,
         });
     }
-    tracing::info!(pipeline = %name, changes = plan.change_count(), "applying plan");
-    let outcome = load::apply(db, &name, &plan, started_at)
-        .await
-        .map_err(load_error)?;
+    tracing::info!(pipeline = %name, changes = summary.change_count(), "applying plan");
+    let run = RunRecord::New {
+        pipeline: &name,
+        started_at,
+    };
+    let outcome = store.apply(&plan, run).await.map_err(store_error)?;
     tracing::info!(pipeline = %name, run = outcome.run_id, changes = outcome.changes, quarantined = outcome.quarantined, "run committed");
     Ok(RunReport {
         status: RunStatus::Committed {
             run_id: outcome.run_id,
         },
-        plan,
+        plan: summary,
     })
+}
+
+/// Reads the state through `store` and hands the store back.
+async fn read_state(mut store: Store) -> (Store, Result<State, StoreError>) {
+    let state = store.read_state().await;
+    (store, state)
+}
+
+/// Applies a held run: plans again from the snapshot it was held with against the current
+/// state, which must be the state it was planned against, so the plan is the one reviewed.
+pub async fn approve(
+    pipeline: &Pipeline,
+    db: &Db,
+    run: i64,
+    lock_wait: Duration,
+) -> Result<RunOutcome, SyncError> {
+    let name = pipeline.name().to_owned();
+    let store_error = |source| SyncError::Store {
+        pipeline: name.clone(),
+        source,
+    };
+    let held = runs::held(db, run, "approved")
+        .await
+        .map_err(|source| SyncError::Runs {
+            pipeline: name.clone(),
+            source,
+        })?;
+    let mut store = Store::lock(db, &held.district, lock_wait)
+        .await
+        .map_err(store_error)?;
+    let state = store.read_state().await.map_err(store_error)?;
+    if state.last_run != held.based_on_run {
+        return Err(store_error(StoreError::Stale {
+            planned: held.based_on_run,
+            now: state.last_run,
+        }));
+    }
+    let plan = crate::blocking(|| Plan::compute(&held.snapshot, &state));
+    let outcome = store
+        .apply(&plan, RunRecord::Approve { run })
+        .await
+        .map_err(store_error)?;
+    tracing::info!(pipeline = %name, run, changes = outcome.changes, "held run approved");
+    export_after_sync(pipeline, db, &held.district).await;
+    Ok(outcome)
 }

@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use crate::config::Pipeline;
 use crate::config::tagged::{self, TaggedTable};
-use crate::model::{Decision, DecisionAction, Entity, Snapshot};
+use crate::model::{Decision, DecisionAction, Entity, Id, Snapshot};
 
 /// One `[[transform]]` stage as written in the pipeline file, starting with `type = ...`.
 #[derive(Debug, Clone)]
@@ -228,7 +228,7 @@ pub(crate) fn drop_sections(
 }
 
 /// The ids of every user who is a member of some section.
-pub(crate) fn members(snapshot: &Snapshot) -> HashSet<String> {
+pub(crate) fn members(snapshot: &Snapshot) -> HashSet<Id> {
     snapshot
         .sections
         .iter()
@@ -241,11 +241,11 @@ pub(crate) fn members(snapshot: &Snapshot) -> HashSet<String> {
 /// now: they followed their sections out of the roster.
 pub(crate) fn drop_orphaned_users(
     snapshot: &mut Snapshot,
-    had_sections: &HashSet<String>,
+    had_sections: &HashSet<Id>,
     author: &str,
 ) {
     let still = members(snapshot);
-    let orphaned = |id: &String| had_sections.contains(id) && !still.contains(id);
+    let orphaned = |id: &Id| had_sections.contains(id) && !still.contains(id);
     let detail = "all of their sections were dropped";
     let mut decisions = Vec::new();
     snapshot.students.retain(|s| {
@@ -268,7 +268,7 @@ pub(crate) fn drop_orphaned_users(
 pub(crate) fn decision(entity: Entity, id: &str, author: &str, detail: String) -> Decision {
     Decision {
         entity,
-        id: id.to_owned(),
+        id: id.into(),
         action: DecisionAction::Dropped,
         author: author.to_owned(),
         detail,

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rosterflow::model::{
-    DecisionAction, District, Entity, School, Section, Snapshot, Source, Student, Teacher,
+    DecisionAction, District, Entity, Id, School, Section, Snapshot, Source, Student, Teacher,
 };
 use rosterflow::transform::plugin::{
     Edit, Plugin, PluginError, PluginErrorKind, PluginHost, PluginLimits, check,
@@ -48,8 +48,8 @@ fn load(crate_name: &str) -> Plugin {
 }
 
 /// Clever-like ids: 24 hex digits, a prefix per kind.
-fn id(kind: u8, n: usize) -> String {
-    format!("{kind:02x}{n:022x}")
+fn id(kind: u8, n: usize) -> Id {
+    format!("{kind:02x}{n:022x}").into()
 }
 
 /// Two schools; school 0 has eight 3rd graders, two 1st graders and a math section of six
@@ -129,7 +129,7 @@ fn flex_groups_on_a_small_snapshot_gives_the_expected_groups() {
     assert_eq!(report.counts.groups_created, 4);
     assert_eq!(report.log.len(), 1, "{:?}", report.log);
 
-    let groups: Vec<(&str, &str, Vec<String>, Vec<String>)> = snapshot
+    let groups: Vec<(&str, &str, Vec<Id>, Vec<Id>)> = snapshot
         .sections
         .iter()
         .filter(|s| s.source == Source::Plugin("flex".into()))

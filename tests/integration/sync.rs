@@ -332,7 +332,7 @@ async fn roster_changes_keep_history_and_identity(backend: Backend) {
     });
     let report = run().await;
     assert_eq!(report.plan.counts().get("teacher.restore"), Some(&1));
-    assert!(report.plan.new_accounts.is_empty());
+    assert_eq!(report.plan.new_accounts, 0);
     let id_after = db.rows(&teacher_row).await;
     assert_eq!(id_before, id_after, "the same teacher row");
     assert_eq!(
@@ -357,7 +357,7 @@ async fn a_dry_run_writes_nothing(backend: Backend) {
     let report = sync::run(&demo, &options).await.expect("dry run");
     assert_eq!(report.status, RunStatus::DryRun);
     assert_eq!(report.plan.counts().get("student.create"), Some(&1004));
-    assert_eq!(report.plan.new_accounts.len(), 89);
+    assert_eq!(report.plan.new_accounts, 89);
     assert_eq!(db.scalar("SELECT COUNT(*) FROM sync_runs").await, 0);
     assert_eq!(db.scalar("SELECT COUNT(*) FROM students").await, 0);
     assert_eq!(db.scalar("SELECT COUNT(*) FROM email_outbox").await, 0);

@@ -1,9 +1,11 @@
 //! Trustworthy syncs: safety holds, locked rosters with shares that survive, and `explain`.
 
 use rosterflow::explain::{Subject, explain};
-use rosterflow::load;
+use std::time::Duration;
+
 use rosterflow::roster::{self, RosterError};
-use rosterflow::sync::{self, RunOptions, RunStatus};
+use rosterflow::runs::{self, RunsError};
+use rosterflow::sync::{self, RunOptions, RunStatus, SyncError, exit};
 use rosterflow_tests::clever_sim::{CleverSim, SimOptions};
 use rosterflow_tests::district::{Collection, Dataset, Role};
 
@@ -52,7 +54,7 @@ async fn half_the_students_vanishing_is_held_then_approved(backend: Backend) {
     let RunStatus::Held { run_id, reasons } = &report.status else {
         panic!("expected a hold, got {:?}", report.status);
     };
-    assert_eq!(report.exit_code(), 1);
+    assert_eq!(report.exit_code(), exit::HELD);
     assert!(
         reasons
             .iter()
@@ -63,7 +65,9 @@ async fn half_the_students_vanishing_is_held_then_approved(backend: Backend) {
     assert_eq!(db.scalar("SELECT COUNT(*) FROM email_outbox").await, 89);
 
     let db_handle = db.open().await;
-    let outcome = load::approve(&db_handle, *run_id).await.expect("approve");
+    let outcome = sync::approve(&demo, &db_handle, *run_id, Duration::ZERO)
+        .await
+        .expect("approve");
     assert_eq!(outcome.changes, report.plan.change_count());
     assert_eq!(
         db.scalar("SELECT COUNT(*) FROM students WHERE archived_at IS NOT NULL")
@@ -72,8 +76,11 @@ async fn half_the_students_vanishing_is_held_then_approved(backend: Backend) {
     );
     assert_eq!(db.scalar("SELECT COUNT(*) FROM email_outbox").await, 90);
     assert!(matches!(
-        load::approve(&db_handle, *run_id).await,
-        Err(load::LoadError::NotHeld { .. })
+        sync::approve(&demo, &db_handle, *run_id, Duration::ZERO).await,
+        Err(SyncError::Runs {
+            source: RunsError::NotHeld { .. },
+            ..
+        })
     ));
 
     // The rest vanish too: held again, and discarded.
@@ -86,7 +93,7 @@ async fn half_the_students_vanishing_is_held_then_approved(backend: Backend) {
     let report = sync::run(&demo, &RunOptions::default()).await.expect("run");
     let run_id = report.status.run_id().expect("a recorded run");
     assert!(matches!(report.status, RunStatus::Held { .. }));
-    load::discard(&db_handle, run_id).await.expect("discard");
+    runs::discard(&db_handle, run_id).await.expect("discard");
     assert_eq!(db.fingerprint().await, before);
     assert_eq!(
         db.rows("SELECT status FROM sync_runs ORDER BY id").await,
@@ -112,8 +119,11 @@ async fn a_stale_hold_cannot_be_approved(backend: Backend) {
     let report = sync::run(&demo, &RunOptions::default()).await.expect("run");
     assert!(matches!(report.status, RunStatus::Committed { .. }));
     let db_handle = db.open().await;
-    let error = load::approve(&db_handle, run_id).await.expect_err("stale");
-    assert!(error.to_string().contains("has since moved"), "{error}");
+    let error = sync::approve(&demo, &db_handle, run_id, Duration::ZERO)
+        .await
+        .expect_err("stale");
+    let message = rosterflow::error_chain(&error);
+    assert!(message.contains("moved since"), "{message}");
 }
 
 /// Clever answers 200 with no sections at all: a successful failure, held.

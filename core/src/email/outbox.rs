@@ -52,7 +52,8 @@ pub(crate) async fn district_id(db: &Db, clever_id: &str) -> Result<Option<i64>,
 
 /// The district's pending welcome emails that are due at `now`, oldest first. Only rows of
 /// runs that committed (`committed`, or a held run `approved` later) count: the load writes no
-/// others, and should one appear anyway it is not sent.
+/// others, and should one appear anyway it is not sent. An archived teacher's email waits: it
+/// goes out only if the teacher comes back.
 pub(crate) async fn due(db: &Db, district_id: i64, now: &str) -> Result<Vec<DueRow>, EmailError> {
     type Row = (
         i64,
@@ -72,6 +73,7 @@ pub(crate) async fn due(db: &Db, district_id: i64, now: &str) -> Result<Vec<DueR
          LEFT JOIN teacher_accounts a ON a.teacher_id = t.id \
          WHERE o.district_id = $1 AND o.kind = 'welcome' AND o.status = 'pending' \
            AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= $2) \
+           AND (t.id IS NULL OR t.archived_at IS NULL) \
            AND EXISTS (SELECT 1 FROM sync_runs r WHERE r.id = o.run_id \
                        AND r.status IN ('committed', 'approved')) \
          ORDER BY o.id",
@@ -258,4 +260,60 @@ pub(crate) async fn give_up(db: &Db, row_id: i64, reason: &str) -> Result<(), Em
     .await
     .map_err(db_error("mark a welcome email failed"))?;
     Ok(())
+}
+
+/// Queues one more welcome email for a teacher whose link was lost or expired: their row is
+/// pending again (the next delivery issues a new token, which voids the old link), or a new row
+/// when they never had one. Returns false when the teacher has no invited account.
+pub(crate) async fn requeue(
+    db: &Db,
+    district_id: i64,
+    teacher_id: TeacherId,
+    now: &str,
+) -> Result<bool, EmailError> {
+    let mut tx = db
+        .pool
+        .begin()
+        .await
+        .map_err(db_error("queue a welcome email"))?;
+    let invited: Option<(String,)> = sqlx::query_as(
+        "SELECT a.login_state FROM teacher_accounts a JOIN teachers t ON t.id = a.teacher_id \
+         WHERE a.teacher_id = $1 AND t.district_id = $2 AND t.archived_at IS NULL \
+           AND a.login_state = 'invited'",
+    )
+    .bind(teacher_id.0)
+    .bind(district_id)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_error("read the teacher's account"))?;
+    if invited.is_none() {
+        return Ok(false);
+    }
+    let reset = sqlx::query(
+        "UPDATE email_outbox SET status = 'pending', attempts = 0, last_error = NULL, \
+         next_attempt_at = NULL, sent_at = NULL, \
+         recipient = (SELECT email FROM teachers WHERE id = $1) \
+         WHERE kind = 'welcome' AND teacher_id = $1",
+    )
+    .bind(teacher_id.0)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_error("queue a welcome email"))?;
+    if reset.rows_affected() == 0 {
+        sqlx::query(
+            "INSERT INTO email_outbox (district_id, run_id, kind, teacher_id, recipient, status, created_at) \
+             SELECT $1, (SELECT MAX(id) FROM sync_runs WHERE district_id = $1 AND status IN ('committed', 'approved')), \
+                    'welcome', t.id, t.email, 'pending', $3 FROM teachers t WHERE t.id = $2",
+        )
+        .bind(district_id)
+        .bind(teacher_id.0)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error("queue a welcome email"))?;
+    }
+    tx.commit()
+        .await
+        .map_err(db_error("queue a welcome email"))?;
+    Ok(true)
 }

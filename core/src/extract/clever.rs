@@ -26,7 +26,7 @@ pub async fn pull(
     recorder: Option<&Recorder>,
 ) -> Result<Snapshot, ExtractError> {
     let client = Client::new(config)?;
-    let mut builder = SnapshotBuilder::default();
+    let mut builder = SnapshotBuilder::new(district);
     for collection in Collection::ALL {
         let mut path = format!("{API_VERSION}/{}?limit={}", collection.name(), config.limit);
         let mut number = 0;
@@ -56,7 +56,7 @@ pub async fn pull(
             "collection pulled"
         );
     }
-    builder.finish(district, false)
+    builder.finish(false)
 }
 
 /// The path and query of a `next` link, which Clever gives relative to the host.

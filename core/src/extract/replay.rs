@@ -22,7 +22,7 @@ pub fn read(
     district: Option<&str>,
     recorder: Option<&Recorder>,
 ) -> Result<Snapshot, ExtractError> {
-    let mut builder = SnapshotBuilder::default();
+    let mut builder = SnapshotBuilder::new(district);
     for collection in Collection::ALL {
         for (number, path) in pages(&dir.join(collection.name()))?.into_iter().enumerate() {
             let body = std::fs::read(&path).map_err(|source| ExtractError::Io {
@@ -40,7 +40,7 @@ pub fn read(
             dir: dir.to_owned(),
         });
     }
-    builder.finish(district, true)
+    builder.finish(true)
 }
 
 /// Reads a recording as a snapshot, for tools such as `rosterflow plugin test`.
@@ -87,7 +87,7 @@ mod tests {
         assert_eq!(snapshot.students.len(), 1004);
         assert_eq!(snapshot.teachers.len(), 89);
         assert_eq!(snapshot.admins.len(), 3);
-        assert_eq!(snapshot.contacts_skipped, 1002);
+        assert_eq!(snapshot.skipped.contacts, 1002);
         assert!(snapshot.quarantine.is_empty(), "{:?}", snapshot.quarantine);
     }
 

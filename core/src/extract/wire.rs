@@ -1,16 +1,27 @@
 //! Clever's JSON as it really arrives (Data API v3.0, with v3.1 fields), read tolerantly:
 //! unknown fields are ignored, `""` means absent, every enum is kept as text, optional fields
-//! are optional. [`SnapshotBuilder`] turns pages of it into a [`Snapshot`], one page at a time,
-//! quarantining the records it cannot use.
+//! are optional. [`parse_page`] turns a page into records and [`SnapshotBuilder`] gathers the
+//! pages into the [`Snapshot`] of one district, with one rule for whatever cannot be used:
+//! - a record that cannot be read, or that nothing can be done with, is quarantined; when it
+//!   has an id, its Freckle row and memberships are left exactly as they are
+//!   ([`Snapshot::unreadable`]);
+//! - a Clever id listed twice in a collection: the first record is used, later ones quarantined;
+//! - records of another district than the pipeline's are counted and skipped;
+//! - users who are only contacts or staff are counted, not loaded.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::marker::PhantomData;
 
+use rustc_hash::FxHashSet;
+use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use super::{Collection, ExtractError};
+use crate::config::is_clever_id;
 use crate::model::{
-    Admin, Course, District, Name, Quarantined, School, Section, Snapshot, Source, Student,
+    Admin, Course, District, Id, Name, Quarantined, School, Section, Snapshot, Source, Student,
     Teacher, Term,
 };
 
@@ -37,20 +48,64 @@ struct Link {
     uri: String,
 }
 
-/// `""` and `null` both mean absent.
-fn blank<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
-    let value: Option<serde_json::Value> = Option::deserialize(deserializer)?;
-    Ok(match value {
-        Some(serde_json::Value::String(s)) if s.trim().is_empty() => None,
-        Some(serde_json::Value::String(s)) => Some(s),
-        Some(serde_json::Value::Null) | None => None,
-        // A number where text was expected (grades, periods): keep its text.
-        Some(other) => Some(other.to_string()),
-    })
+/// A text field as Clever sends it: `""` and `null` both mean absent, a number or a boolean
+/// where text was expected keeps its text, and an object or array keeps its JSON.
+fn blank<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: for<'s> From<&'s str> + From<String>,
+{
+    struct Blank<T>(PhantomData<T>);
+
+    impl<'de, T: for<'s> From<&'s str> + From<String>> Visitor<'de> for Blank<T> {
+        type Value = Option<T>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("text")
+        }
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            Ok((!text.trim().is_empty()).then(|| T::from(text)))
+        }
+        fn visit_string<E: de::Error>(self, text: String) -> Result<Self::Value, E> {
+            Ok((!text.trim().is_empty()).then(|| T::from(text)))
+        }
+        fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
+            Ok(Some(T::from(n.to_string())))
+        }
+        fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
+            Ok(Some(T::from(n.to_string())))
+        }
+        fn visit_f64<E: de::Error>(self, n: f64) -> Result<Self::Value, E> {
+            Ok(Some(T::from(serde_json::Value::from(n).to_string())))
+        }
+        fn visit_bool<E: de::Error>(self, b: bool) -> Result<Self::Value, E> {
+            Ok(Some(T::from(b.to_string())))
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            let value = serde_json::Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
+            Ok(Some(T::from(value.to_string())))
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            let value = serde_json::Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+            Ok(Some(T::from(value.to_string())))
+        }
+    }
+
+    deserializer.deserialize_any(Blank(PhantomData))
 }
 
-fn ids<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
-    let value: Option<Vec<Option<String>>> = Option::deserialize(deserializer)?;
+/// A list of ids: nulls and blanks dropped.
+fn ids<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Id>, D::Error> {
+    let value: Option<Vec<Option<Id>>> = Option::deserialize(deserializer)?;
     Ok(value
         .unwrap_or_default()
         .into_iter()
@@ -59,10 +114,19 @@ fn ids<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Err
         .collect())
 }
 
+/// Just a record's id and district, when the rest of it cannot be read.
+#[derive(Deserialize)]
+struct WireKey {
+    #[serde(default, deserialize_with = "blank")]
+    id: Option<Id>,
+    #[serde(default, deserialize_with = "blank")]
+    district: Option<Id>,
+}
+
 #[derive(Deserialize)]
 struct WireDistrict {
     #[serde(default, deserialize_with = "blank")]
-    id: Option<String>,
+    id: Option<Id>,
     #[serde(default, deserialize_with = "blank")]
     name: Option<String>,
 }
@@ -70,7 +134,9 @@ struct WireDistrict {
 #[derive(Deserialize)]
 struct WireSchool {
     #[serde(default, deserialize_with = "blank")]
-    id: Option<String>,
+    id: Option<Id>,
+    #[serde(default, deserialize_with = "blank")]
+    district: Option<Id>,
     #[serde(default, deserialize_with = "blank")]
     name: Option<String>,
     #[serde(default, deserialize_with = "blank")]
@@ -88,7 +154,9 @@ struct WireSchool {
 #[derive(Deserialize)]
 struct WireTerm {
     #[serde(default, deserialize_with = "blank")]
-    id: Option<String>,
+    id: Option<Id>,
+    #[serde(default, deserialize_with = "blank")]
+    district: Option<Id>,
     #[serde(default, deserialize_with = "blank")]
     name: Option<String>,
     #[serde(default, deserialize_with = "blank")]
@@ -100,7 +168,9 @@ struct WireTerm {
 #[derive(Deserialize)]
 struct WireCourse {
     #[serde(default, deserialize_with = "blank")]
-    id: Option<String>,
+    id: Option<Id>,
+    #[serde(default, deserialize_with = "blank")]
+    district: Option<Id>,
     #[serde(default, deserialize_with = "blank")]
     name: Option<String>,
     #[serde(default, deserialize_with = "blank")]
@@ -110,9 +180,11 @@ struct WireCourse {
 #[derive(Deserialize)]
 struct WireSection {
     #[serde(default, deserialize_with = "blank")]
-    id: Option<String>,
+    id: Option<Id>,
     #[serde(default, deserialize_with = "blank")]
-    school: Option<String>,
+    district: Option<Id>,
+    #[serde(default, deserialize_with = "blank")]
+    school: Option<Id>,
     #[serde(default, deserialize_with = "blank")]
     name: Option<String>,
     #[serde(default, deserialize_with = "blank")]
@@ -126,15 +198,15 @@ struct WireSection {
     #[serde(default, deserialize_with = "blank")]
     section_number: Option<String>,
     #[serde(default, deserialize_with = "blank")]
-    term_id: Option<String>,
+    term_id: Option<Id>,
     #[serde(default, deserialize_with = "blank")]
-    course: Option<String>,
+    course: Option<Id>,
     #[serde(default, deserialize_with = "blank")]
-    teacher: Option<String>,
+    teacher: Option<Id>,
     #[serde(default, deserialize_with = "ids")]
-    teachers: Vec<String>,
+    teachers: Vec<Id>,
     #[serde(default, deserialize_with = "ids")]
-    students: Vec<String>,
+    students: Vec<Id>,
     #[serde(default)]
     ext: Option<BTreeMap<String, serde_json::Value>>,
 }
@@ -152,7 +224,9 @@ struct WireName {
 #[derive(Deserialize)]
 struct WireUser {
     #[serde(default, deserialize_with = "blank")]
-    id: Option<String>,
+    id: Option<Id>,
+    #[serde(default, deserialize_with = "blank")]
+    district: Option<Id>,
     #[serde(default, deserialize_with = "blank")]
     email: Option<String>,
     #[serde(default)]
@@ -186,7 +260,7 @@ struct WireStudent {
     #[serde(default, deserialize_with = "blank")]
     grade: Option<String>,
     #[serde(default, deserialize_with = "blank")]
-    school: Option<String>,
+    school: Option<Id>,
     #[serde(default, deserialize_with = "blank")]
     email: Option<String>,
 }
@@ -202,7 +276,7 @@ struct WireTeacher {
     #[serde(default, deserialize_with = "blank")]
     title: Option<String>,
     #[serde(default, deserialize_with = "blank")]
-    school: Option<String>,
+    school: Option<Id>,
 }
 
 #[derive(Deserialize)]
@@ -212,7 +286,7 @@ struct WireAdmin {
 }
 
 /// What a page said about the list it belongs to.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct PageInfo {
     /// Records on the page.
     pub records: usize,
@@ -220,92 +294,113 @@ pub struct PageInfo {
     pub next: Option<String>,
 }
 
-/// Accumulates pages into a snapshot.
-#[derive(Default)]
-pub struct SnapshotBuilder {
-    snapshot: Snapshot,
+/// The records of one page, parsed on their own: pages can be parsed on several threads and
+/// merged in any order of collections, but in page order within one.
+#[derive(Debug, Default)]
+pub struct Part {
+    records: Snapshot,
     districts: Vec<District>,
-    seen: BTreeSet<Collection>,
+    pub info: PageInfo,
 }
 
-impl SnapshotBuilder {
-    /// Parses one page of `collection` and adds its records.
-    pub fn add_page(
-        &mut self,
-        collection: Collection,
-        body: &[u8],
-        origin: &str,
-    ) -> Result<PageInfo, ExtractError> {
-        let page: Page = serde_json::from_slice(body).map_err(|error| ExtractError::Page {
-            origin: origin.to_owned(),
-            reason: format!("not a Clever list page: {error}"),
-            snippet: snippet(body),
-        })?;
-        self.seen.insert(collection);
-        for item in &page.data {
-            self.add_record(collection, item.data);
-        }
-        let next = page
-            .links
-            .into_iter()
-            .find(|link| link.rel == "next" && !link.uri.is_empty())
-            .map(|link| link.uri);
-        Ok(PageInfo {
-            records: page.data.len(),
-            next: if page.data.is_empty() { None } else { next },
-        })
+/// Parses one page of `collection`. Records of a district other than `district` are counted
+/// and skipped; records that cannot be read are quarantined.
+pub fn parse_page(
+    collection: Collection,
+    body: &[u8],
+    origin: &str,
+    district: Option<&str>,
+) -> Result<Part, ExtractError> {
+    let page: Page = serde_json::from_slice(body).map_err(|error| ExtractError::Page {
+        origin: origin.to_owned(),
+        reason: format!("not a Clever list page: {error}"),
+        snippet: snippet(body),
+    })?;
+    let mut part = Part::default();
+    for item in &page.data {
+        part.add_record(collection, item.data, district);
     }
+    let next = page
+        .links
+        .into_iter()
+        .find(|link| link.rel == "next" && !link.uri.is_empty())
+        .map(|link| link.uri);
+    part.info = PageInfo {
+        records: page.data.len(),
+        next: if page.data.is_empty() { None } else { next },
+    };
+    Ok(part)
+}
 
-    fn add_record(&mut self, collection: Collection, raw: &RawValue) {
+impl Part {
+    fn add_record(&mut self, collection: Collection, raw: &RawValue, district: Option<&str>) {
         let json = raw.get();
+        let kind = collection.record_kind();
+        let of_other_district = |theirs: &Option<Id>| matches!((district, theirs), (Some(ours), Some(theirs)) if ours != theirs.as_str());
         let result = match collection {
             Collection::Districts => parse(json).map(|d: WireDistrict| {
                 let id = d.id?;
                 self.districts.push(District {
-                    name: d.name.unwrap_or_else(|| id.clone()),
+                    name: d.name.unwrap_or_else(|| id.to_string()),
                     id,
                 });
                 Some(())
             }),
             Collection::Schools => parse(json).map(|s: WireSchool| {
-                self.snapshot.schools.push(School {
-                    name: s
-                        .name
-                        .clone()
-                        .unwrap_or_else(|| s.id.clone().unwrap_or_default()),
-                    id: s.id?,
-                    sis_id: s.sis_id,
-                    school_number: s.school_number,
-                    state_id: s.state_id,
-                    low_grade: s.low_grade,
-                    high_grade: s.high_grade,
-                    synthesized: false,
-                });
+                let id = s.id?;
+                if !of_other_district(&s.district) {
+                    self.records.schools.push(School {
+                        name: s.name.unwrap_or_else(|| id.to_string()),
+                        id,
+                        sis_id: s.sis_id,
+                        school_number: s.school_number,
+                        state_id: s.state_id,
+                        low_grade: s.low_grade,
+                        high_grade: s.high_grade,
+                        synthesized: false,
+                    });
+                } else {
+                    self.records.skipped.other_district += 1;
+                }
                 Some(())
             }),
             Collection::Terms => parse(json).map(|t: WireTerm| {
-                self.snapshot.terms.push(Term {
-                    id: t.id?,
-                    name: t.name,
-                    start_date: t.start_date,
-                    end_date: t.end_date,
-                    synthesized: false,
-                });
+                let id = t.id?;
+                if !of_other_district(&t.district) {
+                    self.records.terms.push(Term {
+                        id,
+                        name: t.name,
+                        start_date: t.start_date,
+                        end_date: t.end_date,
+                        synthesized: false,
+                    });
+                } else {
+                    self.records.skipped.other_district += 1;
+                }
                 Some(())
             }),
             Collection::Courses => parse(json).map(|c: WireCourse| {
-                self.snapshot.courses.push(Course {
-                    id: c.id?,
-                    name: c.name,
-                    number: c.number,
-                    synthesized: false,
-                });
+                let id = c.id?;
+                if !of_other_district(&c.district) {
+                    self.records.courses.push(Course {
+                        id,
+                        name: c.name,
+                        number: c.number,
+                        synthesized: false,
+                    });
+                } else {
+                    self.records.skipped.other_district += 1;
+                }
                 Some(())
             }),
             Collection::Sections => parse(json).map(|s: WireSection| {
                 let id = s.id?;
+                if of_other_district(&s.district) {
+                    self.records.skipped.other_district += 1;
+                    return Some(());
+                }
                 let Some(school) = s.school else {
-                    self.quarantine("section", Some(&id), "section has no school", json);
+                    self.unreadable(kind, id, "section has no school", json);
                     return Some(());
                 };
                 let mut teachers = s.teachers;
@@ -317,8 +412,8 @@ impl SnapshotBuilder {
                 dedup(&mut teachers);
                 let mut students = s.students;
                 dedup(&mut students);
-                self.snapshot.sections.push(Section {
-                    name: s.name.unwrap_or_else(|| id.clone()),
+                self.records.sections.push(Section {
+                    name: s.name.unwrap_or_else(|| id.to_string()),
                     id,
                     school,
                     sis_id: s.sis_id,
@@ -336,12 +431,27 @@ impl SnapshotBuilder {
                 });
                 Some(())
             }),
-            Collection::Users => parse(json).map(|u: WireUser| self.add_user(u, json)),
+            Collection::Users => parse(json).map(|u: WireUser| {
+                if of_other_district(&u.district) {
+                    self.records.skipped.other_district += 1;
+                    return Some(());
+                }
+                self.add_user(u, json)
+            }),
         };
         match result {
             Ok(Some(())) => {}
-            Ok(None) => self.quarantine(collection.record_kind(), None, "record has no id", json),
-            Err(reason) => self.quarantine(collection.record_kind(), None, &reason, json),
+            Ok(None) => self.quarantine(kind, None, "record has no id", json),
+            Err(reason) => match parse::<WireKey>(json)
+                .ok()
+                .and_then(|key| Some((key.id?, key.district)))
+            {
+                Some((_, theirs)) if of_other_district(&theirs) => {
+                    self.records.skipped.other_district += 1;
+                }
+                Some((id, _)) => self.unreadable(kind, id, &reason, json),
+                None => self.quarantine(kind, None, &reason, json),
+            },
         }
     }
 
@@ -357,7 +467,7 @@ impl SnapshotBuilder {
         let mut used = false;
         if let Some(student) = roles.student {
             used = true;
-            self.snapshot.students.push(Student {
+            self.records.students.push(Student {
                 id: id.clone(),
                 name: name.clone(),
                 email: user.email.clone().or(student.email),
@@ -370,7 +480,7 @@ impl SnapshotBuilder {
         }
         if let Some(teacher) = roles.teacher {
             used = true;
-            self.snapshot.teachers.push(Teacher {
+            self.records.teachers.push(Teacher {
                 id: id.clone(),
                 name: name.clone(),
                 email: user.email.clone(),
@@ -383,7 +493,7 @@ impl SnapshotBuilder {
         }
         if let Some(admin) = roles.district_admin {
             used = true;
-            self.snapshot.admins.push(Admin {
+            self.records.admins.push(Admin {
                 id: id.clone(),
                 name,
                 email: user.email,
@@ -392,27 +502,94 @@ impl SnapshotBuilder {
         }
         if !used {
             if roles.contact.is_some() {
-                self.snapshot.contacts_skipped += 1;
-            } else if roles.staff.is_none() {
-                self.quarantine(
-                    "user",
-                    Some(&id),
-                    "user holds no role rosterflow knows",
-                    json,
-                );
+                self.records.skipped.contacts += 1;
+            } else if roles.staff.is_some() {
+                self.records.skipped.staff += 1;
+            } else {
+                self.unreadable("user", id, "user holds no role rosterflow knows", json);
             }
         }
         Some(())
     }
 
+    /// Quarantines a record that arrived with an id but cannot be used: its Freckle row, if
+    /// any, stays exactly as it is.
+    fn unreadable(&mut self, kind: &str, id: Id, reason: &str, json: &str) {
+        self.quarantine(kind, Some(&id), reason, json);
+        self.records.unreadable.push(id);
+    }
+
     fn quarantine(&mut self, kind: &str, id: Option<&str>, reason: &str, json: &str) {
-        self.snapshot.quarantine.push(Quarantined {
+        self.records.quarantine.push(Quarantined {
             kind: kind.to_owned(),
-            id: id.map(str::to_owned),
+            id: id.map(Id::from),
             reason: reason.to_owned(),
             suggested_fix: None,
             record: json.to_owned(),
         });
+    }
+}
+
+/// Accumulates parsed pages into the snapshot of one district.
+#[derive(Debug, Default)]
+pub struct SnapshotBuilder {
+    snapshot: Snapshot,
+    districts: Vec<District>,
+    seen: BTreeSet<Collection>,
+    /// The district the pipeline names, if it names one.
+    expected: Option<Id>,
+}
+
+impl SnapshotBuilder {
+    /// A builder for the district `expected`, or for the only district the source holds.
+    pub fn new(expected: Option<&str>) -> SnapshotBuilder {
+        SnapshotBuilder {
+            expected: expected.map(Id::from),
+            ..SnapshotBuilder::default()
+        }
+    }
+
+    /// The district that records must belong to: the expected one, or else the only one the
+    /// districts collection holds (none while that is unknown or ambiguous).
+    pub fn district(&self) -> Option<Id> {
+        self.expected
+            .clone()
+            .or_else(|| match self.districts.as_slice() {
+                [only] => Some(only.id.clone()),
+                _ => None,
+            })
+    }
+
+    /// Parses one page of `collection` and adds its records.
+    pub fn add_page(
+        &mut self,
+        collection: Collection,
+        body: &[u8],
+        origin: &str,
+    ) -> Result<PageInfo, ExtractError> {
+        let part = parse_page(collection, body, origin, self.district().as_deref())?;
+        let info = part.info.clone();
+        self.merge(collection, part);
+        Ok(info)
+    }
+
+    /// Adds a parsed page of `collection`.
+    pub fn merge(&mut self, collection: Collection, part: Part) {
+        self.seen.insert(collection);
+        self.districts.extend(part.districts);
+        let (into, from) = (&mut self.snapshot, part.records);
+        into.schools.extend(from.schools);
+        into.terms.extend(from.terms);
+        into.courses.extend(from.courses);
+        into.sections.extend(from.sections);
+        into.students.extend(from.students);
+        into.teachers.extend(from.teachers);
+        into.admins.extend(from.admins);
+        into.quarantine.extend(from.quarantine);
+        into.unreadable.extend(from.unreadable);
+        into.skipped.contacts += from.skipped.contacts;
+        into.skipped.staff += from.skipped.staff;
+        into.skipped.other_district += from.skipped.other_district;
     }
 
     /// Whether any page of `collection` arrived (an empty list counts).
@@ -420,37 +597,45 @@ impl SnapshotBuilder {
         self.seen.contains(&collection)
     }
 
-    /// The snapshot of `district` (the only one, unless `expected` names another).
-    pub fn finish(
-        mut self,
-        expected: Option<&str>,
-        synthesize_missing: bool,
-    ) -> Result<Snapshot, ExtractError> {
-        let district = match expected {
+    /// The snapshot of the district: the expected one, or the only one.
+    pub fn finish(mut self, synthesize_missing: bool) -> Result<Snapshot, ExtractError> {
+        let district = match &self.expected {
             Some(expected) => self
                 .districts
                 .iter()
-                .find(|d| d.id == expected)
+                .find(|d| d.id == *expected)
                 .cloned()
                 .ok_or_else(|| ExtractError::WrongDistrict {
-                    expected: expected.to_owned(),
-                    found: self.districts.iter().map(|d| d.id.clone()).collect(),
+                    expected: expected.to_string(),
+                    found: self.districts.iter().map(|d| d.id.to_string()).collect(),
                 })?,
             None => match self.districts.as_slice() {
                 [only] => only.clone(),
-                found => {
+                [] => {
                     return Err(ExtractError::WrongDistrict {
-                        expected: "exactly one district".to_owned(),
-                        found: found.iter().map(|d| d.id.clone()).collect(),
+                        expected: "a district".to_owned(),
+                        found: Vec::new(),
+                    });
+                }
+                found => {
+                    return Err(ExtractError::SeveralDistricts {
+                        found: found.iter().map(|d| d.id.to_string()).collect(),
                     });
                 }
             },
         };
+        // The district's id names lock files and export paths: only a Clever id may.
+        if !is_clever_id(&district.id) {
+            return Err(ExtractError::NotACleverId {
+                id: district.id.to_string(),
+            });
+        }
         self.snapshot.district = district;
         if synthesize_missing {
             self.synthesize_missing();
         }
         let mut snapshot = self.snapshot;
+        quarantine_duplicates(&mut snapshot);
         snapshot.quarantine_dangling_references();
         Ok(snapshot)
     }
@@ -459,32 +644,33 @@ impl SnapshotBuilder {
     /// real Clever demo district has only districts, users and sections), marked synthesized.
     fn synthesize_missing(&mut self) {
         let snapshot = &mut self.snapshot;
+        let suffix = |id: &Id| id[id.len().saturating_sub(6)..].to_owned();
         if !self.seen.contains(&Collection::Schools) {
-            let ids: BTreeSet<&String> = snapshot.sections.iter().map(|s| &s.school).collect();
+            let ids: BTreeSet<&Id> = snapshot.sections.iter().map(|s| &s.school).collect();
             snapshot.schools = ids
                 .into_iter()
                 .map(|id| School {
                     id: id.clone(),
-                    name: format!("School {}", &id[id.len().saturating_sub(6)..]),
+                    name: format!("School {}", suffix(id)),
                     synthesized: true,
                     ..School::default()
                 })
                 .collect();
         }
         if !self.seen.contains(&Collection::Terms) {
-            let ids: BTreeSet<&String> = snapshot.sections.iter().flat_map(|s| &s.term).collect();
+            let ids: BTreeSet<&Id> = snapshot.sections.iter().flat_map(|s| &s.term).collect();
             snapshot.terms = ids
                 .into_iter()
                 .map(|id| Term {
                     id: id.clone(),
-                    name: Some(format!("Term {}", &id[id.len().saturating_sub(6)..])),
+                    name: Some(format!("Term {}", suffix(id))),
                     synthesized: true,
                     ..Term::default()
                 })
                 .collect();
         }
         if !self.seen.contains(&Collection::Courses) {
-            let ids: BTreeSet<&String> = snapshot.sections.iter().flat_map(|s| &s.course).collect();
+            let ids: BTreeSet<&Id> = snapshot.sections.iter().flat_map(|s| &s.course).collect();
             snapshot.courses = ids
                 .into_iter()
                 .map(|id| Course {
@@ -497,12 +683,49 @@ impl SnapshotBuilder {
     }
 }
 
+/// One rule for a Clever id listed twice in a collection, whatever reads the snapshot later:
+/// the first record is used and every later one is quarantined.
+fn quarantine_duplicates(snapshot: &mut Snapshot) {
+    fn first_only<T: serde::Serialize>(
+        records: &mut Vec<T>,
+        kind: &str,
+        id: impl Fn(&T) -> &Id,
+        quarantine: &mut Vec<Quarantined>,
+    ) {
+        let mut seen: FxHashSet<Id> = FxHashSet::default();
+        seen.reserve(records.len());
+        records.retain(|record| {
+            let first = seen.insert(id(record).clone());
+            if !first {
+                quarantine.push(Quarantined {
+                    kind: kind.to_owned(),
+                    id: Some(id(record).clone()),
+                    reason: format!(
+                        "another {kind} record has the same Clever id: the first one is used"
+                    ),
+                    suggested_fix: Some("ask Clever support why the id is listed twice".to_owned()),
+                    record: serde_json::to_string(record).unwrap_or_default(),
+                });
+            }
+            first
+        });
+    }
+    let quarantine = &mut snapshot.quarantine;
+    first_only(&mut snapshot.schools, "school", |s| &s.id, quarantine);
+    first_only(&mut snapshot.terms, "term", |t| &t.id, quarantine);
+    first_only(&mut snapshot.courses, "course", |c| &c.id, quarantine);
+    first_only(&mut snapshot.sections, "section", |s| &s.id, quarantine);
+    first_only(&mut snapshot.students, "student", |s| &s.id, quarantine);
+    first_only(&mut snapshot.teachers, "teacher", |t| &t.id, quarantine);
+    first_only(&mut snapshot.admins, "admin", |a| &a.id, quarantine);
+}
+
 fn parse<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, String> {
     serde_json::from_str(json).map_err(|error| format!("unreadable record: {error}"))
 }
 
-fn dedup(ids: &mut Vec<String>) {
-    let mut seen = BTreeSet::new();
+fn dedup(ids: &mut Vec<Id>) {
+    let mut seen = FxHashSet::default();
     ids.retain(|id| seen.insert(id.clone()));
 }
 
@@ -530,14 +753,14 @@ mod tests {
     const DISTRICT: &str = r#"{"data":[{"data":{"id":"5a0c91b95c7cc000010d417c","name":"Demo"},"uri":"/v3.0/districts/x"}],"links":[]}"#;
 
     fn build(collection: Collection, page: &str) -> Snapshot {
-        let mut builder = SnapshotBuilder::default();
+        let mut builder = SnapshotBuilder::new(None);
         builder
             .add_page(Collection::Districts, DISTRICT.as_bytes(), "districts")
             .expect("district page");
         builder
             .add_page(collection, page.as_bytes(), "test")
             .expect("page");
-        builder.finish(None, false).expect("snapshot")
+        builder.finish(false).expect("snapshot")
     }
 
     #[test]
@@ -561,7 +784,7 @@ mod tests {
             r#"{"data":[{"data":{"id":"c1","roles":{"contact":{"phone":""}}}},
                         {"data":{"name":{"first":"Nobody"},"roles":{"student":{}}}}],"links":[]}"#,
         );
-        assert_eq!(snapshot.contacts_skipped, 1);
+        assert_eq!(snapshot.skipped.contacts, 1);
         assert!(snapshot.students.is_empty());
         assert_eq!(snapshot.quarantine.len(), 1);
         assert_eq!(snapshot.quarantine[0].reason, "record has no id");
@@ -569,7 +792,7 @@ mod tests {
 
     #[test]
     fn an_empty_page_ends_the_list_even_with_a_next_link() {
-        let mut builder = SnapshotBuilder::default();
+        let mut builder = SnapshotBuilder::new(None);
         let info = builder
             .add_page(
                 Collection::Users,
@@ -588,7 +811,7 @@ mod tests {
 
     #[test]
     fn an_html_body_is_a_clear_error() {
-        let mut builder = SnapshotBuilder::default();
+        let mut builder = SnapshotBuilder::new(None);
         let error = builder
             .add_page(Collection::Users, b"<html>Oops</html>", "GET /v3.0/users")
             .expect_err("not json");

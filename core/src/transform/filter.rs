@@ -226,7 +226,7 @@ impl Filter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Section, Student, Teacher};
+    use crate::model::{Id, Section, Student, Teacher};
 
     fn snapshot() -> Snapshot {
         let section =
@@ -234,8 +234,8 @@ mod tests {
                 id: id.into(),
                 name: name.into(),
                 subject: (!subject.is_empty()).then(|| subject.into()),
-                teachers: teachers.iter().map(|t| t.to_string()).collect(),
-                students: students.iter().map(|s| s.to_string()).collect(),
+                teachers: teachers.iter().map(|t| Id::from(*t)).collect(),
+                students: students.iter().map(|s| Id::from(*s)).collect(),
                 ..Section::default()
             };
         Snapshot {

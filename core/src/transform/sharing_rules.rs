@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use serde::Deserialize;
 
 use super::{decision, members};
-use crate::model::{Entity, Section, Snapshot};
+use crate::model::{Entity, Id, Section, Snapshot};
 
 /// A `type = "sharing_rules"` stage.
 #[derive(Debug, Clone, Deserialize)]
@@ -135,15 +135,19 @@ impl SharingRules {
 
     pub fn apply(&self, snapshot: &mut Snapshot) {
         let lookup = Lookup::new(snapshot);
-        let shared_schools: HashSet<String> = snapshot
+        let shared_schools: HashSet<Id> = snapshot
             .schools
             .iter()
             .filter(|school| {
                 self.config.schools.iter().any(|wanted| {
-                    [Some(&school.id), Some(&school.name), school.sis_id.as_ref()]
-                        .into_iter()
-                        .flatten()
-                        .any(|value| value.eq_ignore_ascii_case(wanted))
+                    [
+                        Some(school.id.as_str()),
+                        Some(&school.name),
+                        school.sis_id.as_deref(),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .any(|value| value.eq_ignore_ascii_case(wanted))
                 })
             })
             .map(|school| school.id.clone())
@@ -167,7 +171,7 @@ impl SharingRules {
         });
         // Users follow their sections, except those a whole shared school keeps.
         let still = members(snapshot);
-        let kept = |id: &String, school: &Option<String>| {
+        let kept = |id: &Id, school: &Option<Id>| {
             still.contains(id) || school.as_ref().is_some_and(|s| shared_schools.contains(s))
         };
         let detail = |had: bool| {
@@ -200,7 +204,7 @@ impl SharingRules {
     fn verdict(
         &self,
         section: &Section,
-        shared_schools: &HashSet<String>,
+        shared_schools: &HashSet<Id>,
         lookup: &Lookup,
     ) -> Option<String> {
         if let Some(index) = self
@@ -337,8 +341,8 @@ mod tests {
             name: format!("{subject} {grade}"),
             subject: Some(subject.into()),
             grade: Some(grade.into()),
-            teachers: vec![format!("t-{id}")],
-            students: students.iter().map(|s| s.to_string()).collect(),
+            teachers: vec![format!("t-{id}").into()],
+            students: students.iter().map(|s| Id::from(*s)).collect(),
             ..Section::default()
         }
     }
@@ -361,7 +365,7 @@ mod tests {
             teachers: sections
                 .iter()
                 .map(|s| Teacher {
-                    id: format!("t-{}", s.id),
+                    id: format!("t-{}", s.id).into(),
                     school: Some(s.school.clone()),
                     ..Teacher::default()
                 })

@@ -136,7 +136,7 @@ impl fmt::Display for Attribute {
 
 /// The id of a group a plugin made.
 pub(crate) fn group_id(plugin: &str, key: &str) -> Id {
-    format!("plugin:{plugin}:{key}")
+    compact_str::format_compact!("plugin:{plugin}:{key}")
 }
 
 /// Bytes of output an edit stands for (strings, indices, a fixed cost per record): what the
@@ -445,7 +445,7 @@ pub(crate) fn apply(plugin: &str, edits: Vec<wire::Edit>, snapshot: &mut Snapsho
     let source = Source::Plugin(plugin.to_owned());
     let decide = |entity, id: &str, action, detail: String| Decision {
         entity,
-        id: id.to_owned(),
+        id: id.into(),
         action,
         author: author.clone(),
         detail,
@@ -809,10 +809,7 @@ mod tests {
         assert_eq!(g.source, Source::Plugin("p".into()));
         assert_eq!(
             (g.teachers.as_slice(), g.students.as_slice()),
-            (
-                &["t1".to_string()][..],
-                &["s2".to_string(), "s0".to_string()][..]
-            )
+            (&["t1".into()][..], &["s2".into(), "s0".into()][..])
         );
         assert!(g.member_sources.is_empty());
         assert_eq!(s.students.len(), 2);

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::model::{Snapshot, Source};
+use crate::model::{Id, Snapshot, Source};
 
 use super::PluginError;
 use super::bindings::v0_1_0::wire;
@@ -38,8 +38,7 @@ pub(crate) fn to_wire(
             "a school, student or teacher id appears twice".into(),
         ));
     }
-    let lookup =
-        |map: &IdMap<'_>, id: Option<&String>| id.and_then(|id| map.get(id.as_str()).copied());
+    let lookup = |map: &IdMap<'_>, id: Option<&Id>| id.and_then(|id| map.get(id.as_str()).copied());
 
     let mut sections = Vec::with_capacity(snapshot.sections.len());
     for section in &snapshot.sections {
@@ -54,13 +53,13 @@ pub(crate) fn to_wire(
             })?;
         // Members the source could not resolve were quarantined before the transforms; any
         // left are not the plugin's to see.
-        let members = |ids: &[String], map: &IdMap<'_>| -> Vec<u32> {
+        let members = |ids: &[Id], map: &IdMap<'_>| -> Vec<u32> {
             ids.iter()
                 .filter_map(|id| map.get(id.as_str()).copied())
                 .collect()
         };
         sections.push(wire::Section {
-            id: section.id.clone(),
+            id: section.id.to_string(),
             sis_id: section.sis_id.clone(),
             school,
             name: section.name.clone(),
@@ -104,12 +103,12 @@ pub(crate) fn to_wire(
     }
 
     Ok(wire::Snapshot {
-        district: snapshot.district.id.clone(),
+        district: snapshot.district.id.to_string(),
         schools: snapshot
             .schools
             .iter()
             .map(|s| wire::School {
-                id: s.id.clone(),
+                id: s.id.to_string(),
                 sis_id: s.sis_id.clone(),
                 school_number: s.school_number.clone(),
                 name: s.name.clone(),
@@ -121,7 +120,7 @@ pub(crate) fn to_wire(
             .terms
             .iter()
             .map(|t| wire::Term {
-                id: t.id.clone(),
+                id: t.id.to_string(),
                 name: t.name.clone(),
                 start_date: t.start_date.clone(),
                 end_date: t.end_date.clone(),
@@ -131,7 +130,7 @@ pub(crate) fn to_wire(
             .courses
             .iter()
             .map(|c| wire::Course {
-                id: c.id.clone(),
+                id: c.id.to_string(),
                 name: c.name.clone(),
                 number: c.number.clone(),
             })
@@ -144,7 +143,7 @@ pub(crate) fn to_wire(
                 .students
                 .iter()
                 .map(|s| wire::StudentIds {
-                    id: s.id.clone(),
+                    id: s.id.to_string(),
                     sis_id: s.sis_id.clone(),
                     state_id: s.state_id.clone(),
                     student_number: s.student_number.clone(),
@@ -165,7 +164,7 @@ pub(crate) fn to_wire(
                 .teachers
                 .iter()
                 .map(|t| wire::TeacherDetails {
-                    id: t.id.clone(),
+                    id: t.id.to_string(),
                     sis_id: t.sis_id.clone(),
                     state_id: t.state_id.clone(),
                     teacher_number: t.teacher_number.clone(),

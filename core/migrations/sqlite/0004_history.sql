@@ -1,0 +1,40 @@
+-- History that costs nothing when nothing changes (core/src/store.rs).
+--
+-- Rows carry the runs that made them: a record the run that created it, a membership the runs
+-- that started and ended it (with the rule or plugin that ended it). A first load of millions
+-- of memberships writes no change row for each; sync_changes keeps what a row cannot say for
+-- itself (updates with their columns, archives, restores, role changes).
+ALTER TABLE districts ADD COLUMN created_run INTEGER;
+ALTER TABLE schools ADD COLUMN created_run INTEGER;
+ALTER TABLE terms ADD COLUMN created_run INTEGER;
+ALTER TABLE courses ADD COLUMN created_run INTEGER;
+ALTER TABLE teachers ADD COLUMN created_run INTEGER;
+ALTER TABLE students ADD COLUMN created_run INTEGER;
+ALTER TABLE admins ADD COLUMN created_run INTEGER;
+ALTER TABLE classes ADD COLUMN created_run INTEGER;
+
+ALTER TABLE class_teachers ADD COLUMN started_run INTEGER;
+ALTER TABLE class_teachers ADD COLUMN ended_run INTEGER;
+ALTER TABLE class_teachers ADD COLUMN ended_by TEXT;
+ALTER TABLE class_students ADD COLUMN started_run INTEGER;
+ALTER TABLE class_students ADD COLUMN ended_run INTEGER;
+ALTER TABLE class_students ADD COLUMN ended_by TEXT;
+CREATE INDEX class_teachers_ended_run ON class_teachers(ended_run) WHERE ended_run IS NOT NULL;
+CREATE INDEX class_students_ended_run ON class_students(ended_run) WHERE ended_run IS NOT NULL;
+
+-- Transform decisions are intervals too: a decision is written when a run first makes it and
+-- ended when a run no longer does, so an unchanged run writes none. The open ones are what the
+-- latest run decided.
+ALTER TABLE sync_decisions ADD COLUMN district_id INTEGER REFERENCES districts(id);
+ALTER TABLE sync_decisions ADD COLUMN ended_run INTEGER;
+UPDATE sync_decisions SET district_id = (SELECT r.district_id FROM sync_runs r WHERE r.id = sync_decisions.run_id);
+UPDATE sync_decisions SET ended_run = run_id
+WHERE run_id <> (SELECT MAX(r.id) FROM sync_runs r
+                 WHERE r.district_id = sync_decisions.district_id AND r.status IN ('committed', 'approved'));
+CREATE INDEX sync_decisions_open ON sync_decisions(district_id) WHERE ended_run IS NULL;
+
+-- A held run keeps the transformed roster it was planned from (zstd-compressed JSON) and the
+-- run whose state it was planned against; approving it plans again from that roster against
+-- the unchanged DB, which gives the same plan.
+ALTER TABLE sync_runs ADD COLUMN based_on_run INTEGER;
+ALTER TABLE sync_runs ADD COLUMN snapshot BLOB;

@@ -1,0 +1,372 @@
+//! Run history (`sync_runs`): what each run of a pipeline did, runs held for an admin with the
+//! roster they were planned from, discarding a held run, and recording a run that failed.
+//!
+//! A held run keeps its transformed snapshot (zstd-compressed JSON) and the run whose state it
+//! was planned against: an approval plans again from that snapshot, and since the DB has not
+//! moved, gets the very plan the admin reviewed (see [`crate::sync::approve`]).
+
+use chrono::{DateTime, Utc};
+
+use crate::db::{Db, timestamp};
+use crate::model::Snapshot;
+use crate::plan::Summary;
+
+/// Why reading or writing run history failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunsError {
+    #[error("database error while {step}")]
+    Sql {
+        step: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("run {run} does not exist")]
+    NoSuchRun { run: i64 },
+    #[error("run {run} is {status}, not held: only a held run can be {action}")]
+    NotHeld {
+        run: i64,
+        status: String,
+        action: &'static str,
+    },
+    #[error(
+        "held run {run} was stored without its roster (by an older rosterflow): discard it and run the pipeline again"
+    )]
+    NoSnapshot { run: i64 },
+    #[error("cannot store or read the roster of a held run")]
+    Snapshot(#[source] std::io::Error),
+}
+
+fn sql(step: &'static str) -> impl FnOnce(sqlx::Error) -> RunsError {
+    move |source| RunsError::Sql { step, source }
+}
+
+/// A run held for approval, with what it was planned from.
+#[derive(Debug)]
+pub struct HeldRun {
+    pub run: i64,
+    pub pipeline: String,
+    /// The district's Clever id.
+    pub district: String,
+    /// The last committed run when it was planned.
+    pub based_on_run: Option<i64>,
+    pub snapshot: Snapshot,
+    /// Why it was held.
+    pub reasons: Option<String>,
+}
+
+/// Stores a plan's snapshot without applying it, for an admin to approve or discard.
+pub async fn hold(
+    db: &Db,
+    pipeline: &str,
+    snapshot: &Snapshot,
+    summary: &Summary,
+    based_on_run: Option<i64>,
+    started_at: DateTime<Utc>,
+    reasons: &[String],
+) -> Result<i64, RunsError> {
+    let compressed = crate::blocking(|| compress(snapshot))?;
+    let now = timestamp(Utc::now());
+    let mut tx = db.pool.begin().await.map_err(sql("holding the run"))?;
+    sqlx::query(
+        "INSERT INTO districts (clever_id, name, created_at, updated_at) VALUES ($1, $2, $3, $3) \
+         ON CONFLICT (clever_id) DO NOTHING",
+    )
+    .bind(snapshot.district.id.as_str())
+    .bind(&snapshot.district.name)
+    .bind(&now)
+    .execute(&mut *tx)
+    .await
+    .map_err(sql("holding the run"))?;
+    let run: i64 = sqlx::query_scalar(
+        "INSERT INTO sync_runs (district_id, pipeline, status, started_at, finished_at, changes, quarantined, counts, error, based_on_run, snapshot) \
+         SELECT d.id, $2, 'held', $3, $4, $5, $6, $7, $8, $9, $10 FROM districts d WHERE d.clever_id = $1 RETURNING id",
+    )
+    .bind(snapshot.district.id.as_str())
+    .bind(pipeline)
+    .bind(timestamp(started_at))
+    .bind(&now)
+    .bind(summary.change_count() as i64)
+    .bind(summary.quarantined as i64)
+    .bind(serde_json::to_string(summary.counts()).expect("counts serialise"))
+    .bind(reasons.join("; "))
+    .bind(based_on_run)
+    .bind(compressed)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(sql("recording the held run"))?;
+    tx.commit().await.map_err(sql("holding the run"))?;
+    Ok(run)
+}
+
+/// A held run, with its snapshot.
+pub async fn held(db: &Db, run: i64, action: &'static str) -> Result<HeldRun, RunsError> {
+    type Row = (
+        String,
+        String,
+        Option<String>,
+        Option<i64>,
+        Option<Vec<u8>>,
+        Option<String>,
+    );
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT r.status, r.pipeline, d.clever_id, r.based_on_run, r.snapshot, r.error \
+         FROM sync_runs r LEFT JOIN districts d ON d.id = r.district_id WHERE r.id = $1",
+    )
+    .bind(run)
+    .fetch_optional(&db.pool)
+    .await
+    .map_err(sql("reading the held run"))?;
+    let Some((status, pipeline, district, based_on_run, snapshot, reasons)) = row else {
+        return Err(RunsError::NoSuchRun { run });
+    };
+    if status != "held" {
+        return Err(RunsError::NotHeld {
+            run,
+            status,
+            action,
+        });
+    }
+    let (Some(district), Some(snapshot)) = (district, snapshot) else {
+        return Err(RunsError::NoSnapshot { run });
+    };
+    let snapshot = crate::blocking(|| decompress(&snapshot))?;
+    Ok(HeldRun {
+        run,
+        pipeline,
+        district,
+        based_on_run,
+        snapshot,
+        reasons,
+    })
+}
+
+/// Drops a held run's plan; nothing of it is applied.
+pub async fn discard(db: &Db, run: i64) -> Result<(), RunsError> {
+    let discarded = sqlx::query(
+        "UPDATE sync_runs SET status = 'discarded', finished_at = $1, snapshot = NULL \
+         WHERE id = $2 AND status = 'held'",
+    )
+    .bind(timestamp(Utc::now()))
+    .bind(run)
+    .execute(&db.pool)
+    .await
+    .map_err(sql("discarding the run"))?;
+    if discarded.rows_affected() == 1 {
+        return Ok(());
+    }
+    let status: Option<String> = sqlx::query_scalar("SELECT status FROM sync_runs WHERE id = $1")
+        .bind(run)
+        .fetch_optional(&db.pool)
+        .await
+        .map_err(sql("discarding the run"))?;
+    match status {
+        None => Err(RunsError::NoSuchRun { run }),
+        Some(status) => Err(RunsError::NotHeld {
+            run,
+            status,
+            action: "discarded",
+        }),
+    }
+}
+
+fn compress(snapshot: &Snapshot) -> Result<Vec<u8>, RunsError> {
+    let mut encoder = zstd::Encoder::new(Vec::new(), 3).map_err(RunsError::Snapshot)?;
+    serde_json::to_writer(&mut encoder, snapshot)
+        .map_err(|error| RunsError::Snapshot(error.into()))?;
+    encoder.finish().map_err(RunsError::Snapshot)
+}
+
+fn decompress(bytes: &[u8]) -> Result<Snapshot, RunsError> {
+    let decoder = zstd::Decoder::new(bytes).map_err(RunsError::Snapshot)?;
+    serde_json::from_reader(std::io::BufReader::new(decoder))
+        .map_err(|error| RunsError::Snapshot(error.into()))
+}
+
+/// Records a run that failed before it could commit, so history shows it.
+pub async fn record_failure(
+    db: &Db,
+    pipeline: &str,
+    district: Option<&str>,
+    started_at: DateTime<Utc>,
+    error: &str,
+) -> Result<i64, RunsError> {
+    sqlx::query_scalar(
+        "INSERT INTO sync_runs (district_id, pipeline, status, started_at, finished_at, error) \
+         VALUES ((SELECT id FROM districts WHERE clever_id = $1), $2, 'failed', $3, $4, $5) RETURNING id",
+    )
+    .bind(district)
+    .bind(pipeline)
+    .bind(timestamp(started_at))
+    .bind(timestamp(Utc::now()))
+    .bind(error)
+    .fetch_one(&db.pool)
+    .await
+    .map_err(sql("recording the failed run"))
+}
+
+/// One line of run history.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub id: i64,
+    pub status: String,
+    pub started_at: String,
+    pub changes: i64,
+    pub quarantined: i64,
+    pub error: Option<String>,
+}
+
+impl std::fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "run {:>5}  {:<9}  {}  {} changes, {} quarantined",
+            self.id, self.status, self.started_at, self.changes, self.quarantined
+        )?;
+        if let Some(error) = &self.error {
+            write!(f, "  ({error})")?;
+        }
+        Ok(())
+    }
+}
+
+/// The pipeline's most recent runs, newest first.
+pub async fn history(db: &Db, pipeline: &str, limit: i64) -> Result<Vec<RunSummary>, RunsError> {
+    let rows: Vec<(i64, String, String, i64, i64, Option<String>)> = sqlx::query_as(
+        "SELECT id, status, started_at, changes, quarantined, error FROM sync_runs \
+         WHERE pipeline = $1 ORDER BY id DESC LIMIT $2",
+    )
+    .bind(pipeline)
+    .bind(limit)
+    .fetch_all(&db.pool)
+    .await
+    .map_err(sql("reading run history"))?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, status, started_at, changes, quarantined, error)| RunSummary {
+                id,
+                status,
+                started_at,
+                changes,
+                quarantined,
+                error,
+            },
+        )
+        .collect())
+}
+
+/// The district the pipeline's latest run loaded, if it has run.
+pub async fn district_of_pipeline(db: &Db, pipeline: &str) -> Result<Option<String>, RunsError> {
+    sqlx::query_scalar(
+        "SELECT d.clever_id FROM sync_runs r JOIN districts d ON d.id = r.district_id \
+         WHERE r.pipeline = $1 ORDER BY r.id DESC LIMIT 1",
+    )
+    .bind(pipeline)
+    .fetch_optional(&db.pool)
+    .await
+    .map_err(sql("reading run history"))
+}
+
+/// Where a pipeline stands: what `rosterflow status` prints.
+#[derive(Debug, Clone)]
+pub struct PipelineStatus {
+    /// The latest run, whatever its outcome.
+    pub last: Option<RunSummary>,
+    /// When the latest committed or approved run started.
+    pub last_applied_at: Option<String>,
+    /// Runs waiting for an admin to approve or discard them.
+    pub held: Vec<RunSummary>,
+    /// Records quarantined by the latest run that read the source.
+    pub quarantined: i64,
+    /// Welcome emails queued and not yet sent.
+    pub emails_pending: i64,
+}
+
+impl PipelineStatus {
+    /// Whether an admin has something to look at.
+    pub fn needs_attention(&self) -> bool {
+        !self.held.is_empty()
+            || self.quarantined > 0
+            || self.last.as_ref().is_some_and(|run| run.status == "failed")
+    }
+}
+
+impl std::fmt::Display for PipelineStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.last {
+            None => writeln!(f, "never run")?,
+            Some(run) => writeln!(f, "last {run}")?,
+        }
+        if let Some(at) = &self.last_applied_at {
+            writeln!(f, "  last applied run started {at}")?;
+        }
+        for run in &self.held {
+            writeln!(f, "  held, waiting for approve or discard: {run}")?;
+        }
+        if self.quarantined > 0 {
+            writeln!(
+                f,
+                "  {} quarantined record(s) in the latest run: see `rosterflow report`",
+                self.quarantined
+            )?;
+        }
+        if self.emails_pending > 0 {
+            writeln!(
+                f,
+                "  {} welcome email(s) queued: `rosterflow email send` delivers them",
+                self.emails_pending
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The pipeline's status.
+pub async fn status(db: &Db, pipeline: &str) -> Result<PipelineStatus, RunsError> {
+    let last = history(db, pipeline, 1).await?.into_iter().next();
+    let held_rows: Vec<(i64, String, String, i64, i64, Option<String>)> = sqlx::query_as(
+        "SELECT id, status, started_at, changes, quarantined, error FROM sync_runs \
+         WHERE pipeline = $1 AND status = 'held' ORDER BY id",
+    )
+    .bind(pipeline)
+    .fetch_all(&db.pool)
+    .await
+    .map_err(sql("reading held runs"))?;
+    let held = held_rows
+        .into_iter()
+        .map(
+            |(id, status, started_at, changes, quarantined, error)| RunSummary {
+                id,
+                status,
+                started_at,
+                changes,
+                quarantined,
+                error,
+            },
+        )
+        .collect();
+    let (last_applied_at, quarantined): (Option<String>, Option<i64>) = sqlx::query_as(
+        "SELECT MAX(CASE WHEN status IN ('committed', 'approved') THEN started_at END), \
+                (SELECT quarantined FROM sync_runs WHERE pipeline = $1 AND status <> 'failed' ORDER BY id DESC LIMIT 1) \
+         FROM sync_runs WHERE pipeline = $1",
+    )
+    .bind(pipeline)
+    .fetch_one(&db.pool)
+    .await
+    .map_err(sql("reading run history"))?;
+    let emails_pending: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM email_outbox o WHERE o.status = 'pending' AND o.district_id IN \
+         (SELECT district_id FROM sync_runs WHERE pipeline = $1 AND district_id IS NOT NULL)",
+    )
+    .bind(pipeline)
+    .fetch_one(&db.pool)
+    .await
+    .map_err(sql("counting queued welcome emails"))?;
+    Ok(PipelineStatus {
+        last,
+        last_applied_at,
+        held,
+        quarantined: quarantined.unwrap_or_default(),
+        emails_pending,
+    })
+}

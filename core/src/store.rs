@@ -1,0 +1,188 @@
+//! The Freckle DB as the sync reads and writes it: the synced tables ([`schema`]), what the
+//! planner needs to know of them ([`state`]), and one implementation per backend that reads a
+//! district's state and applies a plan in one transaction, set-based (prepared statements reused
+//! in one transaction on SQLite, `COPY` and array statements on PostgreSQL).
+//!
+//! A [`Store`] is one run's hold on one district: opening it takes the district's run lock, so
+//! at most one run (or approval) of a district writes at a time, across processes and machines
+//! (a `flock` beside the SQLite file, a session advisory lock on PostgreSQL; both die with their
+//! process). A plan is applied only if the district's last committed run is still the one its
+//! state was read at, and every archive and end re-checks that its row is still open.
+
+mod postgres;
+pub mod schema;
+mod sqlite;
+pub mod state;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::db::{Backend, Db};
+use crate::model::Entity;
+use crate::plan::Plan;
+use state::State;
+
+/// Why reading or writing the Freckle DB failed. Messages name the step, never the URL.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "another run of district {district} is in progress: waited {waited_secs} s for it to finish"
+    )]
+    Busy { district: String, waited_secs: u64 },
+    #[error("the sync needs a SQLite file: an in-memory database cannot be shared")]
+    InMemory,
+    #[error("cannot lock {path}")]
+    Lock {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("database error while {step}")]
+    Sqlite {
+        step: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("database error while {step}")]
+    Postgres {
+        step: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error(
+        "the district moved since this plan was computed (planned against run {planned:?}, now at run {now:?}): plan again"
+    )]
+    Stale {
+        planned: Option<i64>,
+        now: Option<i64>,
+    },
+    #[error("{entity} row {row} was changed by someone else during the run: plan again")]
+    Changed { entity: Entity, row: i64 },
+    #[error(
+        "clever id {key} of {entity} already belongs to another district or to a manual record"
+    )]
+    Taken { entity: Entity, key: String },
+    #[error("run {run} is {status}, not held: only a held run can be {action}")]
+    NotHeld {
+        run: i64,
+        status: String,
+        action: &'static str,
+    },
+    #[error("the state read back was inconsistent")]
+    State(#[from] state::OutOfOrder),
+    #[error("a blocking database task failed")]
+    Worker(#[from] tokio::task::JoinError),
+}
+
+impl StoreError {
+    fn sqlite(step: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StoreError {
+        let step = step.into();
+        move |source| StoreError::Sqlite { step, source }
+    }
+
+    fn postgres(step: impl Into<String>) -> impl FnOnce(sqlx::Error) -> StoreError {
+        let step = step.into();
+        move |source| StoreError::Postgres { step, source }
+    }
+}
+
+/// How a run is recorded in `sync_runs`.
+#[derive(Debug, Clone, Copy)]
+pub enum RunRecord<'r> {
+    /// A new run of `pipeline`, committed.
+    New {
+        pipeline: &'r str,
+        started_at: DateTime<Utc>,
+    },
+    /// The held run `run`, approved.
+    Approve { run: i64 },
+}
+
+/// What a committed run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutcome {
+    pub run_id: i64,
+    pub changes: usize,
+    pub quarantined: usize,
+}
+
+/// One run's hold on one district of the Freckle DB.
+pub struct Store {
+    inner: Inner,
+}
+
+enum Inner {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
+}
+
+impl Store {
+    /// Takes the run lock of `district` (a Clever id), waiting at most `wait` for another run of
+    /// it to finish.
+    pub async fn lock(db: &Db, district: &str, wait: Duration) -> Result<Store, StoreError> {
+        let url = db.pool.connect_options().database_url.clone();
+        let inner = match db.backend {
+            Backend::Sqlite => {
+                let district = district.to_owned();
+                Inner::Sqlite(
+                    tokio::task::spawn_blocking(move || {
+                        sqlite::SqliteStore::lock(&url, &district, wait)
+                    })
+                    .await??,
+                )
+            }
+            Backend::Postgres => {
+                Inner::Postgres(postgres::PgStore::lock(&url, district, wait).await?)
+            }
+        };
+        Ok(Store { inner })
+    }
+
+    /// Reads the district's state. On SQLite this reads on a connection of its own, off the
+    /// reactor, so that it can overlap with the pull.
+    pub async fn read_state(&mut self) -> Result<State, StoreError> {
+        match &mut self.inner {
+            Inner::Sqlite(store) => {
+                let reader = store.reader();
+                tokio::task::spawn_blocking(move || reader.read_state()).await?
+            }
+            Inner::Postgres(store) => store.read_state().await,
+        }
+    }
+
+    /// Applies `plan` in one transaction, recorded as `run`. The state the plan was computed
+    /// from must still be current.
+    pub async fn apply(
+        &mut self,
+        plan: &Plan<'_>,
+        run: RunRecord<'_>,
+    ) -> Result<RunOutcome, StoreError> {
+        match &mut self.inner {
+            Inner::Sqlite(store) => crate::blocking(|| store.apply(plan, run)),
+            Inner::Postgres(store) => store.apply(plan, run).await,
+        }
+    }
+}
+
+/// Reads a district's state without taking its run lock: for reports, which only look.
+pub async fn read_state(db: &Db, district: &str) -> Result<State, StoreError> {
+    let url = db.pool.connect_options().database_url.clone();
+    match db.backend {
+        Backend::Sqlite => {
+            let reader = sqlite::Reader::new(&url, district)?;
+            tokio::task::spawn_blocking(move || reader.read_state()).await?
+        }
+        Backend::Postgres => {
+            postgres::PgStore::connect(&url, district)
+                .await?
+                .read_state()
+                .await
+        }
+    }
+}
+
+/// The counts recorded on a run row, as JSON.
+fn counts_json(plan: &Plan<'_>) -> String {
+    serde_json::to_string(&plan.counts()).expect("counts serialise")
+}
