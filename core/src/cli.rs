@@ -536,8 +536,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             for problem in &report.problems {
                 println!("  outbox row {}: {}", problem.outbox_id, problem.reason);
             }
+            // Like a run with quarantined records: done, with something for an admin to fix.
             Ok(if report.failed + report.retrying > 0 {
-                exit::FAILED
+                exit::QUARANTINED
             } else {
                 exit::OK
             })

@@ -782,3 +782,355 @@ impl fmt::Debug for Plan<'_> {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Decision, District, School, Source, Student, Teacher};
+    use crate::store::state::loaded;
+
+    /// Two schools, two teachers, four students; math (primary t1, co t2) has s1..s3, art
+    /// (t2) has s3 and s4.
+    fn district() -> Snapshot {
+        let student = |id: &str, school: &str, grade: &str| Student {
+            id: id.into(),
+            sis_id: Some(format!("SIS-{id}")),
+            grade: Some(grade.into()),
+            school: Some(school.into()),
+            ..Student::default()
+        };
+        let teacher = |id: &str| Teacher {
+            id: id.into(),
+            email: Some(format!("{id}@example.org")),
+            school: Some("north".into()),
+            ..Teacher::default()
+        };
+        let section = |id: &str, teachers: &[&str], students: &[&str]| Section {
+            id: id.into(),
+            school: "north".into(),
+            name: id.to_uppercase(),
+            teachers: teachers.iter().map(|&t| t.into()).collect(),
+            students: students.iter().map(|&s| s.into()).collect(),
+            ..Section::default()
+        };
+        let school = |id: &str| School {
+            id: id.into(),
+            name: id.to_uppercase(),
+            ..School::default()
+        };
+        Snapshot {
+            district: District {
+                id: "d".into(),
+                name: "District".into(),
+            },
+            schools: vec![school("north"), school("south")],
+            teachers: vec![teacher("t1"), teacher("t2")],
+            students: vec![
+                student("s1", "north", "3"),
+                student("s2", "north", "3"),
+                student("s3", "north", "4"),
+                student("s4", "north", "4"),
+            ],
+            sections: vec![
+                section("math", &["t1", "t2"], &["s1", "s2", "s3"]),
+                section("art", &["t2"], &["s3", "s4"]),
+            ],
+            ..Snapshot::default()
+        }
+    }
+
+    /// The plan's changes as `entity action key [member] (detail): reason by author`, sorted.
+    fn changes(plan: &Plan<'_>) -> Vec<String> {
+        let mut rows: Vec<String> = plan
+            .change_rows()
+            .map(|row| {
+                let mut line = format!("{} {} {}", row.entity, row.action, row.key);
+                if let Some(member) = row.member {
+                    line.push_str(&format!(" {member}"));
+                }
+                if let Some(detail) = &row.detail {
+                    line.push_str(&format!(" ({detail})"));
+                }
+                line.push_str(&format!(": {} by {}", row.reason, row.author));
+                line
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    /// The plan from `before` (loaded) to `after`.
+    fn diff(before: &Snapshot, after: &Snapshot) -> Vec<String> {
+        let state = loaded(before);
+        changes(&Plan::compute(after, &state))
+    }
+
+    fn dropped(entity: Entity, id: &str) -> Decision {
+        Decision {
+            entity,
+            id: id.into(),
+            action: DecisionAction::Dropped,
+            author: "filter:specials".into(),
+            detail: "subject is arts and music".into(),
+        }
+    }
+
+    #[test]
+    fn a_first_load_creates_everything_with_one_account_per_teacher() {
+        let snapshot = district();
+        let state = State::default();
+        let plan = Plan::compute(&snapshot, &state);
+        let counts = plan.counts();
+        assert_eq!(counts["district.create"], 1);
+        assert_eq!(counts["school.create"], 2);
+        assert_eq!(counts["student.create"], 4);
+        assert_eq!(counts["class_student.start"], 5);
+        assert_eq!(counts["class_teacher.start"], 3);
+        assert_eq!(plan.new_accounts, [0, 1]);
+        let roles: Vec<String> = plan
+            .start_rows()
+            .filter(|row| row.entity == Entity::ClassTeacher)
+            .map(|row| {
+                format!(
+                    "{} {} {:?}",
+                    row.key,
+                    row.member.unwrap_or_default(),
+                    row.detail
+                )
+            })
+            .collect();
+        assert_eq!(
+            roles,
+            [
+                r#"math t1 Some("primary")"#,
+                r#"math t2 Some("co")"#,
+                r#"art t2 Some("primary")"#
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unchanged_roster_plans_nothing() {
+        let snapshot = district();
+        let state = loaded(&snapshot);
+        let plan = Plan::compute(&snapshot, &state);
+        assert!(plan.is_empty(), "{:?}", changes(&plan));
+        assert!(plan.new_accounts.is_empty());
+        assert!(plan.decisions_started.is_empty() && plan.decisions_ended.is_empty());
+    }
+
+    #[test]
+    fn an_update_names_exactly_the_columns_that_changed() {
+        let before = district();
+        let mut after = before.clone();
+        after.students[0].grade = Some("5".into());
+        after.students[0].name.first = Some("Ada".into());
+        assert_eq!(
+            diff(&before, &after),
+            ["student update s1 (first_name,grade): changed in source by sync"]
+        );
+    }
+
+    #[test]
+    fn a_student_who_left_is_archived_and_their_classes_end() {
+        let before = district();
+        let mut after = before.clone();
+        after.students.retain(|s| s.id != "s3");
+        for section in &mut after.sections {
+            section.students.retain(|s| s != "s3");
+        }
+        assert_eq!(
+            diff(&before, &after),
+            [
+                "class_student end art s3: student archived: absent from source (deleted or unshared upstream) by sync",
+                "class_student end math s3: student archived: absent from source (deleted or unshared upstream) by sync",
+                "student archive s3: absent from source (deleted or unshared upstream) by sync",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_filtered_class_is_archived_with_the_filter_as_author() {
+        let before = district();
+        let mut after = before.clone();
+        after.sections.retain(|s| s.id != "art");
+        after.students.retain(|s| s.id != "s4");
+        after.decisions = vec![
+            dropped(Entity::Class, "art"),
+            dropped(Entity::Student, "s4"),
+        ];
+        let plan_changes = diff(&before, &after);
+        assert!(plan_changes.contains(
+            &"class archive art: filtered: subject is arts and music by filter:specials".to_owned()
+        ));
+        assert!(plan_changes.contains(
+            &"class_teacher end art t2: class archived: filtered: subject is arts and music by filter:specials"
+                .to_owned()
+        ));
+        assert!(
+            plan_changes.contains(
+                &"student archive s4: filtered: subject is arts and music by filter:specials"
+                    .to_owned()
+            )
+        );
+        assert_eq!(plan_changes.len(), 5, "{plan_changes:?}");
+        // The decisions start being in force; unchanged, they are not written again.
+        let state = loaded(&before);
+        let plan = Plan::compute(&after, &state);
+        assert_eq!(plan.decisions_started, [0, 1]);
+        let state = loaded(&after);
+        assert!(Plan::compute(&after, &state).decisions_started.is_empty());
+    }
+
+    #[test]
+    fn a_record_that_comes_back_is_restored_with_its_changes() {
+        let before = district();
+        let mut state = loaded(&before);
+        state.archive(Entity::Student, "s4");
+        let mut after = before.clone();
+        after.students[3].grade = Some("5".into());
+        let plan = Plan::compute(&after, &state);
+        assert_eq!(
+            changes(&plan),
+            ["student restore s4 (grade): back in source by sync"]
+        );
+    }
+
+    #[test]
+    fn a_transfer_between_schools_updates_the_student_and_moves_their_classes() {
+        let mut before = district();
+        before.sections.push(Section {
+            id: "south-math".into(),
+            school: "south".into(),
+            name: "SOUTH MATH".into(),
+            teachers: vec!["t1".into()],
+            ..Section::default()
+        });
+        let mut after = before.clone();
+        after.students[0].school = Some("south".into());
+        after.sections[0].students.retain(|s| s != "s1");
+        after.sections[2].students.push("s1".into());
+        assert_eq!(
+            diff(&before, &after),
+            [
+                "class_student end math s1: no longer in the section in source by sync",
+                "class_student start south-math s1: in the section in source by sync",
+                "student update s1 (school_id): changed in source by sync",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_co_teacher_promoted_to_primary_changes_roles_in_place() {
+        let before = district();
+        let mut after = before.clone();
+        after.sections[0].teachers.reverse();
+        assert_eq!(
+            diff(&before, &after),
+            [
+                "class_teacher update math t1 (co): role or source changed in source by sync",
+                "class_teacher update math t2 (primary): role or source changed in source by sync",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_student_who_rejoins_a_class_starts_a_new_membership() {
+        let mut before = district();
+        before.sections[1].students.retain(|s| s != "s4");
+        let after = district();
+        assert_eq!(
+            diff(&before, &after),
+            ["class_student start art s4: in the section in source by sync"]
+        );
+    }
+
+    #[test]
+    fn a_new_student_in_an_existing_class_starts_once_created() {
+        let before = district();
+        let mut after = before.clone();
+        after.students.push(Student {
+            id: "s5".into(),
+            ..Student::default()
+        });
+        after.sections[1].students.push("s5".into());
+        let state = loaded(&before);
+        let plan = Plan::compute(&after, &state);
+        assert_eq!(
+            changes(&plan),
+            [
+                "class_student start art s5: in the section in source by sync",
+                "student create s5: new in source by sync",
+            ]
+        );
+        assert_eq!(plan.starts[0].member, 4, "the new student's position");
+    }
+
+    #[test]
+    fn a_vanished_class_is_archived_and_every_membership_ends() {
+        let before = district();
+        let mut after = before.clone();
+        after.sections.retain(|s| s.id != "art");
+        let plan_changes = diff(&before, &after);
+        assert_eq!(plan_changes.len(), 4, "{plan_changes:?}");
+        assert!(
+            plan_changes
+                .iter()
+                .filter(|c| c.contains(" end art "))
+                .all(|c| {
+                    c.ends_with(
+                        "class archived: absent from source (deleted or unshared upstream) by sync",
+                    )
+                })
+        );
+    }
+
+    #[test]
+    fn records_that_could_not_be_read_are_left_as_they_are() {
+        let before = district();
+        let mut after = before.clone();
+        // s3 and the art section arrive unreadable: neither they nor their memberships change.
+        after.students.retain(|s| s.id != "s3");
+        after.sections.retain(|s| s.id != "art");
+        after.sections[0].students.retain(|s| s != "s3");
+        after.unreadable = vec!["s3".into(), "art".into()];
+        assert_eq!(diff(&before, &after), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_plugin_taking_over_a_membership_changes_its_source() {
+        let before = district();
+        let mut after = before.clone();
+        after.sections[1]
+            .member_sources
+            .insert("s4".into(), Source::Plugin("flex".into()));
+        assert_eq!(
+            diff(&before, &after),
+            ["class_student update art s4: role or source changed in source by sync"]
+        );
+        // A plugin's own group: its class and memberships are the plugin's.
+        let mut grouped = before.clone();
+        grouped.sections.push(Section {
+            id: "plugin:flex:g1".into(),
+            school: "north".into(),
+            name: "Group 1".into(),
+            students: vec!["s1".into()],
+            source: Source::Plugin("flex".into()),
+            ..Section::default()
+        });
+        grouped.decisions.push(Decision {
+            entity: Entity::Class,
+            id: "plugin:flex:g1".into(),
+            action: DecisionAction::Created,
+            author: "plugin:flex".into(),
+            detail: "group 1".into(),
+        });
+        assert_eq!(
+            diff(&before, &grouped),
+            [
+                "class create plugin:flex:g1: new in source by plugin:flex",
+                "class_student start plugin:flex:g1 s1: in the section in source by plugin:flex",
+            ]
+        );
+    }
+}

@@ -1,8 +1,10 @@
 //! Welcome emails end to end: the `rosterflow` binary syncs Clever's demo district (89 teachers,
-//! 87 of them with a usable email address) and delivers to a real SMTP server on loopback
+//! 87 of them with a usable email address), which queues one email per new teacher, and
+//! `rosterflow email send` delivers them to a real SMTP server on loopback
 //! (tests/integration/smtp_sink.py), on SQLite and PostgreSQL. Every new teacher gets exactly one
-//! email across reruns, across a process killed between commit and delivery, and across a held
-//! run that is approved later; a held run sends nothing.
+//! email across reruns, across a delivery killed mid-send, and across a held run that is
+//! approved later; a held run queues nothing; an archived teacher gets none; `email resend`
+//! sends one more with a new link.
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
@@ -90,35 +92,17 @@ impl MuteServer {
 struct Running(Child);
 
 impl Running {
-    /// Starts `rosterflow run PIPELINE` with its log at `info` on `stderr`.
-    fn start(pipeline: &str, stderr: Stdio) -> Running {
+    /// Starts `rosterflow ARGS...`.
+    fn start(args: &[&str]) -> Running {
         Running(
             Command::new(rosterflow_bin())
-                .args(["run", pipeline])
-                .env("ROSTERFLOW_LOG", "info")
+                .args(args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(stderr)
+                .stderr(Stdio::null())
                 .spawn()
                 .expect("spawn rosterflow"),
         )
-    }
-
-    /// Reads the (piped) log up to the first line containing `message`.
-    fn wait_for_log(&mut self, message: &str) {
-        let stderr = self.0.stderr.take().expect("piped stderr");
-        let mut seen = Vec::new();
-        for line in BufReader::new(stderr).lines() {
-            let line = line.expect("read rosterflow's log");
-            if line.contains(message) {
-                return;
-            }
-            seen.push(line);
-        }
-        panic!(
-            "rosterflow ended without logging {message:?}:\n{}",
-            seen.join("\n")
-        );
     }
 
     /// SIGKILL, after checking the process had not ended by itself.
@@ -199,6 +183,13 @@ impl Demo {
     fn run_ok(&self) {
         let (code, stdout, stderr) = self.run();
         assert_eq!(code, 0, "{stdout}\n{stderr}");
+    }
+
+    /// `rosterflow email send`: the exit code (0 all went, 1 some could not) and stdout.
+    fn send(&self) -> (i32, String) {
+        let (code, stdout, stderr) = rosterflow(&["email", "send", self.path()], &[]);
+        assert!(matches!(code, 0 | 1), "{stdout}\n{stderr}");
+        (code, stdout)
     }
 
     /// The addresses of the recording's teachers that can get an email, sorted.
@@ -341,8 +332,9 @@ fn sorted(mut list: Vec<String>) -> Vec<String> {
     list
 }
 
-/// The demo loads, then reruns twice: one email per teacher, and a failed row with the reason
-/// for each of the two whose address is unusable.
+/// The demo loads, then reruns twice, each run followed by a delivery: one email per teacher,
+/// and a failed row with the reason for each of the two whose address is unusable. A resend
+/// brings one teacher one more email, with a new link that voids the old one.
 async fn welcome_emails_reach_each_new_teacher_once_across_reruns(backend: Backend) {
     let demo = Demo::new(backend, Some(repo().join("pipelines/demo"))).await;
     let sink = SmtpSink::start();
@@ -350,8 +342,16 @@ async fn welcome_emails_reach_each_new_teacher_once_across_reruns(backend: Backe
     assert_eq!(demo.teacher_emails().len(), DEMO_TEACHERS);
     let deliverable = demo.deliverable();
 
-    for run in 1..=3 {
+    demo.run_ok();
+    assert!(received(&sink).is_empty(), "a run only queues");
+    assert_eq!(demo.outbox().await, (89, 0, 89, 0));
+    let (code, stdout) = demo.send();
+    assert_eq!(code, 1, "two addresses are unusable: {stdout}");
+    assert!(stdout.contains("87 sent"), "{stdout}");
+    assert_eq!(sorted(received(&sink)), deliverable);
+    for run in 2..=3 {
         demo.run_ok();
+        assert_eq!(demo.send().0, 0);
         assert_eq!(sorted(received(&sink)), deliverable, "after run {run}");
     }
     assert_eq!(demo.outbox().await, (89, 87, 0, 2));
@@ -369,43 +369,46 @@ async fn welcome_emails_reach_each_new_teacher_once_across_reruns(backend: Backe
             .await,
         ["committed", "committed", "committed"]
     );
+
+    // A lost link: the teacher gets one new email, and the new token replaces the old one.
+    let address = &deliverable[0];
+    let token_of = format!(
+        "SELECT a.password_token_hash FROM teacher_accounts a JOIN teachers t ON t.id = a.teacher_id \
+         WHERE t.email = '{address}'"
+    );
+    let old_token = demo.db.rows(&token_of).await;
+    let clever_id = demo
+        .db
+        .rows(&format!(
+            "SELECT clever_id FROM teachers WHERE email = '{address}'"
+        ))
+        .await;
+    let (code, stdout, stderr) = rosterflow(&["email", "resend", demo.path(), &clever_id[0]], &[]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(demo.send().0, 0);
+    let recipients = received(&sink);
+    assert_eq!(recipients.len(), DEMO_DELIVERABLE + 1);
+    assert_eq!(&recipients[DEMO_DELIVERABLE], address);
+    assert_ne!(demo.db.rows(&token_of).await, old_token, "a new link");
+    let (code, _, stderr) = rosterflow(&["email", "resend", demo.path(), "no-such-teacher"], &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("no teacher no-such-teacher"), "{stderr}");
 }
 
-/// The process is killed (SIGKILL) as soon as its run commits, while the SMTP server it points
-/// at never answers, so nothing can have been delivered whatever the timing. A second run is
-/// killed in the middle of sending (it has claimed a message and connected). The next run, the
-/// server up, delivers each email once; a teacher who appears later gets exactly one too.
+/// A delivery is killed in the middle of sending (it has claimed a message and connected to a
+/// server that never answers). The next delivery, the server up, sends each email once; a
+/// teacher who appears later gets exactly one too, and one archived before delivery gets none.
 async fn a_crash_between_commit_and_delivery_still_sends_each_email_once(backend: Backend) {
     let demo = Demo::new(backend, None).await;
     let mute = MuteServer::bind();
     demo.point_email_at(mute.port());
+    demo.run_ok();
+    assert_eq!(demo.outbox().await, (89, 0, 89, 0));
 
-    let mut run = Running::start(demo.path(), Stdio::piped());
-    run.wait_for_log("run committed");
-    run.kill();
-    // Every email is queued and none went. The pass may have got as far as failing an unusable
-    // address, or claiming the first message and waiting for the server's greeting.
-    assert_eq!(
-        demo.db.rows("SELECT status FROM sync_runs").await,
-        ["committed"]
-    );
-    let (rows, sent, _, _) = demo.outbox().await;
-    assert_eq!((rows, sent), (89, 0));
-    let failed = demo.failed_recipients().await;
-    assert!(
-        failed.iter().all(|r| UNDELIVERABLE.contains(&r.as_str())),
-        "{failed:?}"
-    );
     let claimed = "SELECT COUNT(*) FROM email_outbox WHERE attempts > 0";
-    assert!(demo.db.scalar(claimed).await <= 1, "one message at a time");
-
-    // The next run's first pass finishes the outbox: killed once it is sending (a server of its
-    // own, so that no connection of the first run's can be taken for the second's).
-    let mute = MuteServer::bind();
-    demo.point_email_at(mute.port());
-    let mut run = Running::start(demo.path(), Stdio::null());
-    let connection = mute.wait_for_client(&mut run);
-    run.kill();
+    let mut send = Running::start(&["email", "send", demo.path()]);
+    let connection = mute.wait_for_client(&mut send);
+    send.kill();
     drop(connection);
     let (_, sent, _, _) = demo.outbox().await;
     assert_eq!(sent, 0);
@@ -417,7 +420,7 @@ async fn a_crash_between_commit_and_delivery_still_sends_each_email_once(backend
     let sink = SmtpSink::start();
     demo.point_email_at(sink.port);
     demo.wait_out_claims().await;
-    demo.run_ok();
+    demo.send();
     assert_eq!(sorted(received(&sink)), demo.deliverable());
     assert_eq!(demo.outbox().await, (89, 87, 0, 2));
     assert_eq!(demo.failed_recipients().await, UNDELIVERABLE);
@@ -426,21 +429,42 @@ async fn a_crash_between_commit_and_delivery_still_sends_each_email_once(backend
         hire(dataset, "Noor", "noor.newhire@example.net");
     });
     demo.run_ok();
+    assert_eq!(demo.send().0, 0);
     let recipients = received(&sink);
     assert_eq!(recipients.len(), DEMO_DELIVERABLE + 1);
     assert_eq!(recipients[DEMO_DELIVERABLE..], ["noor.newhire@example.net"]);
     assert_eq!(sorted(recipients), demo.deliverable());
     assert_eq!(demo.outbox().await, (90, 88, 0, 2));
+
+    // Hired and gone again before any delivery: the email waits, and is never sent.
+    let gone = std::cell::RefCell::new(String::new());
+    demo.edit_recording(|dataset| {
+        *gone.borrow_mut() = hire(dataset, "Omar", "omar.newhire@example.net");
+    });
+    demo.run_ok();
+    let gone = gone.into_inner();
+    demo.edit_recording(|dataset| {
+        assert!(dataset.remove_user(&gone));
+    });
+    demo.run_ok();
+    assert_eq!(demo.send().0, 0);
+    assert_eq!(
+        received(&sink).len(),
+        DEMO_DELIVERABLE + 1,
+        "no email once archived"
+    );
+    assert_eq!(demo.outbox().await, (91, 88, 1, 2));
 }
 
 /// After the demo loads, a replay loses half the students and brings two new teachers: the run
-/// is held, sends nothing, queues nothing and changes no roster. Approving it sends the two new
-/// teachers one email each.
+/// is held (exit 3), queues nothing and changes no roster. Approving it queues one email for
+/// each new teacher, which the next delivery sends.
 async fn a_held_run_sends_no_email_until_it_is_approved(backend: Backend) {
     let demo = Demo::new(backend, None).await;
     let sink = SmtpSink::start();
     demo.point_email_at(sink.port);
     demo.run_ok();
+    demo.send();
     assert_eq!(received(&sink).len(), DEMO_DELIVERABLE);
     let before = demo.db.fingerprint().await;
 
@@ -454,7 +478,7 @@ async fn a_held_run_sends_no_email_until_it_is_approved(backend: Backend) {
         hire(dataset, "Tomas", hired[1]);
     });
     let (code, stdout, stderr) = demo.run();
-    assert_eq!(code, 1, "held: {stdout}\n{stderr}");
+    assert_eq!(code, 3, "held: {stdout}\n{stderr}");
     let run: i64 = stdout
         .lines()
         .find_map(|line| {
@@ -465,6 +489,7 @@ async fn a_held_run_sends_no_email_until_it_is_approved(backend: Backend) {
         })
         .unwrap_or_else(|| panic!("no held run in:\n{stdout}"));
     assert!(stdout.contains("2 new teacher account(s)"), "{stdout}");
+    assert_eq!(demo.send().0, 0);
     assert_eq!(
         received(&sink).len(),
         DEMO_DELIVERABLE,
@@ -480,6 +505,7 @@ async fn a_held_run_sends_no_email_until_it_is_approved(backend: Backend) {
     let (code, stdout, stderr) = rosterflow(&["approve", demo.path(), &run.to_string()], &[]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stdout.contains(&format!("run {run} approved")), "{stdout}");
+    assert_eq!(demo.send().0, 0);
     let recipients = received(&sink);
     assert_eq!(recipients.len(), DEMO_DELIVERABLE + 2);
     assert_eq!(sorted(recipients[DEMO_DELIVERABLE..].to_vec()), hired);
@@ -496,6 +522,7 @@ async fn a_held_run_sends_no_email_until_it_is_approved(backend: Backend) {
 
     // The approved state is the source's: a rerun changes nothing and sends nothing.
     demo.run_ok();
+    assert_eq!(demo.send().0, 0);
     assert_eq!(received(&sink).len(), DEMO_DELIVERABLE + 2);
 }
 

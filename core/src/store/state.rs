@@ -29,6 +29,15 @@ pub struct State {
 }
 
 impl State {
+    /// Marks a row archived, as an earlier run would have.
+    #[cfg(test)]
+    pub(crate) fn archive(&mut self, entity: Entity, key: &str) {
+        self.tables
+            .get_mut(&entity)
+            .expect("a loaded table")
+            .archive(key);
+    }
+
     /// The rows of `entity` (empty when the table was not read).
     pub fn table(&self, entity: Entity) -> &TableState {
         static EMPTY: TableState = TableState::empty();
@@ -177,6 +186,12 @@ impl TableState {
 
     pub fn fingerprints(&self, index: usize) -> &[u64] {
         &self.fingerprints[index * self.columns..(index + 1) * self.columns]
+    }
+
+    /// Marks a row archived, as an earlier run would have.
+    #[cfg(test)]
+    pub(crate) fn archive(&mut self, key: &str) {
+        self.rows.get_mut(key).expect("a loaded row").archived = true;
     }
 
     /// Every row with its position and Clever id.
