@@ -17,20 +17,25 @@ pub enum Backend {
 }
 
 /// A fresh, empty database: a SQLite file in a temporary directory, or a new database on the
-/// PostgreSQL server that `DATABASE_URL` names.
+/// PostgreSQL server that `DATABASE_URL` names, dropped with the test.
 pub struct TestDb {
     pub url: String,
     pub dir: tempfile::TempDir,
+    /// The server and database name of a PostgreSQL test database.
+    postgres: Option<(String, String)>,
 }
 
 impl TestDb {
     pub async fn new(backend: Backend) -> TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
-        let url = match backend {
-            Backend::Sqlite => format!("sqlite://{}", dir.path().join("freckle.db").display()),
+        let (url, postgres) = match backend {
+            Backend::Sqlite => (
+                format!("sqlite://{}", dir.path().join("freckle.db").display()),
+                None,
+            ),
             Backend::Postgres => {
                 let server = std::env::var("DATABASE_URL").expect(
-                    "PostgreSQL tests need DATABASE_URL: eval \"$(../shared/scripts/pg-start)\" (tests/run does it)",
+                    "PostgreSQL tests need DATABASE_URL: eval \"$(bash tests/pg.sh start)\" (tests/run does it)",
                 );
                 let name = format!("rf_{}", rand_suffix());
                 let mut admin = sqlx::postgres::PgConnection::connect(&server)
@@ -44,10 +49,10 @@ impl TestDb {
                     .rsplit_once('/')
                     .map(|(base, _)| base)
                     .expect("DATABASE_URL ends with /<database>");
-                format!("{base}/{name}")
+                (format!("{base}/{name}"), Some((server, name)))
             }
         };
-        TestDb { url, dir }
+        TestDb { url, dir, postgres }
     }
 
     /// Opens (and migrates) the database.
@@ -134,6 +139,35 @@ impl TestDb {
             all.extend(rows.into_iter().map(|row| format!("{table}: {row}")));
         }
         all
+    }
+}
+
+impl Drop for TestDb {
+    /// Drops a PostgreSQL test database (its connections with it). On a thread of its own: the
+    /// test's runtime may be shutting down.
+    fn drop(&mut self) {
+        let Some((server, name)) = self.postgres.take() else {
+            return;
+        };
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async {
+                let mut admin = sqlx::postgres::PgConnection::connect(&server).await?;
+                sqlx::query(AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut admin)
+                .await
+                .map(drop)
+            })
+        })
+        .join();
+        if let Ok(Err(error)) = dropped {
+            eprintln!("could not drop a test database: {error}");
+        }
     }
 }
 

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL on 127.0.0.1 for the tests and benchmarks: no password, no fsync, its
+# data in a temporary directory. Installs Debian's server when it is missing (needs root, as
+# tests/run has on a fresh machine). PostgreSQL refuses to run as root, so as root the server
+# runs as the `postgres` system user.
+#   eval "$(bash tests/pg.sh start [PORT])"   # prints `export DATABASE_URL=...` and PGDATA_DIR
+#   bash tests/pg.sh stop [PORT]              # stops it and removes its data
+set -euo pipefail
+command=${1:?usage: pg.sh start|stop [PORT]}
+port=${2:-54329}
+data=${PGDATA_DIR:-${TMPDIR:-/tmp}/rosterflow-pg-$port}
+
+bindir() {
+  ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1
+}
+
+# Runs a server command as the user that owns the data directory.
+as_owner() {
+  if [ "$(id -u)" = 0 ]; then
+    su postgres -s /bin/sh -c "$*"
+  else
+    sh -c "$*"
+  fi
+}
+
+case $command in
+  start)
+    bin=$(bindir || true)
+    if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; } >&2
+      bin=$(bindir)
+    fi
+    if [ "$(id -u)" = 0 ]; then
+      id postgres >/dev/null 2>&1 || useradd --system --home /nonexistent postgres
+    fi
+    if ! as_owner "$bin/pg_ctl -D $data status" >/dev/null 2>&1; then
+      rm -rf "$data"
+      mkdir -p "$data"
+      [ "$(id -u)" = 0 ] && chown postgres "$data"
+      as_owner "$bin/initdb -D $data -U postgres --auth=trust -E UTF8 --no-sync" >/dev/null
+      as_owner "$bin/pg_ctl -D $data -l $data/server.log -w -o '-h 127.0.0.1 -p $port -k $data \
+        -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200' start" >/dev/null
+    fi
+    echo "export DATABASE_URL=postgres://postgres@127.0.0.1:$port/postgres"
+    echo "export PGDATA_DIR=$data"
+    ;;
+  stop)
+    bin=$(bindir || true)
+    if [ -n "$bin" ] && [ -d "$data" ]; then
+      as_owner "$bin/pg_ctl -D $data -m fast -w stop" >/dev/null 2>&1 || true
+    fi
+    rm -rf "$data"
+    ;;
+  *)
+    echo "usage: pg.sh start|stop [PORT]" >&2
+    exit 2
+    ;;
+esac
