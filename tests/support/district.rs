@@ -459,9 +459,14 @@ impl Dataset {
         if record.key.is_empty() {
             record.key = id.into();
         }
-        self.tables[collection.index()].remove(i);
-        self.note_id(&record.key);
-        self.put(collection, record);
+        if *record.key == *id {
+            // Same id: replace in place rather than shift the sorted table twice.
+            self.tables[collection.index()][i] = record;
+        } else {
+            self.tables[collection.index()].remove(i);
+            self.note_id(&record.key);
+            self.put(collection, record);
+        }
         let changes = diff(&old, &new);
         self.emit(collection, "updated", &new, changes);
         true
