@@ -6,7 +6,6 @@
 //! approved later; a held run queues nothing; an archived teacher gets none; `email resend`
 //! sends one more with a new link.
 
-use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
