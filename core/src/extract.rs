@@ -104,6 +104,8 @@ pub enum ExtractError {
     SeveralDistricts { found: Vec<String> },
     #[error("the source's district id {id:?} is not a Clever id (24 hex digits): refusing it")]
     NotACleverId { id: String },
+    #[error("a page parser stopped")]
+    Worker(#[from] tokio::task::JoinError),
     #[error("cannot read or write {}", path.display())]
     Io {
         path: PathBuf,

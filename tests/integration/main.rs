@@ -4,6 +4,7 @@
 
 mod util;
 
+mod history;
 mod sync;
 mod transforms;
 mod trust;

@@ -12,51 +12,83 @@ use rand::Rng;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 
-use super::wire::SnapshotBuilder;
+use super::wire::{self, Part, SnapshotBuilder};
 use super::{Collection, ExtractError, Recorder};
 use crate::config::CleverSourceConfig;
 use crate::model::Snapshot;
 
 const API_VERSION: &str = "/v3.0";
 
-/// Pulls every collection of the district the token belongs to.
+/// Pulls every collection of the district the token belongs to: districts first (they say
+/// which district the other records must belong to), then the other collections side by side.
 pub async fn pull(
     config: &CleverSourceConfig,
     district: Option<&str>,
     recorder: Option<&Recorder>,
 ) -> Result<Snapshot, ExtractError> {
     let client = Client::new(config)?;
-    let mut builder = SnapshotBuilder::new(district);
-    for collection in Collection::ALL {
-        let mut path = format!("{API_VERSION}/{}?limit={}", collection.name(), config.limit);
-        let mut number = 0;
-        loop {
-            number += 1;
-            let url = format!("{}{path}", config.base_url.trim_end_matches('/'));
-            let (body, info) = client
-                .fetch(&url, |body| builder.add_page(collection, body, &url))
-                .await?;
-            if let Some(recorder) = recorder {
-                recorder.save(collection, number, &body)?;
-            }
-            tracing::debug!(
-                collection = collection.name(),
-                page = number,
-                records = info.records,
-                "page received"
-            );
-            match info.next {
-                Some(next) => path = relative(&next),
-                None => break,
-            }
-        }
-        tracing::info!(
-            collection = collection.name(),
-            pages = number,
-            "collection pulled"
-        );
+    let mut builder = pull_collection(
+        &client,
+        config,
+        Collection::Districts,
+        SnapshotBuilder::new(district),
+        recorder,
+    )
+    .await?;
+    let filter = builder.district();
+    let others = Collection::ALL[1..].iter().map(|&collection| {
+        let builder = SnapshotBuilder::new(filter.as_deref());
+        pull_collection(&client, config, collection, builder, recorder)
+    });
+    for pulled in futures_util::future::try_join_all(others).await? {
+        builder.absorb(pulled);
     }
-    builder.finish(false)
+    crate::blocking(|| builder.finish(false))
+}
+
+/// Pulls every page of one collection into `builder`. Each page is parsed on a blocking thread
+/// while the next one downloads; pages are added in order.
+async fn pull_collection(
+    client: &Client,
+    config: &CleverSourceConfig,
+    collection: Collection,
+    mut builder: SnapshotBuilder,
+    recorder: Option<&Recorder>,
+) -> Result<SnapshotBuilder, ExtractError> {
+    let district = builder.district();
+    let mut path = format!("{API_VERSION}/{}?limit={}", collection.name(), config.limit);
+    let mut parsing: Option<tokio::task::JoinHandle<Result<Part, ExtractError>>> = None;
+    let mut pages = 0;
+    loop {
+        pages += 1;
+        let url = format!("{}{path}", config.base_url.trim_end_matches('/'));
+        let (body, info) = client.fetch(&url, |body| wire::outline(body, &url)).await?;
+        if let Some(recorder) = recorder {
+            recorder.save(collection, pages, &body)?;
+        }
+        tracing::debug!(
+            collection = collection.name(),
+            page = pages,
+            records = info.records,
+            "page received"
+        );
+        if let Some(previous) = parsing.take() {
+            builder.merge(collection, previous.await??);
+        }
+        let district = district.clone();
+        parsing = Some(tokio::task::spawn_blocking(move || {
+            wire::parse_page(collection, &body, &url, district.as_deref())
+        }));
+        match info.next {
+            Some(next) => path = relative(&next),
+            None => break,
+        }
+    }
+    if let Some(last) = parsing {
+        builder.merge(collection, last.await??);
+    }
+    tracing::info!(collection = collection.name(), pages, "collection pulled");
+    Ok(builder)
 }
 
 /// The path and query of a `next` link, which Clever gives relative to the host.

@@ -573,20 +573,31 @@ impl SnapshotBuilder {
         Ok(info)
     }
 
-    /// Adds a parsed page of `collection`.
+    /// Adds a parsed page of `collection`; pages of one collection come in page order.
     pub fn merge(&mut self, collection: Collection, part: Part) {
         self.seen.insert(collection);
-        self.districts.extend(part.districts);
-        let (into, from) = (&mut self.snapshot, part.records);
-        into.schools.extend(from.schools);
-        into.terms.extend(from.terms);
-        into.courses.extend(from.courses);
-        into.sections.extend(from.sections);
-        into.students.extend(from.students);
-        into.teachers.extend(from.teachers);
-        into.admins.extend(from.admins);
-        into.quarantine.extend(from.quarantine);
-        into.unreadable.extend(from.unreadable);
+        append(&mut self.districts, part.districts);
+        self.absorb_records(part.records);
+    }
+
+    /// Adds everything another builder gathered (the pages of other collections).
+    pub fn absorb(&mut self, other: SnapshotBuilder) {
+        self.seen.extend(other.seen);
+        append(&mut self.districts, other.districts);
+        self.absorb_records(other.snapshot);
+    }
+
+    fn absorb_records(&mut self, from: Snapshot) {
+        let into = &mut self.snapshot;
+        append(&mut into.schools, from.schools);
+        append(&mut into.terms, from.terms);
+        append(&mut into.courses, from.courses);
+        append(&mut into.sections, from.sections);
+        append(&mut into.students, from.students);
+        append(&mut into.teachers, from.teachers);
+        append(&mut into.admins, from.admins);
+        append(&mut into.quarantine, from.quarantine);
+        append(&mut into.unreadable, from.unreadable);
         into.skipped.contacts += from.skipped.contacts;
         into.skipped.staff += from.skipped.staff;
         into.skipped.other_district += from.skipped.other_district;
@@ -681,6 +692,41 @@ impl SnapshotBuilder {
                 .collect();
         }
     }
+}
+
+/// Moves `from` onto the end of `into`, without a copy when `into` is empty.
+fn append<T>(into: &mut Vec<T>, mut from: Vec<T>) {
+    if into.is_empty() {
+        *into = from;
+    } else {
+        into.append(&mut from);
+    }
+}
+
+/// What a page says about its list, read without building its records: whether it is a whole
+/// Clever list page (so a garbled one is fetched again), how many records it has, its `next`.
+pub fn outline(body: &[u8], origin: &str) -> Result<PageInfo, ExtractError> {
+    #[derive(Deserialize)]
+    struct Outline {
+        #[serde(default)]
+        data: Vec<de::IgnoredAny>,
+        #[serde(default)]
+        links: Vec<Link>,
+    }
+    let page: Outline = serde_json::from_slice(body).map_err(|error| ExtractError::Page {
+        origin: origin.to_owned(),
+        reason: format!("not a Clever list page: {error}"),
+        snippet: snippet(body),
+    })?;
+    let next = page
+        .links
+        .into_iter()
+        .find(|link| link.rel == "next" && !link.uri.is_empty())
+        .map(|link| link.uri);
+    Ok(PageInfo {
+        records: page.data.len(),
+        next: if page.data.is_empty() { None } else { next },
+    })
 }
 
 /// One rule for a Clever id listed twice in a collection, whatever reads the snapshot later:

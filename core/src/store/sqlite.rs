@@ -75,6 +75,10 @@ impl SqliteStore {
             }
         }
         let connection = open(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        // A large first load inserts into indexes out of order: keep them in memory.
+        connection
+            .execute_batch("PRAGMA cache_size = -131072;")
+            .map_err(StoreError::sqlite("opening the database"))?;
         Ok(SqliteStore {
             connection,
             path,
@@ -873,7 +877,7 @@ fn placeholders(range: std::ops::RangeInclusive<usize>) -> String {
 }
 
 /// Opens a connection for the store: WAL (set when sqlx created the file), a long busy
-/// timeout, and a page cache that holds a large district's indexes.
+/// timeout, enforced foreign keys.
 fn open(path: &Path, flags: OpenFlags) -> Result<Connection> {
     let connection = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(StoreError::sqlite("opening the database"))?;
@@ -881,9 +885,7 @@ fn open(path: &Path, flags: OpenFlags) -> Result<Connection> {
         .busy_timeout(BUSY_TIMEOUT)
         .map_err(StoreError::sqlite("opening the database"))?;
     connection
-        .execute_batch(
-            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -262144;",
-        )
+        .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
         .map_err(StoreError::sqlite("opening the database"))?;
     Ok(connection)
 }
