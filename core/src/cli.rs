@@ -245,8 +245,19 @@ fn environment() -> BTreeMap<String, String> {
     std::env::vars().collect()
 }
 
+/// Loads a pipeline for a command that pulls from its source: every variable must be set.
 fn load_pipeline(path: &Path) -> anyhow::Result<Pipeline> {
     Ok(config::load(path, &environment())?)
+}
+
+/// Loads a pipeline for a command that only reads or writes the Freckle DB: the source's
+/// secrets (`token = "${CLEVER_TOKEN}"`) need not be set.
+fn load_for_db(path: &Path) -> anyhow::Result<Pipeline> {
+    Ok(config::load_with(
+        path,
+        &environment(),
+        config::Secrets::SourceDeferred,
+    )?)
 }
 
 async fn open_db(pipeline: &Pipeline) -> anyhow::Result<Db> {
@@ -353,7 +364,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             run,
             wait_secs,
         } => {
-            let pipeline = load_pipeline(&pipeline)?;
+            let pipeline = load_for_db(&pipeline)?;
             let db = open_db(&pipeline).await?;
             let outcome =
                 sync::approve(&pipeline, &db, run, Duration::from_secs(wait_secs)).await?;
@@ -361,7 +372,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         Command::Discard { pipeline, run } => {
-            let pipeline = load_pipeline(&pipeline)?;
+            let pipeline = load_for_db(&pipeline)?;
             let db = open_db(&pipeline).await?;
             runs::discard(&db, run).await?;
             println!("run {run} discarded: nothing was applied");
@@ -372,14 +383,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             subject,
             id,
         } => {
-            let pipeline = load_pipeline(&pipeline)?;
+            let pipeline = load_for_db(&pipeline)?;
             let db = open_db(&pipeline).await?;
             let district = district_of(&pipeline, &db).await?;
             print!("{}", explain::explain(&db, &district, subject, &id).await?);
             Ok(exit::OK)
         }
         Command::Roster { pipeline, edit } => {
-            let pipeline = load_pipeline(&pipeline)?;
+            let pipeline = load_for_db(&pipeline)?;
             let db = open_db(&pipeline).await?;
             let district = district_of(&pipeline, &db).await?;
             match edit {
@@ -402,7 +413,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             teacher,
             from,
         } => {
-            let pipeline = load_pipeline(&pipeline)?;
+            let pipeline = load_for_db(&pipeline)?;
             let db = open_db(&pipeline).await?;
             let district = district_of(&pipeline, &db).await?;
             match roster::share(&db, &district, &student, &teacher, from.as_deref()).await? {
@@ -418,7 +429,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             student,
             teacher,
         } => {
-            let pipeline = load_pipeline(&pipeline)?;
+            let pipeline = load_for_db(&pipeline)?;
             let db = open_db(&pipeline).await?;
             let district = district_of(&pipeline, &db).await?;
             roster::unshare(&db, &district, &student, &teacher).await?;
@@ -430,7 +441,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             run,
             format,
         } => {
-            let pipeline = load_pipeline(&pipeline)?;
+            let pipeline = load_for_db(&pipeline)?;
             let db = open_db(&pipeline).await?;
             let run = match run {
                 Some(run) => run,
@@ -448,7 +459,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         Command::Export { pipeline } => {
-            let pipeline = load_pipeline(&pipeline)?;
+            let pipeline = load_for_db(&pipeline)?;
             let config =
                 pipeline.file.export.clone().with_context(|| {
                     format!("{} has no [export] table", pipeline.path.display())
@@ -472,7 +483,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     seed,
                 },
         } => {
-            let pipeline = load_pipeline(&pipeline)?;
+            let pipeline = load_for_db(&pipeline)?;
             let db = open_db(&pipeline).await?;
             let district = district_of(&pipeline, &db).await?;
             let options = growth::SeedOptions {
@@ -518,7 +529,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Email {
             command: EmailCommand::Send { pipeline },
         } => {
-            let pipeline = load_pipeline(&pipeline)?;
+            let pipeline = load_for_db(&pipeline)?;
             let config = pipeline.file.email.clone().with_context(|| {
                 format!(
                     "{} has no [email] table: welcome emails wait in the outbox",
@@ -546,7 +557,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Email {
             command: EmailCommand::Resend { pipeline, teacher },
         } => {
-            let pipeline = load_pipeline(&pipeline)?;
+            let pipeline = load_for_db(&pipeline)?;
             let db = open_db(&pipeline).await?;
             let district = district_of(&pipeline, &db).await?;
             crate::email::resend(&db, &district, &teacher).await?;
@@ -559,7 +570,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Status { pipelines } => {
             let mut code = exit::OK;
             for path in &pipelines {
-                let pipeline = load_pipeline(path)?;
+                let pipeline = load_for_db(path)?;
                 let db = open_db(&pipeline).await?;
                 let status = runs::status(&db, pipeline.name()).await?;
                 print!("{}: {status}", pipeline.name());
@@ -570,7 +581,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             Ok(code)
         }
         Command::History { pipeline, limit } => {
-            let pipeline = load_pipeline(&pipeline)?;
+            let pipeline = load_for_db(&pipeline)?;
             let db = open_db(&pipeline).await?;
             for run in runs::history(&db, pipeline.name(), limit).await? {
                 println!("{run}");

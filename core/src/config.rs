@@ -234,26 +234,64 @@ fn render_problems(path: &Path, problems: &[Problem]) -> String {
     lines.join("\n")
 }
 
-/// Reads, interpolates, parses and validates a pipeline file.
+/// Which unset environment variables a command can do without.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    /// Every variable must be set: commands that pull from the source.
+    Required,
+    /// Variables used only in `[source]` (the Clever token) may be unset: commands that only
+    /// read or write the Freckle DB never use them. Such a field keeps its `${VAR}` reference
+    /// as written.
+    SourceDeferred,
+}
+
+/// Reads, interpolates, parses and validates a pipeline file, every variable set.
 pub fn load(path: &Path, env: &BTreeMap<String, String>) -> Result<Pipeline, ConfigError> {
+    load_with(path, env, Secrets::Required)
+}
+
+/// Reads, interpolates, parses and validates a pipeline file.
+pub fn load_with(
+    path: &Path,
+    env: &BTreeMap<String, String>,
+    secrets: Secrets,
+) -> Result<Pipeline, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
     })?;
-    parse(path, &text, env)
+    parse_with(path, &text, env, secrets)
 }
 
-/// Parses and validates pipeline text; `path` names it in errors and anchors relative paths.
+/// Parses and validates pipeline text, every variable set; `path` names it in errors and
+/// anchors relative paths.
 pub fn parse(
     path: &Path,
     text: &str,
     env: &BTreeMap<String, String>,
 ) -> Result<Pipeline, ConfigError> {
+    parse_with(path, text, env, Secrets::Required)
+}
+
+/// Parses and validates pipeline text.
+pub fn parse_with(
+    path: &Path,
+    text: &str,
+    env: &BTreeMap<String, String>,
+    secrets: Secrets,
+) -> Result<Pipeline, ConfigError> {
     let invalid = |problems| ConfigError::Invalid {
         path: path.to_owned(),
         problems,
     };
-    let text = vars::interpolate(text, env).map_err(invalid)?;
+    let vars::Interpolated { text, missing } = vars::interpolate(text, env).map_err(invalid)?;
+    let unset: Vec<Problem> = match secrets {
+        Secrets::Required => missing.into_iter().map(|(_, problem)| problem).collect(),
+        Secrets::SourceDeferred => used_outside_source(&text, missing),
+    };
+    if !unset.is_empty() {
+        return Err(invalid(unset));
+    }
     let file: PipelineFile = toml::from_str(&text).map_err(|error| {
         invalid(vec![Problem {
             at: error.span().map(|span| line_column(&text, span.start)),
@@ -270,6 +308,24 @@ pub fn parse(
     } else {
         Err(invalid(problems))
     }
+}
+
+/// The unset variables that something besides `[source]` uses (comments use nothing).
+fn used_outside_source(text: &str, missing: Vec<(String, Problem)>) -> Vec<Problem> {
+    if missing.is_empty() {
+        return Vec::new();
+    }
+    // A file that does not parse is reported by the parser, with its place.
+    let Ok(mut table) = toml::from_str::<toml::Table>(text) else {
+        return Vec::new();
+    };
+    table.remove("source");
+    let rest = table.to_string();
+    missing
+        .into_iter()
+        .filter(|(name, _)| rest.contains(&format!("${{{name}}}")))
+        .map(|(_, problem)| problem)
+        .collect()
 }
 
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
@@ -436,6 +492,30 @@ database = "sqlite://springfield.db"
             message,
             "p.toml:7:10: environment variable CLEVER_TOKEN is not set"
         );
+    }
+
+    #[test]
+    fn commands_that_do_not_pull_can_do_without_the_sources_secrets() {
+        let deferred = |text: &str| {
+            parse_with(
+                Path::new("p.toml"),
+                text,
+                &env(&[]),
+                Secrets::SourceDeferred,
+            )
+        };
+        let pipeline = deferred(CLEVER).expect("the token is only used by pulls");
+        let SourceConfig::Clever(clever) = &pipeline.file.source else {
+            panic!("a clever source");
+        };
+        assert_eq!(clever.token.expose(), "${CLEVER_TOKEN}", "kept as written");
+        // A comment names nothing; a variable the Freckle DB needs must still be set.
+        let commented = format!("# set ${{NOT_USED}} one day\n{CLEVER}");
+        assert!(deferred(&commented).is_ok());
+        let database = CLEVER.replace("sqlite://springfield.db", "${DB_URL}");
+        let message = deferred(&database).expect_err("the database").to_string();
+        assert!(message.contains("DB_URL is not set"), "{message}");
+        assert!(!message.contains("CLEVER_TOKEN"), "{message}");
     }
 
     #[test]

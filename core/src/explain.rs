@@ -130,6 +130,17 @@ struct RecordRow {
 }
 
 #[derive(sqlx::FromRow)]
+struct LoggedChange {
+    run_id: i64,
+    action: String,
+    member_id: Option<String>,
+    reason: String,
+    author: String,
+    detail: Option<String>,
+    entity: String,
+}
+
+#[derive(sqlx::FromRow)]
 struct MembershipQueryRow {
     other: Option<String>,
     other_name: Option<String>,
@@ -223,25 +234,19 @@ pub async fn explain(
         Subject::Student => vec![Entity::Student, Entity::ClassStudent],
         Subject::Teacher => vec![Entity::Teacher, Entity::ClassTeacher],
     };
-    let logged: Vec<(i64, String, Option<String>, String, String, Option<String>)> =
-        sqlx::query_as(
-            "SELECT c.run_id, c.action, c.member_id, c.reason, c.author, c.detail, c.entity FROM sync_changes c \
-             JOIN sync_runs r ON r.id = c.run_id JOIN districts d ON d.id = r.district_id \
-             WHERE d.clever_id = $1 AND (c.clever_id = $2 OR c.member_id = $2) ORDER BY c.id",
-        )
-        .bind(district)
-        .bind(clever_id.clone())
-        .fetch_all(pool)
-        .await
-        .map_err(sql("reading changes"))?
-        .into_iter()
-        .filter(|row: &(i64, String, Option<String>, String, String, Option<String>, String)| {
-            Entity::parse(&row.6).is_some_and(|e| entities.contains(&e))
-        })
-        .map(|(run, action, member, reason, author, detail, _)| {
-            (run, action, member, reason, author, detail)
-        })
-        .collect();
+    let logged: Vec<LoggedChange> = sqlx::query_as(
+        "SELECT c.run_id, c.action, c.member_id, c.reason, c.author, c.detail, c.entity FROM sync_changes c \
+         JOIN sync_runs r ON r.id = c.run_id JOIN districts d ON d.id = r.district_id \
+         WHERE d.clever_id = $1 AND (c.clever_id = $2 OR c.member_id = $2) ORDER BY c.id",
+    )
+    .bind(district)
+    .bind(clever_id.clone())
+    .fetch_all(pool)
+    .await
+    .map_err(sql("reading changes"))?
+    .into_iter()
+    .filter(|row: &LoggedChange| Entity::parse(&row.entity).is_some_and(|e| entities.contains(&e)))
+    .collect();
 
     if state.is_none() && decisions.is_empty() && logged.is_empty() {
         return Err(ExplainError::Unknown {
@@ -336,18 +341,14 @@ pub async fn explain(
             detail: None,
         });
     }
-    changes.extend(
-        logged
-            .into_iter()
-            .map(|(run, action, member, reason, author, detail)| ChangeRow {
-                run,
-                action,
-                subject: member.filter(|m| *m != clever_id),
-                reason,
-                author,
-                detail,
-            }),
-    );
+    changes.extend(logged.into_iter().map(|row| ChangeRow {
+        run: row.run_id,
+        action: row.action,
+        subject: row.member_id.filter(|m| *m != clever_id),
+        reason: row.reason,
+        author: row.author,
+        detail: row.detail,
+    }));
     for m in &memberships {
         let subject = Some(m.describe());
         if let Some(run) = m.started_run {

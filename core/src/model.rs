@@ -295,6 +295,9 @@ impl Snapshot {
     /// source never sent) and quarantines them, and drops sections whose school is unknown.
     pub fn quarantine_dangling_references(&mut self) {
         let schools: HashSet<&str> = self.schools.iter().map(|s| s.id.as_str()).collect();
+        // A reference to a record that arrived unreadable is dropped without a second
+        // quarantine entry: the record itself is quarantined, and its memberships are kept.
+        let unreadable: HashSet<&str> = self.unreadable.iter().map(|id| id.as_str()).collect();
         let students: HashSet<&str> = self.students.iter().map(|s| s.id.as_str()).collect();
         let teachers: HashSet<&str> = self.teachers.iter().map(|t| t.id.as_str()).collect();
         let terms: HashSet<&str> = self.terms.iter().map(|t| t.id.as_str()).collect();
@@ -315,7 +318,7 @@ impl Snapshot {
             let mut keep = |list: &mut Vec<Id>, known: &HashSet<&str>, role: &str| {
                 list.retain(|member| {
                     let ok = known.contains(member.as_str());
-                    if !ok {
+                    if !ok && !unreadable.contains(member.as_str()) {
                         quarantine.push(Quarantined {
                             kind: format!("section.{role}s"),
                             id: Some(section_id.clone()),

@@ -160,7 +160,7 @@ fn absence(by: Option<&Decision>) -> Cow<'static, str> {
     }
 }
 
-fn author<'a>(by: Option<&'a Decision>) -> &'a str {
+fn author(by: Option<&Decision>) -> &str {
     by.map_or("sync", |d| d.author.as_str())
 }
 

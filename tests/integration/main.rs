@@ -4,6 +4,7 @@
 
 mod util;
 
+mod admin;
 mod history;
 mod sync;
 mod transforms;

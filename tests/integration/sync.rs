@@ -406,6 +406,114 @@ async fn unusable_records_are_quarantined_not_lost(backend: Backend) {
     );
 }
 
+/// After a clean load, a student's record arrives unreadable (a role of the wrong type), a
+/// section without its school, and a teacher twice: the student and the section keep their
+/// rows and memberships exactly as they were, the duplicate is quarantined with a reason, and
+/// the run exits 1. When the records read again, nothing had been lost.
+async fn unreadable_records_keep_their_rows_and_duplicates_are_quarantined(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let edited = db.dir.path().join("recording");
+    copy_dir(&repo().join("pipelines/demo"), &edited);
+    let demo = pipeline(db.dir.path(), "demo", &replay_source(&edited), &db.url, "");
+    sync::run(&demo, &RunOptions::default())
+        .await
+        .expect("clean load");
+    let before = db.fingerprint().await;
+
+    let page_path = |collection: &str| edited.join(collection).join("0001.json");
+    let read = |collection: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(page_path(collection)).expect("page")).expect("JSON")
+    };
+    let (users, sections) = (read("users"), read("sections"));
+    let mut broken_users = users.clone();
+    let items = broken_users["data"].as_array_mut().expect("list");
+    let student = items
+        .iter()
+        .position(|u| u["data"]["roles"].get("student").is_some())
+        .expect("a student");
+    let student_id = items[student]["data"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    items[student]["data"]["roles"]["student"] = Value::from("not an object");
+    let teacher = items
+        .iter()
+        .find(|u| u["data"]["roles"].get("teacher").is_some())
+        .expect("a teacher")
+        .clone();
+    let teacher_id = teacher["data"]["id"].as_str().expect("id").to_owned();
+    let mut twin = teacher.clone();
+    twin["data"]["name"]["first"] = Value::from("Twin");
+    items.push(twin);
+    let mut broken_sections = sections.clone();
+    // A section whose course another section shares: the replay synthesises courses from the
+    // sections that read, so a course only the unreadable section names would look gone.
+    let list = broken_sections["data"].as_array().expect("list");
+    let course_of = |i: usize| {
+        list[i]["data"]["course"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let shared = (0..list.len())
+        .find(|&i| (0..list.len()).any(|j| j != i && course_of(j) == course_of(i)))
+        .expect("two sections of one course");
+    let section = &mut broken_sections["data"][shared]["data"];
+    let section_id = section["id"].as_str().expect("id").to_owned();
+    section["school"] = Value::from("");
+    let write = |collection: &str, page: &Value| {
+        std::fs::write(
+            page_path(collection),
+            serde_json::to_vec(page).expect("JSON"),
+        )
+        .expect("write")
+    };
+    write("users", &broken_users);
+    write("sections", &broken_sections);
+
+    let report = sync::run(&demo, &RunOptions::default()).await.expect("run");
+    assert_eq!(report.exit_code(), 1);
+    assert!(report.plan.is_empty(), "nothing changes: {}", report.plan);
+    assert_eq!(db.fingerprint().await, before);
+    let quarantined = db
+        .rows("SELECT kind, clever_id, reason FROM quarantine ORDER BY kind, clever_id")
+        .await;
+    let reasons: Vec<&str> = quarantined.iter().map(String::as_str).collect();
+    assert!(
+        reasons.contains(&format!("section|{section_id}|section has no school").as_str()),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with(&format!("user|{student_id}|unreadable record"))),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(
+            &format!(
+                "teacher|{teacher_id}|another teacher record has the same Clever id: the first one is used"
+            )
+            .as_str()
+        ),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        db.rows(&format!(
+            "SELECT first_name FROM teachers WHERE clever_id = '{teacher_id}'"
+        ))
+        .await,
+        [teacher["data"]["name"]["first"].as_str().expect("a name")],
+        "the first record is the one used"
+    );
+
+    write("users", &users);
+    write("sections", &sections);
+    let report = sync::run(&demo, &RunOptions::default()).await.expect("run");
+    assert_eq!(report.exit_code(), 0);
+    assert!(report.plan.is_empty(), "{}", report.plan);
+}
+
 /// `pull --record` saves what the API served; replaying it loads the same district.
 async fn a_recorded_pull_replays_to_the_same_roster(backend: Backend) {
     let db = TestDb::new(backend).await;
@@ -541,6 +649,7 @@ on_both_backends!(
     roster_changes_keep_history_and_identity,
     a_dry_run_writes_nothing,
     unusable_records_are_quarantined_not_lost,
+    unreadable_records_keep_their_rows_and_duplicates_are_quarantined,
     a_recorded_pull_replays_to_the_same_roster,
     a_load_killed_midway_leaves_the_previous_state,
 );

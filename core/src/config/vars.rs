@@ -9,13 +9,22 @@ use std::collections::BTreeMap;
 
 use super::Problem;
 
-/// Replaces every variable reference, or returns every missing variable with its place.
+/// Text with its variables replaced, and the variables that were not set: their references are
+/// left as written (`${NAME}`), each with its place.
+#[derive(Debug)]
+pub(super) struct Interpolated {
+    pub text: String,
+    pub missing: Vec<(String, Problem)>,
+}
+
+/// Replaces every variable reference it can; a malformed reference is an error.
 pub(super) fn interpolate(
     text: &str,
     env: &BTreeMap<String, String>,
-) -> Result<String, Vec<Problem>> {
+) -> Result<Interpolated, Vec<Problem>> {
     let mut out = String::with_capacity(text.len());
     let mut problems = Vec::new();
+    let mut missing = Vec::new();
     let (mut line, mut column) = (1, 1);
     let mut chars = text.char_indices().peekable();
     while let Some((start, c)) = chars.next() {
@@ -67,10 +76,14 @@ pub(super) fn interpolate(
                     Some(value) => out.push_str(&escape(value)),
                     None => match fallback {
                         Some(fallback) => out.push_str(fallback),
-                        None => problems.push(Problem {
-                            at: Some(at),
-                            message: format!("environment variable {name} is not set"),
-                        }),
+                        None => {
+                            out.push_str(&text[start..=start + len]);
+                            let problem = Problem {
+                                at: Some(at),
+                                message: format!("environment variable {name} is not set"),
+                            };
+                            missing.push((name.to_owned(), problem));
+                        }
                     },
                 }
             }
@@ -78,7 +91,7 @@ pub(super) fn interpolate(
         }
     }
     if problems.is_empty() {
-        Ok(out)
+        Ok(Interpolated { text: out, missing })
     } else {
         Err(problems)
     }
@@ -107,31 +120,39 @@ mod tests {
         BTreeMap::from([("TOKEN".to_owned(), "a\"b\\c".to_owned())])
     }
 
+    fn text(source: &str) -> String {
+        interpolate(source, &env()).expect("well formed").text
+    }
+
     #[test]
     fn values_are_escaped_for_a_basic_string() {
-        assert_eq!(
-            interpolate("t = \"${TOKEN}\"", &env()).expect("set"),
-            "t = \"a\\\"b\\\\c\""
-        );
+        assert_eq!(text("t = \"${TOKEN}\""), "t = \"a\\\"b\\\\c\"");
     }
 
     #[test]
     fn a_fallback_applies_only_when_unset() {
         assert_eq!(
-            interpolate("${NOPE:-sqlite://x.db} ${TOKEN:-no}", &env()).expect("fallback"),
+            text("${NOPE:-sqlite://x.db} ${TOKEN:-no}"),
             "sqlite://x.db a\\\"b\\\\c"
         );
     }
 
     #[test]
     fn dollar_dollar_is_a_literal_dollar() {
-        assert_eq!(interpolate("a$$b $x", &env()).expect("literal"), "a$b $x");
+        assert_eq!(text("a$$b $x"), "a$b $x");
     }
 
     #[test]
-    fn every_missing_variable_is_reported_with_its_place() {
-        let problems = interpolate("a = \"${A}\"\n  b = \"${B}\"", &env()).expect_err("missing");
-        let places: Vec<_> = problems.iter().map(|p| p.at).collect();
+    fn every_missing_variable_is_reported_with_its_place_and_left_as_written() {
+        let interpolated = interpolate("a = \"${A}\"\n  b = \"${B}\"", &env()).expect("parsed");
+        let places: Vec<_> = interpolated.missing.iter().map(|(_, p)| p.at).collect();
         assert_eq!(places, vec![Some((1, 6)), Some((2, 8))]);
+        assert_eq!(interpolated.text, "a = \"${A}\"\n  b = \"${B}\"");
+    }
+
+    #[test]
+    fn a_malformed_reference_is_an_error() {
+        assert!(interpolate("a = \"${A\"", &env()).is_err());
+        assert!(interpolate("a = \"${A-B}\"", &env()).is_err());
     }
 }

@@ -863,4 +863,91 @@ mod tests {
             .expect_err("not json");
         assert!(error.to_string().contains("GET /v3.0/users"), "{error}");
     }
+
+    fn builder_with(districts: &[&str], expected: Option<&str>) -> SnapshotBuilder {
+        let items: Vec<String> = districts
+            .iter()
+            .map(|id| format!(r#"{{"data":{{"id":"{id}","name":"D"}}}}"#))
+            .collect();
+        let page = format!(r#"{{"data":[{}],"links":[]}}"#, items.join(","));
+        let mut builder = SnapshotBuilder::new(expected);
+        builder
+            .add_page(Collection::Districts, page.as_bytes(), "districts")
+            .expect("district page");
+        builder
+    }
+
+    const OURS: &str = "5a0c91b95c7cc000010d417c";
+    const THEIRS: &str = "5a0c91b95c7cc000010d4100";
+
+    #[test]
+    fn a_record_that_cannot_be_read_is_quarantined_and_its_id_kept_unreadable() {
+        let snapshot = build(
+            Collection::Users,
+            r#"{"data":[{"data":{"id":"u1","roles":{"student":"oops"}}},
+                        {"data":{"id":"u2","roles":{}}},
+                        {"data":{"id":"u3","roles":{"staff":{"title":"Principal"}}}}],"links":[]}"#,
+        );
+        assert!(snapshot.students.is_empty());
+        assert_eq!(snapshot.unreadable, ["u1", "u2"]);
+        assert_eq!(snapshot.quarantine.len(), 2);
+        assert!(
+            snapshot.quarantine[0]
+                .reason
+                .starts_with("unreadable record")
+        );
+        assert_eq!(snapshot.skipped.staff, 1, "staff-only users are counted");
+    }
+
+    #[test]
+    fn a_duplicate_id_keeps_the_first_record_and_quarantines_the_others() {
+        let snapshot = build(
+            Collection::Users,
+            r#"{"data":[{"data":{"id":"t1","name":{"first":"First"},"roles":{"teacher":{}}}},
+                        {"data":{"id":"t1","name":{"first":"Second"},"roles":{"teacher":{}}}}],"links":[]}"#,
+        );
+        assert_eq!(snapshot.teachers.len(), 1);
+        assert_eq!(snapshot.teachers[0].name.first.as_deref(), Some("First"));
+        assert_eq!(snapshot.quarantine.len(), 1);
+        assert_eq!(snapshot.quarantine[0].kind, "teacher");
+        assert_eq!(snapshot.quarantine[0].id.as_deref(), Some("t1"));
+    }
+
+    #[test]
+    fn records_of_another_district_are_counted_and_skipped() {
+        let mut builder = builder_with(&[OURS, THEIRS], Some(OURS));
+        let page = format!(
+            r#"{{"data":[{{"data":{{"id":"s1","district":"{OURS}","roles":{{"student":{{}}}}}}}},
+                        {{"data":{{"id":"s2","district":"{THEIRS}","roles":{{"student":{{}}}}}}}},
+                        {{"data":{{"id":"s3","district":"{THEIRS}","roles":{{"student":"bad"}}}}}}],"links":[]}}"#
+        );
+        builder
+            .add_page(Collection::Users, page.as_bytes(), "users")
+            .expect("page");
+        let snapshot = builder.finish(false).expect("snapshot");
+        assert_eq!(snapshot.district.id, OURS);
+        let ids: Vec<&str> = snapshot.students.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["s1"]);
+        assert_eq!(snapshot.skipped.other_district, 2);
+        assert!(snapshot.quarantine.is_empty() && snapshot.unreadable.is_empty());
+    }
+
+    #[test]
+    fn a_token_that_sees_several_districts_needs_a_district_id() {
+        let error = builder_with(&[OURS, THEIRS], None)
+            .finish(false)
+            .expect_err("ambiguous");
+        assert!(
+            error.to_string().contains("set pipeline.district_id"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_district_id_that_is_not_a_clever_id_is_refused() {
+        let error = builder_with(&["../../etc"], None)
+            .finish(false)
+            .expect_err("refused");
+        assert!(error.to_string().contains("not a Clever id"), "{error}");
+    }
 }

@@ -360,72 +360,6 @@ pub struct OpenDecision {
     pub detail: String,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fingerprints_tell_kinds_and_values_apart() {
-        let all = [
-            Cell::Null,
-            Cell::Text(""),
-            Cell::Text("1"),
-            Cell::Flag(false),
-            Cell::Flag(true),
-            Cell::Row(1),
-            Cell::Row(2),
-            Cell::Pending,
-        ];
-        for (i, a) in all.iter().enumerate() {
-            for (j, b) in all.iter().enumerate() {
-                assert_eq!(fingerprint(*a) == fingerprint(*b), i == j, "{a:?} {b:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn rows_are_found_by_key_and_by_row_id() {
-        let mut table = TableState::new(1);
-        for (key, id) in [("a", 3), ("b", 7), ("c", 9)] {
-            let existing = Existing {
-                id,
-                archived: false,
-                school: None,
-            };
-            table
-                .push(key.into(), existing, [id as u64])
-                .expect("ascending");
-        }
-        assert_eq!(table.row_id("b"), Some(7));
-        assert_eq!(table.find_row(9), Some(2));
-        assert_eq!(table.find_row(8), None);
-        assert_eq!(table.fingerprints(1), &[7]);
-        let existing = Existing {
-            id: 5,
-            archived: false,
-            school: None,
-        };
-        assert!(table.push("d".into(), existing, [0]).is_err());
-    }
-
-    #[test]
-    fn memberships_group_by_class() {
-        let mut members = MembershipState::default();
-        for (class, member, source) in [(1, 10, "sis"), (1, 11, "plugin:x"), (4, 10, "sis")] {
-            members
-                .push(class, member, Role::None, source)
-                .expect("ordered");
-        }
-        assert_eq!(members.classes(), &[1, 4]);
-        let (ids, tags) = members.of_class_at(0);
-        assert_eq!(ids, &[10, 11]);
-        assert_eq!(members.source(tags[1].source), "plugin:x");
-        assert_eq!(members.of_class_at(1).0, &[10]);
-        assert!(members.push(4, 9, Role::None, "sis").is_err());
-        assert!(members.push(2, 1, Role::None, "sis").is_err());
-    }
-}
-
 /// The state a DB would hold after loading `snapshot` into an empty district: rows numbered in
 /// load order, fingerprints of the snapshot's own values, its memberships and decisions. What
 /// the planner's tests diff against.
@@ -532,4 +466,70 @@ pub(crate) fn loaded(snapshot: &crate::model::Snapshot) -> State {
         })
         .collect();
     state
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_tell_kinds_and_values_apart() {
+        let all = [
+            Cell::Null,
+            Cell::Text(""),
+            Cell::Text("1"),
+            Cell::Flag(false),
+            Cell::Flag(true),
+            Cell::Row(1),
+            Cell::Row(2),
+            Cell::Pending,
+        ];
+        for (i, a) in all.iter().enumerate() {
+            for (j, b) in all.iter().enumerate() {
+                assert_eq!(fingerprint(*a) == fingerprint(*b), i == j, "{a:?} {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn rows_are_found_by_key_and_by_row_id() {
+        let mut table = TableState::new(1);
+        for (key, id) in [("a", 3), ("b", 7), ("c", 9)] {
+            let existing = Existing {
+                id,
+                archived: false,
+                school: None,
+            };
+            table
+                .push(key.into(), existing, [id as u64])
+                .expect("ascending");
+        }
+        assert_eq!(table.row_id("b"), Some(7));
+        assert_eq!(table.find_row(9), Some(2));
+        assert_eq!(table.find_row(8), None);
+        assert_eq!(table.fingerprints(1), &[7]);
+        let existing = Existing {
+            id: 5,
+            archived: false,
+            school: None,
+        };
+        assert!(table.push("d".into(), existing, [0]).is_err());
+    }
+
+    #[test]
+    fn memberships_group_by_class() {
+        let mut members = MembershipState::default();
+        for (class, member, source) in [(1, 10, "sis"), (1, 11, "plugin:x"), (4, 10, "sis")] {
+            members
+                .push(class, member, Role::None, source)
+                .expect("ordered");
+        }
+        assert_eq!(members.classes(), &[1, 4]);
+        let (ids, tags) = members.of_class_at(0);
+        assert_eq!(ids, &[10, 11]);
+        assert_eq!(members.source(tags[1].source), "plugin:x");
+        assert_eq!(members.of_class_at(1).0, &[10]);
+        assert!(members.push(4, 9, Role::None, "sis").is_err());
+        assert!(members.push(2, 1, Role::None, "sis").is_err());
+    }
 }

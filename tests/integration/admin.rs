@@ -1,0 +1,217 @@
+//! What a district admin runs by hand, through the binary: commands that only read or write
+//! the Freckle DB work without the source's secrets in the environment; `explain` names the
+//! class of every membership change; `status` and `report` show a held run for review; a second
+//! run of a district while one is in progress exits 75 and changes nothing.
+
+use std::time::Duration;
+
+use rosterflow::store::Store;
+use rosterflow::sync::{self, RunOptions, RunStatus};
+use rosterflow_tests::clever_sim::{CleverSim, SimOptions};
+use rosterflow_tests::district::{Dataset, Role};
+
+use crate::on_both_backends;
+use crate::util::{Backend, TestDb, demo_records, pipeline, rosterflow, sim_source};
+
+const DISTRICT: &str = "5a0c91b95c7cc000010d417c";
+
+/// The demo loaded into `db`, and a pipeline file for it whose token comes from
+/// `CLEVER_TOKEN`, which the tests never set.
+async fn demo_with_a_token_variable(db: &TestDb) -> String {
+    sync::run(&db.demo_pipeline(), &RunOptions::default())
+        .await
+        .expect("load the demo");
+    let path = db.dir.path().join("clever.toml");
+    let text = format!(
+        "[pipeline]\nname = \"demo\"\ndistrict_id = \"{DISTRICT}\"\n\n\
+         [source]\ntype = \"clever\"\ntoken = \"${{CLEVER_TOKEN}}\"\n\n\
+         [load]\ndatabase = \"{}\"\n\n\
+         [export]\ndir = \"{}\"\n\n\
+         [email]\nhost = \"127.0.0.1\"\nport = 1\ntls = \"none\"\nfrom = \"no-reply@freckle.example\"\n\
+         app_url = \"https://app.freckle.example\"\n",
+        db.url,
+        db.dir.path().join("exports").display()
+    );
+    std::fs::write(&path, text).expect("write the pipeline");
+    path.to_str().expect("a UTF-8 path").to_owned()
+}
+
+/// Every command that does not pull runs without `CLEVER_TOKEN`; `run` still asks for it.
+async fn admin_commands_need_no_source_secrets(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let file = demo_with_a_token_variable(&db).await;
+    let student = demo_records("users")
+        .into_iter()
+        .find(|u| u["roles"].get("student").is_some())
+        .expect("a student")["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    let class = demo_records("sections")[0]["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    let teacher = demo_records("users")
+        .into_iter()
+        .find(|u| u["roles"].get("teacher").is_some())
+        .expect("a teacher")["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    let commands: Vec<(Vec<&str>, i32)> = vec![
+        (vec!["history", &file], 0),
+        (vec!["report", &file], 0),
+        (vec!["explain", &file, "student", &student], 0),
+        (vec!["status", &file], 0),
+        (vec!["export", &file], 0),
+        (vec!["share", &file, &student, "--with", &teacher], 0),
+        (vec!["email", "resend", &file, &teacher], 0),
+        // These fail, for their own reasons only.
+        (vec!["approve", &file, "999"], 2),
+        (vec!["discard", &file, "999"], 2),
+        (
+            vec![
+                "roster",
+                &file,
+                "add",
+                "--class",
+                &class,
+                "--student",
+                &student,
+            ],
+            2,
+        ),
+    ];
+    for (args, expected) in commands {
+        let (code, stdout, stderr) = rosterflow(&args, &[]);
+        assert_eq!(code, expected, "{args:?}\n{stdout}\n{stderr}");
+        assert!(!stderr.contains("CLEVER_TOKEN"), "{args:?}: {stderr}");
+    }
+    let (code, _, stderr) = rosterflow(&["run", &file], &[]);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains("environment variable CLEVER_TOKEN is not set"),
+        "{stderr}"
+    );
+    // A variable the command does use must still be set.
+    let broken = std::fs::read_to_string(&file)
+        .expect("read")
+        .replace(&db.url, "${FRECKLE_DB_URL}");
+    std::fs::write(&file, broken).expect("write");
+    let (code, _, stderr) = rosterflow(&["history", &file], &[]);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains("FRECKLE_DB_URL is not set"), "{stderr}");
+    assert!(!stderr.contains("CLEVER_TOKEN"), "{stderr}");
+}
+
+/// `explain` names the class (name and id) of each membership change, and a teacher's role.
+async fn explain_names_the_class_of_each_membership_change(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let file = demo_with_a_token_variable(&db).await;
+    let section = &demo_records("sections")[0];
+    let (id, name) = (
+        section["id"].as_str().expect("id"),
+        section["name"].as_str().expect("name"),
+    );
+    let student = section["students"][0].as_str().expect("a student");
+    let (code, stdout, stderr) = rosterflow(&["explain", &file, "student", student], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "run 1: start class {name:?} ({id}): in the section in source"
+        )),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(&format!("start {student}")), "{stdout}");
+    let teacher = section["teacher"].as_str().expect("a teacher");
+    let (_, stdout, _) = rosterflow(&["explain", &file, "teacher", teacher], &[]);
+    assert!(
+        stdout.contains(&format!("start class {name:?} ({id}) as primary")),
+        "{stdout}"
+    );
+}
+
+/// A held run's report lists what its plan would change, and `status` shows it waiting.
+async fn a_held_run_can_be_reviewed_before_approval(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let sim = CleverSim::start(Dataset::demo(), SimOptions::default()).await;
+    let demo = pipeline(
+        db.dir.path(),
+        "demo",
+        &sim_source(&sim.base_url(), &sim.token(), 2000),
+        &db.url,
+        "",
+    );
+    sync::run(&demo, &RunOptions::default())
+        .await
+        .expect("first load");
+    let students = sim.read(|d| d.ids_with_role(Role::Student));
+    sim.update(|d| {
+        for student in students.iter().step_by(2) {
+            d.remove_user(student);
+        }
+    });
+    let report = sync::run(&demo, &RunOptions::default()).await.expect("run");
+    let RunStatus::Held { run_id, .. } = report.status else {
+        panic!("expected a hold, got {:?}", report.status);
+    };
+    let file = demo.path.to_str().expect("a UTF-8 path");
+    let (code, stdout, stderr) = rosterflow(
+        &["report", file, &run_id.to_string(), "--format", "csv"],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let archives = stdout
+        .lines()
+        .filter(|l| l.starts_with("change,student,") && l.contains(",archive,"))
+        .count();
+    assert_eq!(archives, 502, "{stdout}");
+    assert_eq!(
+        stdout.lines().count() - 1,
+        report.plan.change_count(),
+        "one row per planned change"
+    );
+    let (code, stdout, _) = rosterflow(&["status", file], &[]);
+    assert_eq!(code, 1, "something waits for an admin: {stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "held, waiting for approve or discard: run {run_id:>5}"
+        )),
+        "{stdout}"
+    );
+}
+
+/// While a run holds the district's lock, another exits 75 at once, or waits for it with
+/// `--wait-secs`; a dry run waits its turn too.
+async fn a_second_run_of_a_district_waits_or_exits(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let file = db.demo_pipeline().path.to_str().expect("path").to_owned();
+    let handle = db.open().await;
+    let lock = Store::lock(&handle, DISTRICT, Duration::ZERO)
+        .await
+        .expect("lock the district");
+    let (code, stdout, stderr) = rosterflow(&["run", &file], &[]);
+    assert_eq!(code, 75, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "another run of district {DISTRICT} is in progress"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM students").await, 0);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM sync_runs").await, 0);
+    // The holder finishes within the wait: the waiting run goes ahead.
+    let waiting = std::thread::spawn(move || rosterflow(&["run", &file, "--wait-secs", "30"], &[]));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(lock);
+    let (code, stdout, stderr) = waiting.join().expect("the waiting run");
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM students").await, 1004);
+}
+
+on_both_backends!(
+    admin_commands_need_no_source_secrets,
+    explain_names_the_class_of_each_membership_change,
+    a_held_run_can_be_reviewed_before_approval,
+    a_second_run_of_a_district_waits_or_exits,
+);
