@@ -45,6 +45,11 @@ pub mod store;
 pub mod sync;
 pub mod transform;
 
+/// The `tracing` target of progress reports: what a long step is doing now, for someone
+/// watching a terminal. The binary shows the latest on stderr (a terminal only) and keeps them
+/// out of the logs; an empty message ends the display.
+pub const PROGRESS: &str = "rosterflow::progress";
+
 /// Runs blocking or CPU-heavy work (a SQLite transaction, planning, plugins) on this thread,
 /// telling a multi-threaded runtime to move its other tasks elsewhere meanwhile; on a
 /// current-thread runtime it simply runs.

@@ -145,6 +145,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport,
             source,
         })?;
     let result = plan_and_load(pipeline, options, &db, started_at).await;
+    tracing::info!(target: crate::PROGRESS, "");
     match &result {
         Ok(RunReport {
             status: RunStatus::Committed { .. },
@@ -244,6 +245,7 @@ async fn plan_and_load(
             (snapshot, store, state.map_err(store_error)?)
         }
     };
+    tracing::info!(target: crate::PROGRESS, "planning");
     let plan = crate::blocking(|| Plan::compute(&snapshot, &state));
     let summary = plan.summary();
     tracing::info!(pipeline = %name, changes = summary.change_count(), "plan computed");
@@ -276,6 +278,7 @@ async fn plan_and_load(
         });
     }
     tracing::info!(pipeline = %name, changes = summary.change_count(), "applying plan");
+    tracing::info!(target: crate::PROGRESS, "applying {} changes", summary.change_count());
     let run = RunRecord::New {
         pipeline: &name,
         started_at,

@@ -209,6 +209,47 @@ async fn a_second_run_of_a_district_waits_or_exits(backend: Backend) {
     assert_eq!(db.scalar("SELECT COUNT(*) FROM students").await, 1004);
 }
 
+/// Logs for machines and people: JSON lines with `--log-format json`, and no colour codes when
+/// stderr is not a terminal; by default a run's output is its plan and outcome alone.
+#[test]
+fn logs_are_json_on_request_and_never_coloured_off_a_terminal() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = format!("sqlite://{}", dir.path().join("freckle.db").display());
+    let demo = crate::util::repo().join("pipelines/demo.toml");
+    let demo = demo.to_str().expect("a UTF-8 path");
+    let env = [("FRECKLE_DB", db.as_str())];
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(crate::util::rosterflow_bin())
+            .args(args)
+            .envs(env)
+            .env_remove("ROSTERFLOW_LOG")
+            .current_dir(dir.path())
+            .output()
+            .expect("run rosterflow");
+        (
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (stdout, stderr) = run(&["run", demo]);
+    assert!(stdout.contains("run 1 committed"), "{stdout}");
+    assert!(stderr.is_empty(), "quiet by default: {stderr}");
+    let (_, stderr) = run(&["-v", "--log-format", "json", "run", demo]);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "run committed" && l["level"] == "INFO"),
+        "{stderr}"
+    );
+    let (_, stderr) = run(&["-v", "run", demo]);
+    assert!(stderr.contains("run committed"), "{stderr}");
+    assert!(!stderr.contains('\x1b'), "no colour codes: {stderr:?}");
+}
+
 on_both_backends!(
     admin_commands_need_no_source_secrets,
     explain_names_the_class_of_each_membership_change,

@@ -59,6 +59,7 @@ async fn pull_collection(
     let mut path = format!("{API_VERSION}/{}?limit={}", collection.name(), config.limit);
     let mut parsing: Option<tokio::task::JoinHandle<Result<Part, ExtractError>>> = None;
     let mut pages = 0;
+    let mut records = 0;
     loop {
         pages += 1;
         let url = format!("{}{path}", config.base_url.trim_end_matches('/'));
@@ -72,6 +73,8 @@ async fn pull_collection(
             records = info.records,
             "page received"
         );
+        records += info.records;
+        tracing::info!(target: crate::PROGRESS, "pulling {}: {records} records", collection.name());
         if let Some(previous) = parsing.take() {
             builder.merge(collection, previous.await??);
         }

@@ -614,6 +614,7 @@ impl<'a> Writer<'_, 'a> {
         mut work: TableWork,
     ) -> Result<()> {
         let step = |what: &str| format!("writing {what} {}", work.name);
+        tracing::info!(target: crate::PROGRESS, "writing {}", work.name);
         let columns = work.columns.join(", ");
         if work.create_count > 0 {
             let sql = format!(

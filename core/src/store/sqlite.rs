@@ -421,6 +421,7 @@ impl<'a> TableVisitor<'a> for Writer<'_, 'a> {
 
     fn visit<R: Record>(&mut self, records: &'a [R]) -> Result<()> {
         let table = &R::TABLE;
+        tracing::info!(target: crate::PROGRESS, "writing {}", table.name);
         let entity = table.entity;
         let current = self.plan.state.table(entity);
         let mut rows: Vec<Option<i64>> = records.iter().map(|r| current.row_id(r.key())).collect();
@@ -615,7 +616,11 @@ impl<'a> Writer<'_, 'a> {
                 ))
                 .map_err(StoreError::sqlite(step("starts")))?;
             let member = member_entity(table.entity);
-            for change in plan.starts.iter().filter(|s| s.entity == table.entity) {
+            let starts = plan.starts.iter().filter(|s| s.entity == table.entity);
+            for (written, change) in starts.enumerate() {
+                if written % 1_000_000 == 0 {
+                    tracing::info!(target: crate::PROGRESS, "writing {}: {written} new", table.name);
+                }
                 let section = &snapshot.sections[change.class as usize];
                 let key = record_key(snapshot, member, change.member);
                 let source = section
