@@ -49,7 +49,7 @@ pub struct EmailConfig {
     #[serde(default = "default_throttle_per_minute")]
     pub throttle_per_minute: u32,
     /// How many times one message is tried before it is marked `failed`. Each delivery pass
-    /// (after every committed run, and at the start of the next) tries a message at most once.
+    /// (`rosterflow email send`) tries a message at most once.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
     /// The wait before the first retry of a message; it doubles after every failed attempt.
