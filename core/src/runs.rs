@@ -205,7 +205,7 @@ pub async fn record_failure(
 }
 
 /// One line of run history.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RunSummary {
     pub id: i64,
     pub status: String,
@@ -231,7 +231,7 @@ impl std::fmt::Display for RunSummary {
 
 /// The pipeline's most recent runs, newest first.
 pub async fn history(db: &Db, pipeline: &str, limit: i64) -> Result<Vec<RunSummary>, RunsError> {
-    let rows: Vec<(i64, String, String, i64, i64, Option<String>)> = sqlx::query_as(
+    sqlx::query_as(
         "SELECT id, status, started_at, changes, quarantined, error FROM sync_runs \
          WHERE pipeline = $1 ORDER BY id DESC LIMIT $2",
     )
@@ -239,20 +239,7 @@ pub async fn history(db: &Db, pipeline: &str, limit: i64) -> Result<Vec<RunSumma
     .bind(limit)
     .fetch_all(&db.pool)
     .await
-    .map_err(sql("reading run history"))?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(id, status, started_at, changes, quarantined, error)| RunSummary {
-                id,
-                status,
-                started_at,
-                changes,
-                quarantined,
-                error,
-            },
-        )
-        .collect())
+    .map_err(sql("reading run history"))
 }
 
 /// The district the pipeline's latest run loaded, if it has run.
@@ -324,7 +311,7 @@ impl std::fmt::Display for PipelineStatus {
 /// The pipeline's status.
 pub async fn status(db: &Db, pipeline: &str) -> Result<PipelineStatus, RunsError> {
     let last = history(db, pipeline, 1).await?.into_iter().next();
-    let held_rows: Vec<(i64, String, String, i64, i64, Option<String>)> = sqlx::query_as(
+    let held = sqlx::query_as(
         "SELECT id, status, started_at, changes, quarantined, error FROM sync_runs \
          WHERE pipeline = $1 AND status = 'held' ORDER BY id",
     )
@@ -332,19 +319,6 @@ pub async fn status(db: &Db, pipeline: &str) -> Result<PipelineStatus, RunsError
     .fetch_all(&db.pool)
     .await
     .map_err(sql("reading held runs"))?;
-    let held = held_rows
-        .into_iter()
-        .map(
-            |(id, status, started_at, changes, quarantined, error)| RunSummary {
-                id,
-                status,
-                started_at,
-                changes,
-                quarantined,
-                error,
-            },
-        )
-        .collect();
     let (last_applied_at, quarantined): (Option<String>, Option<i64>) = sqlx::query_as(
         "SELECT MAX(CASE WHEN status IN ('committed', 'approved') THEN started_at END), \
                 (SELECT quarantined FROM sync_runs WHERE pipeline = $1 AND status <> 'failed' ORDER BY id DESC LIMIT 1) \

@@ -14,6 +14,7 @@ pub mod schema;
 mod sqlite;
 pub mod state;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -21,6 +22,7 @@ use chrono::{DateTime, Utc};
 use crate::db::{Backend, Db};
 use crate::model::Entity;
 use crate::plan::Plan;
+use schema::Record;
 use state::State;
 
 /// Why reading or writing the Freckle DB failed. Messages name the step, never the URL.
@@ -179,6 +181,47 @@ pub async fn read_state(db: &Db, district: &str) -> Result<State, StoreError> {
                 .read_state()
                 .await
         }
+    }
+}
+
+/// The row ids of a snapshot's records while a plan is written, per entity and position: the
+/// state's rows, then the rows the run creates.
+#[derive(Default)]
+struct RowIds {
+    rows: BTreeMap<Entity, Vec<Option<i64>>>,
+}
+
+impl RowIds {
+    /// The existing rows of `records`, by position; the caller fills in the ones it creates.
+    fn existing<R: Record>(state: &State, records: &[R]) -> Vec<Option<i64>> {
+        let table = state.table(R::TABLE.entity);
+        records.iter().map(|r| table.row_id(r.key())).collect()
+    }
+
+    fn insert(&mut self, entity: Entity, rows: Vec<Option<i64>>) {
+        self.rows.insert(entity, rows);
+    }
+
+    /// The row of the snapshot's record of `entity` at `position`.
+    fn at(&self, entity: Entity, position: u32) -> Option<i64> {
+        self.rows
+            .get(&entity)
+            .and_then(|rows| rows.get(position as usize).copied().flatten())
+    }
+
+    /// The row of a referenced record (a school, term or course), existing or created.
+    fn of_key(&self, plan: &Plan<'_>, entity: Entity, key: &str) -> Option<i64> {
+        if let Some(row) = plan.state.table(entity).row_id(key) {
+            return Some(row);
+        }
+        let snapshot = plan.snapshot;
+        let position = match entity {
+            Entity::School => snapshot.schools.iter().position(|s| s.id == key),
+            Entity::Term => snapshot.terms.iter().position(|t| t.id == key),
+            Entity::Course => snapshot.courses.iter().position(|c| c.id == key),
+            _ => None,
+        }?;
+        self.at(entity, position as u32)
     }
 }
 

@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use rosterflow::store::Store;
 use rosterflow::sync::{self, RunOptions, RunStatus};
-use rosterflow_tests::clever_sim::{CleverSim, SimOptions};
-use rosterflow_tests::district::{Dataset, Role};
+use rosterflow_tests::district::Role;
 
 use crate::on_both_backends;
-use crate::util::{Backend, TestDb, demo_records, pipeline, rosterflow, sim_source};
+use crate::util::{Backend, TestDb, demo_records, rosterflow};
 
 const DISTRICT: &str = "5a0c91b95c7cc000010d417c";
 
@@ -133,18 +132,7 @@ async fn explain_names_the_class_of_each_membership_change(backend: Backend) {
 
 /// A held run's report lists what its plan would change, and `status` shows it waiting.
 async fn a_held_run_can_be_reviewed_before_approval(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let sim = CleverSim::start(Dataset::demo(), SimOptions::default()).await;
-    let demo = pipeline(
-        db.dir.path(),
-        "demo",
-        &sim_source(&sim.base_url(), &sim.token(), 2000),
-        &db.url,
-        "",
-    );
-    sync::run(&demo, &RunOptions::default())
-        .await
-        .expect("first load");
+    let (_db, sim, demo) = crate::trust::demo_through_the_api(backend).await;
     let students = sim.read(|d| d.ids_with_role(Role::Student));
     sim.update(|d| {
         for student in students.iter().step_by(2) {

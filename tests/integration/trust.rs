@@ -14,7 +14,8 @@ use crate::util::{Backend, TestDb, pipeline, sim_source};
 
 const DISTRICT: &str = "5a0c91b95c7cc000010d417c";
 
-async fn demo_through_the_api(
+/// The demo district served by the simulator and loaded once.
+pub(crate) async fn demo_through_the_api(
     backend: Backend,
 ) -> (TestDb, CleverSim, rosterflow::config::Pipeline) {
     let db = TestDb::new(backend).await;

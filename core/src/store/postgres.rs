@@ -25,7 +25,7 @@ use super::schema::{
 use super::state::{
     Cell, Existing, MembershipState, OpenDecision, Role, State, TableState, fingerprint,
 };
-use super::{RunOutcome, RunRecord, StoreError, counts_json};
+use super::{RowIds, RunOutcome, RunRecord, StoreError, counts_json};
 use crate::db::timestamp;
 use crate::model::{DecisionAction, Entity};
 use crate::plan::{Plan, RecordAction, member_entity, record_key};
@@ -215,7 +215,7 @@ impl PgStore {
             district,
             now: &now,
             lookups: Lookups::new(plan.snapshot),
-            rows: BTreeMap::new(),
+            rows: RowIds::default(),
             reserved,
             work: Vec::new(),
         };
@@ -493,7 +493,7 @@ struct Writer<'t, 'a> {
     now: &'t str,
     lookups: Lookups<'a>,
     /// Row ids of the snapshot's records, per entity, by position.
-    rows: BTreeMap<Entity, Vec<Option<i64>>>,
+    rows: RowIds,
     /// Ids taken for each table's new rows, in the plan's order.
     reserved: BTreeMap<Entity, std::vec::IntoIter<i64>>,
     /// Each table's encoded writes, in the order they are sent.
@@ -507,8 +507,7 @@ impl<'a> TableVisitor<'a> for Writer<'_, 'a> {
     fn visit<R: Record>(&mut self, records: &'a [R]) -> std::result::Result<(), Self::Error> {
         let table = &R::TABLE;
         let entity = table.entity;
-        let current = self.plan.state.table(entity);
-        let mut rows: Vec<Option<i64>> = records.iter().map(|r| current.row_id(r.key())).collect();
+        let mut rows = RowIds::existing(self.plan.state, records);
         let mut work = TableWork {
             entity,
             name: table.name,
@@ -581,31 +580,10 @@ impl<'a> Writer<'_, 'a> {
                     let Kind::Ref(to) = column.kind else {
                         unreachable!("reference values come from reference columns")
                     };
-                    encoder.int(key.and_then(|key| self.row_of_key(to, key)));
+                    encoder.int(key.and_then(|key| self.rows.of_key(self.plan, to, key)));
                 }
             }
         }
-    }
-
-    /// The row of a referenced record: a schools, terms or courses row, existing or created.
-    fn row_of_key(&self, entity: Entity, key: &str) -> Option<i64> {
-        if let Some(row) = self.plan.state.table(entity).row_id(key) {
-            return Some(row);
-        }
-        let snapshot = self.plan.snapshot;
-        let position = match entity {
-            Entity::School => snapshot.schools.iter().position(|s| s.id == key),
-            Entity::Term => snapshot.terms.iter().position(|t| t.id == key),
-            Entity::Course => snapshot.courses.iter().position(|c| c.id == key),
-            _ => None,
-        }?;
-        self.row_at(entity, position as u32)
-    }
-
-    fn row_at(&self, entity: Entity, position: u32) -> Option<i64> {
-        self.rows
-            .get(&entity)
-            .and_then(|rows| rows.get(position as usize).copied().flatten())
     }
 
     async fn write_table(
@@ -747,8 +725,8 @@ impl<'a> Writer<'_, 'a> {
                 let mut encoder = Encoder::default();
                 for start in starts {
                     let (Some(class_row), Some(member_row)) = (
-                        self.row_at(Entity::Class, start.class),
-                        self.row_at(member, start.member),
+                        self.rows.at(Entity::Class, start.class),
+                        self.rows.at(member, start.member),
                     ) else {
                         let _ = copy
                             .abort("a membership names a record without a row")
@@ -895,7 +873,7 @@ impl<'a> Writer<'_, 'a> {
             .plan
             .new_accounts
             .iter()
-            .map(|&t| self.row_at(Entity::Teacher, t))
+            .map(|&t| self.rows.at(Entity::Teacher, t))
             .collect::<Option<Vec<i64>>>()
             .ok_or(StoreError::Changed {
                 entity: Entity::Teacher,

@@ -52,6 +52,15 @@ pub struct Column<R: 'static> {
     pub value: for<'a> fn(&'a R, &Lookups<'a>) -> Value<'a>,
 }
 
+/// A column of `R`'s table.
+const fn column<R>(
+    name: &'static str,
+    kind: Kind,
+    value: for<'a> fn(&'a R, &Lookups<'a>) -> Value<'a>,
+) -> Column<R> {
+    Column { name, kind, value }
+}
+
 /// A table whose rows the sync keys by Clever id.
 pub struct Table<R: 'static> {
     pub entity: Entity,
@@ -167,11 +176,9 @@ impl Record for District {
     const TABLE: Table<Self> = Table {
         entity: Entity::District,
         name: "districts",
-        columns: &[Column {
-            name: "name",
-            kind: Kind::Text,
-            value: |d, _| Value::Text(Some(Cow::Borrowed(&d.name))),
-        }],
+        columns: &[column("name", Kind::Text, |d, _| {
+            Value::Text(Some(Cow::Borrowed(&d.name)))
+        })],
         in_district: false,
     };
     fn key(&self) -> &str {
@@ -187,41 +194,15 @@ impl Record for School {
         entity: Entity::School,
         name: "schools",
         columns: &[
-            Column {
-                name: "name",
-                kind: Kind::Text,
-                value: |s, _| Value::Text(Some(Cow::Borrowed(&s.name))),
-            },
-            Column {
-                name: "sis_id",
-                kind: Kind::Text,
-                value: |s, _| text(&s.sis_id),
-            },
-            Column {
-                name: "school_number",
-                kind: Kind::Text,
-                value: |s, _| text(&s.school_number),
-            },
-            Column {
-                name: "state_id",
-                kind: Kind::Text,
-                value: |s, _| text(&s.state_id),
-            },
-            Column {
-                name: "low_grade",
-                kind: Kind::Text,
-                value: |s, _| text(&s.low_grade),
-            },
-            Column {
-                name: "high_grade",
-                kind: Kind::Text,
-                value: |s, _| text(&s.high_grade),
-            },
-            Column {
-                name: "synthesized",
-                kind: Kind::Flag,
-                value: |s, _| Value::Flag(s.synthesized),
-            },
+            column("name", Kind::Text, |s, _| {
+                Value::Text(Some(Cow::Borrowed(&s.name)))
+            }),
+            column("sis_id", Kind::Text, |s, _| text(&s.sis_id)),
+            column("school_number", Kind::Text, |s, _| text(&s.school_number)),
+            column("state_id", Kind::Text, |s, _| text(&s.state_id)),
+            column("low_grade", Kind::Text, |s, _| text(&s.low_grade)),
+            column("high_grade", Kind::Text, |s, _| text(&s.high_grade)),
+            column("synthesized", Kind::Flag, |s, _| Value::Flag(s.synthesized)),
         ],
         in_district: true,
     };
@@ -238,26 +219,10 @@ impl Record for Term {
         entity: Entity::Term,
         name: "terms",
         columns: &[
-            Column {
-                name: "name",
-                kind: Kind::Text,
-                value: |t, _| text(&t.name),
-            },
-            Column {
-                name: "start_date",
-                kind: Kind::Text,
-                value: |t, _| text(&t.start_date),
-            },
-            Column {
-                name: "end_date",
-                kind: Kind::Text,
-                value: |t, _| text(&t.end_date),
-            },
-            Column {
-                name: "synthesized",
-                kind: Kind::Flag,
-                value: |t, _| Value::Flag(t.synthesized),
-            },
+            column("name", Kind::Text, |t, _| text(&t.name)),
+            column("start_date", Kind::Text, |t, _| text(&t.start_date)),
+            column("end_date", Kind::Text, |t, _| text(&t.end_date)),
+            column("synthesized", Kind::Flag, |t, _| Value::Flag(t.synthesized)),
         ],
         in_district: true,
     };
@@ -274,21 +239,9 @@ impl Record for Course {
         entity: Entity::Course,
         name: "courses",
         columns: &[
-            Column {
-                name: "name",
-                kind: Kind::Text,
-                value: |c, _| text(&c.name),
-            },
-            Column {
-                name: "number",
-                kind: Kind::Text,
-                value: |c, _| text(&c.number),
-            },
-            Column {
-                name: "synthesized",
-                kind: Kind::Flag,
-                value: |c, _| Value::Flag(c.synthesized),
-            },
+            column("name", Kind::Text, |c, _| text(&c.name)),
+            column("number", Kind::Text, |c, _| text(&c.number)),
+            column("synthesized", Kind::Flag, |c, _| Value::Flag(c.synthesized)),
         ],
         in_district: true,
     };
@@ -305,51 +258,15 @@ impl Record for Teacher {
         entity: Entity::Teacher,
         name: "teachers",
         columns: &[
-            Column {
-                name: "sis_id",
-                kind: Kind::Text,
-                value: |t, _| text(&t.sis_id),
-            },
-            Column {
-                name: "email",
-                kind: Kind::Text,
-                value: |t, _| text(&t.email),
-            },
-            Column {
-                name: "first_name",
-                kind: Kind::Text,
-                value: |t, _| text(&t.name.first),
-            },
-            Column {
-                name: "middle_name",
-                kind: Kind::Text,
-                value: |t, _| text(&t.name.middle),
-            },
-            Column {
-                name: "last_name",
-                kind: Kind::Text,
-                value: |t, _| text(&t.name.last),
-            },
-            Column {
-                name: "title",
-                kind: Kind::Text,
-                value: |t, _| text(&t.title),
-            },
-            Column {
-                name: "teacher_number",
-                kind: Kind::Text,
-                value: |t, _| text(&t.teacher_number),
-            },
-            Column {
-                name: "state_id",
-                kind: Kind::Text,
-                value: |t, _| text(&t.state_id),
-            },
-            Column {
-                name: "school_id",
-                kind: Kind::Ref(Entity::School),
-                value: |t, _| id(&t.school),
-            },
+            column("sis_id", Kind::Text, |t, _| text(&t.sis_id)),
+            column("email", Kind::Text, |t, _| text(&t.email)),
+            column("first_name", Kind::Text, |t, _| text(&t.name.first)),
+            column("middle_name", Kind::Text, |t, _| text(&t.name.middle)),
+            column("last_name", Kind::Text, |t, _| text(&t.name.last)),
+            column("title", Kind::Text, |t, _| text(&t.title)),
+            column("teacher_number", Kind::Text, |t, _| text(&t.teacher_number)),
+            column("state_id", Kind::Text, |t, _| text(&t.state_id)),
+            column("school_id", Kind::Ref(Entity::School), |t, _| id(&t.school)),
         ],
         in_district: true,
     };
@@ -366,51 +283,15 @@ impl Record for Student {
         entity: Entity::Student,
         name: "students",
         columns: &[
-            Column {
-                name: "sis_id",
-                kind: Kind::Text,
-                value: |s, _| text(&s.sis_id),
-            },
-            Column {
-                name: "state_id",
-                kind: Kind::Text,
-                value: |s, _| text(&s.state_id),
-            },
-            Column {
-                name: "student_number",
-                kind: Kind::Text,
-                value: |s, _| text(&s.student_number),
-            },
-            Column {
-                name: "email",
-                kind: Kind::Text,
-                value: |s, _| text(&s.email),
-            },
-            Column {
-                name: "first_name",
-                kind: Kind::Text,
-                value: |s, _| text(&s.name.first),
-            },
-            Column {
-                name: "middle_name",
-                kind: Kind::Text,
-                value: |s, _| text(&s.name.middle),
-            },
-            Column {
-                name: "last_name",
-                kind: Kind::Text,
-                value: |s, _| text(&s.name.last),
-            },
-            Column {
-                name: "grade",
-                kind: Kind::Text,
-                value: |s, _| text(&s.grade),
-            },
-            Column {
-                name: "school_id",
-                kind: Kind::Ref(Entity::School),
-                value: |s, _| id(&s.school),
-            },
+            column("sis_id", Kind::Text, |s, _| text(&s.sis_id)),
+            column("state_id", Kind::Text, |s, _| text(&s.state_id)),
+            column("student_number", Kind::Text, |s, _| text(&s.student_number)),
+            column("email", Kind::Text, |s, _| text(&s.email)),
+            column("first_name", Kind::Text, |s, _| text(&s.name.first)),
+            column("middle_name", Kind::Text, |s, _| text(&s.name.middle)),
+            column("last_name", Kind::Text, |s, _| text(&s.name.last)),
+            column("grade", Kind::Text, |s, _| text(&s.grade)),
+            column("school_id", Kind::Ref(Entity::School), |s, _| id(&s.school)),
         ],
         in_district: true,
     };
@@ -427,31 +308,11 @@ impl Record for Admin {
         entity: Entity::Admin,
         name: "admins",
         columns: &[
-            Column {
-                name: "email",
-                kind: Kind::Text,
-                value: |a, _| text(&a.email),
-            },
-            Column {
-                name: "first_name",
-                kind: Kind::Text,
-                value: |a, _| text(&a.name.first),
-            },
-            Column {
-                name: "middle_name",
-                kind: Kind::Text,
-                value: |a, _| text(&a.name.middle),
-            },
-            Column {
-                name: "last_name",
-                kind: Kind::Text,
-                value: |a, _| text(&a.name.last),
-            },
-            Column {
-                name: "title",
-                kind: Kind::Text,
-                value: |a, _| text(&a.title),
-            },
+            column("email", Kind::Text, |a, _| text(&a.email)),
+            column("first_name", Kind::Text, |a, _| text(&a.name.first)),
+            column("middle_name", Kind::Text, |a, _| text(&a.name.middle)),
+            column("last_name", Kind::Text, |a, _| text(&a.name.last)),
+            column("title", Kind::Text, |a, _| text(&a.title)),
         ],
         in_district: true,
     };
@@ -468,69 +329,27 @@ impl Record for Section {
         entity: Entity::Class,
         name: "classes",
         columns: &[
-            Column {
-                name: "sis_id",
-                kind: Kind::Text,
-                value: |s, _| text(&s.sis_id),
-            },
-            Column {
-                name: "school_id",
-                kind: Kind::Ref(Entity::School),
-                value: |s, _| Value::Ref(Some(&s.school)),
-            },
-            Column {
-                name: "name",
-                kind: Kind::Text,
-                value: |s, _| Value::Text(Some(Cow::Borrowed(&s.name))),
-            },
-            Column {
-                name: "subject",
-                kind: Kind::Text,
-                value: |s, _| text(&s.subject),
-            },
-            Column {
-                name: "grade",
-                kind: Kind::Text,
-                value: |s, _| text(&s.grade),
-            },
-            Column {
-                name: "period",
-                kind: Kind::Text,
-                value: |s, _| text(&s.period),
-            },
-            Column {
-                name: "section_number",
-                kind: Kind::Text,
-                value: |s, _| text(&s.section_number),
-            },
+            column("sis_id", Kind::Text, |s, _| text(&s.sis_id)),
+            column("school_id", Kind::Ref(Entity::School), |s, _| {
+                Value::Ref(Some(&s.school))
+            }),
+            column("name", Kind::Text, |s, _| {
+                Value::Text(Some(Cow::Borrowed(&s.name)))
+            }),
+            column("subject", Kind::Text, |s, _| text(&s.subject)),
+            column("grade", Kind::Text, |s, _| text(&s.grade)),
+            column("period", Kind::Text, |s, _| text(&s.period)),
+            column("section_number", Kind::Text, |s, _| text(&s.section_number)),
             // The term's name, kept on the class for the Freckle app.
-            Column {
-                name: "term",
-                kind: Kind::Text,
-                value: |s, lookups| {
-                    Value::Text(
-                        s.term
-                            .as_deref()
-                            .and_then(|t| lookups.term_names.get(t))
-                            .map(|name| Cow::Borrowed(*name)),
-                    )
-                },
-            },
-            Column {
-                name: "term_id",
-                kind: Kind::Ref(Entity::Term),
-                value: |s, _| id(&s.term),
-            },
-            Column {
-                name: "course_id",
-                kind: Kind::Ref(Entity::Course),
-                value: |s, _| id(&s.course),
-            },
-            Column {
-                name: "source",
-                kind: Kind::Text,
-                value: |s, _| Value::Text(Some(s.source.as_db())),
-            },
+            column("term", Kind::Text, |s, lookups| {
+                let name = s.term.as_deref().and_then(|t| lookups.term_names.get(t));
+                Value::Text(name.map(|name| Cow::Borrowed(*name)))
+            }),
+            column("term_id", Kind::Ref(Entity::Term), |s, _| id(&s.term)),
+            column("course_id", Kind::Ref(Entity::Course), |s, _| id(&s.course)),
+            column("source", Kind::Text, |s, _| {
+                Value::Text(Some(s.source.as_db()))
+            }),
         ],
         in_district: true,
     };

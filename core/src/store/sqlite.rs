@@ -5,7 +5,6 @@
 //! The district's run lock is an exclusive `flock` on `<db file>.<district>.lock`: the kernel
 //! releases it when its process dies, so a killed run never leaves it behind.
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -21,7 +20,7 @@ use super::schema::{
 use super::state::{
     Cell, Existing, MembershipState, OpenDecision, Role, State, TableState, fingerprint,
 };
-use super::{RunOutcome, RunRecord, StoreError, counts_json};
+use super::{RowIds, RunOutcome, RunRecord, StoreError, counts_json};
 use crate::db::timestamp;
 use crate::model::{DecisionAction, Entity};
 use crate::plan::{Plan, RecordAction, member_entity, record_key};
@@ -123,7 +122,7 @@ impl SqliteStore {
             district,
             now: &now,
             lookups: Lookups::new(plan.snapshot),
-            rows: BTreeMap::new(),
+            rows: RowIds::default(),
         };
         visit_tables(plan.snapshot, &mut writer)?;
         writer.memberships()?;
@@ -413,7 +412,7 @@ struct Writer<'t, 'a> {
     lookups: Lookups<'a>,
     /// Row ids of the snapshot's records, per entity, by position: the state's rows, then the
     /// ones this run creates.
-    rows: BTreeMap<Entity, Vec<Option<i64>>>,
+    rows: RowIds,
 }
 
 impl<'a> TableVisitor<'a> for Writer<'_, 'a> {
@@ -423,8 +422,7 @@ impl<'a> TableVisitor<'a> for Writer<'_, 'a> {
         let table = &R::TABLE;
         tracing::info!(target: crate::PROGRESS, "writing {}", table.name);
         let entity = table.entity;
-        let current = self.plan.state.table(entity);
-        let mut rows: Vec<Option<i64>> = records.iter().map(|r| current.row_id(r.key())).collect();
+        let mut rows = RowIds::existing(self.plan.state, records);
         let step = |what: &str| format!("writing {what} {}", table.name);
         let columns: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
         let n = columns.len();
@@ -565,7 +563,10 @@ impl<'a> Writer<'_, 'a> {
                     let Kind::Ref(to) = column.kind else {
                         unreachable!("reference values come from reference columns")
                     };
-                    statement.raw_bind_parameter(slot, key.and_then(|key| self.row_of_key(to, key)))
+                    statement.raw_bind_parameter(
+                        slot,
+                        key.and_then(|key| self.rows.of_key(self.plan, to, key)),
+                    )
                 }
             };
             result.map_err(|source| StoreError::Sqlite {
@@ -574,27 +575,6 @@ impl<'a> Writer<'_, 'a> {
             })?;
         }
         Ok(())
-    }
-
-    /// The row of a referenced record: a schools, terms or courses row, existing or created.
-    fn row_of_key(&self, entity: Entity, key: &str) -> Option<i64> {
-        if let Some(row) = self.plan.state.table(entity).row_id(key) {
-            return Some(row);
-        }
-        let snapshot = self.plan.snapshot;
-        let position = match entity {
-            Entity::School => snapshot.schools.iter().position(|s| s.id == key),
-            Entity::Term => snapshot.terms.iter().position(|t| t.id == key),
-            Entity::Course => snapshot.courses.iter().position(|c| c.id == key),
-            _ => None,
-        }?;
-        self.row_at(entity, position as u32)
-    }
-
-    fn row_at(&self, entity: Entity, position: u32) -> Option<i64> {
-        self.rows
-            .get(&entity)
-            .and_then(|rows| rows.get(position as usize).copied().flatten())
     }
 
     fn memberships(&mut self) -> Result<()> {
@@ -628,8 +608,8 @@ impl<'a> Writer<'_, 'a> {
                     .get(key)
                     .unwrap_or(&section.source)
                     .as_db();
-                let class_row = self.row_at(Entity::Class, change.class);
-                let member_row = self.row_at(member, change.member);
+                let class_row = self.rows.at(Entity::Class, change.class);
+                let member_row = self.rows.at(member, change.member);
                 let (Some(class_row), Some(member_row)) = (class_row, member_row) else {
                     return Err(StoreError::Changed {
                         entity: table.entity,
@@ -775,7 +755,8 @@ impl<'a> Writer<'_, 'a> {
             .map_err(StoreError::sqlite("queueing welcome emails"))?;
         for &teacher in &self.plan.new_accounts {
             let row = self
-                .row_at(Entity::Teacher, teacher)
+                .rows
+                .at(Entity::Teacher, teacher)
                 .ok_or(StoreError::Changed {
                     entity: Entity::Teacher,
                     row: 0,
