@@ -23,6 +23,8 @@ pub enum ExplainError {
         #[source]
         source: sqlx::Error,
     },
+    #[error("cannot read the held run")]
+    Held(#[source] Box<crate::report::ReportError>),
 }
 
 fn sql(step: &'static str) -> impl FnOnce(sqlx::Error) -> ExplainError {
@@ -72,6 +74,8 @@ pub struct Explanation {
     pub shares: Vec<String>,
     /// Every change the sync made to the record, oldest first.
     pub changes: Vec<ChangeRow>,
+    /// What the district's latest held run would change about the record, if a run is held.
+    pub pending: Option<(i64, Vec<crate::report::ReportRow>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -379,7 +383,10 @@ pub async fn explain(
     // In run order; within a run, the record before its memberships.
     changes.sort_by_key(|c| (c.run, c.subject.is_some()));
 
+    let pending = pending_changes(db, district, &clever_id).await?;
+
     Ok(Explanation {
+        pending,
         subject,
         clever_id,
         sis_id,
@@ -397,6 +404,39 @@ pub async fn explain(
         shares,
         changes,
     })
+}
+
+/// What the district's latest held run would change about a record: its plan, computed again
+/// against the district as it is now, narrowed to the record and its memberships.
+async fn pending_changes(
+    db: &Db,
+    district: &str,
+    clever_id: &str,
+) -> Result<Option<(i64, Vec<crate::report::ReportRow>)>, ExplainError> {
+    let held: Option<i64> = sqlx::query_scalar(
+        "SELECT MAX(r.id) FROM sync_runs r JOIN districts d ON d.id = r.district_id \
+         WHERE d.clever_id = $1 AND r.status = 'held'",
+    )
+    .bind(district)
+    .fetch_one(&db.pool)
+    .await
+    .map_err(sql("reading held runs"))?;
+    let Some(run) = held else {
+        return Ok(None);
+    };
+    let report = crate::report::read(db, run)
+        .await
+        .map_err(|error| ExplainError::Held(Box::new(error)))?;
+    let rows = report
+        .rows
+        .into_iter()
+        .filter(|row| {
+            row.kind == "change"
+                && (row.clever_id.as_deref() == Some(clever_id)
+                    || row.member_id.as_deref() == Some(clever_id))
+        })
+        .collect();
+    Ok(Some((run, rows)))
 }
 
 impl MembershipRow {
@@ -496,6 +536,26 @@ impl fmt::Display for Explanation {
                     f,
                     "  run {}: {}{subject}{detail}: {} (by {})",
                     c.run, c.action, c.reason, c.author
+                )?;
+            }
+        }
+        if let Some((run, rows)) = &self.pending {
+            writeln!(f, "held run {run}, if approved, would:")?;
+            if rows.is_empty() {
+                writeln!(f, "  change nothing here")?;
+            }
+            for row in rows {
+                let other = match (&row.clever_id, &row.member_id) {
+                    (Some(class), Some(member)) if *member == self.clever_id => {
+                        format!(" in class {class}")
+                    }
+                    (_, Some(member)) => format!(" {member}"),
+                    _ => String::new(),
+                };
+                writeln!(
+                    f,
+                    "  {} {}{other}: {} (by {})",
+                    row.action, row.entity, row.reason, row.author
                 )?;
             }
         }

@@ -130,7 +130,8 @@ async fn explain_names_the_class_of_each_membership_change(backend: Backend) {
     );
 }
 
-/// A held run's report lists what its plan would change, and `status` shows it waiting.
+/// A held run's report lists what its plan would change, `explain` what it would change about
+/// one student, and `status` shows it waiting.
 async fn a_held_run_can_be_reviewed_before_approval(backend: Backend) {
     let (_db, sim, demo) = crate::trust::demo_through_the_api(backend).await;
     let students = sim.read(|d| d.ids_with_role(Role::Student));
@@ -159,6 +160,15 @@ async fn a_held_run_can_be_reviewed_before_approval(backend: Backend) {
         report.plan.change_count(),
         "one row per planned change"
     );
+    let (code, stdout, stderr) = rosterflow(&["explain", file, "student", &students[0]], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "held run {run_id}, if approved, would:\n  archive student: absent from source"
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("  end class_student in class "), "{stdout}");
     let (code, stdout, _) = rosterflow(&["status", file], &[]);
     assert_eq!(code, 1, "something waits for an admin: {stdout}");
     assert!(
