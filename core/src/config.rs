@@ -112,6 +112,26 @@ pub struct CleverSourceConfig {
     /// The longest retry delay, and the longest wait for a rate-limit reset.
     #[serde(default = "default_backoff_max_secs")]
     pub backoff_max_secs: u64,
+    /// How runs read the district: `full` pulls every collection each run; `events` pulls the
+    /// whole district once, then only the changes since the last run (Clever's Events API),
+    /// with a full pull every `full_sync_every_days` and whenever Clever no longer knows the
+    /// last event. Needs `pipeline.district_id`.
+    #[serde(default)]
+    pub sync: SyncMode,
+    /// With `sync = "events"`: a full pull at least this often, to catch any drift.
+    #[serde(default = "default_full_sync_every_days")]
+    pub full_sync_every_days: u32,
+}
+
+/// How a Clever source is read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    /// Every collection, every run.
+    #[default]
+    Full,
+    /// The changes since the last run, from the Events API.
+    Events,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -147,6 +167,9 @@ fn default_backoff_base_ms() -> u64 {
 }
 fn default_backoff_max_secs() -> u64 {
     60
+}
+fn default_full_sync_every_days() -> u32 {
+    7
 }
 fn default_database() -> String {
     "sqlite://freckle.db".to_owned()
@@ -352,6 +375,15 @@ fn validate(pipeline: &Pipeline) -> Vec<Problem> {
     }
     match &file.source {
         SourceConfig::Clever(clever) => {
+            if clever.sync == SyncMode::Events && file.pipeline.district_id.is_none() {
+                problem(
+                    "source.sync: \"events\" needs pipeline.district_id (the district whose events are followed)"
+                        .into(),
+                );
+            }
+            if clever.full_sync_every_days == 0 {
+                problem("source.full_sync_every_days: must be at least 1".into());
+            }
             if !(1..=10_000).contains(&clever.limit) {
                 problem(format!(
                     "source.limit: {} is out of range: Clever serves 1 to 10000 records a page",

@@ -3,11 +3,13 @@
 //! - [`clever`]: the Clever Data API v3.0 over HTTPS (paging, rate limits, retries).
 //! - [`replay`]: a directory of raw pages recorded from Clever, replayed byte for byte.
 //! - [`wire`]: Clever's JSON, read tolerantly, turned into the model page by page.
+//! - [`events`]: incremental pulls through the Events API, from a checkpoint of the raw roster.
 //!
 //! Any pull can be recorded with a [`Recorder`]: the raw bytes of every page, in the layout
 //! [`replay`] reads (`DIR/<collection>/0001.json`, `0002.json`, ...).
 
 pub mod clever;
+pub mod events;
 pub mod replay;
 pub mod wire;
 
@@ -17,7 +19,9 @@ use crate::config::{Pipeline, SourceConfig};
 use crate::model::Snapshot;
 
 /// The Clever collections a snapshot is built from, in the order they are pulled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Collection {
     Districts,
     Schools,
@@ -104,6 +108,11 @@ pub enum ExtractError {
     SeveralDistricts { found: Vec<String> },
     #[error("the source's district id {id:?} is not a Clever id (24 hex digits): refusing it")]
     NotACleverId { id: String },
+    #[error("cannot store or read the district's raw roster")]
+    Roster {
+        #[source]
+        source: std::io::Error,
+    },
     #[error("a page parser stopped")]
     Worker(#[from] tokio::task::JoinError),
     #[error("cannot read or write {}", path.display())]

@@ -5,6 +5,8 @@
 //! along. Sources build a [`Snapshot`]; transforms edit it; the planner diffs it against the
 //! Freckle DB. Records a source could not use are kept in [`Snapshot::quarantine`] with a reason.
 
+pub mod packed;
+
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 

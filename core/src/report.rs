@@ -49,6 +49,11 @@ pub struct RunReport {
     pub finished_at: Option<String>,
     /// Why the run was held or failed, when it was.
     pub note: Option<String>,
+    /// How the run read its source: `full` or `events`, and why or what.
+    pub source_kind: Option<String>,
+    pub source_note: Option<String>,
+    /// The newest Clever event it applied, for an events sync.
+    pub event_cursor: Option<String>,
     pub rows: Vec<ReportRow>,
 }
 
@@ -114,13 +119,17 @@ struct RunRow {
     started_at: String,
     finished_at: Option<String>,
     error: Option<String>,
+    source_kind: Option<String>,
+    source_note: Option<String>,
+    event_cursor: Option<String>,
 }
 
 /// Reads run `run`'s report.
 pub async fn read(db: &Db, run: i64) -> Result<RunReport, ReportError> {
     let pool = &db.pool;
     let header: Option<RunRow> = sqlx::query_as(
-        "SELECT pipeline, status, started_at, finished_at, error FROM sync_runs WHERE id = $1",
+        "SELECT pipeline, status, started_at, finished_at, error, source_kind, source_note, event_cursor \
+         FROM sync_runs WHERE id = $1",
     )
     .bind(run)
     .fetch_optional(pool)
@@ -132,6 +141,9 @@ pub async fn read(db: &Db, run: i64) -> Result<RunReport, ReportError> {
         started_at,
         finished_at,
         error: mut note,
+        source_kind,
+        source_note,
+        event_cursor,
     }) = header
     else {
         return Err(ReportError::NoSuchRun { run });
@@ -179,6 +191,9 @@ pub async fn read(db: &Db, run: i64) -> Result<RunReport, ReportError> {
         started_at,
         finished_at,
         note,
+        source_kind,
+        source_note,
+        event_cursor,
         rows,
     })
 }

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::db::{Db, timestamp};
-use crate::model::Snapshot;
+use crate::model::{Snapshot, packed};
 use crate::plan::Summary;
 
 /// Why reading or writing run history failed.
@@ -64,7 +64,7 @@ pub async fn hold(
     started_at: DateTime<Utc>,
     reasons: &[String],
 ) -> Result<i64, RunsError> {
-    let compressed = crate::blocking(|| compress(snapshot))?;
+    let compressed = crate::blocking(|| packed::pack(snapshot)).map_err(RunsError::Snapshot)?;
     let now = timestamp(Utc::now());
     let mut tx = db.pool.begin().await.map_err(sql("holding the run"))?;
     sqlx::query(
@@ -129,7 +129,7 @@ pub async fn held(db: &Db, run: i64, action: &'static str) -> Result<HeldRun, Ru
     let (Some(district), Some(snapshot)) = (district, snapshot) else {
         return Err(RunsError::NoSnapshot { run });
     };
-    let snapshot = crate::blocking(|| decompress(&snapshot))?;
+    let snapshot = crate::blocking(|| packed::unpack(&snapshot)).map_err(RunsError::Snapshot)?;
     Ok(HeldRun {
         run,
         pipeline,
@@ -169,19 +169,6 @@ pub async fn discard(db: &Db, run: i64) -> Result<(), RunsError> {
     }
 }
 
-fn compress(snapshot: &Snapshot) -> Result<Vec<u8>, RunsError> {
-    let mut encoder = zstd::Encoder::new(Vec::new(), 3).map_err(RunsError::Snapshot)?;
-    serde_json::to_writer(&mut encoder, snapshot)
-        .map_err(|error| RunsError::Snapshot(error.into()))?;
-    encoder.finish().map_err(RunsError::Snapshot)
-}
-
-fn decompress(bytes: &[u8]) -> Result<Snapshot, RunsError> {
-    let decoder = zstd::Decoder::new(bytes).map_err(RunsError::Snapshot)?;
-    serde_json::from_reader(std::io::BufReader::new(decoder))
-        .map_err(|error| RunsError::Snapshot(error.into()))
-}
-
 /// Records a run that failed before it could commit, so history shows it.
 pub async fn record_failure(
     db: &Db,
@@ -213,6 +200,12 @@ pub struct RunSummary {
     pub changes: i64,
     pub quarantined: i64,
     pub error: Option<String>,
+    /// How the run read its source: `full` or `events`.
+    pub source_kind: Option<String>,
+    /// The newest event it applied, for an events sync.
+    pub event_cursor: Option<String>,
+    /// Why it pulled whole, or what its events were.
+    pub source_note: Option<String>,
 }
 
 impl std::fmt::Display for RunSummary {
@@ -222,6 +215,16 @@ impl std::fmt::Display for RunSummary {
             "run {:>5}  {:<9}  {}  {} changes, {} quarantined",
             self.id, self.status, self.started_at, self.changes, self.quarantined
         )?;
+        if let Some(kind) = &self.source_kind {
+            write!(f, "  [{kind} sync")?;
+            if let Some(cursor) = &self.event_cursor {
+                write!(f, ", at event {cursor}")?;
+            }
+            if let Some(note) = &self.source_note {
+                write!(f, ": {note}")?;
+            }
+            write!(f, "]")?;
+        }
         if let Some(error) = &self.error {
             write!(f, "  ({error})")?;
         }
@@ -232,8 +235,8 @@ impl std::fmt::Display for RunSummary {
 /// The pipeline's most recent runs, newest first.
 pub async fn history(db: &Db, pipeline: &str, limit: i64) -> Result<Vec<RunSummary>, RunsError> {
     sqlx::query_as(
-        "SELECT id, status, started_at, changes, quarantined, error FROM sync_runs \
-         WHERE pipeline = $1 ORDER BY id DESC LIMIT $2",
+        "SELECT id, status, started_at, changes, quarantined, error, source_kind, event_cursor, source_note \
+         FROM sync_runs WHERE pipeline = $1 ORDER BY id DESC LIMIT $2",
     )
     .bind(pipeline)
     .bind(limit)
@@ -312,8 +315,8 @@ impl std::fmt::Display for PipelineStatus {
 pub async fn status(db: &Db, pipeline: &str) -> Result<PipelineStatus, RunsError> {
     let last = history(db, pipeline, 1).await?.into_iter().next();
     let held = sqlx::query_as(
-        "SELECT id, status, started_at, changes, quarantined, error FROM sync_runs \
-         WHERE pipeline = $1 AND status = 'held' ORDER BY id",
+        "SELECT id, status, started_at, changes, quarantined, error, source_kind, event_cursor, source_note \
+         FROM sync_runs WHERE pipeline = $1 AND status = 'held' ORDER BY id",
     )
     .bind(pipeline)
     .fetch_all(&db.pool)
@@ -343,4 +346,33 @@ pub async fn status(db: &Db, pipeline: &str) -> Result<PipelineStatus, RunsError
         quarantined: quarantined.unwrap_or_default(),
         emails_pending,
     })
+}
+
+/// An events sync's checkpoint as stored (see [`crate::extract::events`]).
+#[derive(Debug, Clone)]
+pub struct StoredCheckpoint {
+    pub cursor: Option<String>,
+    pub roster: Vec<u8>,
+    pub full_sync_at: String,
+    pub saved_at: String,
+}
+
+/// The district's events checkpoint, if an events sync has committed.
+pub async fn checkpoint(db: &Db, district: &str) -> Result<Option<StoredCheckpoint>, RunsError> {
+    let row: Option<(Option<String>, Vec<u8>, String, String)> = sqlx::query_as(
+        "SELECT c.event_cursor, c.roster, c.full_sync_at, c.saved_at FROM source_checkpoints c \
+         JOIN districts d ON d.id = c.district_id WHERE d.clever_id = $1",
+    )
+    .bind(district)
+    .fetch_optional(&db.pool)
+    .await
+    .map_err(sql("reading the events checkpoint"))?;
+    Ok(row.map(
+        |(cursor, roster, full_sync_at, saved_at)| StoredCheckpoint {
+            cursor,
+            roster,
+            full_sync_at,
+            saved_at,
+        },
+    ))
 }

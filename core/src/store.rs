@@ -96,10 +96,38 @@ pub enum RunRecord<'r> {
     New {
         pipeline: &'r str,
         started_at: DateTime<Utc>,
+        source: SourceRun<'r>,
     },
     /// The held run `run`, approved.
     Approve { run: i64 },
 }
+
+/// How a run read its source, recorded with it.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceRun<'r> {
+    /// `full` or `events`.
+    pub kind: &'r str,
+    /// Why a full pull happened, or what the events were.
+    pub note: Option<&'r str>,
+    /// For an events sync: where it now stands, saved with the run.
+    pub checkpoint: Option<Checkpoint<'r>>,
+}
+
+/// An events sync's checkpoint, as stored: the newest event applied and the raw roster as of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Checkpoint<'r> {
+    pub cursor: Option<&'r str>,
+    pub roster: &'r [u8],
+    pub full_sync_at: DateTime<Utc>,
+    pub saved_at: DateTime<Utc>,
+}
+
+/// The SQL that saves a checkpoint (both backends accept it): parameters district, run, cursor,
+/// roster, full_sync_at, saved_at.
+const SAVE_CHECKPOINT: &str = "INSERT INTO source_checkpoints \
+    (district_id, run_id, event_cursor, roster, full_sync_at, saved_at) VALUES ($1, $2, $3, $4, $5, $6) \
+    ON CONFLICT (district_id) DO UPDATE SET run_id = excluded.run_id, event_cursor = excluded.event_cursor, \
+    roster = excluded.roster, full_sync_at = excluded.full_sync_at, saved_at = excluded.saved_at";
 
 /// What a committed run did.
 #[derive(Debug, Clone, PartialEq, Eq)]

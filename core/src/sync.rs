@@ -9,15 +9,16 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::Pipeline;
-use crate::db::{Db, DbError};
+use crate::config::{Pipeline, SourceConfig, SyncMode};
+use crate::db::{Db, DbError, parse_timestamp};
+use crate::extract::events::{self, PullKind};
 use crate::extract::{self, ExtractError};
 use crate::model::Snapshot;
 use crate::plan::{Plan, Summary};
 use crate::runs::{self, RunsError};
 use crate::safety;
 use crate::store::state::State;
-use crate::store::{RunOutcome, RunRecord, Store, StoreError};
+use crate::store::{Checkpoint, RunOutcome, RunRecord, SourceRun, Store, StoreError};
 use crate::transform::{TransformError, Transforms};
 
 /// How to run.
@@ -200,16 +201,11 @@ async fn plan_and_load(
             }
         })?;
     let roster = async {
-        let mut snapshot =
-            extract::pull(pipeline, None)
-                .await
-                .map_err(|source| SyncError::Extract {
-                    pipeline: name.clone(),
-                    source,
-                })?;
+        let (mut snapshot, source) = pull(pipeline, db).await?;
         tracing::info!(
             pipeline = %name,
             district = %snapshot.district.id,
+            source = source.kind.as_str(),
             schools = snapshot.schools.len(),
             sections = snapshot.sections.len(),
             students = snapshot.students.len(),
@@ -223,28 +219,30 @@ async fn plan_and_load(
                 source,
             }
         })?;
-        Ok::<Snapshot, SyncError>(snapshot)
+        Ok::<_, SyncError>((snapshot, source))
     };
     // With the district known up front, its state is read while the roster is pulled.
-    let (snapshot, mut store, state) = match &pipeline.file.pipeline.district_id {
+    let (pulled_roster, mut store, state) = match &pipeline.file.pipeline.district_id {
         Some(district) => {
             let store = Store::lock(db, district, options.lock_wait)
                 .await
                 .map_err(store_error)?;
             let reading = tokio::spawn(read_state(store));
-            let snapshot = roster.await;
+            let pulled = roster.await;
             let (store, state) = reading.await.map_err(|e| store_error(e.into()))?;
-            (snapshot?, store, state.map_err(store_error)?)
+            (pulled?, store, state.map_err(store_error)?)
         }
         None => {
-            let snapshot = roster.await?;
+            let pulled = roster.await?;
+            let snapshot = &pulled.0;
             let store = Store::lock(db, &snapshot.district.id, options.lock_wait)
                 .await
                 .map_err(store_error)?;
             let (store, state) = read_state(store).await;
-            (snapshot, store, state.map_err(store_error)?)
+            (pulled, store, state.map_err(store_error)?)
         }
     };
+    let (snapshot, source) = pulled_roster;
     tracing::info!(target: crate::PROGRESS, "planning");
     let plan = crate::blocking(|| Plan::compute(&snapshot, &state));
     let summary = plan.summary();
@@ -279,9 +277,20 @@ async fn plan_and_load(
     }
     tracing::info!(pipeline = %name, changes = summary.change_count(), "applying plan");
     tracing::info!(target: crate::PROGRESS, "applying {} changes", summary.change_count());
+    let checkpoint = source.checkpoint.as_ref().map(|c| Checkpoint {
+        cursor: c.cursor.as_deref(),
+        roster: &c.roster,
+        full_sync_at: c.full_sync_at,
+        saved_at: c.saved_at,
+    });
     let run = RunRecord::New {
         pipeline: &name,
         started_at,
+        source: SourceRun {
+            kind: source.kind.as_str(),
+            note: source.note.as_deref(),
+            checkpoint,
+        },
     };
     let outcome = store.apply(&plan, run).await.map_err(store_error)?;
     tracing::info!(pipeline = %name, run = outcome.run_id, changes = outcome.changes, quarantined = outcome.quarantined, "run committed");
@@ -291,6 +300,68 @@ async fn plan_and_load(
         },
         plan: summary,
     })
+}
+
+/// How a run read its source.
+struct Source {
+    kind: PullKind,
+    note: Option<String>,
+    /// An events sync's new checkpoint, saved with the run.
+    checkpoint: Option<events::Checkpoint>,
+}
+
+/// Pulls the pipeline's district: whole, or (`sync = "events"`) the events since the
+/// district's checkpoint.
+async fn pull(pipeline: &Pipeline, db: &Db) -> Result<(Snapshot, Source), SyncError> {
+    let name = pipeline.name();
+    let extract_error = |source| SyncError::Extract {
+        pipeline: name.to_owned(),
+        source,
+    };
+    let (SourceConfig::Clever(config), Some(district)) =
+        (&pipeline.file.source, &pipeline.file.pipeline.district_id)
+    else {
+        let snapshot = extract::pull(pipeline, None).await.map_err(extract_error)?;
+        return Ok((snapshot, full_source()));
+    };
+    if config.sync != SyncMode::Events {
+        let snapshot = extract::pull(pipeline, None).await.map_err(extract_error)?;
+        return Ok((snapshot, full_source()));
+    }
+    let stored = runs::checkpoint(db, district)
+        .await
+        .map_err(|source| SyncError::Runs {
+            pipeline: name.to_owned(),
+            source,
+        })?;
+    let previous = stored.and_then(|stored| {
+        Some(events::Checkpoint {
+            cursor: stored.cursor,
+            roster: stored.roster,
+            full_sync_at: parse_timestamp(&stored.full_sync_at)?,
+            saved_at: parse_timestamp(&stored.saved_at)?,
+        })
+    });
+    let pulled = events::pull(config, district, previous, Utc::now())
+        .await
+        .map_err(extract_error)?;
+    tracing::info!(pipeline = name, kind = pulled.kind.as_str(), note = %pulled.note, "source read");
+    Ok((
+        pulled.snapshot,
+        Source {
+            kind: pulled.kind,
+            note: Some(pulled.note),
+            checkpoint: Some(pulled.checkpoint),
+        },
+    ))
+}
+
+fn full_source() -> Source {
+    Source {
+        kind: PullKind::Full,
+        note: None,
+        checkpoint: None,
+    }
 }
 
 /// Reads the state through `store` and hands the store back.

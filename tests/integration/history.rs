@@ -167,7 +167,7 @@ fn keys<V>(map: &BTreeMap<String, V>) -> BTreeSet<String> {
 }
 
 /// The SIS's changes from A to B.
-fn change(d: &mut Dataset) {
+pub(crate) fn change(d: &mut Dataset) {
     let sections = d.ids(Collection::Sections);
     let school_of = |d: &Dataset, section: &str| {
         text(

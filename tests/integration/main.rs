@@ -5,6 +5,7 @@
 mod util;
 
 mod admin;
+mod events;
 mod history;
 mod sync;
 mod transforms;

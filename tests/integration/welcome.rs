@@ -305,7 +305,7 @@ impl Demo {
 }
 
 /// Adds a teacher to the dataset, a copy of an existing one under a new id, name and address.
-fn hire(dataset: &mut Dataset, first: &str, email: &str) -> String {
+pub(crate) fn hire(dataset: &mut Dataset, first: &str, email: &str) -> String {
     let template = dataset.ids_with_role(Role::Teacher)[0].clone();
     let mut teacher = dataset
         .get(Collection::Users, &template)

@@ -26,6 +26,16 @@ pub async fn pull(
     district: Option<&str>,
     recorder: Option<&Recorder>,
 ) -> Result<Snapshot, ExtractError> {
+    let builder = pull_roster(config, district, recorder).await?;
+    crate::blocking(|| builder.finish(false))
+}
+
+/// Pulls every collection into a builder, not yet finished into a snapshot.
+pub async fn pull_roster(
+    config: &CleverSourceConfig,
+    district: Option<&str>,
+    recorder: Option<&Recorder>,
+) -> Result<SnapshotBuilder, ExtractError> {
     let client = Client::new(config)?;
     let mut builder = pull_collection(
         &client,
@@ -43,7 +53,90 @@ pub async fn pull(
     for pulled in futures_util::future::try_join_all(others).await? {
         builder.absorb(pulled);
     }
-    crate::blocking(|| builder.finish(false))
+    Ok(builder)
+}
+
+/// One event of Clever's Events API, as it came: `{"id", "type", "data": {"object": ...}}`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Event {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub data: EventData,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct EventData {
+    /// The record as it is after the event (for a deletion, as it was).
+    pub object: Box<serde_json::value::RawValue>,
+}
+
+/// The newest event's id: where the events of changes after now will start. `None` when the
+/// feed is empty.
+pub async fn newest_event(config: &CleverSourceConfig) -> Result<Option<String>, ExtractError> {
+    let client = Client::new(config)?;
+    let url = format!(
+        "{}{API_VERSION}/events?ending_before=last&limit=1",
+        config.base_url.trim_end_matches('/')
+    );
+    let (_, page) = client.fetch(&url, |body| events_page(body, &url)).await?;
+    Ok(page.events.last().map(|event| event.id.clone()))
+}
+
+/// Every event after `cursor` (the whole feed without one), oldest first.
+pub async fn events_since(
+    config: &CleverSourceConfig,
+    cursor: Option<&str>,
+) -> Result<Vec<Event>, ExtractError> {
+    let client = Client::new(config)?;
+    let mut path = match cursor {
+        Some(cursor) => format!(
+            "{API_VERSION}/events?starting_after={cursor}&limit={}",
+            config.limit
+        ),
+        None => format!("{API_VERSION}/events?limit={}", config.limit),
+    };
+    let mut events = Vec::new();
+    loop {
+        let url = format!("{}{path}", config.base_url.trim_end_matches('/'));
+        let (_, page) = client.fetch(&url, |body| events_page(body, &url)).await?;
+        let done = page.events.is_empty();
+        events.extend(page.events);
+        tracing::info!(target: crate::PROGRESS, "pulling events: {}", events.len());
+        match page.next {
+            Some(next) if !done => path = relative(&next),
+            _ => break,
+        }
+    }
+    Ok(events)
+}
+
+/// A page of events.
+struct EventsPage {
+    events: Vec<Event>,
+    next: Option<String>,
+}
+
+fn events_page(body: &[u8], origin: &str) -> Result<EventsPage, ExtractError> {
+    #[derive(serde::Deserialize)]
+    struct Item {
+        data: Event,
+    }
+    #[derive(serde::Deserialize)]
+    struct Page {
+        #[serde(default)]
+        data: Vec<Item>,
+    }
+    let info = wire::outline(body, origin)?;
+    let page: Page = serde_json::from_slice(body).map_err(|error| ExtractError::Page {
+        origin: origin.to_owned(),
+        reason: format!("not a Clever events page: {error}"),
+        snippet: wire::snippet(body),
+    })?;
+    Ok(EventsPage {
+        events: page.data.into_iter().map(|item| item.data).collect(),
+        next: info.next,
+    })
 }
 
 /// Pulls every page of one collection into `builder`. Each page is parsed on a blocking thread

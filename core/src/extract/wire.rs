@@ -15,7 +15,7 @@ use std::marker::PhantomData;
 
 use rustc_hash::FxHashSet;
 use serde::de::{self, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
 use super::{Collection, ExtractError};
@@ -300,7 +300,23 @@ pub struct PageInfo {
 pub struct Part {
     records: Snapshot,
     districts: Vec<District>,
+    skips: Vec<Skip>,
     pub info: PageInfo,
+}
+
+/// A record the roster does not load, kept by id so that a later event can replace it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Skip {
+    collection: Collection,
+    id: Id,
+    why: SkipWhy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum SkipWhy {
+    Contact,
+    Staff,
+    OtherDistrict,
 }
 
 /// Parses one page of `collection`. Records of a district other than `district` are counted
@@ -360,7 +376,7 @@ impl Part {
                         synthesized: false,
                     });
                 } else {
-                    self.records.skipped.other_district += 1;
+                    self.skip(collection, id, SkipWhy::OtherDistrict);
                 }
                 Some(())
             }),
@@ -375,7 +391,7 @@ impl Part {
                         synthesized: false,
                     });
                 } else {
-                    self.records.skipped.other_district += 1;
+                    self.skip(collection, id, SkipWhy::OtherDistrict);
                 }
                 Some(())
             }),
@@ -389,14 +405,14 @@ impl Part {
                         synthesized: false,
                     });
                 } else {
-                    self.records.skipped.other_district += 1;
+                    self.skip(collection, id, SkipWhy::OtherDistrict);
                 }
                 Some(())
             }),
             Collection::Sections => parse(json).map(|s: WireSection| {
                 let id = s.id?;
                 if of_other_district(&s.district) {
-                    self.records.skipped.other_district += 1;
+                    self.skip(collection, id, SkipWhy::OtherDistrict);
                     return Some(());
                 }
                 let Some(school) = s.school else {
@@ -433,7 +449,7 @@ impl Part {
             }),
             Collection::Users => parse(json).map(|u: WireUser| {
                 if of_other_district(&u.district) {
-                    self.records.skipped.other_district += 1;
+                    self.skip(collection, u.id?, SkipWhy::OtherDistrict);
                     return Some(());
                 }
                 self.add_user(u, json)
@@ -446,8 +462,8 @@ impl Part {
                 .ok()
                 .and_then(|key| Some((key.id?, key.district)))
             {
-                Some((_, theirs)) if of_other_district(&theirs) => {
-                    self.records.skipped.other_district += 1;
+                Some((id, theirs)) if of_other_district(&theirs) => {
+                    self.skip(collection, id, SkipWhy::OtherDistrict);
                 }
                 Some((id, _)) => self.unreadable(kind, id, &reason, json),
                 None => self.quarantine(kind, None, &reason, json),
@@ -502,14 +518,22 @@ impl Part {
         }
         if !used {
             if roles.contact.is_some() {
-                self.records.skipped.contacts += 1;
+                self.skip(Collection::Users, id, SkipWhy::Contact);
             } else if roles.staff.is_some() {
-                self.records.skipped.staff += 1;
+                self.skip(Collection::Users, id, SkipWhy::Staff);
             } else {
                 self.unreadable("user", id, "user holds no role rosterflow knows", json);
             }
         }
         Some(())
+    }
+
+    fn skip(&mut self, collection: Collection, id: Id, why: SkipWhy) {
+        self.skips.push(Skip {
+            collection,
+            id,
+            why,
+        });
     }
 
     /// Quarantines a record that arrived with an id but cannot be used: its Freckle row, if
@@ -530,12 +554,15 @@ impl Part {
     }
 }
 
-/// Accumulates parsed pages into the snapshot of one district.
-#[derive(Debug, Default)]
+/// Accumulates parsed pages into the snapshot of one district. It is also the raw roster an
+/// events run starts from: serialised before [`SnapshotBuilder::finish`], with every record
+/// as the source sent it (references not yet checked, duplicates not yet removed).
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct SnapshotBuilder {
     snapshot: Snapshot,
     districts: Vec<District>,
     seen: BTreeSet<Collection>,
+    skips: Vec<Skip>,
     /// The district the pipeline names, if it names one.
     expected: Option<Id>,
 }
@@ -577,6 +604,7 @@ impl SnapshotBuilder {
     pub fn merge(&mut self, collection: Collection, part: Part) {
         self.seen.insert(collection);
         append(&mut self.districts, part.districts);
+        append(&mut self.skips, part.skips);
         self.absorb_records(part.records);
     }
 
@@ -584,7 +612,70 @@ impl SnapshotBuilder {
     pub fn absorb(&mut self, other: SnapshotBuilder) {
         self.seen.extend(other.seen);
         append(&mut self.districts, other.districts);
+        append(&mut self.skips, other.skips);
         self.absorb_records(other.snapshot);
+    }
+
+    /// Removes every record, skip and quarantine entry of the given ids, per collection: what
+    /// an event replaces or deletes.
+    pub(super) fn remove(&mut self, ids: &BTreeMap<Collection, FxHashSet<Id>>) {
+        let touched = |collection: Collection, id: &Id| {
+            ids.get(&collection).is_some_and(|ids| ids.contains(id))
+        };
+        if let Some(district) = ids.get(&Collection::Districts) {
+            self.districts.retain(|d| !district.contains(&d.id));
+        }
+        let records = &mut self.snapshot;
+        records
+            .schools
+            .retain(|r| !touched(Collection::Schools, &r.id));
+        records.terms.retain(|r| !touched(Collection::Terms, &r.id));
+        records
+            .courses
+            .retain(|r| !touched(Collection::Courses, &r.id));
+        records
+            .sections
+            .retain(|r| !touched(Collection::Sections, &r.id));
+        records
+            .students
+            .retain(|r| !touched(Collection::Users, &r.id));
+        records
+            .teachers
+            .retain(|r| !touched(Collection::Users, &r.id));
+        records
+            .admins
+            .retain(|r| !touched(Collection::Users, &r.id));
+        let kind_of = |kind: &str| {
+            Collection::ALL
+                .into_iter()
+                .find(|c| c.record_kind() == kind)
+        };
+        records
+            .quarantine
+            .retain(|q| match (kind_of(&q.kind), &q.id) {
+                (Some(collection), Some(id)) => !touched(collection, id),
+                _ => true,
+            });
+        records.unreadable.retain(|id| {
+            !Collection::ALL
+                .into_iter()
+                .any(|collection| touched(collection, id))
+        });
+        self.skips
+            .retain(|skip| !touched(skip.collection, &skip.id));
+    }
+
+    /// Puts every collection in Clever's order (by id), as a full pull serves them.
+    pub(super) fn sort_by_id(&mut self) {
+        let records = &mut self.snapshot;
+        records.schools.sort_by(|a, b| a.id.cmp(&b.id));
+        records.terms.sort_by(|a, b| a.id.cmp(&b.id));
+        records.courses.sort_by(|a, b| a.id.cmp(&b.id));
+        records.sections.sort_by(|a, b| a.id.cmp(&b.id));
+        records.students.sort_by(|a, b| a.id.cmp(&b.id));
+        records.teachers.sort_by(|a, b| a.id.cmp(&b.id));
+        records.admins.sort_by(|a, b| a.id.cmp(&b.id));
+        self.districts.sort_by(|a, b| a.id.cmp(&b.id));
     }
 
     fn absorb_records(&mut self, from: Snapshot) {
@@ -598,9 +689,6 @@ impl SnapshotBuilder {
         append(&mut into.admins, from.admins);
         append(&mut into.quarantine, from.quarantine);
         append(&mut into.unreadable, from.unreadable);
-        into.skipped.contacts += from.skipped.contacts;
-        into.skipped.staff += from.skipped.staff;
-        into.skipped.other_district += from.skipped.other_district;
     }
 
     /// Whether any page of `collection` arrived (an empty list counts).
@@ -642,6 +730,14 @@ impl SnapshotBuilder {
             });
         }
         self.snapshot.district = district;
+        for skip in &self.skips {
+            let count = match skip.why {
+                SkipWhy::Contact => &mut self.snapshot.skipped.contacts,
+                SkipWhy::Staff => &mut self.snapshot.skipped.staff,
+                SkipWhy::OtherDistrict => &mut self.snapshot.skipped.other_district,
+            };
+            *count += 1;
+        }
         if synthesize_missing {
             self.synthesize_missing();
         }
@@ -692,6 +788,11 @@ impl SnapshotBuilder {
                 .collect();
         }
     }
+}
+
+/// The id of a record's JSON, however much of the rest is readable.
+pub fn record_id(json: &str) -> Option<Id> {
+    parse::<WireKey>(json).ok()?.id
 }
 
 /// Moves `from` onto the end of `into`, without a copy when `into` is empty.

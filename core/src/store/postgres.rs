@@ -25,7 +25,7 @@ use super::schema::{
 use super::state::{
     Cell, Existing, MembershipState, OpenDecision, Role, State, TableState, fingerprint,
 };
-use super::{RowIds, RunOutcome, RunRecord, StoreError, counts_json};
+use super::{RowIds, RunOutcome, RunRecord, SAVE_CHECKPOINT, StoreError, counts_json};
 use crate::db::timestamp;
 use crate::model::{DecisionAction, Entity};
 use crate::plan::{Plan, RecordAction, member_entity, record_key};
@@ -425,20 +425,40 @@ async fn record_run(
         RunRecord::New {
             pipeline,
             started_at,
-        } => sqlx::query_scalar(
-            "INSERT INTO sync_runs (district_id, pipeline, status, started_at, finished_at, changes, quarantined, counts) \
-             VALUES ($1, $2, 'committed', $3, $4, $5, $6, $7) RETURNING id",
-        )
-        .bind(district)
-        .bind(pipeline)
-        .bind(timestamp(started_at))
-        .bind(now)
-        .bind(plan.change_count() as i64)
-        .bind(plan.snapshot.quarantine.len() as i64)
-        .bind(counts_json(plan))
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(StoreError::postgres("recording the run")),
+            source,
+        } => {
+            let run: i64 = sqlx::query_scalar(
+                "INSERT INTO sync_runs (district_id, pipeline, status, started_at, finished_at, changes, quarantined, counts, \
+                 source_kind, event_cursor, source_note) \
+                 VALUES ($1, $2, 'committed', $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+            )
+            .bind(district)
+            .bind(pipeline)
+            .bind(timestamp(started_at))
+            .bind(now)
+            .bind(plan.change_count() as i64)
+            .bind(plan.snapshot.quarantine.len() as i64)
+            .bind(counts_json(plan))
+            .bind(source.kind)
+            .bind(source.checkpoint.and_then(|c| c.cursor))
+            .bind(source.note)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(StoreError::postgres("recording the run"))?;
+            if let Some(checkpoint) = source.checkpoint {
+                sqlx::query(SAVE_CHECKPOINT)
+                    .bind(district)
+                    .bind(run)
+                    .bind(checkpoint.cursor)
+                    .bind(checkpoint.roster)
+                    .bind(timestamp(checkpoint.full_sync_at))
+                    .bind(timestamp(checkpoint.saved_at))
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(StoreError::postgres("saving the events checkpoint"))?;
+            }
+            Ok(run)
+        }
         RunRecord::Approve { run } => {
             let approved = sqlx::query(
                 "UPDATE sync_runs SET status = 'approved', finished_at = $1, snapshot = NULL \

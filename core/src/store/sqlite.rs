@@ -20,7 +20,7 @@ use super::schema::{
 use super::state::{
     Cell, Existing, MembershipState, OpenDecision, Role, State, TableState, fingerprint,
 };
-use super::{RowIds, RunOutcome, RunRecord, StoreError, counts_json};
+use super::{RowIds, RunOutcome, RunRecord, SAVE_CHECKPOINT, StoreError, counts_json};
 use crate::db::timestamp;
 use crate::model::{DecisionAction, Entity};
 use crate::plan::{Plan, RecordAction, member_entity, record_key};
@@ -359,22 +359,44 @@ fn record_run(
         RunRecord::New {
             pipeline,
             started_at,
-        } => tx
-            .query_row(
-                "INSERT INTO sync_runs (district_id, pipeline, status, started_at, finished_at, changes, quarantined, counts) \
-                 VALUES (?1, ?2, 'committed', ?3, ?4, ?5, ?6, ?7) RETURNING id",
-                params![
-                    district,
-                    pipeline,
-                    timestamp(started_at),
-                    now,
-                    plan.change_count() as i64,
-                    plan.snapshot.quarantine.len() as i64,
-                    counts_json(plan),
-                ],
-                |row| row.get(0),
-            )
-            .map_err(StoreError::sqlite("recording the run")),
+            source,
+        } => {
+            let run: i64 = tx
+                .query_row(
+                    "INSERT INTO sync_runs (district_id, pipeline, status, started_at, finished_at, changes, quarantined, counts, \
+                     source_kind, event_cursor, source_note) \
+                     VALUES (?1, ?2, 'committed', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
+                    params![
+                        district,
+                        pipeline,
+                        timestamp(started_at),
+                        now,
+                        plan.change_count() as i64,
+                        plan.snapshot.quarantine.len() as i64,
+                        counts_json(plan),
+                        source.kind,
+                        source.checkpoint.and_then(|c| c.cursor),
+                        source.note,
+                    ],
+                    |row| row.get(0),
+                )
+                .map_err(StoreError::sqlite("recording the run"))?;
+            if let Some(checkpoint) = source.checkpoint {
+                tx.execute(
+                    &SAVE_CHECKPOINT.replace('$', "?"),
+                    params![
+                        district,
+                        run,
+                        checkpoint.cursor,
+                        checkpoint.roster,
+                        timestamp(checkpoint.full_sync_at),
+                        timestamp(checkpoint.saved_at),
+                    ],
+                )
+                .map_err(StoreError::sqlite("saving the events checkpoint"))?;
+            }
+            Ok(run)
+        }
         RunRecord::Approve { run } => {
             let approved = tx
                 .execute(
