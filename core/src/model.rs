@@ -110,6 +110,13 @@ pub struct Section {
     pub member_sources: BTreeMap<Id, Source>,
 }
 
+impl Section {
+    /// Who made the membership of `member`: the plugin that added it, or the section's source.
+    pub fn source_of(&self, member: &str) -> &Source {
+        self.member_sources.get(member).unwrap_or(&self.source)
+    }
+}
+
 /// Who authored a class or a membership: the SIS (through the source) or a named plugin.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Source {

@@ -17,7 +17,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
-use crate::model::{Decision, DecisionAction, Entity, Section, Skipped, Snapshot};
+use crate::model::{Decision, DecisionAction, Entity, Skipped, Snapshot};
 use crate::store::schema::{
     Columns, Kind, Lookups, MEMBERSHIPS, MembershipTable, Record, TableVisitor, Value, layout,
     visit_tables,
@@ -164,6 +164,15 @@ fn author(by: Option<&Decision>) -> &str {
     by.map_or("sync", |d| d.author.as_str())
 }
 
+/// Who a membership is by: the plugin its source names, or the sync.
+fn membership_author<'a>(source: Cow<'static, str>) -> Cow<'a, str> {
+    if source == "sis" {
+        Cow::Borrowed("sync")
+    } else {
+        source
+    }
+}
+
 /// One change as the run history records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangeRow<'a> {
@@ -172,7 +181,7 @@ pub struct ChangeRow<'a> {
     pub member: Option<&'a str>,
     pub action: &'static str,
     pub reason: Cow<'a, str>,
-    pub author: &'a str,
+    pub author: Cow<'a, str>,
     /// The columns an update or restore changes, or a membership's new role.
     pub detail: Option<String>,
 }
@@ -296,24 +305,20 @@ impl<'a> Plan<'a> {
             member: None,
             action: change.action.as_str(),
             reason: change.reason(),
-            author: change.author(),
+            author: Cow::Borrowed(change.author()),
             detail: (change.changed != 0).then(|| layout(change.entity).names(change.changed)),
         })
     }
 
     pub fn start_rows(&self) -> impl Iterator<Item = ChangeRow<'a>> + '_ {
-        self.starts.iter().map(move |start| {
-            let section = &self.snapshot.sections[start.class as usize];
-            let member = member_key(self.snapshot, start.entity, start.member);
-            ChangeRow {
-                entity: start.entity,
-                key: &section.id,
-                member: Some(member),
-                action: "start",
-                reason: Cow::Borrowed("in the section in source"),
-                author: self.start_author(section, member),
-                detail: start.role.as_db().map(str::to_owned),
-            }
+        self.starts.iter().map(move |start| ChangeRow {
+            entity: start.entity,
+            key: &self.snapshot.sections[start.class as usize].id,
+            member: Some(member_key(self.snapshot, start.entity, start.member)),
+            action: "start",
+            reason: Cow::Borrowed("in the section in source"),
+            author: membership_author(self.source_of(start.entity, start.class, start.member)),
+            detail: start.role.as_db().map(str::to_owned),
         })
     }
 
@@ -326,43 +331,30 @@ impl<'a> Plan<'a> {
             member: self.key_of_row(member_entity(end.entity), end.member_row),
             action: "end",
             reason: Cow::Owned(end.reason.text()),
-            author: end.reason.author(),
+            author: Cow::Borrowed(end.reason.author()),
             detail: None,
         })
     }
 
     pub fn retag_rows(&self) -> impl Iterator<Item = ChangeRow<'a>> + '_ {
-        self.retags.iter().map(move |retag| {
-            let section = &self.snapshot.sections[retag.class as usize];
-            let member = member_key(self.snapshot, retag.entity, retag.member);
-            ChangeRow {
-                entity: retag.entity,
-                key: &section.id,
-                member: Some(member),
-                action: "update",
-                reason: Cow::Borrowed("role or source changed in source"),
-                author: self.start_author(section, member),
-                detail: retag.role.as_db().map(str::to_owned),
-            }
+        self.retags.iter().map(move |retag| ChangeRow {
+            entity: retag.entity,
+            key: &self.snapshot.sections[retag.class as usize].id,
+            member: Some(member_key(self.snapshot, retag.entity, retag.member)),
+            action: "update",
+            reason: Cow::Borrowed("role or source changed in source"),
+            author: membership_author(self.source_of(retag.entity, retag.class, retag.member)),
+            detail: retag.role.as_db().map(str::to_owned),
         })
     }
 
-    /// Who a membership in `section` is by: its plugin, the plugin that made the class, or the
-    /// sync.
-    pub fn start_author(&self, section: &'a Section, member: &str) -> &'a str {
-        match section
-            .member_sources
-            .get(member)
-            .unwrap_or(&section.source)
-        {
-            crate::model::Source::Plugin(_) => self
-                .snapshot
-                .decisions
-                .iter()
-                .find(|d| d.entity == Entity::Class && d.id == section.id)
-                .map_or("sync", |d| d.author.as_str()),
-            crate::model::Source::Sis => "sync",
-        }
+    /// The `source` of the membership of the snapshot's member at `member` (a position in the
+    /// membership entity's member list) in the section at `class`: `sis` or `plugin:<name>`.
+    pub fn source_of(&self, entity: Entity, class: u32, member: u32) -> Cow<'static, str> {
+        let section = &self.snapshot.sections[class as usize];
+        section
+            .source_of(member_key(self.snapshot, entity, member))
+            .as_db()
     }
 
     fn diff_memberships(&mut self, table: &MembershipTable, context: &Context<'a>) {
@@ -407,11 +399,7 @@ impl<'a> Plan<'a> {
                 let Some(&member) = positions.get(id.as_str()) else {
                     continue;
                 };
-                let role = match (table.member, index) {
-                    (Entity::Teacher, 0) => Role::Primary,
-                    (Entity::Teacher, _) => Role::Co,
-                    _ => Role::None,
-                };
+                let role = Role::in_list(table.member, index);
                 wanted.push((members.row_id(id), member, role));
             }
             // Rows ascending, members without a row last; a member listed twice counts once.
@@ -463,9 +451,7 @@ impl<'a> Plan<'a> {
                     Ordering::Equal => {
                         let (_, member, role) = wanted[i];
                         let source = section
-                            .member_sources
-                            .get(member_key(snapshot, table.entity, member))
-                            .unwrap_or(&section.source)
+                            .source_of(member_key(snapshot, table.entity, member))
                             .as_db();
                         let tag = tags[j];
                         if tag.role != role || open.source(tag.source) != source {
@@ -786,7 +772,7 @@ impl fmt::Debug for Plan<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Decision, District, School, Source, Student, Teacher};
+    use crate::model::{Decision, District, School, Section, Source, Student, Teacher};
     use crate::store::state::loaded;
 
     /// Two schools, two teachers, four students; math (primary t1, co t2) has s1..s3, art
@@ -1106,7 +1092,7 @@ mod tests {
             .insert("s4".into(), Source::Plugin("flex".into()));
         assert_eq!(
             diff(&before, &after),
-            ["class_student update art s4: role or source changed in source by sync"]
+            ["class_student update art s4: role or source changed in source by plugin:flex"]
         );
         // A plugin's own group: its class and memberships are the plugin's.
         let mut grouped = before.clone();

@@ -106,7 +106,7 @@ impl From<ChangeRow<'_>> for ReportRow {
             row.member.map(str::to_owned),
             row.action,
             row.reason.into_owned(),
-            row.author.to_owned(),
+            row.author.into_owned(),
             row.detail,
         )
     }

@@ -28,7 +28,7 @@ use super::state::{
 use super::{RowIds, RunOutcome, RunRecord, SAVE_CHECKPOINT, StoreError, counts_json};
 use crate::db::timestamp;
 use crate::model::{DecisionAction, Entity};
-use crate::plan::{Plan, RecordAction, member_entity, record_key};
+use crate::plan::{Plan, RecordAction, member_entity};
 use copy::{Encoder, Lines};
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -707,19 +707,12 @@ impl<'a> Writer<'_, 'a> {
 
     async fn memberships(&self, tx: &mut Transaction<'_, Postgres>) -> Result<()> {
         let plan = self.plan;
-        let snapshot = plan.snapshot;
         for table in MEMBERSHIPS {
             let step = |what: &str| format!("writing {what} of {}", table.name);
             let member = member_entity(table.entity);
             let is_teacher = table.entity == Entity::ClassTeacher;
-            let source_of = |class: u32, position: u32| {
-                let section = &snapshot.sections[class as usize];
-                section
-                    .member_sources
-                    .get(record_key(snapshot, member, position))
-                    .unwrap_or(&section.source)
-                    .as_db()
-            };
+            let source_of =
+                |class: u32, position: u32| plan.source_of(table.entity, class, position);
 
             let role_column = if is_teacher { ", role" } else { "" };
             let sql = format!(
@@ -871,7 +864,7 @@ impl<'a> Writer<'_, 'a> {
             encoder.text(row.member);
             encoder.text(Some(row.action));
             encoder.text(Some(&row.reason));
-            encoder.text(Some(row.author));
+            encoder.text(Some(&row.author));
             encoder.text(row.detail.as_deref());
             encoder.end_row();
         }

@@ -23,7 +23,7 @@ use super::state::{
 use super::{RowIds, RunOutcome, RunRecord, SAVE_CHECKPOINT, StoreError, counts_json};
 use crate::db::timestamp;
 use crate::model::{DecisionAction, Entity};
-use crate::plan::{Plan, RecordAction, member_entity, record_key};
+use crate::plan::{Plan, RecordAction, member_entity};
 
 /// How long a write waits for another writer (the Freckle app, another district's run).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -601,7 +601,6 @@ impl<'a> Writer<'_, 'a> {
 
     fn memberships(&mut self) -> Result<()> {
         let plan = self.plan;
-        let snapshot = plan.snapshot;
         for table in MEMBERSHIPS {
             let step = |what: &str| format!("writing {what} of {}", table.name);
             let (role_column, role_value) = if table.entity == Entity::ClassTeacher {
@@ -623,13 +622,7 @@ impl<'a> Writer<'_, 'a> {
                 if written % 1_000_000 == 0 {
                     tracing::info!(target: crate::PROGRESS, "writing {}: {written} new", table.name);
                 }
-                let section = &snapshot.sections[change.class as usize];
-                let key = record_key(snapshot, member, change.member);
-                let source = section
-                    .member_sources
-                    .get(key)
-                    .unwrap_or(&section.source)
-                    .as_db();
+                let source = plan.source_of(table.entity, change.class, change.member);
                 let class_row = self.rows.at(Entity::Class, change.class);
                 let member_row = self.rows.at(member, change.member);
                 let (Some(class_row), Some(member_row)) = (class_row, member_row) else {
@@ -698,13 +691,7 @@ impl<'a> Writer<'_, 'a> {
                 ))
                 .map_err(StoreError::sqlite(step("role changes")))?;
             for change in plan.retags.iter().filter(|r| r.entity == table.entity) {
-                let section = &snapshot.sections[change.class as usize];
-                let key = record_key(snapshot, member, change.member);
-                let source = section
-                    .member_sources
-                    .get(key)
-                    .unwrap_or(&section.source)
-                    .as_db();
+                let source = plan.source_of(table.entity, change.class, change.member);
                 bind_all(
                     &mut retag,
                     1,
@@ -750,7 +737,7 @@ impl<'a> Writer<'_, 'a> {
                     row.member,
                     row.action,
                     row.reason.as_ref(),
-                    row.author,
+                    row.author.as_ref(),
                     row.detail
                 ])
                 .map_err(StoreError::sqlite("recording changes"))?;

@@ -213,6 +213,16 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role of the member at `index` of a section's list of `member`s: the first teacher
+    /// is the primary one.
+    pub fn in_list(member: Entity, index: usize) -> Role {
+        match (member, index) {
+            (Entity::Teacher, 0) => Role::Primary,
+            (Entity::Teacher, _) => Role::Co,
+            _ => Role::None,
+        }
+    }
+
     pub fn as_db(self) -> Option<&'static str> {
         match self {
             Role::None => None,
@@ -239,7 +249,7 @@ pub struct Tag {
 }
 
 /// Open memberships of one kind, grouped by class: class row ids ascending, and within a class
-/// member row ids ascending. About 12 bytes a membership.
+/// member row ids ascending. About 16 bytes a membership.
 #[derive(Debug)]
 pub struct MembershipState {
     classes: Vec<i64>,
@@ -433,12 +443,8 @@ pub(crate) fn loaded(snapshot: &crate::model::Snapshot) -> State {
                 _ => &section.students,
             };
             for (index, id) in list.iter().enumerate() {
-                let role = match (member, index) {
-                    (Entity::Teacher, 0) => Role::Primary,
-                    (Entity::Teacher, _) => Role::Co,
-                    _ => Role::None,
-                };
-                let source = section.member_sources.get(id).unwrap_or(&section.source);
+                let role = Role::in_list(member, index);
+                let source = section.source_of(id);
                 if let Some(row) = state.table(member).row_id(id) {
                     pairs.push((class, row, role, source.as_db()));
                 }
