@@ -13,7 +13,7 @@ use rosterflow::model::{
     DecisionAction, District, Entity, Id, School, Section, Snapshot, Source, Student, Teacher,
 };
 use rosterflow::transform::plugin::{
-    Edit, Plugin, PluginError, PluginErrorKind, PluginHost, PluginLimits, check,
+    Attribute, Edit, Plugin, PluginError, PluginErrorKind, PluginHost, PluginLimits, check,
 };
 
 /// The component of a plugin crate of this workspace (`"flex-groups"`, `"hostile-evil"`...),
@@ -530,6 +530,63 @@ fn nothing_is_granted_by_default() {
     };
     assert!(message.starts_with("fs=denied"), "{message}");
     assert!(message.ends_with("; env=0; clock=0"), "{message}");
+}
+
+/// The `ext.draw` value the evil plugin's `random` mode proposes: bytes from `getrandom` and a
+/// `HashMap` key.
+fn draw(plugin: &Plugin, name: &str, note: &str, snapshot: &Snapshot) -> String {
+    let config = format!(r#"{{"mode": "random", "note": "{note}"}}"#);
+    let edits = plugin
+        .propose(name, &config, &PluginLimits::default(), snapshot)
+        .expect("random runs");
+    match edits.as_slice() {
+        [
+            Edit::SetAttribute {
+                attribute:
+                    Attribute::Ext {
+                        value: Some(drawn), ..
+                    },
+                ..
+            },
+        ] => drawn.clone(),
+        other => panic!("unexpected edits {other:?}"),
+    }
+}
+
+#[test]
+fn random_draws_repeat_on_a_rerun_and_change_with_the_input() {
+    let plugin = load("hostile-evil");
+    let first = draw(&plugin, "evil", "a", &small_snapshot());
+    assert_eq!(first.len(), 32 + 1 + 16, "{first}");
+    // Every call is a fresh instance; another host is another process's rerun.
+    assert_eq!(draw(&plugin, "evil", "a", &small_snapshot()), first);
+    let rerun = PluginHost::new(None)
+        .expect("host")
+        .load(&plugin_wasm("hostile-evil"))
+        .expect("load");
+    assert_eq!(draw(&rerun, "evil", "a", &small_snapshot()), first);
+
+    let mut roster = small_snapshot();
+    roster.students.pop();
+    let others = [
+        ("another roster", draw(&plugin, "evil", "a", &roster)),
+        (
+            "another config",
+            draw(&plugin, "evil", "b", &small_snapshot()),
+        ),
+        (
+            "another stage",
+            draw(&plugin, "evil-2", "a", &small_snapshot()),
+        ),
+    ];
+    for (what, other) in others {
+        // Both the `getrandom` bytes and the `HashMap` key change.
+        let (bytes, key) = other.split_once('-').expect("bytes-key");
+        assert!(
+            !first.starts_with(bytes) && !first.ends_with(key),
+            "{what}: {other} against {first}"
+        );
+    }
 }
 
 #[test]

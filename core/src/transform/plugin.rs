@@ -13,6 +13,8 @@
 //! - `cache`: compiled components on disk, keyed by content hash and engine.
 //! - `sandbox`: the store's data (WASI with nothing granted, the log), the memory limiter and
 //!   the epoch ticker.
+//! - `random`: the seed of a call's WASI random, from the stage and the snapshot, so that a
+//!   rerun on the same roster draws the same bytes.
 //!
 //! One [`PluginHost`] per process holds the `Engine` (component model, epoch interruption), the
 //! `Linker` (built once) and the compiled components. A plugin that traps is never re-entered:
@@ -22,6 +24,7 @@ mod bindings;
 mod cache;
 mod edit;
 mod input;
+mod random;
 mod sandbox;
 
 use std::collections::HashMap;
@@ -38,6 +41,7 @@ use wasmtime::{Engine, Store, Trap};
 use crate::model::Snapshot;
 
 use bindings::v0_1_0::{self, wire};
+use random::Seed;
 use sandbox::{RunState, Ticker};
 
 pub use edit::{Attribute, Edit, EditCounts, Group, Member};
@@ -90,7 +94,8 @@ impl fmt::Display for PluginLimits {
 }
 
 /// Capabilities a pipeline may grant a plugin beyond its config and log. `Default` grants none:
-/// no filesystem, network, environment or clock (the clock reads zero).
+/// no filesystem, network, environment or clock (the clock reads zero). Randomness is always
+/// there, but drawn from a seed of the call's input, not from the operating system (`random`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PluginGrants {
     /// The real wall and monotonic clocks.
@@ -527,7 +532,7 @@ impl Plugin {
         limits: &PluginLimits,
     ) -> Result<(), PluginError> {
         check_name(name)?;
-        let mut store = self.store(name, limits)?;
+        let mut store = self.store(name, limits, &Seed::new(name, config_json, None))?;
         let result = self
             .pre
             .instantiate(&mut store)
@@ -588,7 +593,8 @@ impl Plugin {
     ) -> Result<Call, PluginError> {
         check_name(name)?;
         let input = input::to_wire(name, snapshot, self.wants)?;
-        let mut store = self.store(name, limits)?;
+        let seed = Seed::new(name, config_json, Some(&input));
+        let mut store = self.store(name, limits, &seed)?;
         let result = self
             .pre
             .instantiate(&mut store)
@@ -615,15 +621,21 @@ impl Plugin {
 
     fn describe_call(&self, plugin: &str) -> Result<wire::Info, PluginError> {
         let limits = PluginLimits::default();
-        let mut store = self.store(plugin, &limits)?;
+        let mut store = self.store(plugin, &limits, &Seed::new(plugin, "", None))?;
         self.pre
             .instantiate(&mut store)
             .and_then(|p| p.rosterflow_plugin_transform().call_describe(&mut store))
             .map_err(|e| failure(plugin, &limits, &store, e))
     }
 
-    /// A fresh store: nothing granted but `self.grants`, the memory cap, the time budget.
-    fn store(&self, name: &str, limits: &PluginLimits) -> Result<Store<RunState>, PluginError> {
+    /// A fresh store: nothing granted but `self.grants` and random drawn from `seed`, the memory
+    /// cap, the time budget.
+    fn store(
+        &self,
+        name: &str,
+        limits: &PluginLimits,
+        seed: &Seed,
+    ) -> Result<Store<RunState>, PluginError> {
         let invalid = |reason: &str| PluginError::InvalidLimits {
             plugin: name.to_owned(),
             reason: reason.to_owned(),
@@ -639,7 +651,7 @@ impl Plugin {
         }
         let memory_bytes = usize::try_from(limits.memory_mb * 1024 * 1024)
             .map_err(|_| invalid("memory_mb does not fit this machine"))?;
-        let state = RunState::new(name, memory_bytes, &self.grants);
+        let state = RunState::new(name, memory_bytes, &self.grants, seed);
         let mut store = Store::new(&self.host.inner.engine, state);
         store.limiter(|s| &mut s.limiter);
         let tick = sandbox::TICK.as_millis() as u64;
