@@ -16,6 +16,8 @@ use rosterflow::transform::plugin::{
     Attribute, Edit, Plugin, PluginError, PluginErrorKind, PluginHost, PluginLimits, check,
 };
 
+use crate::util::peak_heap_during;
+
 /// The component of a plugin crate of this workspace (`"flex-groups"`, `"hostile-evil"`...),
 /// built for `wasm32-wasip2` in the debug profile.
 pub fn plugin_wasm(crate_name: &str) -> PathBuf {
@@ -318,18 +320,22 @@ fn a_second_host_deserialises_the_cached_component() {
 struct Failure {
     error: PluginError,
     elapsed: Duration,
+    /// The most heap the host held at once during the run.
+    peak_heap: usize,
 }
 
 fn hostile(mode: &str, limits: PluginLimits) -> Failure {
     let plugin = load("hostile-evil");
     let mut snapshot = small_snapshot();
     let started = Instant::now();
-    let result = plugin.run(
-        "evil",
-        &format!(r#"{{"mode": "{mode}"}}"#),
-        &limits,
-        &mut snapshot,
-    );
+    let (result, peak_heap) = peak_heap_during(|| {
+        plugin.run(
+            "evil",
+            &format!(r#"{{"mode": "{mode}"}}"#),
+            &limits,
+            &mut snapshot,
+        )
+    });
     let elapsed = started.elapsed();
     let error = match result {
         Ok(report) => panic!("mode {mode} should fail, but ran: {report}"),
@@ -340,7 +346,11 @@ fn hostile(mode: &str, limits: PluginLimits) -> Failure {
         small_snapshot(),
         "mode {mode} changed the snapshot"
     );
-    Failure { error, elapsed }
+    Failure {
+        error,
+        elapsed,
+        peak_heap,
+    }
 }
 
 #[test]
@@ -421,10 +431,43 @@ fn an_oversized_output_hits_its_output_cap() {
     };
     let f = hostile("oversized-output", limits);
     assert!(
-        matches!(f.error, PluginError::OutputTooLarge { max_output_mb: 16, output_bytes, .. }
-            if output_bytes > 16 << 20),
+        matches!(f.error, PluginError::OutputTooLarge { max_output_mb: 16, output_bytes: Some(n), .. }
+            if n > 16 << 20),
         "{}",
         f.error
+    );
+}
+
+#[test]
+fn a_huge_output_is_stopped_while_it_is_copied() {
+    // 20 MB of member indices against a cap of 1 MB: the host must refuse them without first
+    // copying them out of the plugin.
+    let limits = PluginLimits {
+        max_output_mb: 1,
+        ..PluginLimits::default()
+    };
+    let f = hostile("oversized-output", limits);
+    assert!(
+        matches!(
+            f.error,
+            PluginError::OutputTooLarge {
+                output_bytes: None,
+                max_output_mb: 1,
+                ..
+            }
+        ),
+        "{}",
+        f.error
+    );
+    assert_eq!(
+        f.error.to_string(),
+        "plugin evil passed the host more than its output cap of 1 MB allows; the host stopped \
+         copying it"
+    );
+    assert!(
+        f.peak_heap < 2 << 20,
+        "the host held {} bytes at once for a 20 MB output",
+        f.peak_heap
     );
 }
 
