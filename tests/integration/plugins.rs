@@ -13,8 +13,10 @@ use rosterflow::model::{
     DecisionAction, District, Entity, Id, School, Section, Snapshot, Source, Student, Teacher,
 };
 use rosterflow::transform::plugin::{
-    Edit, Plugin, PluginError, PluginErrorKind, PluginHost, PluginLimits, check,
+    Attribute, Edit, Plugin, PluginError, PluginErrorKind, PluginHost, PluginLimits, check,
 };
+
+use crate::util::peak_heap_during;
 
 /// The component of a plugin crate of this workspace (`"flex-groups"`, `"hostile-evil"`...),
 /// built for `wasm32-wasip2` in the debug profile.
@@ -318,18 +320,22 @@ fn a_second_host_deserialises_the_cached_component() {
 struct Failure {
     error: PluginError,
     elapsed: Duration,
+    /// The most heap the host held at once during the run.
+    peak_heap: usize,
 }
 
 fn hostile(mode: &str, limits: PluginLimits) -> Failure {
     let plugin = load("hostile-evil");
     let mut snapshot = small_snapshot();
     let started = Instant::now();
-    let result = plugin.run(
-        "evil",
-        &format!(r#"{{"mode": "{mode}"}}"#),
-        &limits,
-        &mut snapshot,
-    );
+    let (result, peak_heap) = peak_heap_during(|| {
+        plugin.run(
+            "evil",
+            &format!(r#"{{"mode": "{mode}"}}"#),
+            &limits,
+            &mut snapshot,
+        )
+    });
     let elapsed = started.elapsed();
     let error = match result {
         Ok(report) => panic!("mode {mode} should fail, but ran: {report}"),
@@ -340,7 +346,11 @@ fn hostile(mode: &str, limits: PluginLimits) -> Failure {
         small_snapshot(),
         "mode {mode} changed the snapshot"
     );
-    Failure { error, elapsed }
+    Failure {
+        error,
+        elapsed,
+        peak_heap,
+    }
 }
 
 #[test]
@@ -421,10 +431,43 @@ fn an_oversized_output_hits_its_output_cap() {
     };
     let f = hostile("oversized-output", limits);
     assert!(
-        matches!(f.error, PluginError::OutputTooLarge { max_output_mb: 16, output_bytes, .. }
-            if output_bytes > 16 << 20),
+        matches!(f.error, PluginError::OutputTooLarge { max_output_mb: 16, output_bytes: Some(n), .. }
+            if n > 16 << 20),
         "{}",
         f.error
+    );
+}
+
+#[test]
+fn a_huge_output_is_stopped_while_it_is_copied() {
+    // 20 MB of member indices against a cap of 1 MB: the host must refuse them without first
+    // copying them out of the plugin.
+    let limits = PluginLimits {
+        max_output_mb: 1,
+        ..PluginLimits::default()
+    };
+    let f = hostile("oversized-output", limits);
+    assert!(
+        matches!(
+            f.error,
+            PluginError::OutputTooLarge {
+                output_bytes: None,
+                max_output_mb: 1,
+                ..
+            }
+        ),
+        "{}",
+        f.error
+    );
+    assert_eq!(
+        f.error.to_string(),
+        "plugin evil passed the host more than its output cap of 1 MB allows; the host stopped \
+         copying it"
+    );
+    assert!(
+        f.peak_heap < 2 << 20,
+        "the host held {} bytes at once for a 20 MB output",
+        f.peak_heap
     );
 }
 
@@ -530,6 +573,63 @@ fn nothing_is_granted_by_default() {
     };
     assert!(message.starts_with("fs=denied"), "{message}");
     assert!(message.ends_with("; env=0; clock=0"), "{message}");
+}
+
+/// The `ext.draw` value the evil plugin's `random` mode proposes: bytes from `getrandom` and a
+/// `HashMap` key.
+fn draw(plugin: &Plugin, name: &str, note: &str, snapshot: &Snapshot) -> String {
+    let config = format!(r#"{{"mode": "random", "note": "{note}"}}"#);
+    let edits = plugin
+        .propose(name, &config, &PluginLimits::default(), snapshot)
+        .expect("random runs");
+    match edits.as_slice() {
+        [
+            Edit::SetAttribute {
+                attribute:
+                    Attribute::Ext {
+                        value: Some(drawn), ..
+                    },
+                ..
+            },
+        ] => drawn.clone(),
+        other => panic!("unexpected edits {other:?}"),
+    }
+}
+
+#[test]
+fn random_draws_repeat_on_a_rerun_and_change_with_the_input() {
+    let plugin = load("hostile-evil");
+    let first = draw(&plugin, "evil", "a", &small_snapshot());
+    assert_eq!(first.len(), 32 + 1 + 16, "{first}");
+    // Every call is a fresh instance; another host is another process's rerun.
+    assert_eq!(draw(&plugin, "evil", "a", &small_snapshot()), first);
+    let rerun = PluginHost::new(None)
+        .expect("host")
+        .load(&plugin_wasm("hostile-evil"))
+        .expect("load");
+    assert_eq!(draw(&rerun, "evil", "a", &small_snapshot()), first);
+
+    let mut roster = small_snapshot();
+    roster.students.pop();
+    let others = [
+        ("another roster", draw(&plugin, "evil", "a", &roster)),
+        (
+            "another config",
+            draw(&plugin, "evil", "b", &small_snapshot()),
+        ),
+        (
+            "another stage",
+            draw(&plugin, "evil-2", "a", &small_snapshot()),
+        ),
+    ];
+    for (what, other) in others {
+        // Both the `getrandom` bytes and the `HashMap` key change.
+        let (bytes, key) = other.split_once('-').expect("bytes-key");
+        assert!(
+            !first.starts_with(bytes) && !first.ends_with(key),
+            "{what}: {other} against {first}"
+        );
+    }
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Shared helpers: a fresh Freckle DB per test on either backend, pipeline files, the
-//! `rosterflow` binary, and queries for assertions.
+//! `rosterflow` binary, queries for assertions, and the heap a thread holds.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -307,4 +309,71 @@ macro_rules! on_both_backends {
             )*
         }
     };
+}
+
+/// The system allocator, counting the heap each thread holds so that a test can bound what one
+/// call allocates on its thread (the plugin host copies a plugin's output on the calling
+/// thread; a plugin's own linear memory is mapped by wasmtime, not allocated here).
+struct CountingAlloc;
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+thread_local! {
+    /// Bytes allocated on this thread and not freed on it (negative when it frees more than it
+    /// allocated, such as memory another thread allocated).
+    static HELD: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
+}
+
+fn count(delta: isize) {
+    // `try_with`: a thread's locals are gone while it exits, and it still frees.
+    let _ = HELD.try_with(|held| {
+        let now = held.get() + delta;
+        held.set(now);
+        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
+    });
+}
+
+// SAFETY: every call is passed to `System` unchanged; counting touches only const-initialised
+// thread locals without destructors, which never allocate.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            count(layout.size() as isize);
+        }
+        ptr
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let ptr = unsafe { System.alloc_zeroed(layout) };
+        if !ptr.is_null() {
+            count(layout.size() as isize);
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        count(-(layout.size() as isize));
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            count(new_size as isize - layout.size() as isize);
+        }
+        new
+    }
+}
+
+/// Runs `f` and returns what it returned and the most heap this thread held at once while it
+/// ran, beyond what it held before.
+pub fn peak_heap_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let before = HELD.with(Cell::get);
+    PEAK.with(|peak| peak.set(before));
+    let result = f();
+    let peak = PEAK.with(Cell::get);
+    (result, (peak - before).max(0) as usize)
 }

@@ -13,6 +13,8 @@
 //! - `cache`: compiled components on disk, keyed by content hash and engine.
 //! - `sandbox`: the store's data (WASI with nothing granted, the log), the memory limiter and
 //!   the epoch ticker.
+//! - `random`: the seed of a call's WASI random, from the stage and the snapshot, so that a
+//!   rerun on the same roster draws the same bytes.
 //!
 //! One [`PluginHost`] per process holds the `Engine` (component model, epoch interruption), the
 //! `Linker` (built once) and the compiled components. A plugin that traps is never re-entered:
@@ -22,6 +24,7 @@ mod bindings;
 mod cache;
 mod edit;
 mod input;
+mod random;
 mod sandbox;
 
 use std::collections::HashMap;
@@ -38,6 +41,7 @@ use wasmtime::{Engine, Store, Trap};
 use crate::model::Snapshot;
 
 use bindings::v0_1_0::{self, wire};
+use random::Seed;
 use sandbox::{RunState, Ticker};
 
 pub use edit::{Attribute, Edit, EditCounts, Group, Member};
@@ -65,7 +69,9 @@ pub struct PluginLimits {
     pub timeout_ms: u64,
     /// Cap on the plugin's linear memory, in MiB (the snapshot it receives lives there too).
     pub memory_mb: u64,
-    /// Cap on the edits it returns, in MiB.
+    /// Cap on the edits it returns, in MiB. The host also stops copying an output out of the
+    /// plugin once the copy has cost it a fixed multiple of this (`edit::copy_budget`), so a
+    /// plugin cannot make the host hold more than that, whatever its memory cap.
     pub max_output_mb: u64,
 }
 
@@ -90,7 +96,8 @@ impl fmt::Display for PluginLimits {
 }
 
 /// Capabilities a pipeline may grant a plugin beyond its config and log. `Default` grants none:
-/// no filesystem, network, environment or clock (the clock reads zero).
+/// no filesystem, network, environment or clock (the clock reads zero). Randomness is always
+/// there, but drawn from a seed of the call's input, not from the operating system (`random`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PluginGrants {
     /// The real wall and monotonic clocks.
@@ -266,13 +273,12 @@ pub enum PluginError {
     Timeout { plugin: String, timeout_ms: u64 },
     #[error("plugin {plugin} exceeded its memory cap of {memory_mb} MB")]
     OutOfMemory { plugin: String, memory_mb: u64 },
-    #[error(
-        "plugin {plugin} returned {output_bytes} bytes of edits, over its output cap of \
-         {max_output_mb} MB"
-    )]
+    #[error("plugin {plugin} {}", output_note(*.output_bytes, *.max_output_mb))]
     OutputTooLarge {
         plugin: String,
-        output_bytes: usize,
+        /// The size of its edits as the cap counts them, when the host copied them all; `None`
+        /// when it stopped copying at its budget (see `edit::copy_budget`).
+        output_bytes: Option<usize>,
         max_output_mb: u64,
     },
     #[error("plugin {plugin} crashed: {message}{}", stderr_note(.stderr))]
@@ -309,6 +315,18 @@ impl PluginError {
             } | PluginError::InvalidName { .. }
                 | PluginError::InvalidLimits { .. }
         )
+    }
+}
+
+fn output_note(output_bytes: Option<usize>, max_output_mb: u64) -> String {
+    match output_bytes {
+        Some(bytes) => {
+            format!("returned {bytes} bytes of edits, over its output cap of {max_output_mb} MB")
+        }
+        None => format!(
+            "passed the host more than its output cap of {max_output_mb} MB allows; the host \
+             stopped copying it"
+        ),
     }
 }
 
@@ -527,7 +545,7 @@ impl Plugin {
         limits: &PluginLimits,
     ) -> Result<(), PluginError> {
         check_name(name)?;
-        let mut store = self.store(name, limits)?;
+        let mut store = self.store(name, limits, &Seed::new(name, config_json, None))?;
         let result = self
             .pre
             .instantiate(&mut store)
@@ -588,7 +606,12 @@ impl Plugin {
     ) -> Result<Call, PluginError> {
         check_name(name)?;
         let input = input::to_wire(name, snapshot, self.wants)?;
-        let mut store = self.store(name, limits)?;
+        let seed = Seed::new(name, config_json, Some(&input));
+        let mut store = self.store(name, limits, &seed)?;
+        // The result is copied out of the plugin under the store's hostcall fuel (set in
+        // `store`): an output whose copy would cost more than `edit::copy_budget` fails the call
+        // while it is being copied, before the host holds it. One within that budget but over
+        // the cap is refused below, once copied.
         let result = self
             .pre
             .instantiate(&mut store)
@@ -599,10 +622,10 @@ impl Plugin {
             .map_err(|e| failure(name, limits, &store, e))?;
         let edits = result.map_err(|e| reported(name, e))?;
         let output_bytes = edit::output_bytes(&edits);
-        if output_bytes as u64 > limits.max_output_mb.saturating_mul(1024 * 1024) {
+        if output_bytes as u64 > max_output_bytes(limits) {
             return Err(PluginError::OutputTooLarge {
                 plugin: name.to_owned(),
-                output_bytes,
+                output_bytes: Some(output_bytes),
                 max_output_mb: limits.max_output_mb,
             });
         }
@@ -615,15 +638,21 @@ impl Plugin {
 
     fn describe_call(&self, plugin: &str) -> Result<wire::Info, PluginError> {
         let limits = PluginLimits::default();
-        let mut store = self.store(plugin, &limits)?;
+        let mut store = self.store(plugin, &limits, &Seed::new(plugin, "", None))?;
         self.pre
             .instantiate(&mut store)
             .and_then(|p| p.rosterflow_plugin_transform().call_describe(&mut store))
             .map_err(|e| failure(plugin, &limits, &store, e))
     }
 
-    /// A fresh store: nothing granted but `self.grants`, the memory cap, the time budget.
-    fn store(&self, name: &str, limits: &PluginLimits) -> Result<Store<RunState>, PluginError> {
+    /// A fresh store: nothing granted but `self.grants` and random drawn from `seed`, the memory
+    /// cap, the time budget, and the budget for copying data out of the plugin.
+    fn store(
+        &self,
+        name: &str,
+        limits: &PluginLimits,
+        seed: &Seed,
+    ) -> Result<Store<RunState>, PluginError> {
         let invalid = |reason: &str| PluginError::InvalidLimits {
             plugin: name.to_owned(),
             reason: reason.to_owned(),
@@ -639,9 +668,13 @@ impl Plugin {
         }
         let memory_bytes = usize::try_from(limits.memory_mb * 1024 * 1024)
             .map_err(|_| invalid("memory_mb does not fit this machine"))?;
-        let state = RunState::new(name, memory_bytes, &self.grants);
+        let state = RunState::new(name, memory_bytes, &self.grants, seed);
         let mut store = Store::new(&self.host.inner.engine, state);
         store.limiter(|s| &mut s.limiter);
+        // wasmtime charges each copy out of the plugin (the result of a call, the arguments of
+        // each call it makes into the host) to this fuel before allocating for it, and fails the
+        // copy when the fuel runs out: no one copy makes the host allocate more than this.
+        store.set_hostcall_fuel(edit::copy_budget(max_output_bytes(limits)));
         let tick = sandbox::TICK.as_millis() as u64;
         store.set_epoch_deadline(limits.timeout_ms.div_ceil(tick).max(1));
         store.epoch_deadline_trap();
@@ -664,6 +697,13 @@ fn failure(
             timeout_ms: limits.timeout_ms,
         };
     }
+    if hostcall_fuel_exhausted(&error) {
+        return PluginError::OutputTooLarge {
+            plugin,
+            output_bytes: None,
+            max_output_mb: limits.max_output_mb,
+        };
+    }
     if store.data().limiter.refused {
         return PluginError::OutOfMemory {
             plugin,
@@ -684,6 +724,21 @@ fn failure(
         message,
         stderr: store.data().stderr(),
     }
+}
+
+fn max_output_bytes(limits: &PluginLimits) -> u64 {
+    limits.max_output_mb.saturating_mul(1024 * 1024)
+}
+
+/// wasmtime's message when a copy out of a guest runs out of hostcall fuel. Its error type is
+/// private, so the message is all there is to recognise it by; the hostile suite's
+/// `a_huge_output_is_stopped_while_it_is_copied` fails if a wasmtime upgrade rewords it.
+const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
+
+fn hostcall_fuel_exhausted(error: &wasmtime::Error) -> bool {
+    error
+        .chain()
+        .any(|e| e.to_string().contains(HOSTCALL_FUEL_EXHAUSTED))
 }
 
 fn reported(name: &str, error: wire::PluginError) -> PluginError {
@@ -756,6 +811,25 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "plugin p crashed: wasm trap (its stderr: boom)"
+        );
+        let e = PluginError::OutputTooLarge {
+            plugin: "p".into(),
+            output_bytes: Some(20_000_016),
+            max_output_mb: 16,
+        };
+        assert_eq!(
+            e.to_string(),
+            "plugin p returned 20000016 bytes of edits, over its output cap of 16 MB"
+        );
+        let e = PluginError::OutputTooLarge {
+            plugin: "p".into(),
+            output_bytes: None,
+            max_output_mb: 1,
+        };
+        assert_eq!(
+            e.to_string(),
+            "plugin p passed the host more than its output cap of 1 MB allows; the host stopped \
+             copying it"
         );
     }
 

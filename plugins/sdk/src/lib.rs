@@ -4,8 +4,11 @@
 //! build for `wasm32-wasip2`. The plugin reads one district's [`Snapshot`] and returns
 //! [`Edit`]s (make a group, add or remove a member, drop a section or a user, set a field);
 //! rosterflow validates every edit, applies all of them or none, and records the plugin as their
-//! author. A plugin gets its config and a [`log`], and nothing else: no filesystem, network,
-//! clock or environment.
+//! author. A plugin gets its config, a [`log`] and random numbers, and nothing else: no
+//! filesystem, network, clock or environment. The random numbers (what `getrandom`, `rand` and
+//! `HashMap` keys draw from) are seeded by the host from the stage, its config and the snapshot,
+//! so a rerun on the same roster draws the same ones and proposes the same edits; they are not
+//! secret.
 //!
 //! ```
 //! use rosterflow_plugin_sdk::{Edit, Error, Info, Plugin, Snapshot};

@@ -139,6 +139,9 @@ pub(crate) fn group_id(plugin: &str, key: &str) -> Id {
     compact_str::format_compact!("plugin:{plugin}:{key}")
 }
 
+/// The least [`output_bytes`] counts for one edit: a fixed cost and the index it names.
+const MIN_EDIT_BYTES: usize = 24;
+
 /// Bytes of output an edit stands for (strings, indices, a fixed cost per record): what the
 /// output-size cap measures.
 pub(crate) fn output_bytes(edits: &[wire::Edit]) -> usize {
@@ -158,17 +161,37 @@ pub(crate) fn output_bytes(edits: &[wire::Edit]) -> usize {
                         + 4 * (g.teachers.len() + g.students.len())
                         + 32
                 }
-                wire::Edit::SetAttribute(change) => match &change.attribute {
-                    wire::Attribute::Name(v) => v.len(),
-                    wire::Attribute::Subject(v)
-                    | wire::Attribute::Grade(v)
-                    | wire::Attribute::Period(v) => opt(v),
-                    wire::Attribute::Ext(e) => e.key.len() + opt(&e.value),
-                },
+                wire::Edit::SetAttribute(change) => {
+                    8 + match &change.attribute {
+                        wire::Attribute::Name(v) => v.len(),
+                        wire::Attribute::Subject(v)
+                        | wire::Attribute::Grade(v)
+                        | wire::Attribute::Period(v) => opt(v),
+                        wire::Attribute::Ext(e) => e.key.len() + opt(&e.value),
+                    }
+                }
                 _ => 8,
             }
         })
         .sum()
+}
+
+/// What the host may spend copying a plugin's output out of its memory, for an output cap of
+/// `max_output_bytes`: enough for any output that [`output_bytes`] counts within the cap, and
+/// a fixed multiple of the cap however much the plugin returns.
+///
+/// wasmtime charges a copy out of a guest (its "hostcall fuel") what the copy allocates, before
+/// allocating it: `size_of` of the host type for each list element, and the bytes of each
+/// string. Strings and index lists cost the same there as in `output_bytes`; an edit costs
+/// `size_of::<wire::Edit>()` (its largest variant, a group, sets it) where `output_bytes`
+/// counts at least [`MIN_EDIT_BYTES`]. So copying an output costs at most `ratio` times what
+/// `output_bytes` counts, and with this budget the host stops copying an output over the cap
+/// by the time it holds `ratio` times the cap, whatever the size of the whole.
+pub(crate) fn copy_budget(max_output_bytes: u64) -> usize {
+    let ratio = size_of::<wire::Edit>().div_ceil(MIN_EDIT_BYTES).max(1);
+    usize::try_from(max_output_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(ratio)
 }
 
 /// Checks every edit against the snapshot before any is applied.
@@ -840,6 +863,71 @@ mod tests {
             (s.sections[0].id.as_str(), s.sections[0].name.as_str()),
             ("se1", "Art 2")
         );
+    }
+
+    /// What wasmtime charges to copy `edits` out of a guest: `size_of` of each list element,
+    /// the bytes of each string (see `copy_budget`).
+    fn copy_cost(edits: &[wire::Edit]) -> usize {
+        fn opt(s: &Option<String>) -> usize {
+            s.as_ref().map_or(0, String::len)
+        }
+        size_of_val(edits)
+            + edits
+                .iter()
+                .map(|edit| match edit {
+                    wire::Edit::CreateGroup(g) => {
+                        g.key.len()
+                            + g.name.len()
+                            + opt(&g.subject)
+                            + opt(&g.grade)
+                            + opt(&g.period)
+                            + 4 * (g.teachers.len() + g.students.len())
+                    }
+                    wire::Edit::SetAttribute(change) => match &change.attribute {
+                        wire::Attribute::Name(v) => v.len(),
+                        wire::Attribute::Subject(v)
+                        | wire::Attribute::Grade(v)
+                        | wire::Attribute::Period(v) => opt(v),
+                        wire::Attribute::Ext(e) => e.key.len() + opt(&e.value),
+                    },
+                    _ => 0,
+                })
+                .sum::<usize>()
+    }
+
+    #[test]
+    fn the_copy_budget_covers_every_output_within_the_cap() {
+        let set = |attribute| {
+            wire::Edit::SetAttribute(wire::AttributeChange {
+                section: 0,
+                attribute,
+            })
+        };
+        let outputs = [
+            vec![wire::Edit::DropStudent(0); 1000],
+            vec![set(wire::Attribute::Subject(None)); 1000],
+            vec![set(wire::Attribute::Name(String::new())); 1000],
+            vec![
+                set(wire::Attribute::Ext(wire::ExtField {
+                    key: "band".into(),
+                    value: Some("x".repeat(1000)),
+                }));
+                100
+            ],
+            vec![group("g", (0..10_000).collect())],
+            vec![group("g", Vec::new()); 1000],
+        ];
+        for edits in outputs {
+            let counted = output_bytes(&edits);
+            assert!(
+                copy_cost(&edits) <= copy_budget(counted as u64),
+                "{} edits counted {counted} bytes cost {} to copy",
+                edits.len(),
+                copy_cost(&edits)
+            );
+        }
+        // And the budget stays a small multiple of the cap.
+        assert!(copy_budget(16 << 20) <= 16 * (16 << 20));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! What one plugin run may use: the store's data (an empty WASI context, the log sink), the
-//! memory limiter, and the epoch ticker that enforces time budgets.
+//! What one plugin run may use: the store's data (a WASI context that grants nothing but seeded
+//! randomness, the log sink), the memory limiter, and the epoch ticker that enforces time
+//! budgets.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +16,7 @@ use wasmtime_wasi::{
 
 use super::PluginGrants;
 use super::bindings::v0_1_0;
+use super::random::Seed;
 
 /// How often the epoch advances: the granularity of time budgets.
 pub(crate) const TICK: Duration = Duration::from_millis(10);
@@ -35,16 +37,23 @@ pub(crate) struct RunState {
 }
 
 impl RunState {
-    pub(crate) fn new(plugin: &str, memory_bytes: usize, grants: &PluginGrants) -> RunState {
+    pub(crate) fn new(
+        plugin: &str,
+        memory_bytes: usize,
+        grants: &PluginGrants,
+        seed: &Seed,
+    ) -> RunState {
         let stderr = MemoryOutputPipe::new(STDIO_CAPACITY);
         let mut wasi = WasiCtxBuilder::new();
         // Nothing is granted by default: no preopens, env, args or network (the builder's
-        // defaults), stdin closed, output to bounded pipes, and clocks frozen at zero.
+        // defaults), stdin closed, output to bounded pipes, clocks frozen at zero, and random
+        // drawn from `seed` instead of the operating system.
         wasi.stdout(MemoryOutputPipe::new(STDIO_CAPACITY))
             .stderr(stderr.clone())
             .allow_ip_name_lookup(false)
             .allow_tcp(false)
             .allow_udp(false);
+        seed.grant(&mut wasi);
         if !grants.clock {
             wasi.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
         }

@@ -14,7 +14,10 @@
 //! | `sleep` | sleeps for a minute | crashed: plugins may not sleep |
 //! | `log-spam` | logs 5000 lines, then returns nothing | keeps 1000 lines |
 //! | `probe` | looks at the filesystem, environment and clock, reports what it saw as a fatal error | nothing granted |
+//! | `random` | sets `ext.draw` on section 0 to bytes from `getrandom` and a `HashMap` key | the same bytes for the same input |
 //! | `ok` | returns nothing | fine |
+
+use std::hash::BuildHasher;
 
 use rosterflow_plugin_sdk as sdk;
 use sdk::{
@@ -29,6 +32,9 @@ pub struct Evil;
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub mode: String,
+    /// Ignored: lets a test change the config without changing the mode.
+    #[serde(default)]
+    pub note: String,
 }
 
 impl Plugin for Evil {
@@ -101,6 +107,22 @@ impl Plugin for Evil {
                     .map(|d| d.as_secs())
                     .unwrap_or(u64::MAX);
                 Err(Error::Fatal(format!("fs={fs}; env={env}; clock={clock}")))
+            }
+            "random" => {
+                // Where a plugin's randomness comes from: `getrandom` (under `rand`) reads WASI
+                // random; the standard library keys each `HashMap` from WASI too.
+                let mut drawn = [0u8; 16];
+                getrandom::fill(&mut drawn)
+                    .map_err(|e| Error::Fatal(format!("getrandom failed: {e}")))?;
+                let keyed = std::collections::hash_map::RandomState::new().hash_one(0u8);
+                let hex: String = drawn.iter().map(|b| format!("{b:02x}")).collect();
+                Ok(vec![Edit::SetAttribute {
+                    section: SectionIndex(0),
+                    attribute: Attribute::Ext {
+                        key: "draw".into(),
+                        value: Some(format!("{hex}-{keyed:016x}")),
+                    },
+                }])
             }
             "ok" => Ok(Vec::new()),
             other => Err(Error::InvalidConfig(format!("unknown mode {other:?}"))),
