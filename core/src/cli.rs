@@ -374,7 +374,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Discard { pipeline, run } => {
             let pipeline = load_for_db(&pipeline)?;
             let db = open_db(&pipeline).await?;
-            runs::discard(&db, run).await?;
+            runs::discard(&db, pipeline.name(), run).await?;
             println!("run {run} discarded: nothing was applied");
             Ok(exit::OK)
         }

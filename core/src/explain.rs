@@ -64,7 +64,7 @@ pub struct Explanation {
     pub clever_id: String,
     pub sis_id: Option<String>,
     /// `None` when the record was never loaded (dropped before it reached the DB).
-    pub state: Option<State>,
+    pub state: Option<Standing>,
     /// What the latest run's transforms decided about it, if anything.
     pub last_run: Option<i64>,
     pub decisions: Vec<DecisionRow>,
@@ -73,13 +73,13 @@ pub struct Explanation {
     /// Teachers a student is shared with.
     pub shares: Vec<String>,
     /// Every change the sync made to the record, oldest first.
-    pub changes: Vec<ChangeRow>,
+    pub changes: Vec<HistoryEntry>,
     /// What the district's latest held run would change about the record, if a run is held.
     pub pending: Option<(i64, Vec<crate::report::ReportRow>)>,
 }
 
 #[derive(Debug, Clone)]
-pub struct State {
+pub struct Standing {
     pub archived_at: Option<String>,
     pub archived_reason: Option<String>,
     pub source: Option<String>,
@@ -112,7 +112,7 @@ pub struct MembershipRow {
 
 /// One change the sync made to the record or to one of its memberships.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChangeRow {
+pub struct HistoryEntry {
     pub run: i64,
     pub action: String,
     /// For a membership change, the class (or member) it concerns, as the change names it.
@@ -211,7 +211,7 @@ pub async fn explain(
                 created_run,
                 clever_id.unwrap_or_else(|| id.to_owned()),
                 sis_id,
-                Some(State {
+                Some(Standing {
                     archived_at,
                     archived_reason,
                     source,
@@ -328,15 +328,15 @@ pub async fn explain(
         }
     }
 
-    let mut changes: Vec<ChangeRow> = Vec::new();
+    let mut changes: Vec<HistoryEntry> = Vec::new();
     if let Some(run) = created_run {
-        changes.push(ChangeRow {
+        changes.push(HistoryEntry {
             run,
             action: "create".to_owned(),
             subject: None,
             reason: "new in source".to_owned(),
             author: match &state {
-                Some(State {
+                Some(Standing {
                     source: Some(source),
                     ..
                 }) if source != "sis" => source.clone(),
@@ -345,7 +345,7 @@ pub async fn explain(
             detail: None,
         });
     }
-    changes.extend(logged.into_iter().map(|row| ChangeRow {
+    changes.extend(logged.into_iter().map(|row| HistoryEntry {
         run: row.run_id,
         action: row.action,
         subject: row.member_id.filter(|m| *m != clever_id),
@@ -356,7 +356,7 @@ pub async fn explain(
     for m in &memberships {
         let subject = Some(m.describe());
         if let Some(run) = m.started_run {
-            changes.push(ChangeRow {
+            changes.push(HistoryEntry {
                 run,
                 action: "start".to_owned(),
                 subject: subject.clone(),
@@ -370,7 +370,7 @@ pub async fn explain(
             });
         }
         if let Some(run) = m.ended_run {
-            changes.push(ChangeRow {
+            changes.push(HistoryEntry {
                 run,
                 action: "end".to_owned(),
                 subject,

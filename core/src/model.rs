@@ -304,15 +304,20 @@ impl Snapshot {
     /// source never sent) and quarantines them, and drops sections whose school is unknown.
     pub fn quarantine_dangling_references(&mut self) {
         let schools: HashSet<&str> = self.schools.iter().map(|s| s.id.as_str()).collect();
-        // A reference to a record that arrived unreadable is dropped without a second
-        // quarantine entry: the record itself is quarantined, and its memberships are kept.
-        let unreadable: HashSet<&str> = self.unreadable.iter().map(|id| id.as_str()).collect();
+        // Records that arrived unreadable (quarantined already) are not dangling references.
+        let unreadable: HashSet<Id> = self.unreadable.iter().cloned().collect();
         let students: HashSet<&str> = self.students.iter().map(|s| s.id.as_str()).collect();
         let teachers: HashSet<&str> = self.teachers.iter().map(|t| t.id.as_str()).collect();
         let terms: HashSet<&str> = self.terms.iter().map(|t| t.id.as_str()).collect();
         let courses: HashSet<&str> = self.courses.iter().map(|c| c.id.as_str()).collect();
         let mut quarantine = Vec::new();
+        // A record that names an unreadable school cannot be judged either: it stays as it is.
+        let mut frozen = Vec::new();
         self.sections.retain_mut(|section| {
+            if unreadable.contains(section.school.as_str()) {
+                frozen.push(section.id.clone());
+                return false;
+            }
             if !schools.contains(section.school.as_str()) {
                 quarantine.push(Quarantined {
                     kind: "section".into(),
@@ -324,10 +329,12 @@ impl Snapshot {
                 return false;
             }
             let section_id = section.id.clone();
+            // A reference to an unreadable member stays: its membership is left as it is, and a
+            // teacher keeps their place (the first one is the primary).
             let mut keep = |list: &mut Vec<Id>, known: &HashSet<&str>, role: &str| {
                 list.retain(|member| {
-                    let ok = known.contains(member.as_str());
-                    if !ok && !unreadable.contains(member.as_str()) {
+                    let ok = known.contains(member.as_str()) || unreadable.contains(member.as_str());
+                    if !ok {
                         quarantine.push(Quarantined {
                             kind: format!("section.{role}s"),
                             id: Some(section_id.clone()),
@@ -355,6 +362,23 @@ impl Snapshot {
             true
         });
         self.quarantine.extend(quarantine);
+        let unreadable_school =
+            |school: &Option<Id>| school.as_deref().is_some_and(|s| unreadable.contains(s));
+        self.students.retain(|s| {
+            let keep = !unreadable_school(&s.school);
+            if !keep {
+                frozen.push(s.id.clone());
+            }
+            keep
+        });
+        self.teachers.retain(|t| {
+            let keep = !unreadable_school(&t.school);
+            if !keep {
+                frozen.push(t.id.clone());
+            }
+            keep
+        });
+        self.unreadable.extend(frozen);
         // A primary school that is not shared is not a school Freckle knows: the user stays,
         // without it (Clever shares users whose primary school is elsewhere).
         for school in self

@@ -191,6 +191,9 @@ struct Context<'a> {
     dropped: HashMap<(Entity, &'a str), &'a Decision>,
     created: HashMap<(Entity, &'a str), &'a Decision>,
     unreadable: HashSet<&'a str>,
+    /// Members (entity, row) of classes that could not be read: they stay as they are, even
+    /// when a transform drops them for want of another class.
+    held: HashSet<(Entity, i64)>,
     lookups: Lookups<'a>,
 }
 
@@ -205,10 +208,26 @@ impl<'a> Plan<'a> {
                 .map(|d| ((d.entity, d.id.as_str()), d))
                 .collect()
         };
+        let unreadable: HashSet<&str> = snapshot.unreadable.iter().map(|id| id.as_str()).collect();
+        let classes = state.table(Entity::Class);
+        let mut held = HashSet::new();
+        for table in MEMBERSHIPS {
+            let open = state.members(table.entity);
+            for (position, &class) in open.classes().iter().enumerate() {
+                let unread = classes
+                    .find_row(class)
+                    .is_some_and(|index| unreadable.contains(classes.at(index).0));
+                if unread {
+                    let members = open.of_class_at(position).0;
+                    held.extend(members.iter().map(|&row| (table.member, row)));
+                }
+            }
+        }
         let context = Context {
             dropped: decisions(DecisionAction::Dropped),
             created: decisions(DecisionAction::Created),
-            unreadable: snapshot.unreadable.iter().map(|id| id.as_str()).collect(),
+            unreadable,
+            held,
             lookups: Lookups::new(snapshot),
         };
         let mut plan = Plan {
@@ -608,7 +627,10 @@ impl<'a> TableVisitor<'a> for RecordDiff<'_, 'a> {
         let mut archives: Vec<(&str, RecordChange<'a>)> = current
             .iter()
             .filter(|&(position, key, row)| {
-                !seen[position] && !row.archived && !context.unreadable.contains(key)
+                !seen[position]
+                    && !row.archived
+                    && !context.unreadable.contains(key)
+                    && !context.held.contains(&(entity, row.id))
             })
             .map(|(position, key, row)| {
                 let change = RecordChange {
@@ -1081,6 +1103,33 @@ mod tests {
         after.sections[0].students.retain(|s| s != "s3");
         after.unreadable = vec!["s3".into(), "art".into()];
         assert_eq!(diff(&before, &after), Vec::<String>::new());
+    }
+
+    #[test]
+    fn an_unreadable_primary_teacher_keeps_the_roles_as_they_are() {
+        let before = district();
+        let mut after = before.clone();
+        // t1, math's primary teacher, arrives unreadable; the source still lists them first.
+        after.teachers.retain(|t| t.id != "t1");
+        after.unreadable = vec!["t1".into()];
+        after.quarantine_dangling_references();
+        assert_eq!(diff(&before, &after), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_student_held_by_an_unreadable_class_is_not_archived() {
+        let before = district();
+        let mut after = before.clone();
+        // art arrives unreadable; a sharing rule then drops s4, whose only other class it was.
+        after.sections.retain(|s| s.id != "art");
+        after.unreadable = vec!["art".into()];
+        after.students.retain(|s| s.id != "s4");
+        after.decisions = vec![dropped(Entity::Student, "s4")];
+        let plan_changes = diff(&before, &after);
+        assert!(
+            !plan_changes.iter().any(|c| c.contains("s4")),
+            "{plan_changes:?}"
+        );
     }
 
     #[test]

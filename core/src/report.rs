@@ -150,7 +150,7 @@ pub async fn read(db: &Db, run: i64) -> Result<RunReport, ReportError> {
     };
     let mut rows = match status.as_str() {
         "held" => {
-            let (rows, stale) = held_changes(db, run).await?;
+            let (rows, stale) = held_changes(db, &pipeline, run).await?;
             if stale {
                 let moved = "the district has moved since this run was held: approving it will be refused; discard it and run again";
                 note = Some(match note {
@@ -318,8 +318,12 @@ async fn committed_changes(db: &Db, run: i64) -> Result<Vec<ReportRow>, ReportEr
 
 /// What a held run's plan would change, planned again against the district as it is now, and
 /// whether the district moved since it was held.
-async fn held_changes(db: &Db, run: i64) -> Result<(Vec<ReportRow>, bool), ReportError> {
-    let held = runs::held(db, run, "reported").await?;
+async fn held_changes(
+    db: &Db,
+    pipeline: &str,
+    run: i64,
+) -> Result<(Vec<ReportRow>, bool), ReportError> {
+    let held = runs::held(db, pipeline, run, "reported").await?;
     let state = store::read_state(db, &held.district).await?;
     let rows = crate::blocking(|| {
         let plan = Plan::compute(&held.snapshot, &state);

@@ -28,6 +28,12 @@ pub enum RunsError {
         status: String,
         action: &'static str,
     },
+    #[error("run {run} belongs to pipeline {owner}, not {pipeline}")]
+    OtherPipeline {
+        run: i64,
+        owner: String,
+        pipeline: String,
+    },
     #[error(
         "held run {run} was stored without its roster (by an older rosterflow): discard it and run the pipeline again"
     )]
@@ -98,8 +104,13 @@ pub async fn hold(
     Ok(run)
 }
 
-/// A held run, with its snapshot.
-pub async fn held(db: &Db, run: i64, action: &'static str) -> Result<HeldRun, RunsError> {
+/// A held run of `pipeline`, with its snapshot.
+pub async fn held(
+    db: &Db,
+    pipeline: &str,
+    run: i64,
+    action: &'static str,
+) -> Result<HeldRun, RunsError> {
     type Row = (
         String,
         String,
@@ -116,9 +127,16 @@ pub async fn held(db: &Db, run: i64, action: &'static str) -> Result<HeldRun, Ru
     .fetch_optional(&db.pool)
     .await
     .map_err(sql("reading the held run"))?;
-    let Some((status, pipeline, district, based_on_run, snapshot, reasons)) = row else {
+    let Some((status, owner, district, based_on_run, snapshot, reasons)) = row else {
         return Err(RunsError::NoSuchRun { run });
     };
+    if owner != pipeline {
+        return Err(RunsError::OtherPipeline {
+            run,
+            owner,
+            pipeline: pipeline.to_owned(),
+        });
+    }
     if status != "held" {
         return Err(RunsError::NotHeld {
             run,
@@ -132,7 +150,7 @@ pub async fn held(db: &Db, run: i64, action: &'static str) -> Result<HeldRun, Ru
     let snapshot = crate::blocking(|| packed::unpack(&snapshot)).map_err(RunsError::Snapshot)?;
     Ok(HeldRun {
         run,
-        pipeline,
+        pipeline: owner,
         district,
         based_on_run,
         snapshot,
@@ -140,28 +158,35 @@ pub async fn held(db: &Db, run: i64, action: &'static str) -> Result<HeldRun, Ru
     })
 }
 
-/// Drops a held run's plan; nothing of it is applied.
-pub async fn discard(db: &Db, run: i64) -> Result<(), RunsError> {
+/// Drops a held run of `pipeline`; nothing of it is applied.
+pub async fn discard(db: &Db, pipeline: &str, run: i64) -> Result<(), RunsError> {
     let discarded = sqlx::query(
         "UPDATE sync_runs SET status = 'discarded', finished_at = $1, snapshot = NULL \
-         WHERE id = $2 AND status = 'held'",
+         WHERE id = $2 AND status = 'held' AND pipeline = $3",
     )
     .bind(timestamp(Utc::now()))
     .bind(run)
+    .bind(pipeline)
     .execute(&db.pool)
     .await
     .map_err(sql("discarding the run"))?;
     if discarded.rows_affected() == 1 {
         return Ok(());
     }
-    let status: Option<String> = sqlx::query_scalar("SELECT status FROM sync_runs WHERE id = $1")
-        .bind(run)
-        .fetch_optional(&db.pool)
-        .await
-        .map_err(sql("discarding the run"))?;
-    match status {
+    let found: Option<(String, String)> =
+        sqlx::query_as("SELECT status, pipeline FROM sync_runs WHERE id = $1")
+            .bind(run)
+            .fetch_optional(&db.pool)
+            .await
+            .map_err(sql("discarding the run"))?;
+    match found {
         None => Err(RunsError::NoSuchRun { run }),
-        Some(status) => Err(RunsError::NotHeld {
+        Some((_, owner)) if owner != pipeline => Err(RunsError::OtherPipeline {
+            run,
+            owner,
+            pipeline: pipeline.to_owned(),
+        }),
+        Some((status, _)) => Err(RunsError::NotHeld {
             run,
             status,
             action: "discarded",

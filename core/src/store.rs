@@ -14,13 +14,13 @@ pub mod schema;
 mod sqlite;
 pub mod state;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use crate::db::{Backend, Db};
-use crate::model::Entity;
+use crate::model::{Entity, Id};
 use crate::plan::Plan;
 use schema::Record;
 use state::State;
@@ -59,8 +59,16 @@ pub enum StoreError {
         planned: Option<i64>,
         now: Option<i64>,
     },
-    #[error("{entity} row {row} was changed by someone else during the run: plan again")]
-    Changed { entity: Entity, row: i64 },
+    #[error(
+        "{entity}: {found} of {expected} row(s) were still as planned; another writer changed the rest during the run: plan again"
+    )]
+    Changed {
+        entity: Entity,
+        expected: u64,
+        found: u64,
+    },
+    #[error("the plan names a {entity} that has no row: nothing was applied")]
+    Missing { entity: Entity },
     #[error(
         "clever id {key} of {entity} already belongs to another district or to a manual record"
     )]
@@ -217,6 +225,8 @@ pub async fn read_state(db: &Db, district: &str) -> Result<State, StoreError> {
 #[derive(Default)]
 struct RowIds {
     rows: BTreeMap<Entity, Vec<Option<i64>>>,
+    /// Positions of the snapshot's schools, terms and courses: what references name.
+    referenced: HashMap<(Entity, Id), u32>,
 }
 
 impl RowIds {
@@ -237,19 +247,31 @@ impl RowIds {
             .and_then(|rows| rows.get(position as usize).copied().flatten())
     }
 
+    /// Ready to resolve the references of `plan`'s records.
+    fn new(plan: &Plan<'_>) -> RowIds {
+        let snapshot = plan.snapshot;
+        let mut referenced = HashMap::new();
+        let mut add = |entity: Entity, ids: &mut dyn Iterator<Item = &Id>| {
+            for (position, id) in ids.enumerate() {
+                referenced.insert((entity, id.clone()), position as u32);
+            }
+        };
+        add(Entity::School, &mut snapshot.schools.iter().map(|r| &r.id));
+        add(Entity::Term, &mut snapshot.terms.iter().map(|r| &r.id));
+        add(Entity::Course, &mut snapshot.courses.iter().map(|r| &r.id));
+        RowIds {
+            rows: BTreeMap::new(),
+            referenced,
+        }
+    }
+
     /// The row of a referenced record (a school, term or course), existing or created.
     fn of_key(&self, plan: &Plan<'_>, entity: Entity, key: &str) -> Option<i64> {
         if let Some(row) = plan.state.table(entity).row_id(key) {
             return Some(row);
         }
-        let snapshot = plan.snapshot;
-        let position = match entity {
-            Entity::School => snapshot.schools.iter().position(|s| s.id == key),
-            Entity::Term => snapshot.terms.iter().position(|t| t.id == key),
-            Entity::Course => snapshot.courses.iter().position(|c| c.id == key),
-            _ => None,
-        }?;
-        self.at(entity, position as u32)
+        let position = *self.referenced.get(&(entity, Id::from(key)))?;
+        self.at(entity, position)
     }
 }
 

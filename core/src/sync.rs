@@ -55,7 +55,7 @@ impl RunStatus {
 
 /// What a run did: its status and its plan in numbers.
 #[derive(Debug, Clone)]
-pub struct RunReport {
+pub struct RunResult {
     pub status: RunStatus,
     pub plan: Summary,
 }
@@ -76,7 +76,7 @@ pub mod exit {
     pub const CONFIG: u8 = 78;
 }
 
-impl RunReport {
+impl RunResult {
     /// The process exit code.
     pub fn exit_code(&self) -> u8 {
         match self.status {
@@ -136,7 +136,7 @@ impl SyncError {
 }
 
 /// Runs `pipeline` once.
-pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport, SyncError> {
+pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResult, SyncError> {
     let name = pipeline.name().to_owned();
     let started_at = Utc::now();
     let db = Db::open(&pipeline.file.load.database)
@@ -148,7 +148,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport,
     let result = plan_and_load(pipeline, options, &db, started_at).await;
     tracing::info!(target: crate::PROGRESS, "");
     match &result {
-        Ok(RunReport {
+        Ok(RunResult {
             status: RunStatus::Committed { .. },
             plan,
         }) => export_after_sync(pipeline, &db, &plan.district).await,
@@ -187,7 +187,7 @@ async fn plan_and_load(
     options: &RunOptions,
     db: &Db,
     started_at: DateTime<Utc>,
-) -> Result<RunReport, SyncError> {
+) -> Result<RunResult, SyncError> {
     let name = pipeline.name().to_owned();
     let store_error = |source| SyncError::Store {
         pipeline: name.clone(),
@@ -248,7 +248,7 @@ async fn plan_and_load(
     let summary = plan.summary();
     tracing::info!(pipeline = %name, changes = summary.change_count(), "plan computed");
     if options.dry_run {
-        return Ok(RunReport {
+        return Ok(RunResult {
             status: RunStatus::DryRun,
             plan: summary,
         });
@@ -270,7 +270,7 @@ async fn plan_and_load(
             source,
         })?;
         tracing::warn!(pipeline = %name, run = run_id, reasons = %reasons.join("; "), "run held for approval");
-        return Ok(RunReport {
+        return Ok(RunResult {
             status: RunStatus::Held { run_id, reasons },
             plan: summary,
         });
@@ -294,7 +294,7 @@ async fn plan_and_load(
     };
     let outcome = store.apply(&plan, run).await.map_err(store_error)?;
     tracing::info!(pipeline = %name, run = outcome.run_id, changes = outcome.changes, quarantined = outcome.quarantined, "run committed");
-    Ok(RunReport {
+    Ok(RunResult {
         status: RunStatus::Committed {
             run_id: outcome.run_id,
         },
@@ -383,7 +383,7 @@ pub async fn approve(
         pipeline: name.clone(),
         source,
     };
-    let held = runs::held(db, run, "approved")
+    let held = runs::held(db, &name, run, "approved")
         .await
         .map_err(|source| SyncError::Runs {
             pipeline: name.clone(),

@@ -248,9 +248,72 @@ fn logs_are_json_on_request_and_never_coloured_off_a_terminal() {
     assert!(!stderr.contains('\x1b'), "no colour codes: {stderr:?}");
 }
 
+/// The store applies a plan only to the state it was computed from: a run committed since, or
+/// a row another writer changed behind the lock's back, stops it with nothing applied.
+async fn a_plan_is_applied_only_to_the_state_it_was_computed_from(backend: Backend) {
+    use rosterflow::plan::Plan;
+    use rosterflow::store::{RunRecord, SourceRun, StoreError};
+
+    let db = TestDb::new(backend).await;
+    sync::run(&db.demo_pipeline(), &RunOptions::default())
+        .await
+        .expect("load the demo");
+    let handle = db.open().await;
+    let mut snapshot =
+        rosterflow::extract::replay::read_snapshot(&crate::util::repo().join("pipelines/demo"))
+            .expect("the demo recording");
+    let gone = snapshot.students.remove(0).id.to_string();
+    let mut store = Store::lock(&handle, DISTRICT, Duration::ZERO)
+        .await
+        .expect("lock");
+    let state = store.read_state().await.expect("state");
+    let plan = Plan::compute(&snapshot, &state);
+    assert_eq!(plan.counts().get("student.archive"), Some(&1));
+    let run = || RunRecord::New {
+        pipeline: "demo",
+        started_at: chrono::Utc::now(),
+        source: SourceRun {
+            kind: "full",
+            note: None,
+            checkpoint: None,
+        },
+    };
+
+    // Another writer archives the student first: the plan's archive finds nothing to archive.
+    db.scalar(&format!(
+        "UPDATE students SET archived_at = 'elsewhere' WHERE clever_id = '{gone}' RETURNING 1"
+    ))
+    .await;
+    let before = db.fingerprint().await;
+    let error = store.apply(&plan, run()).await.expect_err("changed");
+    assert!(
+        matches!(
+            error,
+            StoreError::Changed {
+                expected: 1,
+                found: 0,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert_eq!(db.fingerprint().await, before, "nothing applied");
+
+    // A run committed since the state was read: the plan is stale.
+    db.scalar(
+        "INSERT INTO sync_runs (district_id, pipeline, status, started_at) \
+         SELECT id, 'other', 'committed', 'now' FROM districts RETURNING 1",
+    )
+    .await;
+    let error = store.apply(&plan, run()).await.expect_err("stale");
+    assert!(matches!(error, StoreError::Stale { .. }), "{error}");
+    assert_eq!(db.fingerprint().await, before, "nothing applied");
+}
+
 on_both_backends!(
     admin_commands_need_no_source_secrets,
     explain_names_the_class_of_each_membership_change,
     a_held_run_can_be_reviewed_before_approval,
     a_second_run_of_a_district_waits_or_exits,
+    a_plan_is_applied_only_to_the_state_it_was_computed_from,
 );

@@ -94,7 +94,9 @@ async fn half_the_students_vanishing_is_held_then_approved(backend: Backend) {
     let report = sync::run(&demo, &RunOptions::default()).await.expect("run");
     let run_id = report.status.run_id().expect("a recorded run");
     assert!(matches!(report.status, RunStatus::Held { .. }));
-    runs::discard(&db_handle, run_id).await.expect("discard");
+    runs::discard(&db_handle, demo.name(), run_id)
+        .await
+        .expect("discard");
     assert_eq!(db.fingerprint().await, before);
     assert_eq!(
         db.rows("SELECT status FROM sync_runs ORDER BY id").await,

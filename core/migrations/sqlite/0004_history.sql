@@ -27,10 +27,13 @@ CREATE INDEX class_students_ended_run ON class_students(ended_run) WHERE ended_r
 -- latest run decided.
 ALTER TABLE sync_decisions ADD COLUMN district_id INTEGER REFERENCES districts(id);
 ALTER TABLE sync_decisions ADD COLUMN ended_run INTEGER;
-UPDATE sync_decisions SET district_id = (SELECT r.district_id FROM sync_runs r WHERE r.id = sync_decisions.run_id);
-UPDATE sync_decisions SET ended_run = run_id
-WHERE run_id <> (SELECT MAX(r.id) FROM sync_runs r
-                 WHERE r.district_id = sync_decisions.district_id AND r.status IN ('committed', 'approved'));
+-- Earlier runs recorded every decision again each run: those of a district's last applied run
+-- are in force, the others were in force for their run only.
+UPDATE sync_decisions SET district_id = r.district_id FROM sync_runs r WHERE r.id = sync_decisions.run_id;
+UPDATE sync_decisions SET ended_run = sync_decisions.run_id
+FROM (SELECT district_id, MAX(id) AS last_run FROM sync_runs
+      WHERE status IN ('committed', 'approved') GROUP BY district_id) latest
+WHERE latest.district_id = sync_decisions.district_id AND sync_decisions.run_id <> latest.last_run;
 CREATE INDEX sync_decisions_open ON sync_decisions(district_id) WHERE ended_run IS NULL;
 
 -- A held run keeps the transformed roster it was planned from (zstd-compressed JSON) and the

@@ -64,9 +64,14 @@ where
             f.write_str("text")
         }
         fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            if text.contains('\0') {
+                return self.visit_string(text.to_owned());
+            }
             Ok((!text.trim().is_empty()).then(|| T::from(text)))
         }
-        fn visit_string<E: de::Error>(self, text: String) -> Result<Self::Value, E> {
+        fn visit_string<E: de::Error>(self, mut text: String) -> Result<Self::Value, E> {
+            // No database stores a NUL in text the same way (PostgreSQL refuses it): drop it.
+            text.retain(|c| c != '\0');
             Ok((!text.trim().is_empty()).then(|| T::from(text)))
         }
         fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
@@ -743,6 +748,7 @@ impl SnapshotBuilder {
         }
         let mut snapshot = self.snapshot;
         quarantine_duplicates(&mut snapshot);
+        readable_wins(&mut snapshot);
         snapshot.quarantine_dangling_references();
         Ok(snapshot)
     }
@@ -751,7 +757,10 @@ impl SnapshotBuilder {
     /// real Clever demo district has only districts, users and sections), marked synthesized.
     fn synthesize_missing(&mut self) {
         let snapshot = &mut self.snapshot;
-        let suffix = |id: &Id| id[id.len().saturating_sub(6)..].to_owned();
+        let suffix = |id: &Id| {
+            let start = id.char_indices().rev().nth(5).map_or(0, |(i, _)| i);
+            id[start..].to_owned()
+        };
         if !self.seen.contains(&Collection::Schools) {
             let ids: BTreeSet<&Id> = snapshot.sections.iter().map(|s| &s.school).collect();
             snapshot.schools = ids
@@ -865,6 +874,31 @@ fn quarantine_duplicates(snapshot: &mut Snapshot) {
     first_only(&mut snapshot.students, "student", |s| &s.id, quarantine);
     first_only(&mut snapshot.teachers, "teacher", |t| &t.id, quarantine);
     first_only(&mut snapshot.admins, "admin", |a| &a.id, quarantine);
+}
+
+/// An id that came both readable and unreadable (listed twice) is the readable record's.
+fn readable_wins(snapshot: &mut Snapshot) {
+    if snapshot.unreadable.is_empty() {
+        return;
+    }
+    let readable: FxHashSet<&Id> = snapshot
+        .schools
+        .iter()
+        .map(|r| &r.id)
+        .chain(snapshot.terms.iter().map(|r| &r.id))
+        .chain(snapshot.courses.iter().map(|r| &r.id))
+        .chain(snapshot.sections.iter().map(|r| &r.id))
+        .chain(snapshot.students.iter().map(|r| &r.id))
+        .chain(snapshot.teachers.iter().map(|r| &r.id))
+        .chain(snapshot.admins.iter().map(|r| &r.id))
+        .collect();
+    let keep: Vec<bool> = snapshot
+        .unreadable
+        .iter()
+        .map(|id| !readable.contains(id))
+        .collect();
+    let mut keep = keep.into_iter();
+    snapshot.unreadable.retain(|_| keep.next().unwrap_or(true));
 }
 
 fn parse<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, String> {
@@ -1050,5 +1084,16 @@ mod tests {
             .finish(false)
             .expect_err("refused");
         assert!(error.to_string().contains("not a Clever id"), "{error}");
+    }
+
+    #[test]
+    fn a_nul_in_text_is_dropped_and_a_readable_copy_wins_over_an_unreadable_one() {
+        let snapshot = build(
+            Collection::Users,
+            r#"{"data":[{"data":{"id":"s1","name":{"first":"A\u0000na"},"roles":{"student":{}}}},
+                        {"data":{"id":"s1","roles":{"student":"oops"}}}],"links":[]}"#,
+        );
+        assert_eq!(snapshot.students[0].name.first.as_deref(), Some("Ana"));
+        assert!(snapshot.unreadable.is_empty(), "{:?}", snapshot.unreadable);
     }
 }

@@ -177,6 +177,7 @@ impl PgStore {
             .begin()
             .await
             .map_err(StoreError::postgres("starting the run"))?;
+        Bulk::enter(&mut tx, plan).await?;
         let now = timestamp(Utc::now());
         let district = ensure_district(&mut tx, plan, &now).await?;
         let last_run = last_committed_run(&mut tx, district).await?;
@@ -215,7 +216,7 @@ impl PgStore {
             district,
             now: &now,
             lookups: Lookups::new(plan.snapshot),
-            rows: RowIds::default(),
+            rows: RowIds::new(plan),
             reserved,
             work: Vec::new(),
         };
@@ -673,7 +674,8 @@ impl<'a> Writer<'_, 'a> {
             if updated.rows_affected() != count {
                 return Err(StoreError::Changed {
                     entity: work.entity,
-                    row: 0,
+                    expected: count,
+                    found: updated.rows_affected(),
                 });
             }
             sqlx::query(AssertSqlSafe(format!("DROP TABLE {scratch}")))
@@ -698,7 +700,8 @@ impl<'a> Writer<'_, 'a> {
             if archived.rows_affected() != ids.len() as u64 {
                 return Err(StoreError::Changed {
                     entity: work.entity,
-                    row: 0,
+                    expected: ids.len() as u64,
+                    found: archived.rows_affected(),
                 });
             }
         }
@@ -744,9 +747,8 @@ impl<'a> Writer<'_, 'a> {
                         let _ = copy
                             .abort("a membership names a record without a row")
                             .await;
-                        return Err(StoreError::Changed {
+                        return Err(StoreError::Missing {
                             entity: table.entity,
-                            row: 0,
                         });
                     };
                     encoder.int(Some(class_row));
@@ -802,7 +804,8 @@ impl<'a> Writer<'_, 'a> {
                 if ended.rows_affected() != ends.len() as u64 {
                     return Err(StoreError::Changed {
                         entity: table.entity,
-                        row: 0,
+                        expected: ends.len() as u64,
+                        found: ended.rows_affected(),
                     });
                 }
             }
@@ -841,7 +844,8 @@ impl<'a> Writer<'_, 'a> {
                 if updated.rows_affected() != retags.len() as u64 {
                     return Err(StoreError::Changed {
                         entity: table.entity,
-                        row: 0,
+                        expected: retags.len() as u64,
+                        found: updated.rows_affected(),
                     });
                 }
             }
@@ -888,9 +892,8 @@ impl<'a> Writer<'_, 'a> {
             .iter()
             .map(|&t| self.rows.at(Entity::Teacher, t))
             .collect::<Option<Vec<i64>>>()
-            .ok_or(StoreError::Changed {
+            .ok_or(StoreError::Missing {
                 entity: Entity::Teacher,
-                row: 0,
             })?;
         sqlx::query(
             "INSERT INTO teacher_accounts (teacher_id, login_state, created_at) \
@@ -970,39 +973,82 @@ impl<'a> Writer<'_, 'a> {
     }
 }
 
-/// A bulk load into a table: when a run adds more rows than the table holds (a district's first
-/// load), the table's secondary indexes and foreign keys are dropped for the copy and rebuilt
-/// after it, in the same transaction, as PostgreSQL's "Populating a Database" advises: one
-/// sorted index build and one join to validate each key, instead of an index insert and a
-/// trigger's lookup per row (three times faster for memberships). Until the run commits, other
-/// sessions wait to read that table. Unique indexes are rebuilt too, so a duplicate still fails
-/// the run; constraint-backed ones (primary keys, `UNIQUE` columns) are kept throughout.
+/// A bulk load into an empty table (a first load into a new Freckle DB): the table's secondary
+/// indexes and foreign keys are dropped for the copy and rebuilt after it, in the same
+/// transaction, as PostgreSQL's "Populating a Database" advises: one sorted index build and one
+/// join to validate each key, instead of an index insert and a trigger's lookup per row (three
+/// times faster for memberships). An empty table has no other district's rows to keep readers
+/// waiting on, and bulk loads run alone: a run that may bulk-load takes [`WRITERS`]
+/// exclusively, every other run shared, so two runs never wait on each other's tables in
+/// opposite orders. Unique indexes are rebuilt too, so a duplicate still fails the run;
+/// constraint-backed ones (primary keys, `UNIQUE` columns) stay throughout.
 #[must_use = "a bulk load's indexes and keys must be rebuilt"]
 struct Bulk {
     rebuild: Vec<String>,
 }
 
+/// The advisory lock of rosterflow's write transactions (see [`Bulk`]).
+const WRITERS: i64 = 0x726f_7374_6572_666c; // "rosterfl"
+
 impl Bulk {
     /// Fewer new rows than this are always inserted with the indexes in place.
     const MIN_ROWS: u64 = 10_000;
+
+    /// Whether `plan` may bulk-load a table, so that its transaction must write alone.
+    fn possible(plan: &Plan<'_>) -> bool {
+        let creates = ENTITIES.into_iter().any(|entity| {
+            let count = plan
+                .records
+                .iter()
+                .filter(|c| c.entity == entity && c.action == RecordAction::Create)
+                .count();
+            count as u64 >= Self::MIN_ROWS
+        });
+        let starts = MEMBERSHIPS.iter().any(|table| {
+            let count = plan
+                .starts
+                .iter()
+                .filter(|s| s.entity == table.entity)
+                .count();
+            count as u64 >= Self::MIN_ROWS
+        });
+        creates || starts
+    }
+
+    /// Takes [`WRITERS`] for the transaction: exclusively when it may bulk-load.
+    async fn enter(tx: &mut Transaction<'_, Postgres>, plan: &Plan<'_>) -> Result<()> {
+        let sql = if Self::possible(plan) {
+            "SELECT pg_advisory_xact_lock($1)"
+        } else {
+            "SELECT pg_advisory_xact_lock_shared($1)"
+        };
+        sqlx::query(sql)
+            .bind(WRITERS)
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::postgres("waiting for other writers"))?;
+        Ok(())
+    }
 
     async fn begin(tx: &mut Transaction<'_, Postgres>, table: &str, rows: u64) -> Result<Bulk> {
         let mut bulk = Bulk {
             rebuild: Vec::new(),
         };
         let step = || format!("preparing a bulk load of {table}");
-        let live: Option<i64> = sqlx::query_scalar(
-            "SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = $1::regclass",
-        )
-        .bind(table)
-        .fetch_optional(&mut **tx)
+        if rows < Self::MIN_ROWS {
+            return Ok(bulk);
+        }
+        let occupied: bool = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT EXISTS (SELECT 1 FROM {table})"
+        )))
+        .fetch_one(&mut **tx)
         .await
         .map_err(StoreError::postgres(step()))?;
-        if rows < Self::MIN_ROWS || rows <= live.unwrap_or_default().max(0) as u64 {
+        if occupied {
             return Ok(bulk);
         }
         let keys: Vec<(String, String)> = sqlx::query_as(
-            "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint \
+            "SELECT quote_ident(conname), pg_get_constraintdef(oid) FROM pg_constraint \
              WHERE conrelid = $1::regclass AND contype = 'f'",
         )
         .bind(table)
@@ -1083,16 +1129,18 @@ async fn copy_in(
 fn taken_or(source: sqlx::Error, entity: Entity, step: String) -> StoreError {
     let unique = source
         .as_database_error()
-        .is_some_and(|e| e.kind() == sqlx::error::ErrorKind::UniqueViolation);
-    if unique {
-        StoreError::Taken {
+        .filter(|e| e.kind() == sqlx::error::ErrorKind::UniqueViolation)
+        .and_then(|e| e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>());
+    match unique {
+        // "Key (clever_id)=(5a25...) already exists."
+        Some(error) => StoreError::Taken {
             entity,
-            key: source
-                .as_database_error()
-                .and_then(|e| e.message().split('=').nth(1).map(str::to_owned))
+            key: error
+                .detail()
+                .and_then(|d| d.split_once(")=(")?.1.split_once(')'))
+                .map(|(key, _)| key.to_owned())
                 .unwrap_or_default(),
-        }
-    } else {
-        StoreError::Postgres { step, source }
+        },
+        None => StoreError::Postgres { step, source },
     }
 }

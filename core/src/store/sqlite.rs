@@ -122,7 +122,7 @@ impl SqliteStore {
             district,
             now: &now,
             lookups: Lookups::new(plan.snapshot),
-            rows: RowIds::default(),
+            rows: RowIds::new(plan),
         };
         visit_tables(plan.snapshot, &mut writer)?;
         writer.memberships()?;
@@ -541,7 +541,7 @@ impl<'a> TableVisitor<'a> for Writer<'_, 'a> {
                         .raw_execute()
                         .map_err(StoreError::sqlite(step("updates to")))?;
                     if updated != 1 {
-                        return Err(StoreError::Changed { entity, row });
+                        return Err(changed(entity, updated));
                     }
                 }
                 RecordAction::Archive => {
@@ -559,7 +559,7 @@ impl<'a> TableVisitor<'a> for Writer<'_, 'a> {
                         })
                         .map_err(StoreError::sqlite(step("archives in")))?;
                     if archived != 1 {
-                        return Err(StoreError::Changed { entity, row });
+                        return Err(changed(entity, archived));
                     }
                 }
             }
@@ -626,9 +626,8 @@ impl<'a> Writer<'_, 'a> {
                 let class_row = self.rows.at(Entity::Class, change.class);
                 let member_row = self.rows.at(member, change.member);
                 let (Some(class_row), Some(member_row)) = (class_row, member_row) else {
-                    return Err(StoreError::Changed {
+                    return Err(StoreError::Missing {
                         entity: table.entity,
-                        row: 0,
                     });
                 };
                 bind_all(
@@ -670,10 +669,7 @@ impl<'a> Writer<'_, 'a> {
                     ])
                     .map_err(StoreError::sqlite(step("ends")))?;
                 if ended != 1 {
-                    return Err(StoreError::Changed {
-                        entity: table.entity,
-                        row: change.member_row,
-                    });
+                    return Err(changed(table.entity, ended));
                 }
             }
 
@@ -704,10 +700,7 @@ impl<'a> Writer<'_, 'a> {
                     .raw_execute()
                     .map_err(StoreError::sqlite(step("role changes")))?;
                 if updated != 1 {
-                    return Err(StoreError::Changed {
-                        entity: table.entity,
-                        row: change.member_row,
-                    });
+                    return Err(changed(table.entity, updated));
                 }
             }
         }
@@ -766,9 +759,8 @@ impl<'a> Writer<'_, 'a> {
             let row = self
                 .rows
                 .at(Entity::Teacher, teacher)
-                .ok_or(StoreError::Changed {
+                .ok_or(StoreError::Missing {
                     entity: Entity::Teacher,
-                    row: 0,
                 })?;
             account
                 .execute(params![row, self.now])
@@ -855,12 +847,26 @@ fn bind_all(
 
 /// A unique-key violation on insert means the Clever id is held by a row the sync does not own.
 fn taken_or(source: rusqlite::Error, entity: Entity, key: &str, step: String) -> StoreError {
-    match source.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Taken {
-            entity,
-            key: key.to_owned(),
-        },
+    const SQLITE_CONSTRAINT_UNIQUE: std::ffi::c_int = 2067;
+    match &source {
+        rusqlite::Error::SqliteFailure(error, _)
+            if error.extended_code == SQLITE_CONSTRAINT_UNIQUE =>
+        {
+            StoreError::Taken {
+                entity,
+                key: key.to_owned(),
+            }
+        }
         _ => StoreError::Sqlite { step, source },
+    }
+}
+
+/// A row-by-row write that found its row no longer as planned.
+fn changed(entity: Entity, written: usize) -> StoreError {
+    StoreError::Changed {
+        entity,
+        expected: 1,
+        found: written as u64,
     }
 }
 
