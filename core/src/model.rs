@@ -39,7 +39,7 @@ pub struct Snapshot {
 }
 
 /// Users rosterflow does not load, by kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Skipped {
     /// Users who are only contacts (guardians).
     pub contacts: usize,

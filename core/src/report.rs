@@ -11,7 +11,7 @@ use serde::Serialize;
 use sqlx::AssertSqlSafe;
 
 use crate::db::Db;
-use crate::model::Entity;
+use crate::model::{Entity, Skipped};
 use crate::plan::{ChangeRow, Plan};
 use crate::runs::{self, RunsError};
 use crate::store::schema::{ENTITIES, MEMBERSHIPS, layout};
@@ -54,6 +54,9 @@ pub struct RunReport {
     pub source_note: Option<String>,
     /// The newest Clever event it applied, for an events sync.
     pub event_cursor: Option<String>,
+    /// What the source sent that the roster does not load: contacts, staff-only users, records
+    /// of other districts.
+    pub not_loaded: Option<Skipped>,
     pub rows: Vec<ReportRow>,
 }
 
@@ -122,14 +125,15 @@ struct RunRow {
     source_kind: Option<String>,
     source_note: Option<String>,
     event_cursor: Option<String>,
+    skipped: Option<String>,
 }
 
 /// Reads run `run`'s report.
 pub async fn read(db: &Db, run: i64) -> Result<RunReport, ReportError> {
     let pool = &db.pool;
     let header: Option<RunRow> = sqlx::query_as(
-        "SELECT pipeline, status, started_at, finished_at, error, source_kind, source_note, event_cursor \
-         FROM sync_runs WHERE id = $1",
+        "SELECT pipeline, status, started_at, finished_at, error, source_kind, source_note, event_cursor, \
+         skipped FROM sync_runs WHERE id = $1",
     )
     .bind(run)
     .fetch_optional(pool)
@@ -144,6 +148,7 @@ pub async fn read(db: &Db, run: i64) -> Result<RunReport, ReportError> {
         source_kind,
         source_note,
         event_cursor,
+        skipped,
     }) = header
     else {
         return Err(ReportError::NoSuchRun { run });
@@ -194,6 +199,7 @@ pub async fn read(db: &Db, run: i64) -> Result<RunReport, ReportError> {
         source_kind,
         source_note,
         event_cursor,
+        not_loaded: skipped.and_then(|json| serde_json::from_str(&json).ok()),
         rows,
     })
 }

@@ -84,8 +84,8 @@ pub async fn hold(
     .await
     .map_err(sql("holding the run"))?;
     let run: i64 = sqlx::query_scalar(
-        "INSERT INTO sync_runs (district_id, pipeline, status, started_at, finished_at, changes, quarantined, counts, error, based_on_run, snapshot) \
-         SELECT d.id, $2, 'held', $3, $4, $5, $6, $7, $8, $9, $10 FROM districts d WHERE d.clever_id = $1 RETURNING id",
+        "INSERT INTO sync_runs (district_id, pipeline, status, started_at, finished_at, changes, quarantined, counts, error, based_on_run, snapshot, skipped) \
+         SELECT d.id, $2, 'held', $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM districts d WHERE d.clever_id = $1 RETURNING id",
     )
     .bind(snapshot.district.id.as_str())
     .bind(pipeline)
@@ -97,6 +97,7 @@ pub async fn hold(
     .bind(reasons.join("; "))
     .bind(based_on_run)
     .bind(compressed)
+    .bind(serde_json::to_string(&summary.skipped).expect("counts serialise"))
     .fetch_one(&mut *tx)
     .await
     .map_err(sql("recording the held run"))?;

@@ -275,6 +275,11 @@ impl RowIds {
     }
 }
 
+/// What the source sent that the roster does not load, as recorded on a run row.
+fn skipped_json(plan: &Plan<'_>) -> String {
+    serde_json::to_string(&plan.snapshot.skipped).expect("counts serialise")
+}
+
 /// The counts recorded on a run row, as JSON.
 fn counts_json(plan: &Plan<'_>) -> String {
     serde_json::to_string(&plan.counts()).expect("counts serialise")

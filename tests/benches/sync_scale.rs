@@ -215,17 +215,34 @@ fn rosterflow_bin() -> PathBuf {
         .join("rosterflow")
 }
 
-/// The three measured syncs.
+/// The measured syncs: three full ones, then the pipeline switched to `sync = "events"` (its
+/// first run pulls whole and saves the checkpoint) and a run applying 1000 events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Step {
     First,
     NoChange,
     OnePercent,
+    EventsCheckpoint,
+    Events,
 }
 
 impl Step {
-    const ALL: [Step; 3] = [Step::First, Step::NoChange, Step::OnePercent];
+    const ALL: [Step; 5] = [
+        Step::First,
+        Step::NoChange,
+        Step::OnePercent,
+        Step::EventsCheckpoint,
+        Step::Events,
+    ];
+
+    /// Whether the step runs the events pipeline (the plain script has no such mode).
+    fn is_events(self) -> bool {
+        matches!(self, Step::EventsCheckpoint | Step::Events)
+    }
 }
+
+/// Students renamed, one event each, before [`Step::Events`].
+const EVENTS: usize = 1000;
 
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -233,6 +250,8 @@ impl fmt::Display for Step {
             Step::First => "first sync",
             Step::NoChange => "no-change resync",
             Step::OnePercent => "1% change resync",
+            Step::EventsCheckpoint => "events mode: first (full) run",
+            Step::Events => "1000 events",
         })
     }
 }
@@ -263,6 +282,7 @@ impl Bench<'_> {
         let scratch = tempfile::tempdir().expect("temp dir");
         let started = Instant::now();
         let dataset = generate(GenSpec::new(self.students));
+        let district = dataset.ids(Collection::Districts)[0].clone();
         println!(
             "\n## {} students, {}: generated {} users, {} sections in {:.1} s",
             self.students,
@@ -295,6 +315,18 @@ impl Bench<'_> {
             ),
         )
         .expect("write the pipeline");
+        let events_pipeline = scratch.path().join("bench-events.toml");
+        std::fs::write(
+            &events_pipeline,
+            std::fs::read_to_string(&pipeline)
+                .expect("read the pipeline")
+                .replace(
+                    "[pipeline]\n",
+                    &format!("[pipeline]\ndistrict_id = \"{district}\"\n"),
+                )
+                .replace("[load]", "sync = \"events\"\n\n[load]"),
+        )
+        .expect("write the events pipeline");
         let plain_db = scratch.path().join("plain.db");
         let plain = self.first_of_size && self.students <= PLAIN_MAX_STUDENTS;
 
@@ -308,17 +340,26 @@ impl Bench<'_> {
                     started.elapsed().as_secs_f64()
                 );
             }
+            if step == Step::Events {
+                sim.update(rename_with_events);
+                println!("change: {EVENTS} students renamed, one event each");
+            }
             let source = sim.read(Counts::of_source);
             sim.reset_rate_limit();
+            let file = if step.is_events() {
+                &events_pipeline
+            } else {
+                &pipeline
+            };
             let measured = measure::run(
                 self.bin.as_os_str(),
-                &["run".into(), pipeline.clone().into()],
+                &["run".into(), file.clone().into()],
                 scratch.path(),
                 &format!("rosterflow-{}", step as u8),
             );
             let in_db = self.runtime.block_on(Counts::of_freckle_db(&db.url));
             outcomes.push(self.outcome(self.backend.to_string(), step, &source, measured, in_db));
-            if plain {
+            if plain && !step.is_events() {
                 sim.reset_rate_limit();
                 let measured = measure::run(
                     "python3".as_ref(),
@@ -646,6 +687,19 @@ impl fmt::Display for Change {
 /// ten removed (`remove_user`); ten students are copied into new students (new ids and numbers)
 /// placed in the same sections; and 1 in 500 sections takes the teachers of the next section of
 /// its school. About 1% of the students and 1.3% of the sections change.
+/// Renames [`EVENTS`] students, spread over the district, each edit appending its event.
+fn rename_with_events(d: &mut Dataset) {
+    d.set_emit_events(true);
+    let students = d.ids_with_role(Role::Student);
+    let every = (students.len() / EVENTS).max(1);
+    for (n, id) in students.iter().step_by(every).take(EVENTS).enumerate() {
+        d.edit(Collection::Users, id, |u| {
+            u["name"]["first"] = json!(format!("Evented{n}"));
+        });
+    }
+    d.set_emit_events(false);
+}
+
 fn change_one_percent(d: &mut Dataset) -> Change {
     let students = d.ids_with_role(Role::Student);
     let pick = |every: usize, offset: usize| -> Vec<String> {

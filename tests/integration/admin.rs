@@ -122,6 +122,15 @@ async fn explain_names_the_class_of_each_membership_change(backend: Backend) {
         "{stdout}"
     );
     assert!(!stdout.contains(&format!("start {student}")), "{stdout}");
+    let (code, stdout, stderr) = rosterflow(&["report", &file, "1"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("a JSON report");
+    assert_eq!(report["source_kind"], "full");
+    assert_eq!(
+        report["not_loaded"],
+        serde_json::json!({"contacts": 1002, "staff": 0, "other_district": 0}),
+        "what the source sent and the roster does not load is counted"
+    );
     let teacher = section["teacher"].as_str().expect("a teacher");
     let (_, stdout, _) = rosterflow(&["explain", &file, "teacher", teacher], &[]);
     assert!(

@@ -17,3 +17,6 @@ CREATE TABLE source_checkpoints (
 ALTER TABLE sync_runs ADD COLUMN source_kind TEXT;
 ALTER TABLE sync_runs ADD COLUMN event_cursor TEXT;
 ALTER TABLE sync_runs ADD COLUMN source_note TEXT;
+-- What the source sent that the roster does not load, as JSON counts: contacts, staff-only users,
+-- records of other districts.
+ALTER TABLE sync_runs ADD COLUMN skipped TEXT;

@@ -25,7 +25,9 @@ use super::schema::{
 use super::state::{
     Cell, Existing, MembershipState, OpenDecision, Role, State, TableState, fingerprint,
 };
-use super::{RowIds, RunOutcome, RunRecord, SAVE_CHECKPOINT, StoreError, counts_json};
+use super::{
+    RowIds, RunOutcome, RunRecord, SAVE_CHECKPOINT, StoreError, counts_json, skipped_json,
+};
 use crate::db::timestamp;
 use crate::model::{DecisionAction, Entity};
 use crate::plan::{Plan, RecordAction, member_entity};
@@ -430,8 +432,8 @@ async fn record_run(
         } => {
             let run: i64 = sqlx::query_scalar(
                 "INSERT INTO sync_runs (district_id, pipeline, status, started_at, finished_at, changes, quarantined, counts, \
-                 source_kind, event_cursor, source_note) \
-                 VALUES ($1, $2, 'committed', $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                 source_kind, event_cursor, source_note, skipped) \
+                 VALUES ($1, $2, 'committed', $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
             )
             .bind(district)
             .bind(pipeline)
@@ -443,6 +445,7 @@ async fn record_run(
             .bind(source.kind)
             .bind(source.checkpoint.and_then(|c| c.cursor))
             .bind(source.note)
+            .bind(skipped_json(plan))
             .fetch_one(&mut **tx)
             .await
             .map_err(StoreError::postgres("recording the run"))?;

@@ -20,7 +20,9 @@ use super::schema::{
 use super::state::{
     Cell, Existing, MembershipState, OpenDecision, Role, State, TableState, fingerprint,
 };
-use super::{RowIds, RunOutcome, RunRecord, SAVE_CHECKPOINT, StoreError, counts_json};
+use super::{
+    RowIds, RunOutcome, RunRecord, SAVE_CHECKPOINT, StoreError, counts_json, skipped_json,
+};
 use crate::db::timestamp;
 use crate::model::{DecisionAction, Entity};
 use crate::plan::{Plan, RecordAction, member_entity};
@@ -364,8 +366,8 @@ fn record_run(
             let run: i64 = tx
                 .query_row(
                     "INSERT INTO sync_runs (district_id, pipeline, status, started_at, finished_at, changes, quarantined, counts, \
-                     source_kind, event_cursor, source_note) \
-                     VALUES (?1, ?2, 'committed', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
+                     source_kind, event_cursor, source_note, skipped) \
+                     VALUES (?1, ?2, 'committed', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
                     params![
                         district,
                         pipeline,
@@ -377,6 +379,7 @@ fn record_run(
                         source.kind,
                         source.checkpoint.and_then(|c| c.cursor),
                         source.note,
+                        skipped_json(plan),
                     ],
                     |row| row.get(0),
                 )
