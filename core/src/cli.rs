@@ -13,9 +13,10 @@ use clap::{Parser, Subcommand};
 use crate::config::{self, ConfigError, Pipeline};
 use crate::db::Db;
 use crate::extract::{self, Recorder};
+use crate::store::LockOptions;
 use crate::sync::{self, RunOptions, RunStatus, SyncError, exit};
 use crate::transform::plugin::{self, PluginHost};
-use crate::{explain, export, growth, report, roster, runs};
+use crate::{explain, export, growth, report, roster, runs, serve};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -150,6 +151,75 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: i64,
     },
+    /// Run every pipeline of a directory on its `[schedule]`, deliver welcome emails between
+    /// runs, and answer /healthz, /readyz and /metrics, until SIGTERM.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// The directory of pipeline files (read again every --rescan-secs).
+    #[arg(long)]
+    pipelines: PathBuf,
+    /// The Freckle DB served; by default the one database the pipelines load into.
+    #[arg(long)]
+    database: Option<String>,
+    /// Where HTTP listens.
+    #[arg(long, default_value = "127.0.0.1:9187")]
+    listen: std::net::SocketAddr,
+    /// Runs at once in this process.
+    #[arg(long, default_value_t = 2)]
+    max_runs: usize,
+    /// After SIGTERM, how long running runs may finish before they are abandoned (rolled back).
+    #[arg(long, default_value_t = 300)]
+    drain_secs: u64,
+    /// On PostgreSQL, how long a run may stop answering before its district's lock is taken
+    /// back and what it began is rolled back.
+    #[arg(long, default_value_t = 60)]
+    lease_secs: u64,
+    /// How often the pipeline directory is read again.
+    #[arg(long, default_value_t = 10)]
+    rescan_secs: u64,
+    /// How often queued welcome emails are delivered.
+    #[arg(long, default_value_t = 60)]
+    email_every_secs: u64,
+    /// How many times a run that failed for a transient reason is tried again.
+    #[arg(long, default_value_t = 4)]
+    retries: usize,
+    /// The first wait before a retry; each next one doubles.
+    #[arg(long, default_value_t = 30)]
+    retry_backoff_secs: u64,
+    /// Where compiled plugins are cached.
+    #[arg(long, env = "ROSTERFLOW_PLUGIN_CACHE")]
+    plugin_cache: Option<PathBuf>,
+    /// This process's name among the services of a database (default: host and process id).
+    #[arg(long)]
+    worker: Option<String>,
+}
+
+impl ServeArgs {
+    fn options(self) -> serve::ServeOptions {
+        let worker = self.worker.unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|name| name.trim().to_owned())
+                .unwrap_or_else(|_| "rosterflow".to_owned());
+            format!("{host}-{}", std::process::id())
+        });
+        serve::ServeOptions {
+            dir: self.pipelines,
+            database: self.database,
+            listen: self.listen,
+            max_runs: self.max_runs.max(1),
+            drain: Duration::from_secs(self.drain_secs),
+            lease: Duration::from_secs(self.lease_secs.max(1)),
+            rescan: Duration::from_secs(self.rescan_secs.max(1)),
+            email_every: Duration::from_secs(self.email_every_secs.max(1)),
+            retries: self.retries,
+            retry_backoff: Duration::from_secs(self.retry_backoff_secs.max(1)),
+            plugin_cache: self.plugin_cache,
+            worker,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -319,7 +389,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let options = RunOptions {
                 dry_run,
                 plugin_cache,
-                lock_wait: Duration::from_secs(wait_secs),
+                lock: LockOptions::waiting(Duration::from_secs(wait_secs)),
+                scheduled_for: None,
             };
             let report = sync::run(&pipeline, &options).await?;
             print!("{}", report.plan);
@@ -580,6 +651,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(code)
         }
+        Command::Serve(args) => match serve::serve(args.options()).await {
+            Ok(()) => Ok(exit::OK),
+            Err(error @ serve::ServeError::AlreadyServed { .. }) => {
+                eprintln!("error: {error}");
+                Ok(exit::BUSY)
+            }
+            Err(error) => Err(error.into()),
+        },
         Command::History { pipeline, limit } => {
             let pipeline = load_for_db(&pipeline)?;
             let db = open_db(&pipeline).await?;

@@ -43,6 +43,9 @@ pub struct PipelineFile {
     /// Parquet exports of growth data and roster history; without it nothing is exported.
     #[serde(default)]
     pub export: Option<crate::export::ExportConfig>,
+    /// When `rosterflow serve` runs the pipeline; without it, only when someone runs it.
+    #[serde(default)]
+    pub schedule: Option<crate::serve::schedule::ScheduleConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -426,6 +429,11 @@ fn validate(pipeline: &Pipeline) -> Vec<Problem> {
     }
     if let Some(export) = &file.export {
         for message in export.validate() {
+            problem(message);
+        }
+    }
+    if let Some(schedule) = &file.schedule {
+        for message in schedule.validate() {
             problem(message);
         }
     }

@@ -5,6 +5,7 @@
 //! Queries use `$1` placeholders, which both backends accept. Timestamps are stored as UTC text
 //! with microseconds (see [`timestamp`]) so they compare and sort the same on both.
 
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -107,6 +108,23 @@ impl Db {
             .map_err(|source| DbError::Migrate { backend, source })?;
         Ok(Db { pool, backend })
     }
+}
+
+impl Db {
+    /// The file of a SQLite database; none for PostgreSQL or an in-memory SQLite.
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
+        sqlite_file(&self.pool.connect_options().database_url)
+    }
+}
+
+/// The file of a `sqlite://` URL; none for an in-memory database.
+pub fn sqlite_file(url: &url::Url) -> Option<PathBuf> {
+    if url.query_pairs().any(|(k, v)| k == "mode" && v == "memory") {
+        return None;
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url.as_str()).ok()?;
+    let path = options.get_filename().to_path_buf();
+    (path.as_os_str() != ":memory:" && !path.as_os_str().is_empty()).then_some(path)
 }
 
 /// The one text form of a timestamp in the Freckle DB: `2026-11-30T08:15:00.123456Z`.

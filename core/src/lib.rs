@@ -41,6 +41,7 @@ pub mod report;
 pub mod roster;
 pub mod runs;
 pub mod safety;
+pub mod serve;
 pub mod store;
 pub mod sync;
 pub mod transform;

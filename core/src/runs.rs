@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::db::{Db, timestamp};
 use crate::model::{Snapshot, packed};
 use crate::plan::Summary;
+use crate::store::RunStart;
 
 /// Why reading or writing run history failed.
 #[derive(Debug, thiserror::Error)]
@@ -63,11 +64,10 @@ pub struct HeldRun {
 /// Stores a plan's snapshot without applying it, for an admin to approve or discard.
 pub async fn hold(
     db: &Db,
-    pipeline: &str,
+    start: RunStart<'_>,
     snapshot: &Snapshot,
     summary: &Summary,
     based_on_run: Option<i64>,
-    started_at: DateTime<Utc>,
     reasons: &[String],
 ) -> Result<i64, RunsError> {
     let compressed = crate::blocking(|| packed::pack(snapshot)).map_err(RunsError::Snapshot)?;
@@ -84,12 +84,12 @@ pub async fn hold(
     .await
     .map_err(sql("holding the run"))?;
     let run: i64 = sqlx::query_scalar(
-        "INSERT INTO sync_runs (district_id, pipeline, status, started_at, finished_at, changes, quarantined, counts, error, based_on_run, snapshot, skipped) \
-         SELECT d.id, $2, 'held', $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM districts d WHERE d.clever_id = $1 RETURNING id",
+        "INSERT INTO sync_runs (district_id, pipeline, status, started_at, finished_at, changes, quarantined, counts, error, based_on_run, snapshot, skipped, scheduled_for) \
+         SELECT d.id, $2, 'held', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM districts d WHERE d.clever_id = $1 RETURNING id",
     )
     .bind(snapshot.district.id.as_str())
-    .bind(pipeline)
-    .bind(timestamp(started_at))
+    .bind(start.pipeline)
+    .bind(timestamp(start.started_at))
     .bind(&now)
     .bind(summary.change_count() as i64)
     .bind(summary.quarantined as i64)
@@ -98,6 +98,7 @@ pub async fn hold(
     .bind(based_on_run)
     .bind(compressed)
     .bind(serde_json::to_string(&summary.skipped).expect("counts serialise"))
+    .bind(start.scheduled_for.map(timestamp))
     .fetch_one(&mut *tx)
     .await
     .map_err(sql("recording the held run"))?;
@@ -198,23 +199,48 @@ pub async fn discard(db: &Db, pipeline: &str, run: i64) -> Result<(), RunsError>
 /// Records a run that failed before it could commit, so history shows it.
 pub async fn record_failure(
     db: &Db,
-    pipeline: &str,
+    start: RunStart<'_>,
     district: Option<&str>,
-    started_at: DateTime<Utc>,
     error: &str,
 ) -> Result<i64, RunsError> {
     sqlx::query_scalar(
-        "INSERT INTO sync_runs (district_id, pipeline, status, started_at, finished_at, error) \
-         VALUES ((SELECT id FROM districts WHERE clever_id = $1), $2, 'failed', $3, $4, $5) RETURNING id",
+        "INSERT INTO sync_runs (district_id, pipeline, status, started_at, finished_at, error, scheduled_for) \
+         VALUES ((SELECT id FROM districts WHERE clever_id = $1), $2, 'failed', $3, $4, $5, $6) RETURNING id",
     )
     .bind(district)
-    .bind(pipeline)
-    .bind(timestamp(started_at))
+    .bind(start.pipeline)
+    .bind(timestamp(start.started_at))
     .bind(timestamp(Utc::now()))
     .bind(error)
+    .bind(start.scheduled_for.map(timestamp))
     .fetch_one(&db.pool)
     .await
     .map_err(sql("recording the failed run"))
+}
+
+/// Whether a run of `pipeline` for the scheduled time `at` was applied or held: such a time
+/// has had its run, whichever process ran it.
+pub async fn ran_for(db: &Db, pipeline: &str, at: DateTime<Utc>) -> Result<bool, RunsError> {
+    let runs: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sync_runs WHERE pipeline = $1 AND scheduled_for = $2 AND status <> 'failed'",
+    )
+    .bind(pipeline)
+    .bind(timestamp(at))
+    .fetch_one(&db.pool)
+    .await
+    .map_err(sql("reading scheduled runs"))?;
+    Ok(runs > 0)
+}
+
+/// When the newest run of `pipeline` started, whatever its outcome.
+pub async fn last_started(db: &Db, pipeline: &str) -> Result<Option<DateTime<Utc>>, RunsError> {
+    let started: Option<String> =
+        sqlx::query_scalar("SELECT MAX(started_at) FROM sync_runs WHERE pipeline = $1")
+            .bind(pipeline)
+            .fetch_one(&db.pool)
+            .await
+            .map_err(sql("reading run history"))?;
+    Ok(started.as_deref().and_then(crate::db::parse_timestamp))
 }
 
 /// One line of run history.

@@ -102,12 +102,20 @@ impl StoreError {
 pub enum RunRecord<'r> {
     /// A new run of `pipeline`, committed.
     New {
-        pipeline: &'r str,
-        started_at: DateTime<Utc>,
+        start: RunStart<'r>,
         source: SourceRun<'r>,
     },
     /// The held run `run`, approved.
     Approve { run: i64 },
+}
+
+/// Which pipeline a run is of and when it started, recorded with it.
+#[derive(Debug, Clone, Copy)]
+pub struct RunStart<'r> {
+    pub pipeline: &'r str,
+    pub started_at: DateTime<Utc>,
+    /// The scheduled time the run is for (`rosterflow serve`).
+    pub scheduled_for: Option<DateTime<Utc>>,
 }
 
 /// How a run read its source, recorded with it.
@@ -145,6 +153,36 @@ pub struct RunOutcome {
     pub quarantined: usize,
 }
 
+/// How a run takes and keeps its district's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockOptions {
+    /// How long to wait for another run of the district to finish before giving up.
+    pub wait: Duration,
+    /// On PostgreSQL, how long a run may stop answering (a stopped or hung process) before the
+    /// server ends its session, which frees the lock and rolls back what the run had begun. On
+    /// SQLite the lock is the process's own and dies with it.
+    pub lease: Duration,
+}
+
+impl LockOptions {
+    /// The lease a run gets unless told otherwise.
+    pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
+    /// Waiting up to `wait`, with the default lease.
+    pub fn waiting(wait: Duration) -> LockOptions {
+        LockOptions {
+            wait,
+            lease: LockOptions::DEFAULT_LEASE,
+        }
+    }
+}
+
+impl Default for LockOptions {
+    fn default() -> LockOptions {
+        LockOptions::waiting(Duration::ZERO)
+    }
+}
+
 /// One run's hold on one district of the Freckle DB.
 pub struct Store {
     inner: Inner,
@@ -156,9 +194,9 @@ enum Inner {
 }
 
 impl Store {
-    /// Takes the run lock of `district` (a Clever id), waiting at most `wait` for another run of
-    /// it to finish.
-    pub async fn lock(db: &Db, district: &str, wait: Duration) -> Result<Store, StoreError> {
+    /// Takes the run lock of `district` (a Clever id).
+    pub async fn lock(db: &Db, district: &str, options: LockOptions) -> Result<Store, StoreError> {
+        let LockOptions { wait, lease } = options;
         let url = db.pool.connect_options().database_url.clone();
         let inner = match db.backend {
             Backend::Sqlite => {
@@ -171,7 +209,7 @@ impl Store {
                 )
             }
             Backend::Postgres => {
-                Inner::Postgres(postgres::PgStore::lock(&url, district, wait).await?)
+                Inner::Postgres(postgres::PgStore::lock(&url, district, wait, lease).await?)
             }
         };
         Ok(Store { inner })

@@ -18,7 +18,9 @@ use crate::plan::{Plan, Summary};
 use crate::runs::{self, RunsError};
 use crate::safety;
 use crate::store::state::State;
-use crate::store::{Checkpoint, RunOutcome, RunRecord, SourceRun, Store, StoreError};
+use crate::store::{
+    Checkpoint, LockOptions, RunOutcome, RunRecord, RunStart, SourceRun, Store, StoreError,
+};
 use crate::transform::{TransformError, Transforms};
 
 /// How to run.
@@ -28,8 +30,11 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// Where compiled plugins are cached between runs.
     pub plugin_cache: Option<PathBuf>,
-    /// How long to wait for another run of the same district to finish before giving up.
-    pub lock_wait: Duration,
+    /// How to take and keep the district's lock.
+    pub lock: LockOptions,
+    /// The scheduled time this run is for (`rosterflow serve`): at most one run per pipeline
+    /// and time is applied or held.
+    pub scheduled_for: Option<DateTime<Utc>>,
 }
 
 /// How a run ended.
@@ -123,6 +128,25 @@ pub enum SyncError {
 }
 
 impl SyncError {
+    /// Whether the same run may succeed if tried again later: the source or the database was
+    /// unreachable or overloaded, or another run committed while this one planned.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SyncError::Extract { source, .. } => {
+                source.is_retryable() || matches!(source, ExtractError::Exhausted { .. })
+            }
+            SyncError::Db { source, .. } => matches!(source, DbError::Connect { .. }),
+            SyncError::Store { source, .. } => matches!(
+                source,
+                StoreError::Busy { .. }
+                    | StoreError::Stale { .. }
+                    | StoreError::Postgres { .. }
+                    | StoreError::Sqlite { .. }
+            ),
+            SyncError::Transform { .. } | SyncError::Runs { .. } => false,
+        }
+    }
+
     /// Whether another run of the district held its lock.
     pub fn is_busy(&self) -> bool {
         matches!(
@@ -155,9 +179,12 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResult,
         Err(error) if !options.dry_run && !error.is_busy() => {
             let message = crate::error_chain(error);
             let district = pipeline.file.pipeline.district_id.as_deref();
-            if let Err(record) =
-                runs::record_failure(&db, &name, district, started_at, &message).await
-            {
+            let start = RunStart {
+                pipeline: &name,
+                started_at,
+                scheduled_for: options.scheduled_for,
+            };
+            if let Err(record) = runs::record_failure(&db, start, district, &message).await {
                 tracing::error!(pipeline = %name, error = %crate::error_chain(&record), "could not record the failed run");
             }
         }
@@ -224,7 +251,7 @@ async fn plan_and_load(
     // With the district known up front, its state is read while the roster is pulled.
     let (pulled_roster, mut store, state) = match &pipeline.file.pipeline.district_id {
         Some(district) => {
-            let store = Store::lock(db, district, options.lock_wait)
+            let store = Store::lock(db, district, options.lock)
                 .await
                 .map_err(store_error)?;
             let reading = tokio::spawn(read_state(store));
@@ -235,7 +262,7 @@ async fn plan_and_load(
         None => {
             let pulled = roster.await?;
             let snapshot = &pulled.0;
-            let store = Store::lock(db, &snapshot.district.id, options.lock_wait)
+            let store = Store::lock(db, &snapshot.district.id, options.lock)
                 .await
                 .map_err(store_error)?;
             let (store, state) = read_state(store).await;
@@ -253,22 +280,19 @@ async fn plan_and_load(
             plan: summary,
         });
     }
+    let start = RunStart {
+        pipeline: &name,
+        started_at,
+        scheduled_for: options.scheduled_for,
+    };
     let reasons = safety::check(&plan, &pipeline.file.safety);
     if !reasons.is_empty() {
-        let run_id = runs::hold(
-            db,
-            &name,
-            &snapshot,
-            &summary,
-            state.last_run,
-            started_at,
-            &reasons,
-        )
-        .await
-        .map_err(|source| SyncError::Runs {
-            pipeline: name.clone(),
-            source,
-        })?;
+        let run_id = runs::hold(db, start, &snapshot, &summary, state.last_run, &reasons)
+            .await
+            .map_err(|source| SyncError::Runs {
+                pipeline: name.clone(),
+                source,
+            })?;
         tracing::warn!(pipeline = %name, run = run_id, reasons = %reasons.join("; "), "run held for approval");
         return Ok(RunResult {
             status: RunStatus::Held { run_id, reasons },
@@ -284,8 +308,7 @@ async fn plan_and_load(
         saved_at: c.saved_at,
     });
     let run = RunRecord::New {
-        pipeline: &name,
-        started_at,
+        start,
         source: SourceRun {
             kind: source.kind.as_str(),
             note: source.note.as_deref(),
@@ -389,7 +412,7 @@ pub async fn approve(
             pipeline: name.clone(),
             source,
         })?;
-    let mut store = Store::lock(db, &held.district, lock_wait)
+    let mut store = Store::lock(db, &held.district, LockOptions::waiting(lock_wait))
         .await
         .map_err(store_error)?;
     let state = store.read_state().await.map_err(store_error)?;

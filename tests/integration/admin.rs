@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use rosterflow::store::Store;
+use rosterflow::store::{LockOptions, Store};
 use rosterflow::sync::{self, RunOptions, RunStatus};
 use rosterflow_tests::district::Role;
 
@@ -194,7 +194,7 @@ async fn a_second_run_of_a_district_waits_or_exits(backend: Backend) {
     let db = TestDb::new(backend).await;
     let file = db.demo_pipeline().path.to_str().expect("path").to_owned();
     let handle = db.open().await;
-    let lock = Store::lock(&handle, DISTRICT, Duration::ZERO)
+    let lock = Store::lock(&handle, DISTRICT, LockOptions::default())
         .await
         .expect("lock the district");
     let (code, stdout, stderr) = rosterflow(&["run", &file], &[]);
@@ -261,7 +261,7 @@ fn logs_are_json_on_request_and_never_coloured_off_a_terminal() {
 /// a row another writer changed behind the lock's back, stops it with nothing applied.
 async fn a_plan_is_applied_only_to_the_state_it_was_computed_from(backend: Backend) {
     use rosterflow::plan::Plan;
-    use rosterflow::store::{RunRecord, SourceRun, StoreError};
+    use rosterflow::store::{RunRecord, RunStart, SourceRun, StoreError};
 
     let db = TestDb::new(backend).await;
     sync::run(&db.demo_pipeline(), &RunOptions::default())
@@ -272,15 +272,18 @@ async fn a_plan_is_applied_only_to_the_state_it_was_computed_from(backend: Backe
         rosterflow::extract::replay::read_snapshot(&crate::util::repo().join("pipelines/demo"))
             .expect("the demo recording");
     let gone = snapshot.students.remove(0).id.to_string();
-    let mut store = Store::lock(&handle, DISTRICT, Duration::ZERO)
+    let mut store = Store::lock(&handle, DISTRICT, LockOptions::default())
         .await
         .expect("lock");
     let state = store.read_state().await.expect("state");
     let plan = Plan::compute(&snapshot, &state);
     assert_eq!(plan.counts().get("student.archive"), Some(&1));
     let run = || RunRecord::New {
-        pipeline: "demo",
-        started_at: chrono::Utc::now(),
+        start: RunStart {
+            pipeline: "demo",
+            started_at: chrono::Utc::now(),
+            scheduled_for: None,
+        },
         source: SourceRun {
             kind: "full",
             note: None,

@@ -15,4 +15,5 @@ mod plugins;
 
 mod email;
 mod export;
+mod serve;
 mod welcome;

@@ -228,6 +228,7 @@ pub fn rosterflow_bin() -> PathBuf {
                 "rosterflow",
             ])
             .current_dir(repo())
+            .env("SQLX_OFFLINE", "true")
             .status()
             .expect("run cargo build");
         assert!(status.success(), "building the rosterflow binary failed");

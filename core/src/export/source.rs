@@ -7,9 +7,6 @@
 //! SQLite) is read through the pool, inside a read-only repeatable-read transaction. Both take
 //! SQL text with `$1`-style placeholders; a reader may pick a query shape by [`Source::in_process`].
 
-use std::path::PathBuf;
-use std::str::FromStr;
-
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use sqlx::Row as _;
@@ -147,7 +144,7 @@ impl Source {
     /// a pool connection.
     pub async fn open(db: &Db) -> Result<Source, ExportError> {
         if db.backend == Backend::Sqlite
-            && let Some(path) = sqlite_file(&db.pool.connect_options().database_url)
+            && let Some(path) = db.sqlite_file().filter(|path| path.is_file())
         {
             let connection = tokio::task::spawn_blocking(move || open_sqlite(&path))
                 .await
@@ -323,16 +320,6 @@ impl Source {
             }
         }
     }
-}
-
-/// The file behind a SQLite URL, unless the database lives in memory.
-fn sqlite_file(url: &url::Url) -> Option<PathBuf> {
-    if url.query_pairs().any(|(k, v)| k == "mode" && v == "memory") {
-        return None;
-    }
-    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url.as_str()).ok()?;
-    let path = options.get_filename().to_path_buf();
-    path.is_file().then_some(path)
 }
 
 fn open_sqlite(path: &std::path::Path) -> Result<rusqlite::Connection, ExportError> {

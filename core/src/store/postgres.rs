@@ -5,12 +5,15 @@
 //!
 //! The district's run lock is a session advisory lock taken on that same connection: it frees
 //! itself when the connection (or its process) dies, and a run whose connection was lost cannot
-//! commit anything either.
+//! commit anything either. A run that stops answering (a stopped or hung process) loses it too:
+//! the connection pings the server while the run pulls and plans, and the server ends a session
+//! that has been silent for the lock's lease, rolling back whatever it had begun.
 
 mod copy;
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -36,8 +39,41 @@ use copy::{Encoder, Lines};
 type Result<T> = std::result::Result<T, StoreError>;
 
 pub(super) struct PgStore {
-    connection: PgConnection,
+    /// Shared with the keep-alive task, which pings only while no one else uses it.
+    connection: Arc<tokio::sync::Mutex<PgConnection>>,
     district: String,
+    _keep_alive: Option<KeepAlive>,
+}
+
+/// Pings a locked connection while the run works elsewhere; stops when the store is dropped.
+struct KeepAlive(tokio::task::JoinHandle<()>);
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl KeepAlive {
+    fn start(connection: &Arc<tokio::sync::Mutex<PgConnection>>, lease: Duration) -> KeepAlive {
+        let connection = Arc::downgrade(connection);
+        KeepAlive(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(lease / 4);
+            loop {
+                ticks.tick().await;
+                let Some(connection) = connection.upgrade() else {
+                    return;
+                };
+                // A busy connection is not silent: the server does not time it out.
+                if let Ok(mut connection) = connection.try_lock()
+                    && let Err(error) = connection.ping().await
+                {
+                    tracing::warn!(error = %error, "the connection holding a district's run lock was lost");
+                    return;
+                }
+            }
+        }))
+    }
 }
 
 impl PgStore {
@@ -51,23 +87,38 @@ impl PgStore {
             .await
             .map_err(StoreError::postgres("connecting"))?;
         Ok(PgStore {
-            connection,
+            connection: Arc::new(tokio::sync::Mutex::new(connection)),
             district: district.to_owned(),
+            _keep_alive: None,
         })
     }
 
-    /// A connection holding the district's run lock.
-    pub async fn lock(url: &url::Url, district: &str, wait: Duration) -> Result<PgStore> {
-        let PgStore {
-            mut connection,
-            district: _,
-        } = PgStore::connect(url, district).await?;
+    /// A connection holding the district's run lock, which the server takes back when the
+    /// connection has been silent for `lease`.
+    pub async fn lock(
+        url: &url::Url,
+        district: &str,
+        wait: Duration,
+        lease: Duration,
+    ) -> Result<PgStore> {
+        let store = PgStore::connect(url, district).await?;
+        let mut connection = store.connection.lock().await;
+        let lease_ms = lease.as_millis().max(1);
+        for setting in [
+            "idle_session_timeout",
+            "idle_in_transaction_session_timeout",
+        ] {
+            sqlx::query(AssertSqlSafe(format!("SET {setting} = {lease_ms}")))
+                .execute(&mut *connection)
+                .await
+                .map_err(StoreError::postgres("setting the run lock's lease"))?;
+        }
         let key = lock_key(district);
         let started = Instant::now();
         loop {
             let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                 .bind(key)
-                .fetch_one(&mut connection)
+                .fetch_one(&mut *connection)
                 .await
                 .map_err(StoreError::postgres("taking the district's run lock"))?;
             if locked {
@@ -81,15 +132,16 @@ impl PgStore {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        drop(connection);
         Ok(PgStore {
-            connection,
-            district: district.to_owned(),
+            _keep_alive: Some(KeepAlive::start(&store.connection, lease)),
+            ..store
         })
     }
 
     pub async fn read_state(&mut self) -> Result<State> {
-        let mut tx = self
-            .connection
+        let mut connection = self.connection.lock().await;
+        let mut tx = connection
             .begin()
             .await
             .map_err(StoreError::postgres("starting to read the district"))?;
@@ -174,8 +226,8 @@ impl PgStore {
     }
 
     pub async fn apply(&mut self, plan: &Plan<'_>, run: RunRecord<'_>) -> Result<RunOutcome> {
-        let mut tx = self
-            .connection
+        let mut connection = self.connection.lock().await;
+        let mut tx = connection
             .begin()
             .await
             .map_err(StoreError::postgres("starting the run"))?;
@@ -425,19 +477,15 @@ async fn record_run(
     now: &str,
 ) -> Result<i64> {
     match run {
-        RunRecord::New {
-            pipeline,
-            started_at,
-            source,
-        } => {
+        RunRecord::New { start, source } => {
             let run: i64 = sqlx::query_scalar(
                 "INSERT INTO sync_runs (district_id, pipeline, status, started_at, finished_at, changes, quarantined, counts, \
-                 source_kind, event_cursor, source_note, skipped) \
-                 VALUES ($1, $2, 'committed', $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+                 source_kind, event_cursor, source_note, skipped, scheduled_for) \
+                 VALUES ($1, $2, 'committed', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
             )
             .bind(district)
-            .bind(pipeline)
-            .bind(timestamp(started_at))
+            .bind(start.pipeline)
+            .bind(timestamp(start.started_at))
             .bind(now)
             .bind(plan.change_count() as i64)
             .bind(plan.snapshot.quarantine.len() as i64)
@@ -446,6 +494,7 @@ async fn record_run(
             .bind(source.checkpoint.and_then(|c| c.cursor))
             .bind(source.note)
             .bind(skipped_json(plan))
+            .bind(start.scheduled_for.map(timestamp))
             .fetch_one(&mut **tx)
             .await
             .map_err(StoreError::postgres("recording the run"))?;
@@ -725,24 +774,24 @@ impl<'a> Writer<'_, 'a> {
                 "COPY {} (class_id, {}, source, started_at, started_run{role_column}) FROM STDIN",
                 table.name, table.member_column
             );
-            let mut starts = plan
-                .starts
-                .iter()
-                .filter(|s| s.entity == table.entity)
-                .peekable();
             let count = plan
                 .starts
                 .iter()
                 .filter(|s| s.entity == table.entity)
                 .count();
-            if starts.peek().is_some() {
+            if count > 0 {
                 let bulk = Bulk::begin(tx, table.name, count as u64).await?;
                 let mut copy = tx
                     .copy_in_raw(&sql)
                     .await
                     .map_err(StoreError::postgres(step("starts")))?;
                 let mut encoder = Encoder::default();
-                for start in starts {
+                // A plain loop: a filtering closure held across the awaits below would make
+                // the run's future impossible to prove `Send`.
+                for start in &plan.starts {
+                    if start.entity != table.entity {
+                        continue;
+                    }
                     let (Some(class_row), Some(member_row)) = (
                         self.rows.at(Entity::Class, start.class),
                         self.rows.at(member, start.member),

@@ -7,7 +7,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
+
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -23,7 +23,7 @@ use super::state::{
 use super::{
     RowIds, RunOutcome, RunRecord, SAVE_CHECKPOINT, StoreError, counts_json, skipped_json,
 };
-use crate::db::timestamp;
+use crate::db::{sqlite_file, timestamp};
 use crate::model::{DecisionAction, Entity};
 use crate::plan::{Plan, RecordAction, member_entity};
 
@@ -358,20 +358,16 @@ fn record_run(
     now: &str,
 ) -> Result<i64> {
     match run {
-        RunRecord::New {
-            pipeline,
-            started_at,
-            source,
-        } => {
+        RunRecord::New { start, source } => {
             let run: i64 = tx
                 .query_row(
                     "INSERT INTO sync_runs (district_id, pipeline, status, started_at, finished_at, changes, quarantined, counts, \
-                     source_kind, event_cursor, source_note, skipped) \
-                     VALUES (?1, ?2, 'committed', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
+                     source_kind, event_cursor, source_note, skipped, scheduled_for) \
+                     VALUES (?1, ?2, 'committed', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
                     params![
                         district,
-                        pipeline,
-                        timestamp(started_at),
+                        start.pipeline,
+                        timestamp(start.started_at),
                         now,
                         plan.change_count() as i64,
                         plan.snapshot.quarantine.len() as i64,
@@ -380,6 +376,7 @@ fn record_run(
                         source.checkpoint.and_then(|c| c.cursor),
                         source.note,
                         skipped_json(plan),
+                        start.scheduled_for.map(timestamp),
                     ],
                     |row| row.get(0),
                 )
@@ -892,14 +889,4 @@ fn open(path: &Path, flags: OpenFlags) -> Result<Connection> {
         .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
         .map_err(StoreError::sqlite("opening the database"))?;
     Ok(connection)
-}
-
-/// The file of a `sqlite://` URL; none for an in-memory database.
-fn sqlite_file(url: &url::Url) -> Option<PathBuf> {
-    if url.query_pairs().any(|(k, v)| k == "mode" && v == "memory") {
-        return None;
-    }
-    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url.as_str()).ok()?;
-    let path = options.get_filename().to_path_buf();
-    (path.as_os_str() != ":memory:" && !path.as_os_str().is_empty()).then_some(path)
 }

@@ -1,0 +1,591 @@
+//! `rosterflow serve` through the binary, against the simulator: pipelines run on their
+//! schedules and are picked up as their files change; `/metrics` parses as Prometheus text; a
+//! second service on one SQLite database is refused; SIGTERM leaves the database before or
+//! after a run; on PostgreSQL two services share the schedule with each time run once and no
+//! district's runs overlapping, a killed service's run is taken over, and a stopped one that
+//! wakes up commits nothing.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rosterflow_tests::clever_sim::{CleverSim, Fault, SimOptions};
+use rosterflow_tests::district::{Collection, GenSpec, Role, generate};
+
+use crate::util::{Backend, TestDb, pipeline_text, rosterflow, rosterflow_bin};
+
+/// A `rosterflow serve` process, killed if the test ends without stopping it.
+struct Service {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Service {
+    fn start(dir: &Path, database: &str, name: &str, extra: &[&str]) -> Service {
+        let port = free_port();
+        let log = dir.join(format!("{name}.log"));
+        let listen = format!("127.0.0.1:{port}");
+        let child = Command::new(rosterflow_bin())
+            .current_dir(dir)
+            .args([
+                "-v",
+                "serve",
+                "--pipelines",
+                "pipelines",
+                "--database",
+                database,
+            ])
+            .args(["--listen", &listen, "--worker", name, "--rescan-secs", "1"])
+            .args(extra)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("a log file"))
+            .spawn()
+            .expect("start rosterflow serve");
+        let service = Service { child, port, log };
+        service.wait_until_listening();
+        service
+    }
+
+    fn wait_until_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.get("/healthz").0 != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "serve never listened:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A GET on the service's HTTP port: (status, body); status 0 when nothing answers.
+    fn get(&self, path: &str) -> (u16, String) {
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return (0, String::new());
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("a timeout");
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        if stream.write_all(request.as_bytes()).is_err() {
+            return (0, String::new());
+        }
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        let sent = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(sent, 0, "signal {signal}");
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    fn wait(&mut self, limit: Duration) -> i32 {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not exit within {limit:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then the exit code.
+    fn stop(&mut self) -> i32 {
+        self.signal(libc::SIGTERM);
+        self.wait(Duration::from_secs(60))
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A small generated district served by its own simulator.
+struct District {
+    sim: CleverSim,
+    id: String,
+    students: usize,
+}
+
+impl District {
+    async fn start(seed: u64, token: &str) -> District {
+        let dataset = generate(GenSpec::new(60).with_seed(seed));
+        let id = dataset.ids(Collection::Districts)[0].clone();
+        let students = dataset.count_role(Role::Student);
+        let sim = CleverSim::start(dataset, SimOptions::with_token(token)).await;
+        District { sim, id, students }
+    }
+
+    /// Writes `<name>.toml` into `dir`: this district into `database` on `cron`.
+    fn pipeline(&self, dir: &Path, name: &str, database: &str, cron: &str) {
+        // A slow page is waited for, not timed out: the tests stop runs in the middle of one.
+        let source = format!(
+            "type = \"clever\"\nbase_url = \"{}\"\ntoken = \"{}\"\nlimit = 1000\ntimeout_secs = 60",
+            self.sim.base_url(),
+            self.sim.token()
+        );
+        let extra = format!("[schedule]\ncron = \"{cron}\"\n");
+        let text = pipeline_text(name, &source, database, &extra).replacen(
+            "[pipeline]\n",
+            &format!("[pipeline]\ndistrict_id = \"{}\"\n", self.id),
+            1,
+        );
+        std::fs::create_dir_all(dir).expect("the pipeline directory");
+        std::fs::write(dir.join(format!("{name}.toml")), text).expect("write the pipeline");
+    }
+}
+
+/// A daily time a few seconds from now, as a cron pattern with seconds (UTC): a schedule with
+/// one time in the test, run when it falls due.
+fn soon() -> (String, DateTime<Utc>) {
+    use chrono::Timelike;
+    let at = (Utc::now() + chrono::Duration::seconds(3))
+        .with_nanosecond(0)
+        .expect("a time");
+    (
+        format!("{} {} {} * * *", at.second(), at.minute(), at.hour()),
+        at,
+    )
+}
+
+/// One row of `sync_runs`.
+#[derive(Debug, Clone)]
+struct Run {
+    status: String,
+    scheduled_for: Option<DateTime<Utc>>,
+    started_at: DateTime<Utc>,
+    finished_at: DateTime<Utc>,
+}
+
+async fn runs_of(db: &TestDb, pipeline: &str) -> Vec<Run> {
+    let time = |text: &str| {
+        DateTime::parse_from_rfc3339(text)
+            .expect("a timestamp")
+            .with_timezone(&Utc)
+    };
+    db.rows(&format!(
+        "SELECT status, scheduled_for, started_at, finished_at FROM sync_runs \
+         WHERE pipeline = '{pipeline}' ORDER BY started_at"
+    ))
+    .await
+    .into_iter()
+    .map(|row| {
+        let fields: Vec<&str> = row.split('|').collect();
+        Run {
+            status: fields[0].to_owned(),
+            scheduled_for: (fields[1] != "NULL").then(|| time(fields[1])),
+            started_at: time(fields[2]),
+            finished_at: time(fields[3]),
+        }
+    })
+    .collect()
+}
+
+/// Waits until `done` holds, checking every 100 ms; on timeout, shows the services' logs.
+async fn eventually<F: Future<Output = bool>>(
+    what: &str,
+    limit: Duration,
+    services: &[&Service],
+    done: impl Fn() -> F,
+) {
+    let deadline = Instant::now() + limit;
+    while !done().await {
+        if Instant::now() >= deadline {
+            let logs: Vec<String> = services.iter().map(|service| service.log()).collect();
+            panic!("timed out waiting until {what}:\n{}", logs.join("\n---\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Parses `/metrics` with the Prometheus project's own text-format parser:
+/// `name{labels}` -> value, for every sample.
+fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+    let script = r#"
+import sys, json
+from prometheus_client.parser import text_string_to_metric_families
+samples = {}
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for sample in family.samples:
+        labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+        samples[f"{sample.name}{{{labels}}}"] = sample.value
+print(json.dumps(samples))
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 (with prometheus-client) on PATH");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write the metrics");
+    let output = child.wait_with_output().expect("the parser");
+    assert!(
+        output.status.success(),
+        "the Prometheus parser refused /metrics: {}\n{text}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the parser's JSON")
+}
+
+/// One service on SQLite: each pipeline runs at each of its times, a bad file is reported while
+/// the others run, a file added later is picked up, `/metrics` parses, a second service on the
+/// same database is refused, and SIGTERM exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_runs_each_pipeline_at_each_of_its_times() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let work = db.dir.path();
+    let pipelines = work.join("pipelines");
+    let every_two = District::start(1, "token-a").await;
+    let added_later = District::start(2, "token-b").await;
+    every_two.pipeline(&pipelines, "every-two", &db.url, "*/2 * * * * *");
+    std::fs::write(
+        pipelines.join("bad-zone.toml"),
+        format!("[pipeline]\nname = \"bad\"\n[source]\ntype = \"clever_replay\"\ndir = \".\"\n\
+         [load]\ndatabase = \"{}\"\n[schedule]\ncron = \"0 2 * * *\"\ntimezone = \"Mars/Olympus\"\n",
+        db.url
+    ))
+    .expect("write a bad file");
+
+    let mut service = Service::start(work, &db.url, "solo", &[]);
+    let started = Utc::now();
+    let (code, _, stderr) = rosterflow(
+        &[
+            "serve",
+            "--pipelines",
+            pipelines.to_str().expect("utf-8"),
+            "--database",
+            &db.url,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    assert_eq!(
+        code, 75,
+        "a second service on one SQLite database: {stderr}"
+    );
+    assert!(stderr.contains("already serves"), "{stderr}");
+
+    added_later.pipeline(&pipelines, "added-later", &db.url, "*/2 * * * * *");
+    eventually(
+        "the added pipeline has run",
+        Duration::from_secs(30),
+        &[&service],
+        || async { runs_of(&db, "added-later").await.len() >= 2 },
+    )
+    .await;
+    eventually(
+        "six times have run",
+        Duration::from_secs(30),
+        &[&service],
+        || async { runs_of(&db, "every-two").await.len() >= 6 },
+    )
+    .await;
+
+    assert_eq!(service.get("/readyz"), (200, "ready\n".to_owned()));
+    let metrics = parse_metrics(&service.get("/metrics").1);
+    let committed = metrics[r#"rosterflow_runs_total{outcome="committed",pipeline="every-two"}"#];
+    assert!(committed >= 6.0, "{metrics:#?}");
+    assert_eq!(metrics["rosterflow_pipeline_files_invalid{}"], 1.0);
+    let next = metrics[r#"rosterflow_next_run_timestamp_seconds{pipeline="every-two"}"#];
+    assert!(next > started.timestamp() as f64, "{metrics:#?}");
+    assert!(metrics.contains_key(r#"rosterflow_run_duration_seconds_count{pipeline="every-two"}"#));
+
+    assert_eq!(service.stop(), 0, "{}", service.log());
+    let log = service.log();
+    assert!(
+        log.contains("Mars/Olympus"),
+        "the bad file is reported:\n{log}"
+    );
+
+    // Each time from the second on had exactly one run, none missed.
+    let runs = runs_of(&db, "every-two").await;
+    assert!(
+        runs.iter().all(|run| run.status == "committed"),
+        "{runs:#?}"
+    );
+    let mut times: Vec<DateTime<Utc>> = runs.iter().filter_map(|run| run.scheduled_for).collect();
+    times.sort();
+    times.dedup();
+    assert_eq!(times.len(), runs.len(), "one run per time: {runs:#?}");
+    for pair in times[1..].windows(2) {
+        assert_eq!(pair[1] - pair[0], chrono::Duration::seconds(2), "{times:?}");
+    }
+    let students = db.scalar("SELECT COUNT(*) FROM students").await as usize;
+    assert_eq!(students, every_two.students + added_later.students);
+}
+
+/// SIGTERM while a run waits on Clever: with a short drain the run is abandoned and nothing of
+/// it is in the database; with a long one it finishes and commits. Either way the exit is 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_leaves_the_database_before_or_after_a_run() {
+    for (drain, committed) in [("1", false), ("30", true)] {
+        let db = TestDb::new(Backend::Sqlite).await;
+        let work = db.dir.path();
+        let district = District::start(3, "token-c").await;
+        district
+            .sim
+            .inject_on("/v3.0/users", Fault::Slow(Duration::from_secs(4)));
+        let (cron, _) = soon();
+        district.pipeline(&work.join("pipelines"), "slow", &db.url, &cron);
+        let mut service = Service::start(work, &db.url, "solo", &["--drain-secs", drain]);
+        // The run waits on the slow users page.
+        eventually(
+            "the run waits on Clever",
+            Duration::from_secs(30),
+            &[&service],
+            || async { service.log().contains("run starting") },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(service.stop(), 0, "{}", service.log());
+        let runs = runs_of(&db, "slow").await;
+        let students = db.scalar("SELECT COUNT(*) FROM students").await as usize;
+        if committed {
+            assert_eq!(runs.len(), 1, "{runs:#?}");
+            assert_eq!(runs[0].status, "committed");
+            assert_eq!(students, district.students);
+        } else {
+            assert!(
+                runs.is_empty(),
+                "an abandoned run records nothing: {runs:#?}"
+            );
+            assert_eq!(students, 0);
+        }
+    }
+}
+
+/// Two services on one PostgreSQL, ten districts every three seconds: every time of every
+/// pipeline runs exactly once, both services take runs, and no district's runs overlap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_services_run_each_time_once() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let work = db.dir.path();
+    let mut districts = Vec::new();
+    for seed in 0..10 {
+        let district = District::start(100 + seed, &format!("token-{seed}")).await;
+        district.pipeline(
+            &work.join("pipelines"),
+            &format!("district-{seed}"),
+            &db.url,
+            "*/3 * * * * *",
+        );
+        districts.push(district);
+    }
+    let mut a = Service::start(work, &db.url, "a", &[]);
+    let mut b = Service::start(work, &db.url, "b", &[]);
+    let from = Utc::now() + chrono::Duration::seconds(2);
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    let until = Utc::now() - chrono::Duration::seconds(4);
+    assert_eq!(a.stop(), 0, "{}", a.log());
+    assert_eq!(b.stop(), 0, "{}", b.log());
+
+    for (seed, district) in districts.iter().enumerate() {
+        let name = format!("district-{seed}");
+        let runs = runs_of(&db, &name).await;
+        let mut times: Vec<DateTime<Utc>> = runs
+            .iter()
+            .filter(|run| run.status == "committed")
+            .filter_map(|run| run.scheduled_for)
+            .collect();
+        times.sort();
+        let expected: Vec<DateTime<Utc>> = times
+            .iter()
+            .copied()
+            .filter(|at| *at >= from && *at <= until)
+            .collect();
+        assert!(expected.len() >= 3, "{name}: {runs:#?}");
+        for pair in expected.windows(2) {
+            assert_eq!(
+                pair[1] - pair[0],
+                chrono::Duration::seconds(3),
+                "{name}: a time missed or doubled: {times:?}"
+            );
+        }
+        let mut unique = times.clone();
+        unique.dedup();
+        assert_eq!(unique, times, "{name}: a time ran twice");
+        for pair in runs.windows(2) {
+            assert!(
+                pair[1].started_at >= pair[0].finished_at,
+                "{name}: runs overlap: {pair:#?}"
+            );
+        }
+        let students = db
+            .scalar(&format!(
+                "SELECT COUNT(*) FROM students s JOIN districts d ON d.id = s.district_id \
+                 WHERE d.clever_id = '{}'",
+                district.id
+            ))
+            .await as usize;
+        assert_eq!(students, district.students, "{name}");
+    }
+    let workers = db
+        .scalar("SELECT COUNT(DISTINCT lock_by) FROM apalis.jobs WHERE status = 'Done'")
+        .await;
+    assert_eq!(workers, 2, "both services took runs");
+}
+
+/// A service killed in the middle of a run: the other takes the run over once the first's
+/// heartbeats stop, and the district is loaded exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_services_run_is_taken_over() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let work = db.dir.path();
+    let district = District::start(7, "token-k").await;
+    district
+        .sim
+        .inject_on("/v3.0/users", Fault::Slow(Duration::from_secs(30)));
+    let (cron, at) = soon();
+    district.pipeline(&work.join("pipelines"), "killed", &db.url, &cron);
+    let mut a = Service::start(work, &db.url, "a", &[]);
+    eventually(
+        "a's run waits on Clever",
+        Duration::from_secs(30),
+        &[&a],
+        || async { a.log().contains("run starting") },
+    )
+    .await;
+    a.signal(libc::SIGKILL);
+    a.wait(Duration::from_secs(10));
+    let killed_at = Utc::now();
+    let mut b = Service::start(work, &db.url, "b", &[]);
+    eventually(
+        "b has run the time a held",
+        Duration::from_secs(60),
+        &[&b],
+        || async {
+            runs_of(&db, "killed")
+                .await
+                .iter()
+                .any(|run| run.status == "committed")
+        },
+    )
+    .await;
+    assert_eq!(b.stop(), 0, "{}", b.log());
+    let runs = runs_of(&db, "killed").await;
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0].scheduled_for, Some(at));
+    assert!(runs[0].started_at > killed_at, "b ran it: {runs:#?}");
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM students").await as usize,
+        district.students
+    );
+}
+
+/// A service stopped (SIGSTOP) while it holds a district's lock: PostgreSQL ends its silent
+/// session after the lease, the other service runs the district, and when the first wakes up
+/// nothing it writes commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_service_that_wakes_commits_nothing() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let work = db.dir.path();
+    let district = District::start(8, "token-s").await;
+    district
+        .sim
+        .inject_on("/v3.0/users", Fault::Slow(Duration::from_secs(8)));
+    let (cron, at) = soon();
+    district.pipeline(&work.join("pipelines"), "stopped", &db.url, &cron);
+    let lease = ["--lease-secs", "2"];
+    let mut a = Service::start(work, &db.url, "a", &lease);
+    eventually(
+        "a's run waits on Clever",
+        Duration::from_secs(30),
+        &[&a],
+        || async { a.log().contains("run starting") },
+    )
+    .await;
+    // The lock is taken before the pull, which waits on the slow page.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    a.signal(libc::SIGSTOP);
+    let stopped_at = Utc::now();
+    let mut b = Service::start(work, &db.url, "b", &lease);
+    eventually(
+        "b has run the time a held",
+        Duration::from_secs(60),
+        &[&a, &b],
+        || async {
+            runs_of(&db, "stopped")
+                .await
+                .iter()
+                .any(|run| run.status == "committed")
+        },
+    )
+    .await;
+    a.signal(libc::SIGCONT);
+    // a's page arrives, it plans, and its write finds its session gone.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !a.log().contains("another service ran this time") {
+        assert!(
+            Instant::now() < deadline,
+            "a never gave up its run:\n{}\n\nb:\n{}",
+            a.log(),
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(a.stop(), 0, "{}", a.log());
+    assert_eq!(b.stop(), 0, "{}", b.log());
+
+    // a's attempt failed (and is recorded so); b's run is the one applied.
+    let runs = runs_of(&db, "stopped").await;
+    let applied: Vec<&Run> = runs.iter().filter(|run| run.status != "failed").collect();
+    assert_eq!(applied.len(), 1, "{runs:#?}");
+    assert_eq!(applied[0].scheduled_for, Some(at));
+    assert!(
+        applied[0].started_at > stopped_at,
+        "only b's run committed: {runs:#?}"
+    );
+    assert!(
+        runs.iter()
+            .any(|run| run.status == "failed" && run.started_at < stopped_at),
+        "a's run is recorded as failed: {runs:#?}"
+    );
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM students").await as usize,
+        district.students
+    );
+}
