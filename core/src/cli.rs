@@ -195,6 +195,9 @@ struct ServeArgs {
     /// This process's name among the services of a database (default: host and process id).
     #[arg(long)]
     worker: Option<String>,
+    /// The token that signs in to the admin console (off without it).
+    #[arg(long, env = "ROSTERFLOW_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
 }
 
 impl ServeArgs {
@@ -218,6 +221,7 @@ impl ServeArgs {
             retry_backoff: Duration::from_secs(self.retry_backoff_secs.max(1)),
             plugin_cache: self.plugin_cache,
             worker,
+            admin_token: self.admin_token.map(crate::config::Secret::new),
         }
     }
 }
@@ -311,6 +315,14 @@ pub async fn main(cli: Cli) -> ExitCode {
     }
 }
 
+/// Who the command line acts for, recorded in run history: `cli:<login>`.
+fn cli_user() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".to_owned());
+    format!("cli:{user}")
+}
+
 fn environment() -> BTreeMap<String, String> {
     std::env::vars().collect()
 }
@@ -391,6 +403,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 plugin_cache,
                 lock: LockOptions::waiting(Duration::from_secs(wait_secs)),
                 scheduled_for: None,
+                requested_by: Some(cli_user()),
             };
             let report = sync::run(&pipeline, &options).await?;
             print!("{}", report.plan);
@@ -437,15 +450,21 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         } => {
             let pipeline = load_for_db(&pipeline)?;
             let db = open_db(&pipeline).await?;
-            let outcome =
-                sync::approve(&pipeline, &db, run, Duration::from_secs(wait_secs)).await?;
+            let outcome = sync::approve(
+                &pipeline,
+                &db,
+                run,
+                Duration::from_secs(wait_secs),
+                Some(&cli_user()),
+            )
+            .await?;
             println!("run {run} approved: {} changes applied", outcome.changes);
             Ok(exit::OK)
         }
         Command::Discard { pipeline, run } => {
             let pipeline = load_for_db(&pipeline)?;
             let db = open_db(&pipeline).await?;
-            runs::discard(&db, pipeline.name(), run).await?;
+            runs::discard(&db, pipeline.name(), run, Some(&cli_user())).await?;
             println!("run {run} discarded: nothing was applied");
             Ok(exit::OK)
         }

@@ -44,6 +44,7 @@ pub mod safety;
 pub mod serve;
 pub mod store;
 pub mod sync;
+pub mod telemetry;
 pub mod transform;
 
 /// The `tracing` target of progress reports: what a long step is doing now, for someone

@@ -84,8 +84,8 @@ pub async fn hold(
     .await
     .map_err(sql("holding the run"))?;
     let run: i64 = sqlx::query_scalar(
-        "INSERT INTO sync_runs (district_id, pipeline, status, started_at, finished_at, changes, quarantined, counts, error, based_on_run, snapshot, skipped, scheduled_for) \
-         SELECT d.id, $2, 'held', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM districts d WHERE d.clever_id = $1 RETURNING id",
+        "INSERT INTO sync_runs (district_id, pipeline, status, started_at, finished_at, changes, quarantined, counts, error, based_on_run, snapshot, skipped, scheduled_for, requested_by) \
+         SELECT d.id, $2, 'held', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM districts d WHERE d.clever_id = $1 RETURNING id",
     )
     .bind(snapshot.district.id.as_str())
     .bind(start.pipeline)
@@ -99,6 +99,7 @@ pub async fn hold(
     .bind(compressed)
     .bind(serde_json::to_string(&summary.skipped).expect("counts serialise"))
     .bind(start.scheduled_for.map(timestamp))
+    .bind(start.requested_by)
     .fetch_one(&mut *tx)
     .await
     .map_err(sql("recording the held run"))?;
@@ -161,14 +162,15 @@ pub async fn held(
 }
 
 /// Drops a held run of `pipeline`; nothing of it is applied.
-pub async fn discard(db: &Db, pipeline: &str, run: i64) -> Result<(), RunsError> {
+pub async fn discard(db: &Db, pipeline: &str, run: i64, by: Option<&str>) -> Result<(), RunsError> {
     let discarded = sqlx::query(
-        "UPDATE sync_runs SET status = 'discarded', finished_at = $1, snapshot = NULL \
+        "UPDATE sync_runs SET status = 'discarded', finished_at = $1, snapshot = NULL, decided_by = $4 \
          WHERE id = $2 AND status = 'held' AND pipeline = $3",
     )
     .bind(timestamp(Utc::now()))
     .bind(run)
     .bind(pipeline)
+    .bind(by)
     .execute(&db.pool)
     .await
     .map_err(sql("discarding the run"))?;
@@ -204,8 +206,8 @@ pub async fn record_failure(
     error: &str,
 ) -> Result<i64, RunsError> {
     sqlx::query_scalar(
-        "INSERT INTO sync_runs (district_id, pipeline, status, started_at, finished_at, error, scheduled_for) \
-         VALUES ((SELECT id FROM districts WHERE clever_id = $1), $2, 'failed', $3, $4, $5, $6) RETURNING id",
+        "INSERT INTO sync_runs (district_id, pipeline, status, started_at, finished_at, error, scheduled_for, requested_by) \
+         VALUES ((SELECT id FROM districts WHERE clever_id = $1), $2, 'failed', $3, $4, $5, $6, $7) RETURNING id",
     )
     .bind(district)
     .bind(start.pipeline)
@@ -213,6 +215,7 @@ pub async fn record_failure(
     .bind(timestamp(Utc::now()))
     .bind(error)
     .bind(start.scheduled_for.map(timestamp))
+    .bind(start.requested_by)
     .fetch_one(&db.pool)
     .await
     .map_err(sql("recording the failed run"))
@@ -230,6 +233,15 @@ pub async fn ran_for(db: &Db, pipeline: &str, at: DateTime<Utc>) -> Result<bool,
     .await
     .map_err(sql("reading scheduled runs"))?;
     Ok(runs > 0)
+}
+
+/// The pipeline a run belongs to.
+pub async fn pipeline_of(db: &Db, run: i64) -> Result<Option<String>, RunsError> {
+    sqlx::query_scalar("SELECT pipeline FROM sync_runs WHERE id = $1")
+        .bind(run)
+        .fetch_optional(&db.pool)
+        .await
+        .map_err(sql("reading run history"))
 }
 
 /// When the newest run of `pipeline` started, whatever its outcome.
@@ -258,6 +270,9 @@ pub struct RunSummary {
     pub event_cursor: Option<String>,
     /// Why it pulled whole, or what its events were.
     pub source_note: Option<String>,
+    /// Who asked for it, and who approved or discarded it.
+    pub requested_by: Option<String>,
+    pub decided_by: Option<String>,
 }
 
 impl std::fmt::Display for RunSummary {
@@ -277,6 +292,12 @@ impl std::fmt::Display for RunSummary {
             }
             write!(f, "]")?;
         }
+        if let Some(by) = &self.requested_by {
+            write!(f, "  by {by}")?;
+        }
+        if let Some(by) = &self.decided_by {
+            write!(f, ", {} by {by}", self.status)?;
+        }
         if let Some(error) = &self.error {
             write!(f, "  ({error})")?;
         }
@@ -287,7 +308,7 @@ impl std::fmt::Display for RunSummary {
 /// The pipeline's most recent runs, newest first.
 pub async fn history(db: &Db, pipeline: &str, limit: i64) -> Result<Vec<RunSummary>, RunsError> {
     sqlx::query_as(
-        "SELECT id, status, started_at, changes, quarantined, error, source_kind, event_cursor, source_note \
+        "SELECT id, status, started_at, changes, quarantined, error, source_kind, event_cursor, source_note, requested_by, decided_by \
          FROM sync_runs WHERE pipeline = $1 ORDER BY id DESC LIMIT $2",
     )
     .bind(pipeline)
@@ -367,7 +388,7 @@ impl std::fmt::Display for PipelineStatus {
 pub async fn status(db: &Db, pipeline: &str) -> Result<PipelineStatus, RunsError> {
     let last = history(db, pipeline, 1).await?.into_iter().next();
     let held = sqlx::query_as(
-        "SELECT id, status, started_at, changes, quarantined, error, source_kind, event_cursor, source_note \
+        "SELECT id, status, started_at, changes, quarantined, error, source_kind, event_cursor, source_note, requested_by, decided_by \
          FROM sync_runs WHERE pipeline = $1 AND status = 'held' ORDER BY id",
     )
     .bind(pipeline)

@@ -13,6 +13,7 @@
 //! finish for a while, then abandons them: a run applies in one transaction, so an abandoned run
 //! leaves the database as it was before it.
 
+pub mod console;
 pub mod directory;
 pub mod http;
 pub mod queue;
@@ -39,8 +40,8 @@ use crate::db::{Backend, Db, DbError};
 use crate::runs::{self, RunsError};
 use crate::store::LockOptions;
 use crate::sync::{self, RunOptions, RunResult, RunStatus, SyncError};
+use crate::telemetry as names;
 use directory::{Scan, Served};
-use http::names;
 use queue::{Due, Pushed, Queue, QueueError};
 
 /// How a service runs.
@@ -70,6 +71,8 @@ pub struct ServeOptions {
     pub plugin_cache: Option<PathBuf>,
     /// This process's name in the queue (unique among the services of a database).
     pub worker: String,
+    /// The token that signs in to the admin console; without it the console is off.
+    pub admin_token: Option<crate::config::Secret>,
 }
 
 /// Why a service could not start.
@@ -107,6 +110,12 @@ pub struct Service {
     db: Db,
     pipelines: RwLock<BTreeMap<String, Served>>,
     problems: RwLock<BTreeMap<PathBuf, String>>,
+    /// When each scheduled pipeline runs next.
+    next_runs: RwLock<BTreeMap<String, DateTime<Utc>>>,
+    /// Where runs are queued (the scheduler's times, and the console's "run now").
+    queue: Queue,
+    /// The console's keys; `None` when no admin token was given.
+    console: Option<console::session::Keys>,
     metrics: PrometheusHandle,
     /// When the scheduler last turned (milliseconds since the Unix epoch).
     scheduler_beat: AtomicI64,
@@ -205,12 +214,19 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         })?;
     let address = listener.local_addr().unwrap_or(options.listen);
     let (stop_sender, stop) = watch::channel(false);
+    let console = options
+        .admin_token
+        .as_ref()
+        .map(|token| console::session::Keys::new(token.expose()));
     let service = Arc::new(Service {
         options,
         database,
         db,
         pipelines: RwLock::default(),
         problems: RwLock::default(),
+        next_runs: RwLock::default(),
+        queue,
+        console,
         metrics,
         scheduler_beat: AtomicI64::new(0),
         stop: stop.clone(),
@@ -223,7 +239,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         "serving"
     );
 
-    let scheduler = tokio::spawn(schedule(service.clone(), queue));
+    let scheduler = tokio::spawn(schedule(service.clone()));
     let mailer = tokio::spawn(deliver_emails(service.clone()));
     let web = tokio::spawn(http::serve(listener, service.clone(), stopped(stop)));
 
@@ -349,7 +365,8 @@ fn retry_policy(options: &ServeOptions) -> Retry {
 
 /// Pushes each pipeline's times onto the queue as they fall due, reading the directory again
 /// every `rescan`.
-async fn schedule(service: Arc<Service>, queue: Queue) {
+async fn schedule(service: Arc<Service>) {
+    let queue = &service.queue;
     let mut next: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
     let mut last_scan = Instant::now();
     let mut starting = true;
@@ -384,7 +401,7 @@ async fn schedule(service: Arc<Service>, queue: Queue) {
             };
             if !next.contains_key(name) {
                 if starting && let Some(missed) = schedule.missed(now) {
-                    catch_up(&service, &queue, name, missed).await;
+                    catch_up(&service, queue, name, missed).await;
                 }
                 match schedule.next_after(now) {
                     Some(at) => next.insert(name.clone(), at),
@@ -395,7 +412,7 @@ async fn schedule(service: Arc<Service>, queue: Queue) {
             if schedule.start_of(name, at) > now {
                 continue;
             }
-            push(&queue, name, at).await;
+            push(queue, name, at).await;
             match schedule.next_after(now.max(at)) {
                 Some(following) => next.insert(name.clone(), following),
                 None => next.remove(name),
@@ -404,6 +421,11 @@ async fn schedule(service: Arc<Service>, queue: Queue) {
         for (name, at) in &next {
             metrics::gauge!(names::NEXT_RUN, "pipeline" => name.clone()).set(at.timestamp() as f64);
         }
+        service
+            .next_runs
+            .write()
+            .expect("next runs lock")
+            .clone_from(&next);
         starting = false;
     }
 }
@@ -426,6 +448,7 @@ async fn push(queue: &Queue, name: &str, at: DateTime<Utc>) {
     let due = Due {
         pipeline: name.to_owned(),
         at,
+        by: None,
     };
     match queue.push(&due).await {
         Ok(Pushed::Queued) => tracing::info!(pipeline = %name, %at, "run queued"),
@@ -473,6 +496,7 @@ async fn run_due(
             lease: service.options.lease,
         },
         scheduled_for: Some(due.at),
+        requested_by: Some(due.requested_by().to_owned()),
     };
     let started = Instant::now();
     tracing::info!(pipeline = %name, at = %due.at, "run starting");

@@ -105,8 +105,8 @@ pub enum RunRecord<'r> {
         start: RunStart<'r>,
         source: SourceRun<'r>,
     },
-    /// The held run `run`, approved.
-    Approve { run: i64 },
+    /// The held run `run`, approved by `by`.
+    Approve { run: i64, by: Option<&'r str> },
 }
 
 /// Which pipeline a run is of and when it started, recorded with it.
@@ -116,6 +116,8 @@ pub struct RunStart<'r> {
     pub started_at: DateTime<Utc>,
     /// The scheduled time the run is for (`rosterflow serve`).
     pub scheduled_for: Option<DateTime<Utc>>,
+    /// Who asked for it: `schedule`, `console:<name>`, `cli:<user>`.
+    pub requested_by: Option<&'r str>,
 }
 
 /// How a run read its source, recorded with it.

@@ -35,6 +35,8 @@ pub struct RunOptions {
     /// The scheduled time this run is for (`rosterflow serve`): at most one run per pipeline
     /// and time is applied or held.
     pub scheduled_for: Option<DateTime<Utc>>,
+    /// Who asked for the run, recorded with it: `schedule`, `console:<name>`, `cli:<user>`.
+    pub requested_by: Option<String>,
 }
 
 /// How a run ended.
@@ -183,6 +185,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResult,
                 pipeline: &name,
                 started_at,
                 scheduled_for: options.scheduled_for,
+                requested_by: options.requested_by.as_deref(),
             };
             if let Err(record) = runs::record_failure(&db, start, district, &message).await {
                 tracing::error!(pipeline = %name, error = %crate::error_chain(&record), "could not record the failed run");
@@ -284,6 +287,7 @@ async fn plan_and_load(
         pipeline: &name,
         started_at,
         scheduled_for: options.scheduled_for,
+        requested_by: options.requested_by.as_deref(),
     };
     let reasons = safety::check(&plan, &pipeline.file.safety);
     if !reasons.is_empty() {
@@ -395,11 +399,13 @@ async fn read_state(mut store: Store) -> (Store, Result<State, StoreError>) {
 
 /// Applies a held run: plans again from the snapshot it was held with against the current
 /// state, which must be the state it was planned against, so the plan is the one reviewed.
+/// `by` is recorded as who approved it.
 pub async fn approve(
     pipeline: &Pipeline,
     db: &Db,
     run: i64,
     lock_wait: Duration,
+    by: Option<&str>,
 ) -> Result<RunOutcome, SyncError> {
     let name = pipeline.name().to_owned();
     let store_error = |source| SyncError::Store {
@@ -424,7 +430,7 @@ pub async fn approve(
     }
     let plan = crate::blocking(|| Plan::compute(&held.snapshot, &state));
     let outcome = store
-        .apply(&plan, RunRecord::Approve { run })
+        .apply(&plan, RunRecord::Approve { run, by })
         .await
         .map_err(store_error)?;
     tracing::info!(pipeline = %name, run, changes = outcome.changes, "held run approved");

@@ -283,6 +283,7 @@ async fn a_plan_is_applied_only_to_the_state_it_was_computed_from(backend: Backe
             pipeline: "demo",
             started_at: chrono::Utc::now(),
             scheduled_for: None,
+            requested_by: None,
         },
         source: SourceRun {
             kind: "full",

@@ -349,7 +349,7 @@ async fn a_held_events_run_is_approved_then_caught_up(backend: Backend) {
         "a held run moves no checkpoint"
     );
     let handle = db.open().await;
-    sync::approve(&events, &handle, run_id, Duration::ZERO)
+    sync::approve(&events, &handle, run_id, Duration::ZERO, None)
         .await
         .expect("approve");
     let report = sync::run(&events, &RunOptions::default())

@@ -15,6 +15,9 @@ use chrono::{DateTime, Utc};
 use rosterflow_tests::clever_sim::{CleverSim, Fault, SimOptions};
 use rosterflow_tests::district::{Collection, GenSpec, Role, generate};
 
+use rosterflow::sync::RunStatus;
+
+use crate::email::SmtpSink;
 use crate::util::{Backend, TestDb, pipeline_text, rosterflow, rosterflow_bin};
 
 /// A `rosterflow serve` process, killed if the test ends without stopping it.
@@ -26,6 +29,16 @@ struct Service {
 
 impl Service {
     fn start(dir: &Path, database: &str, name: &str, extra: &[&str]) -> Service {
+        Service::start_with(dir, database, name, extra, &[])
+    }
+
+    fn start_with(
+        dir: &Path,
+        database: &str,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Service {
         let port = free_port();
         let log = dir.join(format!("{name}.log"));
         let listen = format!("127.0.0.1:{port}");
@@ -42,6 +55,7 @@ impl Service {
             .args(["--listen", &listen, "--worker", name, "--rescan-secs", "1"])
             .args(extra)
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("a log file"))
             .spawn()
@@ -65,16 +79,36 @@ impl Service {
 
     /// A GET on the service's HTTP port: (status, body); status 0 when nothing answers.
     fn get(&self, path: &str) -> (u16, String) {
+        let (status, _, body) = self.request("GET", path, None, None);
+        (status, body)
+    }
+
+    /// A request with an optional cookie and form body: (status, headers, body).
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        cookie: Option<&str>,
+        form: Option<&str>,
+    ) -> (u16, String, String) {
         let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
-            return (0, String::new());
+            return (0, String::new(), String::new());
         };
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("a timeout");
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        let mut request =
+            format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+        if let Some(cookie) = cookie {
+            request.push_str(&format!("Cookie: {cookie}\r\n"));
+        }
+        let form = form.unwrap_or("");
+        request.push_str(&format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+            form.len()
+        ));
         if stream.write_all(request.as_bytes()).is_err() {
-            return (0, String::new());
+            return (0, String::new(), String::new());
         }
         let mut response = String::new();
         let _ = stream.read_to_string(&mut response);
@@ -83,11 +117,8 @@ impl Service {
             .nth(1)
             .and_then(|code| code.parse().ok())
             .unwrap_or(0);
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_owned())
-            .unwrap_or_default();
-        (status, body)
+        let (headers, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        (status, headers.to_owned(), body.to_owned())
     }
 
     fn log(&self) -> String {
@@ -155,13 +186,18 @@ impl District {
 
     /// Writes `<name>.toml` into `dir`: this district into `database` on `cron`.
     fn pipeline(&self, dir: &Path, name: &str, database: &str, cron: &str) {
+        self.pipeline_with(dir, name, database, cron, "");
+    }
+
+    /// The same, with more tables (`[email]`...).
+    fn pipeline_with(&self, dir: &Path, name: &str, database: &str, cron: &str, more: &str) {
         // A slow page is waited for, not timed out: the tests stop runs in the middle of one.
         let source = format!(
             "type = \"clever\"\nbase_url = \"{}\"\ntoken = \"{}\"\nlimit = 1000\ntimeout_secs = 60",
             self.sim.base_url(),
             self.sim.token()
         );
-        let extra = format!("[schedule]\ncron = \"{cron}\"\n");
+        let extra = format!("[schedule]\ncron = \"{cron}\"\n\n{more}");
         let text = pipeline_text(name, &source, database, &extra).replacen(
             "[pipeline]\n",
             &format!("[pipeline]\ndistrict_id = \"{}\"\n", self.id),
@@ -271,8 +307,9 @@ print(json.dumps(samples))
 }
 
 /// One service on SQLite: each pipeline runs at each of its times, a bad file is reported while
-/// the others run, a file added later is picked up, `/metrics` parses, a second service on the
-/// same database is refused, and SIGTERM exits 0.
+/// the others run, a file added later is picked up, welcome emails are delivered between runs
+/// (once each), `/metrics` parses, a second service on the same database is refused, and
+/// SIGTERM exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_runs_each_pipeline_at_each_of_its_times() {
     let db = TestDb::new(Backend::Sqlite).await;
@@ -280,7 +317,14 @@ async fn a_service_runs_each_pipeline_at_each_of_its_times() {
     let pipelines = work.join("pipelines");
     let every_two = District::start(1, "token-a").await;
     let added_later = District::start(2, "token-b").await;
-    every_two.pipeline(&pipelines, "every-two", &db.url, "*/2 * * * * *");
+    let smtp = SmtpSink::start();
+    let email = format!(
+        "[email]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+         from = \"Freckle <no-reply@freckle.example>\"\napp_url = \"https://app.freckle.example/\"\n\
+         throttle_per_minute = 6000\n",
+        smtp.port
+    );
+    every_two.pipeline_with(&pipelines, "every-two", &db.url, "*/2 * * * * *", &email);
     std::fs::write(
         pipelines.join("bad-zone.toml"),
         format!("[pipeline]\nname = \"bad\"\n[source]\ntype = \"clever_replay\"\ndir = \".\"\n\
@@ -289,7 +333,7 @@ async fn a_service_runs_each_pipeline_at_each_of_its_times() {
     ))
     .expect("write a bad file");
 
-    let mut service = Service::start(work, &db.url, "solo", &[]);
+    let mut service = Service::start(work, &db.url, "solo", &["--email-every-secs", "1"]);
     let started = Utc::now();
     let (code, _, stderr) = rosterflow(
         &[
@@ -356,6 +400,28 @@ async fn a_service_runs_each_pipeline_at_each_of_its_times() {
     }
     let students = db.scalar("SELECT COUNT(*) FROM students").await as usize;
     assert_eq!(students, every_two.students + added_later.students);
+
+    // Every welcome email of the pipeline with an [email] table went out once; the other
+    // pipeline's wait in the outbox.
+    let outbox = |district: &str, status: &str| {
+        format!(
+            "SELECT COUNT(*) FROM email_outbox o JOIN districts d ON d.id = o.district_id \
+             WHERE d.clever_id = '{district}' AND o.status = '{status}'"
+        )
+    };
+    let sent = db.scalar(&outbox(&every_two.id, "sent")).await;
+    assert!(sent > 0);
+    assert_eq!(db.scalar(&outbox(&every_two.id, "pending")).await, 0);
+    assert_eq!(db.scalar(&outbox(&added_later.id, "sent")).await, 0);
+    let messages = smtp.messages();
+    assert_eq!(messages.len() as i64, sent);
+    let mut recipients: Vec<&String> = messages.iter().flat_map(|m| &m.rcpt_tos).collect();
+    recipients.sort();
+    recipients.dedup();
+    assert_eq!(recipients.len(), messages.len(), "one email per teacher");
+    assert!(
+        metrics[r#"rosterflow_welcome_emails_total{outcome="sent",pipeline="every-two"}"#] > 0.0
+    );
 }
 
 /// SIGTERM while a run waits on Clever: with a short drain the run is abandoned and nothing of
@@ -587,5 +653,96 @@ async fn a_stopped_service_that_wakes_commits_nothing() {
     assert_eq!(
         db.scalar("SELECT COUNT(*) FROM students").await as usize,
         district.students
+    );
+}
+
+/// The admin console in headless Chromium: sign in, find the held run, read its plan's changes,
+/// approve it, see it applied, with the approval recorded under the admin's name. Requests
+/// without a session, or without the session's CSRF token, change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_approves_a_held_run_in_a_browser() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let work = db.dir.path();
+    let district = District::start(9, "token-console").await;
+    let pipelines = work.join("pipelines");
+    district.pipeline(&pipelines, "console-demo", &db.url, "0 3 1 1 *");
+    let pipeline =
+        rosterflow::config::load(&pipelines.join("console-demo.toml"), &Default::default())
+            .expect("the pipeline");
+    let run = |pipeline| async move {
+        rosterflow::sync::run(pipeline, &rosterflow::sync::RunOptions::default())
+            .await
+            .expect("a run")
+            .status
+    };
+    assert!(matches!(run(&pipeline).await, RunStatus::Committed { .. }));
+    // A third of the students leave: the next run archives more than the safety limit allows.
+    let leaving: Vec<String> = district.sim.read(|d| d.ids_with_role(Role::Student))[..20].to_vec();
+    district.sim.update(|d| {
+        for student in &leaving {
+            d.remove_user(student);
+        }
+    });
+    let RunStatus::Held { run_id: held, .. } = run(&pipeline).await else {
+        panic!("the second run is held");
+    };
+
+    let token = "console-test-token";
+    let mut service = Service::start_with(
+        work,
+        &db.url,
+        "console",
+        &[],
+        &[("ROSTERFLOW_ADMIN_TOKEN", token)],
+    );
+    let approve = format!("/runs/{held}/approve");
+    let (status, _, _) = service.request("POST", &approve, None, Some("csrf=whatever"));
+    assert_eq!(status, 403, "no session");
+    let (status, headers, _) = service.request(
+        "POST",
+        "/login",
+        None,
+        Some(&format!("user=mallory&token={token}")),
+    );
+    assert_eq!(status, 303);
+    let cookie = headers
+        .lines()
+        .find_map(|line| line.strip_prefix("set-cookie: "))
+        .and_then(|value| value.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let (status, _, _) = service.request("POST", &approve, Some(&cookie), Some(""));
+    assert_eq!(status, 403, "no CSRF token");
+    let (status, _, _) = service.request("POST", &approve, Some(&cookie), Some("csrf=00ff"));
+    assert_eq!(status, 403, "a wrong CSRF token");
+    let (status, _, _) = service.request("POST", "/login", None, Some("user=mallory&token=guess"));
+    assert_eq!(status, 401, "a wrong admin token");
+    let status_of_held = format!("SELECT status FROM sync_runs WHERE id = {held}");
+    assert_eq!(db.rows(&status_of_held).await, ["held"]);
+
+    let output = Command::new("python3")
+        .arg(crate::util::repo().join("tests/integration/console.py"))
+        .args([&format!("http://127.0.0.1:{}", service.port), token, &held.to_string()])
+        .output()
+        .expect("python3 with selenium, and Debian's chromium and chromedriver (tests/run installs them)");
+    assert!(
+        output.status.success(),
+        "{}{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        service.log()
+    );
+    assert_eq!(service.stop(), 0);
+    assert_eq!(
+        db.rows(&format!(
+            "SELECT status, decided_by FROM sync_runs WHERE id = {held}"
+        ))
+        .await,
+        ["approved|console:alice"]
+    );
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM students WHERE archived_at IS NOT NULL")
+            .await,
+        20
     );
 }

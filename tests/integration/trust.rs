@@ -66,7 +66,7 @@ async fn half_the_students_vanishing_is_held_then_approved(backend: Backend) {
     assert_eq!(db.scalar("SELECT COUNT(*) FROM email_outbox").await, 89);
 
     let db_handle = db.open().await;
-    let outcome = sync::approve(&demo, &db_handle, *run_id, Duration::ZERO)
+    let outcome = sync::approve(&demo, &db_handle, *run_id, Duration::ZERO, None)
         .await
         .expect("approve");
     assert_eq!(outcome.changes, report.plan.change_count());
@@ -77,7 +77,7 @@ async fn half_the_students_vanishing_is_held_then_approved(backend: Backend) {
     );
     assert_eq!(db.scalar("SELECT COUNT(*) FROM email_outbox").await, 90);
     assert!(matches!(
-        sync::approve(&demo, &db_handle, *run_id, Duration::ZERO).await,
+        sync::approve(&demo, &db_handle, *run_id, Duration::ZERO, None).await,
         Err(SyncError::Runs {
             source: RunsError::NotHeld { .. },
             ..
@@ -94,7 +94,7 @@ async fn half_the_students_vanishing_is_held_then_approved(backend: Backend) {
     let report = sync::run(&demo, &RunOptions::default()).await.expect("run");
     let run_id = report.status.run_id().expect("a recorded run");
     assert!(matches!(report.status, RunStatus::Held { .. }));
-    runs::discard(&db_handle, demo.name(), run_id)
+    runs::discard(&db_handle, demo.name(), run_id, None)
         .await
         .expect("discard");
     assert_eq!(db.fingerprint().await, before);
@@ -122,7 +122,7 @@ async fn a_stale_hold_cannot_be_approved(backend: Backend) {
     let report = sync::run(&demo, &RunOptions::default()).await.expect("run");
     assert!(matches!(report.status, RunStatus::Committed { .. }));
     let db_handle = db.open().await;
-    let error = sync::approve(&demo, &db_handle, run_id, Duration::ZERO)
+    let error = sync::approve(&demo, &db_handle, run_id, Duration::ZERO, None)
         .await
         .expect_err("stale");
     let message = rosterflow::error_chain(&error);

@@ -265,6 +265,11 @@ impl Client {
                 Err(error) => return Err(error),
             };
             if attempt < self.max_attempts {
+                if last.starts_with("rate limited") {
+                    metrics::counter!(crate::telemetry::RATE_LIMIT_WAITS).increment(1);
+                } else {
+                    metrics::counter!(crate::telemetry::HTTP_RETRIES).increment(1);
+                }
                 tracing::warn!(url, attempt, wait_ms = wait.as_millis() as u64, error = %last, "retrying");
                 tokio::time::sleep(wait).await;
             }

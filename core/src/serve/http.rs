@@ -13,32 +13,6 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use super::Service;
 
-/// The metrics the service exports; every name is documented in the README.
-pub mod names {
-    /// Runs by pipeline and outcome (`committed`, `quarantined`, `held`, `failed`, `retrying`,
-    /// `busy`, `already_ran`, `config_error`).
-    pub const RUNS: &str = "rosterflow_runs_total";
-    /// Run durations by pipeline, in seconds.
-    pub const RUN_SECONDS: &str = "rosterflow_run_duration_seconds";
-    /// Roster rows and memberships changed by committed runs, by pipeline.
-    pub const CHANGES: &str = "rosterflow_records_changed_total";
-    /// Records quarantined by each pipeline's last run.
-    pub const QUARANTINED: &str = "rosterflow_records_quarantined";
-    /// Runs waiting for an admin, by pipeline.
-    pub const HELD: &str = "rosterflow_runs_held";
-    /// When each pipeline runs next (Unix seconds).
-    pub const NEXT_RUN: &str = "rosterflow_next_run_timestamp_seconds";
-    /// Pipeline files the service cannot serve.
-    pub const BAD_FILES: &str = "rosterflow_pipeline_files_invalid";
-    /// Welcome emails by outcome (`sent`, `failed`, `retrying`).
-    pub const EMAILS: &str = "rosterflow_welcome_emails_total";
-    /// Requests to Clever sent again after a failure, and waits for its rate limit.
-    pub const HTTP_RETRIES: &str = "rosterflow_http_retries_total";
-    pub const RATE_LIMIT_WAITS: &str = "rosterflow_rate_limit_waits_total";
-    /// Time spent in plugins, by plugin, in seconds.
-    pub const PLUGIN_SECONDS: &str = "rosterflow_plugin_seconds_total";
-}
-
 /// Installs the process's metrics recorder. Until this is called, recording a metric does nothing.
 pub fn install_recorder() -> Result<PrometheusHandle, String> {
     PrometheusBuilder::new()
@@ -56,6 +30,7 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .merge(super::console::routes())
         .with_state(service);
     axum::serve(listener, app)
         .with_graceful_shutdown(stop)

@@ -16,11 +16,19 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Due {
     pub pipeline: String,
-    /// The scheduled time (not the jittered start).
+    /// The scheduled time (not the jittered start), or when someone asked for the run.
     pub at: DateTime<Utc>,
+    /// Who asked for a run outside the schedule (`console:<name>`).
+    #[serde(default)]
+    pub by: Option<String>,
 }
 
 impl Due {
+    /// Who the run is for, as run history records it.
+    pub fn requested_by(&self) -> &str {
+        self.by.as_deref().unwrap_or("schedule")
+    }
+
     /// The key under which the queue holds this run once.
     fn key(&self) -> String {
         format!("{}@{}", self.pipeline, crate::db::timestamp(self.at))

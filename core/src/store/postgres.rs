@@ -480,8 +480,8 @@ async fn record_run(
         RunRecord::New { start, source } => {
             let run: i64 = sqlx::query_scalar(
                 "INSERT INTO sync_runs (district_id, pipeline, status, started_at, finished_at, changes, quarantined, counts, \
-                 source_kind, event_cursor, source_note, skipped, scheduled_for) \
-                 VALUES ($1, $2, 'committed', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+                 source_kind, event_cursor, source_note, skipped, scheduled_for, requested_by) \
+                 VALUES ($1, $2, 'committed', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
             )
             .bind(district)
             .bind(start.pipeline)
@@ -495,6 +495,7 @@ async fn record_run(
             .bind(source.note)
             .bind(skipped_json(plan))
             .bind(start.scheduled_for.map(timestamp))
+            .bind(start.requested_by)
             .fetch_one(&mut **tx)
             .await
             .map_err(StoreError::postgres("recording the run"))?;
@@ -512,13 +513,14 @@ async fn record_run(
             }
             Ok(run)
         }
-        RunRecord::Approve { run } => {
+        RunRecord::Approve { run, by } => {
             let approved = sqlx::query(
-                "UPDATE sync_runs SET status = 'approved', finished_at = $1, snapshot = NULL \
+                "UPDATE sync_runs SET status = 'approved', finished_at = $1, snapshot = NULL, decided_by = $3 \
                  WHERE id = $2 AND status = 'held'",
             )
             .bind(now)
             .bind(run)
+            .bind(by)
             .execute(&mut **tx)
             .await
             .map_err(StoreError::postgres("approving the run"))?;

@@ -362,8 +362,8 @@ fn record_run(
             let run: i64 = tx
                 .query_row(
                     "INSERT INTO sync_runs (district_id, pipeline, status, started_at, finished_at, changes, quarantined, counts, \
-                     source_kind, event_cursor, source_note, skipped, scheduled_for) \
-                     VALUES (?1, ?2, 'committed', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
+                     source_kind, event_cursor, source_note, skipped, scheduled_for, requested_by) \
+                     VALUES (?1, ?2, 'committed', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING id",
                     params![
                         district,
                         start.pipeline,
@@ -377,6 +377,7 @@ fn record_run(
                         source.note,
                         skipped_json(plan),
                         start.scheduled_for.map(timestamp),
+                        start.requested_by,
                     ],
                     |row| row.get(0),
                 )
@@ -397,12 +398,12 @@ fn record_run(
             }
             Ok(run)
         }
-        RunRecord::Approve { run } => {
+        RunRecord::Approve { run, by } => {
             let approved = tx
                 .execute(
-                    "UPDATE sync_runs SET status = 'approved', finished_at = ?1, snapshot = NULL \
+                    "UPDATE sync_runs SET status = 'approved', finished_at = ?1, snapshot = NULL, decided_by = ?3 \
                      WHERE id = ?2 AND status = 'held'",
-                    params![now, run],
+                    params![now, run, by],
                 )
                 .map_err(StoreError::sqlite("approving the run"))?;
             if approved != 1 {

@@ -585,6 +585,8 @@ impl Plugin {
         let call = self.call(name, config_json, limits, snapshot)?;
         edit::validate(name, &call.edits, snapshot)?;
         let counts = edit::apply(name, call.edits, snapshot);
+        metrics::histogram!(crate::telemetry::PLUGIN_SECONDS, "plugin" => name.to_owned())
+            .record(started.elapsed().as_secs_f64());
         let state = call.state;
         Ok(PluginReport {
             plugin: name.to_owned(),

@@ -1,0 +1,71 @@
+"""Drives the admin console in headless Chromium (Debian's chromium and chromedriver): a page
+asked for without a session leads to sign-in; the admin signs in, finds the held run from the
+dashboard, reads what its plan would change, approves it, and sees it applied.
+
+    python3 console.py BASE_URL ADMIN_TOKEN HELD_RUN
+
+Exits 0 when every step holds; otherwise prints what did not and exits 1.
+"""
+
+import sys
+import tempfile
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.wait import WebDriverWait
+
+
+def main(base, token, held_run):
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    profile = tempfile.mkdtemp(prefix="rosterflow-chromium-")
+    for flag in [
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={profile}", "--window-size=390,844",  # a phone's screen
+    ]:
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    browser.implicitly_wait(5)
+    try:
+        # Without a session, a run's page leads to sign-in.
+        browser.get(f"{base}/runs/{held_run}")
+        expect(browser.current_url.endswith("/login"), f"sent to sign in, not {browser.current_url}")
+
+        browser.find_element(By.NAME, "user").send_keys("alice")
+        browser.find_element(By.NAME, "token").send_keys(token)
+        browser.find_element(By.TAG_NAME, "form").submit()
+        WebDriverWait(browser, 30).until(lambda b: not b.current_url.endswith("/login"))
+        expect("Pipelines" in browser.find_element(By.TAG_NAME, "h1").text, "the dashboard after sign-in")
+        held_cell = browser.find_element(By.CSS_SELECTOR, "td.held").text
+        expect(held_cell == "1", f"the dashboard shows one held run, not {held_cell!r}")
+
+        browser.find_element(By.LINK_TEXT, "console-demo").click()
+        WebDriverWait(browser, 30).until(lambda b: "/pipelines/" in b.current_url)
+        expect("Held for approval" in browser.page_source, "the pipeline page lists the held run")
+        browser.find_element(By.LINK_TEXT, f"Run {held_run}").click()
+        WebDriverWait(browser, 30).until(lambda b: "/runs/" in b.current_url)
+        page = browser.find_element(By.TAG_NAME, "main").text
+        expect("what its plan would change" in page, "the held run's page explains it is not applied")
+        expect("student.archive" in page, "the plan's changes by type include the archives")
+
+        browser.find_element(By.XPATH, "//button[text()='Approve']").click()
+        WebDriverWait(browser, 60).until(lambda b: "?done=" in b.current_url)
+        page = browser.find_element(By.TAG_NAME, "main").text
+        expect("Approved: the plan is applied." in page, f"the approval is confirmed:\n{page}")
+        status = browser.find_element(By.CSS_SELECTOR, "main p span").text
+        expect(status == "approved", f"the run is approved, not {status!r}")
+    finally:
+        browser.quit()
+
+
+def expect(condition, what):
+    if not condition:
+        print(f"console check failed: {what}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3])
+    print("console ok")
