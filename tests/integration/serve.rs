@@ -361,6 +361,10 @@ async fn a_service_runs_each_pipeline_at_each_of_its_times() {
         || async { runs_of(&db, "added-later").await.len() >= 2 },
     )
     .await;
+    // A removed file is no longer scheduled.
+    std::fs::remove_file(pipelines.join("added-later.toml")).expect("remove a pipeline file");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let after_removal = runs_of(&db, "added-later").await.len();
     eventually(
         "six times have run",
         Duration::from_secs(30),
@@ -368,6 +372,7 @@ async fn a_service_runs_each_pipeline_at_each_of_its_times() {
         || async { runs_of(&db, "every-two").await.len() >= 6 },
     )
     .await;
+    assert_eq!(runs_of(&db, "added-later").await.len(), after_removal);
 
     assert_eq!(service.get("/readyz"), (200, "ready\n".to_owned()));
     let metrics = parse_metrics(&service.get("/metrics").1);
@@ -422,6 +427,51 @@ async fn a_service_runs_each_pipeline_at_each_of_its_times() {
     assert!(
         metrics[r#"rosterflow_welcome_emails_total{outcome="sent",pipeline="every-two"}"#] > 0.0
     );
+}
+
+/// A time missed while no service ran is run once at start-up, within the catch-up window,
+/// and not again by the next start; with no window it waits for the next time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_time_runs_once_at_start_up() {
+    use chrono::Timelike;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let work = db.dir.path();
+    let pipelines = work.join("pipelines");
+    let missed = (Utc::now() - chrono::Duration::seconds(30))
+        .with_nanosecond(0)
+        .expect("a time");
+    let cron = format!(
+        "{} {} {} * * *",
+        missed.second(),
+        missed.minute(),
+        missed.hour()
+    );
+    let caught_up = District::start(4, "token-d").await;
+    let not_caught_up = District::start(5, "token-e").await;
+    caught_up.pipeline(&pipelines, "caught-up", &db.url, &cron);
+    not_caught_up.pipeline_with(
+        &pipelines,
+        "not-caught-up",
+        &db.url,
+        &cron,
+        "catch_up_mins = 0\n",
+    );
+    for start in 0..2 {
+        let mut service = Service::start(work, &db.url, "solo", &[]);
+        eventually(
+            "the missed time has run",
+            Duration::from_secs(30),
+            &[&service],
+            || async { !runs_of(&db, "caught-up").await.is_empty() },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(service.stop(), 0);
+        let runs = runs_of(&db, "caught-up").await;
+        assert_eq!(runs.len(), 1, "start {start}: {runs:#?}");
+        assert_eq!(runs[0].scheduled_for, Some(missed));
+        assert!(runs_of(&db, "not-caught-up").await.is_empty());
+    }
 }
 
 /// SIGTERM while a run waits on Clever: with a short drain the run is abandoned and nothing of
