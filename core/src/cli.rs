@@ -184,10 +184,10 @@ struct ServeArgs {
     #[arg(long, default_value_t = 60)]
     email_every_secs: u64,
     /// How many times a run that failed for a transient reason is tried again.
-    #[arg(long, default_value_t = 4)]
-    retries: usize,
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(0..=20))]
+    retries: u64,
     /// The first wait before a retry; each next one doubles.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     retry_backoff_secs: u64,
     /// Where compiled plugins are cached.
     #[arg(long, env = "ROSTERFLOW_PLUGIN_CACHE")]
@@ -217,7 +217,7 @@ impl ServeArgs {
             lease: Duration::from_secs(self.lease_secs.max(1)),
             rescan: Duration::from_secs(self.rescan_secs.max(1)),
             email_every: Duration::from_secs(self.email_every_secs.max(1)),
-            retries: self.retries,
+            retries: self.retries as usize,
             retry_backoff: Duration::from_secs(self.retry_backoff_secs.max(1)),
             plugin_cache: self.plugin_cache,
             worker,

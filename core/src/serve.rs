@@ -43,6 +43,7 @@ use crate::sync::{self, RunOptions, RunResult, RunStatus, SyncError};
 use crate::telemetry as names;
 use directory::{Scan, Served};
 use queue::{Due, Pushed, Queue, QueueError};
+use schedule::ScheduleConfig;
 
 /// How a service runs.
 #[derive(Debug, Clone)]
@@ -75,6 +76,9 @@ pub struct ServeOptions {
     pub admin_token: Option<crate::config::Secret>,
 }
 
+/// How much longer than the lease a scheduled run waits for its district's lock.
+const LOCK_MARGIN: Duration = Duration::from_secs(5);
+
 /// Why a service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -100,6 +104,8 @@ pub enum ServeError {
     },
     #[error("the workers stopped")]
     Workers(#[source] apalis::prelude::MonitorError),
+    #[error("the job queue ended this service's worker (see the log above): stopping")]
+    WorkersEnded,
 }
 
 /// What the parts of a running service share.
@@ -147,21 +153,15 @@ impl Service {
         *self.stop.borrow()
     }
 
-    /// Takes a new reading of the directory, logging what changed; returns the pipelines whose
-    /// file was added or changed.
-    fn update(&self, scan: Scan) -> BTreeSet<String> {
+    /// Takes a new reading of the directory, logging what changed.
+    fn update(&self, scan: Scan) {
         let mut pipelines = self.pipelines.write().expect("pipelines lock");
-        let mut changed = BTreeSet::new();
         for (name, served) in &scan.pipelines {
             match pipelines.get(name) {
                 Some(known) if known.same_as(served) => {}
-                Some(_) => {
-                    tracing::info!(pipeline = %name, "pipeline file changed");
-                    changed.insert(name.clone());
-                }
+                Some(_) => tracing::info!(pipeline = %name, "pipeline file changed"),
                 None => {
-                    tracing::info!(pipeline = %name, file = %served.pipeline.path.display(), "pipeline added");
-                    changed.insert(name.clone());
+                    tracing::info!(pipeline = %name, file = %served.pipeline.path.display(), "pipeline added")
                 }
             }
         }
@@ -179,7 +179,6 @@ impl Service {
         }
         *problems = scan.problems;
         metrics::gauge!(names::BAD_FILES).set(problems.len() as f64);
-        changed
     }
 }
 
@@ -214,10 +213,16 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         })?;
     let address = listener.local_addr().unwrap_or(options.listen);
     let (stop_sender, stop) = watch::channel(false);
-    let console = options
-        .admin_token
-        .as_ref()
-        .map(|token| console::session::Keys::new(token.expose()));
+    let console = match &options.admin_token {
+        Some(token) if token.expose().len() < console::session::MIN_TOKEN_LEN => {
+            return Err(ServeError::Setup(format!(
+                "ROSTERFLOW_ADMIN_TOKEN is shorter than {} characters: use a long random one (e.g. `openssl rand -hex 32`)",
+                console::session::MIN_TOKEN_LEN
+            )));
+        }
+        Some(token) => Some(console::session::Keys::new(token.expose())),
+        None => None,
+    };
     let service = Arc::new(Service {
         options,
         database,
@@ -281,10 +286,16 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         }
     };
     let result = monitor.run_with_signal(signal).await;
+    let stopped_on_request = service.stopping();
     scheduler.abort();
     mailer.abort();
     let _ = web.await;
     result.map_err(ServeError::Workers)?;
+    if !stopped_on_request {
+        // The engine ended its worker (for example its heartbeats could not reach the
+        // database): exit with an error, so that a supervisor restarts the service.
+        return Err(ServeError::WorkersEnded);
+    }
     tracing::warn!("stopped");
     Ok(())
 }
@@ -367,7 +378,8 @@ fn retry_policy(options: &ServeOptions) -> Retry {
 /// every `rescan`.
 async fn schedule(service: Arc<Service>) {
     let queue = &service.queue;
-    let mut next: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+    // Each pipeline's next time, with the schedule it was computed from.
+    let mut next: BTreeMap<String, (ScheduleConfig, DateTime<Utc>)> = BTreeMap::new();
     let mut last_scan = Instant::now();
     let mut starting = true;
     let mut ticks = tokio::time::interval(Duration::from_millis(250));
@@ -383,20 +395,23 @@ async fn schedule(service: Arc<Service>) {
         if last_scan.elapsed() >= service.options.rescan {
             last_scan = Instant::now();
             match directory::scan(&service.options.dir, Some(&service.database)) {
-                Ok(scan) => {
-                    for name in service.update(scan) {
-                        next.remove(&name);
-                    }
-                }
+                Ok(scan) => service.update(scan),
                 Err(error) => {
                     tracing::error!(dir = %service.options.dir.display(), %error, "cannot read the pipeline directory")
                 }
             }
         }
         let pipelines = service.pipelines.read().expect("pipelines lock").clone();
-        next.retain(|name, _| pipelines.contains_key(name));
+        // A pipeline whose schedule changed (or that is gone) starts over from now.
+        next.retain(|name, (config, _)| {
+            pipelines
+                .get(name)
+                .and_then(|served| served.pipeline.file.schedule.as_ref())
+                == Some(config)
+        });
         for (name, served) in &pipelines {
-            let Some(schedule) = &served.schedule else {
+            let (Some(schedule), Some(config)) = (&served.schedule, &served.pipeline.file.schedule)
+            else {
                 continue;
             };
             if !next.contains_key(name) {
@@ -404,28 +419,30 @@ async fn schedule(service: Arc<Service>) {
                     catch_up(&service, queue, name, missed).await;
                 }
                 match schedule.next_after(now) {
-                    Some(at) => next.insert(name.clone(), at),
+                    Some(at) => next.insert(name.clone(), (config.clone(), at)),
                     None => continue,
                 };
             }
-            let at = next[name];
+            let at = next[name].1;
             if schedule.start_of(name, at) > now {
                 continue;
             }
-            push(queue, name, at).await;
-            match schedule.next_after(now.max(at)) {
-                Some(following) => next.insert(name.clone(), following),
-                None => next.remove(name),
-            };
+            // A time that could not be queued stays due, and is tried again on the next turn.
+            if push(queue, name, at).await {
+                match schedule.next_after(now.max(at)) {
+                    Some(following) => next.insert(name.clone(), (config.clone(), following)),
+                    None => next.remove(name),
+                };
+            }
         }
-        for (name, at) in &next {
+        let next_runs: BTreeMap<String, DateTime<Utc>> = next
+            .iter()
+            .map(|(name, (_, at))| (name.clone(), *at))
+            .collect();
+        for (name, at) in &next_runs {
             metrics::gauge!(names::NEXT_RUN, "pipeline" => name.clone()).set(at.timestamp() as f64);
         }
-        service
-            .next_runs
-            .write()
-            .expect("next runs lock")
-            .clone_from(&next);
+        *service.next_runs.write().expect("next runs lock") = next_runs;
         starting = false;
     }
 }
@@ -444,19 +461,25 @@ async fn catch_up(service: &Service, queue: &Queue, name: &str, missed: DateTime
     }
 }
 
-async fn push(queue: &Queue, name: &str, at: DateTime<Utc>) {
+/// Queues the run of `name` for `at`; whether it is queued (by this service or another).
+async fn push(queue: &Queue, name: &str, at: DateTime<Utc>) -> bool {
     let due = Due {
         pipeline: name.to_owned(),
         at,
         by: None,
     };
     match queue.push(&due).await {
-        Ok(Pushed::Queued) => tracing::info!(pipeline = %name, %at, "run queued"),
+        Ok(Pushed::Queued) => {
+            tracing::info!(pipeline = %name, %at, "run queued");
+            true
+        }
         Ok(Pushed::AlreadyQueued) => {
-            tracing::debug!(pipeline = %name, %at, "run already queued by another service")
+            tracing::debug!(pipeline = %name, %at, "run already queued by another service");
+            true
         }
         Err(error) => {
-            tracing::error!(pipeline = %name, %at, error = %crate::error_chain(&error), "cannot queue a run")
+            tracing::error!(pipeline = %name, %at, error = %crate::error_chain(&error), "cannot queue a run; trying again");
+            false
         }
     }
 }
@@ -473,11 +496,14 @@ async fn run_due(
             .increment(1);
     };
     let Some(served) = service.pipeline(name) else {
-        outcome("config_error");
-        return Err(AbortError::new(format!(
-            "no pipeline named {name:?} in {}: it was removed or is invalid",
+        // Another service may know it (its directory read more recently): the queue gives the
+        // run to another attempt.
+        tracing::warn!(pipeline = %name, dir = %service.options.dir.display(), "a run for a pipeline this service does not serve (removed, invalid or not read yet)");
+        outcome("unknown_pipeline");
+        return Err(format!(
+            "no pipeline named {name:?} in {}",
             service.options.dir.display()
-        ))
+        )
         .into());
     };
     if already_ran(&service, &due).await? {
@@ -486,13 +512,17 @@ async fn run_due(
         return Ok(());
     }
     if worker.is_shutting_down() {
-        return Err(AbortError::new("the service is stopping").into());
+        // Not started: the queue gives it to another attempt (another service, or this one
+        // after a restart).
+        return Err("the service is stopping: the run was not started".into());
     }
     let options = RunOptions {
         dry_run: false,
         plugin_cache: service.options.plugin_cache.clone(),
         lock: LockOptions {
-            wait: Duration::ZERO,
+            // Long enough for the lock of a dead or hung holder to lapse; a district busy with a
+            // live run for longer is retried later (the run is not skipped).
+            wait: service.options.lease + LOCK_MARGIN,
             lease: service.options.lease,
         },
         scheduled_for: Some(due.at),
@@ -514,13 +544,7 @@ async fn run_due(
             });
             Ok(())
         }
-        Err(error) if error.is_busy() => {
-            // The district is being synced by another run right now: this time is served.
-            tracing::warn!(pipeline = %name, at = %due.at, "another run of the district is in progress: skipped");
-            outcome("busy");
-            Ok(())
-        }
-        Err(error) if already_ran(&service, &due).await? => {
+        Err(error) if already_ran(&service, &due).await.unwrap_or(false) => {
             tracing::info!(pipeline = %name, at = %due.at, error = %crate::error_chain(&error), "another service ran this time");
             outcome("already_ran");
             Ok(())
@@ -592,10 +616,13 @@ async fn deliver_emails(service: Arc<Service>) {
             };
             let district = match &served.pipeline.file.pipeline.district_id {
                 Some(district) => Some(district.clone()),
-                None => runs::district_of_pipeline(&service.db, &name)
-                    .await
-                    .ok()
-                    .flatten(),
+                None => match runs::district_of_pipeline(&service.db, &name).await {
+                    Ok(district) => district,
+                    Err(error) => {
+                        tracing::error!(pipeline = %name, error = %crate::error_chain(&error), "cannot find the pipeline's district to deliver its emails");
+                        None
+                    }
+                },
             };
             let Some(district) = district else {
                 continue; // not run yet: nothing queued

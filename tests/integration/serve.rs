@@ -465,8 +465,16 @@ async fn a_missed_time_runs_once_at_start_up() {
             || async { !runs_of(&db, "caught-up").await.is_empty() },
         )
         .await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // The scheduler decides at its first turn (within a second) whether to catch up.
+        tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(service.stop(), 0);
+        let catch_ups = service.log().matches("catching up a run").count();
+        assert_eq!(
+            catch_ups,
+            usize::from(start == 0),
+            "start {start}:\n{}",
+            service.log()
+        );
         let runs = runs_of(&db, "caught-up").await;
         assert_eq!(runs.len(), 1, "start {start}: {runs:#?}");
         assert_eq!(runs[0].scheduled_for, Some(missed));
@@ -645,7 +653,9 @@ async fn a_stopped_service_that_wakes_commits_nothing() {
         .inject_on("/v3.0/users", Fault::Slow(Duration::from_secs(8)));
     let (cron, at) = soon();
     district.pipeline(&work.join("pipelines"), "stopped", &db.url, &cron);
-    let lease = ["--lease-secs", "2"];
+    // Longer than the queue's hand-over (heartbeats missed for 10 s): b takes the run first and
+    // waits for the lock until PostgreSQL ends a's silent session.
+    let lease = ["--lease-secs", "12"];
     let mut a = Service::start(work, &db.url, "a", &lease);
     eventually(
         "a's run waits on Clever",

@@ -303,6 +303,8 @@ async fn login(State(service): State<Arc<Service>>, Form(login): Form<Login>) ->
     };
     if !keys.admits(&login.token) {
         tracing::warn!(user = %login.user, "console sign-in refused: wrong admin token");
+        // Slows down guessing.
+        tokio::time::sleep(Duration::from_secs(1)).await;
         let body = login_form(Some("That is not the admin token."));
         return (StatusCode::UNAUTHORIZED, page("Sign in", None, body)).into_response();
     }
@@ -555,10 +557,10 @@ async fn explain_page(
     let district = match service.pipeline(&query.pipeline) {
         Some(served) => match &served.pipeline.file.pipeline.district_id {
             Some(district) => Some(district.clone()),
-            None => runs::district_of_pipeline(&service.db, &query.pipeline)
-                .await
-                .ok()
-                .flatten(),
+            None => match runs::district_of_pipeline(&service.db, &query.pipeline).await {
+                Ok(district) => district,
+                Err(error) => return server_error(&admin, &error),
+            },
         },
         None => None,
     };

@@ -6,9 +6,10 @@
 
 use std::time::Duration;
 
-use apalis::prelude::{MemorySink, MemoryStorage, TaskBuilder};
+use apalis::prelude::{MemorySink, MemoryStorage, RandomId, Task, TaskBuilder, TaskId};
 use apalis_postgres::{Config, PgPool, PostgresStorage};
 use chrono::{DateTime, Utc};
+use futures_channel::mpsc::UnboundedSender;
 use futures_util::SinkExt;
 use serde::{Deserialize, Serialize};
 
@@ -47,7 +48,7 @@ pub const MISSED_HEARTBEATS: usize = 5;
 #[derive(Clone)]
 pub enum Queue {
     Postgres(PgPool),
-    Memory(MemorySink<Due>),
+    Memory(UnboundedSender<Task<Due>>),
 }
 
 /// The worker's side of a [`Queue`].
@@ -84,27 +85,26 @@ impl Queue {
     /// A queue in this process's memory.
     pub fn memory() -> (Queue, Backend) {
         let (sender, receiver) = futures_channel::mpsc::unbounded();
-        // The scheduler and the worker each get a sink of their own over the same channel: a
-        // worker polling a sink that the scheduler holds at that moment would not be woken
-        // again (apalis 1.0's memory sink drops its lock future while waiting).
-        let sink = |sender: futures_channel::mpsc::UnboundedSender<_>| {
-            let sender = Box::new(sender.sink_map_err(Into::into)) as Box<_>;
-            MemorySink::new(std::sync::Arc::new(futures_util::lock::Mutex::new(sender)))
-        };
-        let storage = MemoryStorage::new_with(sink(sender.clone()), Box::pin(receiver));
-        (Queue::Memory(sink(sender)), Backend::Memory(storage))
+        // Runs are sent straight into the channel; the worker's sink is its own. (apalis 1.0's
+        // memory sink, shared, can leave a waiter that is never woken: it drops its lock
+        // future while waiting.)
+        let sink = Box::new(sender.clone().sink_map_err(Into::into)) as Box<_>;
+        let sink = MemorySink::new(std::sync::Arc::new(futures_util::lock::Mutex::new(sink)));
+        let storage = MemoryStorage::new_with(sink, Box::pin(receiver));
+        (Queue::Memory(sender), Backend::Memory(storage))
     }
 
     /// Queues `due` unless it already is (or was).
     pub async fn push(&self, due: &Due) -> Result<Pushed, QueueError> {
-        // The queue does not retry: a failed run is retried, with backoff, by the worker that
-        // ran it, and a run that failed for good waits for its pipeline's next time.
+        // A failed run is retried with backoff by the worker that ran it (each try counts as an
+        // attempt); the queue gives a run to another worker only when it ended after fewer
+        // than three attempts: stopped by a shutdown, or not known to the service that took it.
         match self {
             Queue::Postgres(pool) => {
                 let args = serde_json::to_vec(due).expect("a due run serialises");
                 let task = TaskBuilder::new(args)
                     .idempotency_key(due.key())
-                    .max_attempts(1)
+                    .max_attempts(3)
                     .build();
                 let mut connection = pool.acquire().await.map_err(QueueError::Connect)?;
                 match apalis_postgres::queries::push_tasks(&mut *connection, QUEUE, vec![task])
@@ -119,13 +119,13 @@ impl Queue {
                     Err(error) => Err(QueueError::Engine(error)),
                 }
             }
-            Queue::Memory(sink) => {
+            Queue::Memory(sender) => {
+                // This process is the only one that pushes: a time is pushed once.
                 let task = TaskBuilder::new(due.clone())
-                    .idempotency_key(due.key())
+                    .task_id(TaskId::from_string(RandomId::default()))
                     .build();
-                sink.clone()
-                    .send(task)
-                    .await
+                sender
+                    .unbounded_send(task)
                     .map_err(|error| QueueError::Memory(error.to_string()))?;
                 Ok(Pushed::Queued)
             }

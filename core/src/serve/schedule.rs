@@ -12,7 +12,7 @@ use croner::parser::{CronParser, Seconds};
 use serde::Deserialize;
 
 /// A pipeline's `[schedule]` table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleConfig {
     /// A cron pattern: minute hour day-of-month month day-of-week, with an optional leading
@@ -42,10 +42,20 @@ fn default_catch_up_mins() -> u64 {
 impl ScheduleConfig {
     /// What is wrong with the table, if anything.
     pub fn validate(&self) -> Vec<String> {
-        match self.schedule() {
-            Ok(_) => Vec::new(),
-            Err(message) => vec![message],
+        let mut problems: Vec<String> = self.schedule().err().into_iter().collect();
+        if self.jitter_secs > 86_400 {
+            problems.push(format!(
+                "schedule.jitter_secs: {} is more than a day",
+                self.jitter_secs
+            ));
         }
+        if self.catch_up_mins > 10_080 {
+            problems.push(format!(
+                "schedule.catch_up_mins: {} is more than a week",
+                self.catch_up_mins
+            ));
+        }
+        problems
     }
 
     /// The schedule the table describes.
@@ -69,8 +79,8 @@ impl ScheduleConfig {
         Ok(Schedule {
             cron,
             zone,
-            jitter: Duration::from_secs(self.jitter_secs),
-            catch_up: Duration::from_secs(self.catch_up_mins * 60),
+            jitter: Duration::from_secs(self.jitter_secs.min(86_400)),
+            catch_up: Duration::from_secs(self.catch_up_mins.min(10_080) * 60),
         })
     }
 }

@@ -103,15 +103,28 @@ impl PgStore {
     ) -> Result<PgStore> {
         let store = PgStore::connect(url, district).await?;
         let mut connection = store.connection.lock().await;
-        let lease_ms = lease.as_millis().max(1);
-        for setting in [
-            "idle_session_timeout",
-            "idle_in_transaction_session_timeout",
-        ] {
-            sqlx::query(AssertSqlSafe(format!("SET {setting} = {lease_ms}")))
-                .execute(&mut *connection)
-                .await
-                .map_err(StoreError::postgres("setting the run lock's lease"))?;
+        let lease = lease.max(Duration::from_secs(1));
+        let version: String = sqlx::query_scalar("SHOW server_version_num")
+            .fetch_one(&mut *connection)
+            .await
+            .map_err(StoreError::postgres("reading the server's version"))?;
+        // `idle_session_timeout` came with PostgreSQL 14; before it, only a run silent in the
+        // middle of a transaction loses its session.
+        let settings: &[&str] = match version.parse::<u32>() {
+            Ok(version) if version < 140_000 => &["idle_in_transaction_session_timeout"],
+            _ => &[
+                "idle_session_timeout",
+                "idle_in_transaction_session_timeout",
+            ],
+        };
+        for setting in settings {
+            sqlx::query(AssertSqlSafe(format!(
+                "SET {setting} = {}",
+                lease.as_millis()
+            )))
+            .execute(&mut *connection)
+            .await
+            .map_err(StoreError::postgres("setting the run lock's lease"))?;
         }
         let key = lock_key(district);
         let started = Instant::now();

@@ -12,6 +12,9 @@ type HmacSha256 = hmac::Hmac<Sha256>;
 /// The session cookie's name.
 pub const COOKIE: &str = "rosterflow_session";
 
+/// The shortest admin token accepted: sessions are signed with a key derived from it.
+pub const MIN_TOKEN_LEN: usize = 16;
+
 /// How long a session lasts.
 const LIFETIME: Duration = Duration::hours(12);
 
