@@ -309,6 +309,46 @@ impl<'a> Plan<'a> {
         table.find_row(row).map(|index| table.at(index).0)
     }
 
+    /// How many changes of each type (`student.archive`, `class_student.start`...) the plan
+    /// makes in each school (by Clever id; `None` for records of no school: terms, courses,
+    /// district admins): what an admin reviews before approving a held run.
+    pub fn changes_by_school(&self) -> BTreeMap<(Option<&'a str>, String), usize> {
+        let mut counts = BTreeMap::new();
+        let mut count = |school: Option<&'a str>, entity: Entity, action: &str| {
+            *counts
+                .entry((school, format!("{entity}.{action}")))
+                .or_default() += 1;
+        };
+        for change in &self.records {
+            let school = match change.action {
+                RecordAction::Archive => {
+                    let (_, row) = self.state.table(change.entity).at(change.index as usize);
+                    row.school
+                        .and_then(|school| self.key_of_row(Entity::School, school))
+                }
+                _ => record_school(self.snapshot, change.entity, change.index),
+            };
+            count(school, change.entity, change.action.as_str());
+        }
+        let section_school =
+            |class: u32| Some(self.snapshot.sections[class as usize].school.as_str());
+        for start in &self.starts {
+            count(section_school(start.class), start.entity, "start");
+        }
+        for retag in &self.retags {
+            count(section_school(retag.class), retag.entity, "update");
+        }
+        for end in &self.ends {
+            let classes = self.state.table(Entity::Class);
+            let school = classes
+                .find_row(end.class_row)
+                .and_then(|index| classes.at(index).1.school)
+                .and_then(|school| self.key_of_row(Entity::School, school));
+            count(school, end.entity, "end");
+        }
+        counts
+    }
+
     /// Every change, in the run history's terms: what a report of this plan lists.
     pub fn change_rows(&self) -> impl Iterator<Item = ChangeRow<'a>> + '_ {
         self.record_rows()
@@ -699,6 +739,20 @@ fn member_key(snapshot: &Snapshot, membership: Entity, index: u32) -> &str {
 }
 
 /// The Clever id of the snapshot's record of `entity` at `index`.
+/// The Clever id of the school of the snapshot's record at `index`, if it has one.
+fn record_school(snapshot: &Snapshot, entity: Entity, index: u32) -> Option<&str> {
+    let index = index as usize;
+    match entity {
+        Entity::School => Some(&snapshot.schools[index].id),
+        Entity::Teacher => snapshot.teachers[index].school.as_deref(),
+        Entity::Student => snapshot.students[index].school.as_deref(),
+        Entity::Class | Entity::ClassTeacher | Entity::ClassStudent => {
+            Some(&snapshot.sections[index].school)
+        }
+        Entity::District | Entity::Term | Entity::Course | Entity::Admin => None,
+    }
+}
+
 pub fn record_key(snapshot: &Snapshot, entity: Entity, index: u32) -> &str {
     let index = index as usize;
     match entity {
@@ -953,6 +1007,36 @@ mod tests {
                 "class_student end art s3: student archived: absent from source (deleted or unshared upstream) by sync",
                 "class_student end math s3: student archived: absent from source (deleted or unshared upstream) by sync",
                 "student archive s3: absent from source (deleted or unshared upstream) by sync",
+            ]
+        );
+    }
+
+    #[test]
+    fn changes_are_counted_per_school_and_type() {
+        let before = district();
+        let mut after = before.clone();
+        after.students.retain(|s| s.id != "s3");
+        for section in &mut after.sections {
+            section.students.retain(|s| s != "s3");
+        }
+        after.students.push(Student {
+            id: "s5".into(),
+            school: Some("south".into()),
+            ..Student::default()
+        });
+        let state = loaded(&before);
+        let plan = Plan::compute(&after, &state);
+        let counts: Vec<(Option<&str>, String, usize)> = plan
+            .changes_by_school()
+            .into_iter()
+            .map(|((school, change), count)| (school, change, count))
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                (Some("north"), "class_student.end".to_owned(), 2),
+                (Some("north"), "student.archive".to_owned(), 1),
+                (Some("south"), "student.create".to_owned(), 1),
             ]
         );
     }

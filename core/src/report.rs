@@ -58,6 +58,19 @@ pub struct RunReport {
     /// of other districts.
     pub not_loaded: Option<Skipped>,
     pub rows: Vec<ReportRow>,
+    /// A held run's plan in numbers: its changes per school and type.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub planned: Vec<PlannedChanges>,
+}
+
+/// How many changes of one type a held run's plan makes in one school.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedChanges {
+    /// The school's name and Clever id; none for records of no school (terms, courses).
+    pub school: Option<String>,
+    /// `student.archive`, `class_student.start`...
+    pub change: String,
+    pub count: usize,
 }
 
 /// A change or a quarantined record.
@@ -153,9 +166,11 @@ pub async fn read(db: &Db, run: i64) -> Result<RunReport, ReportError> {
     else {
         return Err(ReportError::NoSuchRun { run });
     };
+    let mut planned = Vec::new();
     let mut rows = match status.as_str() {
         "held" => {
-            let (rows, stale) = held_changes(db, &pipeline, run).await?;
+            let (rows, by_school, stale) = held_changes(db, &pipeline, run).await?;
+            planned = by_school;
             if stale {
                 let moved = "the district has moved since this run was held: approving it will be refused; discard it and run again";
                 note = Some(match note {
@@ -201,6 +216,7 @@ pub async fn read(db: &Db, run: i64) -> Result<RunReport, ReportError> {
         event_cursor,
         not_loaded: skipped.and_then(|json| serde_json::from_str(&json).ok()),
         rows,
+        planned,
     })
 }
 
@@ -328,14 +344,30 @@ async fn held_changes(
     db: &Db,
     pipeline: &str,
     run: i64,
-) -> Result<(Vec<ReportRow>, bool), ReportError> {
+) -> Result<(Vec<ReportRow>, Vec<PlannedChanges>, bool), ReportError> {
     let held = runs::held(db, pipeline, run, "reported").await?;
     let state = store::read_state(db, &held.district).await?;
-    let rows = crate::blocking(|| {
+    let (rows, planned) = crate::blocking(|| {
         let plan = Plan::compute(&held.snapshot, &state);
-        plan.change_rows().map(ReportRow::from).collect()
+        let school_name = |id: &str| {
+            let name = held.snapshot.schools.iter().find(|school| school.id == id);
+            match name {
+                Some(school) => format!("{} ({id})", school.name),
+                None => id.to_owned(),
+            }
+        };
+        let planned = plan
+            .changes_by_school()
+            .into_iter()
+            .map(|((school, change), count)| PlannedChanges {
+                school: school.map(school_name),
+                change,
+                count,
+            })
+            .collect();
+        (plan.change_rows().map(ReportRow::from).collect(), planned)
     });
-    Ok((rows, state.last_run != held.based_on_run))
+    Ok((rows, planned, state.last_run != held.based_on_run))
 }
 
 /// What an admin can do when a change is not what they expected.

@@ -49,6 +49,7 @@ def main(base, token, held_run):
         page = browser.find_element(By.TAG_NAME, "main").text
         expect("what its plan would change" in page, "the held run's page explains it is not applied")
         expect("student.archive" in page, "the plan's changes by type include the archives")
+        expect("Changes per school" in page, "the plan's changes per school")
 
         browser.find_element(By.XPATH, "//button[text()='Approve']").click()
         WebDriverWait(browser, 60).until(lambda b: "?done=" in b.current_url)

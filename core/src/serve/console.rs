@@ -469,6 +469,15 @@ async fn run_page(
         @if held {
             p { "Nothing of this run is applied yet: below is what its plan would change." }
             (decision_buttons(report.run, &admin))
+            h2 { "Changes per school" }
+            div.scroll { table {
+                thead { tr { th { "School" } th { "Type" } th { "Count" } } }
+                tbody { @for planned in &report.planned { tr {
+                    td { (planned.school.as_deref().unwrap_or("(no school)")) }
+                    td { (planned.change) }
+                    td { (planned.count) }
+                } } }
+            } }
         }
         h2 { "Changes by type" }
         div.scroll { table {
