@@ -593,51 +593,83 @@ async fn two_services_run_each_time_once() {
     assert_eq!(workers, 2, "both services took runs");
 }
 
+/// A district on PostgreSQL whose first users page is slow, a pipeline with one time a few
+/// seconds away, and service `a` running that time, waiting on the page (its lock taken).
+struct Taken {
+    db: TestDb,
+    district: District,
+    at: DateTime<Utc>,
+    a: Service,
+}
+
+impl Taken {
+    async fn start(seed: u64, slow: Duration, options: &[&str]) -> Taken {
+        let db = TestDb::new(Backend::Postgres).await;
+        let district = District::start(seed, &format!("token-{seed}")).await;
+        district.sim.inject_on("/v3.0/users", Fault::Slow(slow));
+        let (cron, at) = soon();
+        district.pipeline(&db.dir.path().join("pipelines"), "taken", &db.url, &cron);
+        let a = Service::start(db.dir.path(), &db.url, "a", options);
+        eventually(
+            "a's run waits on Clever",
+            Duration::from_secs(30),
+            &[&a],
+            || async { a.log().contains("run starting") },
+        )
+        .await;
+        // The lock is taken before the pull, which waits on the slow page.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Taken {
+            db,
+            district,
+            at,
+            a,
+        }
+    }
+
+    /// Service `b` beside `a`, once it has committed the run `a` held.
+    async fn taken_over_by_b(&self, options: &[&str]) -> Service {
+        let b = Service::start(self.db.dir.path(), &self.db.url, "b", options);
+        eventually(
+            "b has run the time a held",
+            Duration::from_secs(60),
+            &[&self.a, &b],
+            || async {
+                runs_of(&self.db, "taken")
+                    .await
+                    .iter()
+                    .any(|run| run.status == "committed")
+            },
+        )
+        .await;
+        b
+    }
+
+    /// The one run applied for the time, started after `after`, and the district loaded once.
+    async fn applied_once_after(&self, after: DateTime<Utc>) -> Vec<Run> {
+        let runs = runs_of(&self.db, "taken").await;
+        let applied: Vec<&Run> = runs.iter().filter(|run| run.status != "failed").collect();
+        assert_eq!(applied.len(), 1, "{runs:#?}");
+        assert_eq!(applied[0].scheduled_for, Some(self.at));
+        assert!(applied[0].started_at > after, "b's run: {runs:#?}");
+        let students = self.db.scalar("SELECT COUNT(*) FROM students").await as usize;
+        assert_eq!(students, self.district.students);
+        runs
+    }
+}
+
 /// A service killed in the middle of a run: the other takes the run over once the first's
 /// heartbeats stop, and the district is loaded exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_services_run_is_taken_over() {
-    let db = TestDb::new(Backend::Postgres).await;
-    let work = db.dir.path();
-    let district = District::start(7, "token-k").await;
-    district
-        .sim
-        .inject_on("/v3.0/users", Fault::Slow(Duration::from_secs(30)));
-    let (cron, at) = soon();
-    district.pipeline(&work.join("pipelines"), "killed", &db.url, &cron);
-    let mut a = Service::start(work, &db.url, "a", &[]);
-    eventually(
-        "a's run waits on Clever",
-        Duration::from_secs(30),
-        &[&a],
-        || async { a.log().contains("run starting") },
-    )
-    .await;
-    a.signal(libc::SIGKILL);
-    a.wait(Duration::from_secs(10));
+    let mut taken = Taken::start(7, Duration::from_secs(30), &[]).await;
+    taken.a.signal(libc::SIGKILL);
+    taken.a.wait(Duration::from_secs(10));
     let killed_at = Utc::now();
-    let mut b = Service::start(work, &db.url, "b", &[]);
-    eventually(
-        "b has run the time a held",
-        Duration::from_secs(60),
-        &[&b],
-        || async {
-            runs_of(&db, "killed")
-                .await
-                .iter()
-                .any(|run| run.status == "committed")
-        },
-    )
-    .await;
+    let mut b = taken.taken_over_by_b(&[]).await;
     assert_eq!(b.stop(), 0, "{}", b.log());
-    let runs = runs_of(&db, "killed").await;
+    let runs = taken.applied_once_after(killed_at).await;
     assert_eq!(runs.len(), 1, "{runs:#?}");
-    assert_eq!(runs[0].scheduled_for, Some(at));
-    assert!(runs[0].started_at > killed_at, "b ran it: {runs:#?}");
-    assert_eq!(
-        db.scalar("SELECT COUNT(*) FROM students").await as usize,
-        district.students
-    );
 }
 
 /// A service stopped (SIGSTOP) while it holds a district's lock: PostgreSQL ends its silent
@@ -645,74 +677,30 @@ async fn a_killed_services_run_is_taken_over() {
 /// nothing it writes commits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_service_that_wakes_commits_nothing() {
-    let db = TestDb::new(Backend::Postgres).await;
-    let work = db.dir.path();
-    let district = District::start(8, "token-s").await;
-    district
-        .sim
-        .inject_on("/v3.0/users", Fault::Slow(Duration::from_secs(8)));
-    let (cron, at) = soon();
-    district.pipeline(&work.join("pipelines"), "stopped", &db.url, &cron);
     // Longer than the queue's hand-over (heartbeats missed for 10 s): b takes the run first and
     // waits for the lock until PostgreSQL ends a's silent session.
     let lease = ["--lease-secs", "12"];
-    let mut a = Service::start(work, &db.url, "a", &lease);
-    eventually(
-        "a's run waits on Clever",
-        Duration::from_secs(30),
-        &[&a],
-        || async { a.log().contains("run starting") },
-    )
-    .await;
-    // The lock is taken before the pull, which waits on the slow page.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    a.signal(libc::SIGSTOP);
+    let mut taken = Taken::start(8, Duration::from_secs(8), &lease).await;
+    taken.a.signal(libc::SIGSTOP);
     let stopped_at = Utc::now();
-    let mut b = Service::start(work, &db.url, "b", &lease);
+    let mut b = taken.taken_over_by_b(&lease).await;
+    taken.a.signal(libc::SIGCONT);
+    // a's page arrives, it plans, and its write finds its session gone.
     eventually(
-        "b has run the time a held",
-        Duration::from_secs(60),
-        &[&a, &b],
-        || async {
-            runs_of(&db, "stopped")
-                .await
-                .iter()
-                .any(|run| run.status == "committed")
-        },
+        "a has given up its run",
+        Duration::from_secs(30),
+        &[&taken.a, &b],
+        || async { taken.a.log().contains("another service ran this time") },
     )
     .await;
-    a.signal(libc::SIGCONT);
-    // a's page arrives, it plans, and its write finds its session gone.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !a.log().contains("another service ran this time") {
-        assert!(
-            Instant::now() < deadline,
-            "a never gave up its run:\n{}\n\nb:\n{}",
-            a.log(),
-            b.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(a.stop(), 0, "{}", a.log());
+    assert_eq!(taken.a.stop(), 0, "{}", taken.a.log());
     assert_eq!(b.stop(), 0, "{}", b.log());
-
-    // a's attempt failed (and is recorded so); b's run is the one applied.
-    let runs = runs_of(&db, "stopped").await;
-    let applied: Vec<&Run> = runs.iter().filter(|run| run.status != "failed").collect();
-    assert_eq!(applied.len(), 1, "{runs:#?}");
-    assert_eq!(applied[0].scheduled_for, Some(at));
-    assert!(
-        applied[0].started_at > stopped_at,
-        "only b's run committed: {runs:#?}"
-    );
+    // a's attempt failed, and is recorded so; b's run is the one applied.
+    let runs = taken.applied_once_after(stopped_at).await;
     assert!(
         runs.iter()
             .any(|run| run.status == "failed" && run.started_at < stopped_at),
         "a's run is recorded as failed: {runs:#?}"
-    );
-    assert_eq!(
-        db.scalar("SELECT COUNT(*) FROM students").await as usize,
-        district.students
     );
 }
 

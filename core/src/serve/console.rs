@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use axum::Form;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -45,8 +46,7 @@ pub fn routes() -> Router<Arc<Service>> {
         .route("/pipelines/{name}/run", post(run_now))
         .route("/runs/{id}", get(run_page))
         .route("/runs/{id}/report.csv", get(run_csv))
-        .route("/runs/{id}/approve", post(approve))
-        .route("/runs/{id}/discard", post(discard))
+        .route("/runs/{id}/{decision}", post(decide))
         .route("/explain", get(explain_page))
 }
 
@@ -100,6 +100,18 @@ fn admin(service: &Service, headers: &HeaderMap) -> Result<Admin, Refusal> {
         csrf: keys.csrf(&session),
         session,
     })
+}
+
+/// A page's admin: a request without a session is sent to sign in.
+impl FromRequestParts<Arc<Service>> for Admin {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        service: &Arc<Service>,
+    ) -> Result<Admin, Refusal> {
+        admin(service, &parts.headers)
+    }
 }
 
 /// Checks the session and the form's CSRF token of a POST.
@@ -207,13 +219,9 @@ impl Notice {
 
 async fn dashboard(
     State(service): State<Arc<Service>>,
-    headers: HeaderMap,
+    admin: Admin,
     Query(notice): Query<Notice>,
 ) -> Response {
-    let admin = match admin(&service, &headers) {
-        Ok(admin) => admin,
-        Err(refusal) => return refusal.into_response(),
-    };
     let pipelines = service.pipelines.read().expect("pipelines lock").clone();
     let next = service.next_runs.read().expect("next runs lock").clone();
     let problems = service.problems.read().expect("problems lock").clone();
@@ -339,14 +347,10 @@ async fn logout(
 
 async fn pipeline_page(
     State(service): State<Arc<Service>>,
-    headers: HeaderMap,
+    admin: Admin,
     Path(name): Path<String>,
     Query(notice): Query<Notice>,
 ) -> Response {
-    let admin = match admin(&service, &headers) {
-        Ok(admin) => admin,
-        Err(refusal) => return refusal.into_response(),
-    };
     if service.pipeline(&name).is_none() {
         return failure(
             StatusCode::NOT_FOUND,
@@ -431,14 +435,10 @@ const LISTED: usize = 200;
 
 async fn run_page(
     State(service): State<Arc<Service>>,
-    headers: HeaderMap,
+    admin: Admin,
     Path(id): Path<i64>,
     Query(notice): Query<Notice>,
 ) -> Response {
-    let admin = match admin(&service, &headers) {
-        Ok(admin) => admin,
-        Err(refusal) => return refusal.into_response(),
-    };
     let report = match report::read(&service.db, id).await {
         Ok(report) => report,
         Err(error @ report::ReportError::NoSuchRun { .. }) => {
@@ -512,13 +512,9 @@ async fn run_page(
 
 async fn run_csv(
     State(service): State<Arc<Service>>,
-    headers: HeaderMap,
+    admin: Admin,
     Path(id): Path<i64>,
 ) -> Response {
-    let admin = match admin(&service, &headers) {
-        Ok(admin) => admin,
-        Err(refusal) => return refusal.into_response(),
-    };
     let report = match report::read(&service.db, id).await {
         Ok(report) => report,
         Err(error) => return server_error(&admin, &error),
@@ -549,13 +545,9 @@ struct ExplainQuery {
 
 async fn explain_page(
     State(service): State<Arc<Service>>,
-    headers: HeaderMap,
+    admin: Admin,
     Query(query): Query<ExplainQuery>,
 ) -> Response {
-    let admin = match admin(&service, &headers) {
-        Ok(admin) => admin,
-        Err(refusal) => return refusal.into_response(),
-    };
     let Ok(subject) = Subject::from_str(&query.subject, true) else {
         return failure(
             StatusCode::BAD_REQUEST,
@@ -656,46 +648,18 @@ async fn run_pipeline(
     })
 }
 
-async fn approve(
-    State(service): State<Arc<Service>>,
-    headers: HeaderMap,
-    Path(run): Path<i64>,
-    Form(form): Form<Csrf>,
-) -> Response {
-    let admin = match poster(&service, &headers, &form.csrf) {
-        Ok(admin) => admin,
-        Err(refusal) => return refusal.into_response(),
-    };
-    let served = match run_pipeline(&service, &admin, run).await {
-        Ok(served) => served,
-        Err(refusal) => return refusal.into_response(),
-    };
-    let author = admin.author();
-    let approved = sync::approve(
-        &served.pipeline,
-        &service.db,
-        run,
-        Duration::ZERO,
-        Some(&author),
-    )
-    .await;
-    match approved {
-        Ok(outcome) => {
-            tracing::warn!(run, by = %author, changes = outcome.changes, "held run approved from the console");
-            Redirect::to(&format!("/runs/{run}?done=approved")).into_response()
-        }
-        Err(error) => failure(
-            StatusCode::CONFLICT,
-            Some(&admin),
-            crate::error_chain(&error),
-        ),
-    }
+/// What an admin decides about a held run.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Decision {
+    Approve,
+    Discard,
 }
 
-async fn discard(
+async fn decide(
     State(service): State<Arc<Service>>,
     headers: HeaderMap,
-    Path(run): Path<i64>,
+    Path((run, decision)): Path<(i64, Decision)>,
     Form(form): Form<Csrf>,
 ) -> Response {
     let admin = match poster(&service, &headers, &form.csrf) {
@@ -707,15 +671,24 @@ async fn discard(
         Err(refusal) => return refusal.into_response(),
     };
     let author = admin.author();
-    match runs::discard(&service.db, served.pipeline.name(), run, Some(&author)).await {
-        Ok(()) => {
-            tracing::warn!(run, by = %author, "held run discarded from the console");
-            Redirect::to(&format!("/runs/{run}?done=discarded")).into_response()
+    let decided = match decision {
+        Decision::Approve => {
+            let pipeline = &served.pipeline;
+            sync::approve(pipeline, &service.db, run, Duration::ZERO, Some(&author))
+                .await
+                .map(|_| "approved")
+                .map_err(|error| crate::error_chain(&error))
         }
-        Err(error) => failure(
-            StatusCode::CONFLICT,
-            Some(&admin),
-            crate::error_chain(&error),
-        ),
+        Decision::Discard => runs::discard(&service.db, served.pipeline.name(), run, Some(&author))
+            .await
+            .map(|()| "discarded")
+            .map_err(|error| crate::error_chain(&error)),
+    };
+    match decided {
+        Ok(done) => {
+            tracing::warn!(run, by = %author, "held run {done} from the console");
+            Redirect::to(&format!("/runs/{run}?done={done}")).into_response()
+        }
+        Err(message) => failure(StatusCode::CONFLICT, Some(&admin), message),
     }
 }
