@@ -193,7 +193,8 @@ impl District {
     fn pipeline_with(&self, dir: &Path, name: &str, database: &str, cron: &str, more: &str) {
         // A slow page is waited for, not timed out: the tests stop runs in the middle of one.
         let source = format!(
-            "type = \"clever\"\nbase_url = \"{}\"\ntoken = \"{}\"\nlimit = 1000\ntimeout_secs = 60",
+            "type = \"clever\"\nbase_url = \"{}\"\ntoken = \"{}\"\nlimit = 1000\ntimeout_secs = 60\n\
+             max_attempts = 2\nbackoff_base_ms = 10",
             self.sim.base_url(),
             self.sim.token()
         );
@@ -480,6 +481,60 @@ async fn a_missed_time_runs_once_at_start_up() {
         assert_eq!(runs[0].scheduled_for, Some(missed));
         assert!(runs_of(&db, "not-caught-up").await.is_empty());
     }
+}
+
+/// A run that fails for a transient reason (Clever answering 503 past the client's own retries)
+/// is tried again with backoff and commits; one whose token Clever refuses is not tried again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_failures_are_retried_and_a_refused_token_is_not() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let work = db.dir.path();
+    let pipelines = work.join("pipelines");
+    let flaky = District::start(10, "token-flaky").await;
+    flaky.sim.inject_on("/v3.0/districts", Fault::Status(503));
+    flaky.sim.inject_on("/v3.0/districts", Fault::Status(503));
+    let refused = District::start(11, "token-refused").await;
+    refused.sim.configure(|options| options.forbidden = true);
+    let (cron, at) = soon();
+    flaky.pipeline(&pipelines, "flaky", &db.url, &cron);
+    refused.pipeline(&pipelines, "refused", &db.url, &cron);
+    let mut service = Service::start(work, &db.url, "solo", &["--retry-backoff-secs", "1"]);
+    eventually(
+        "the flaky run has committed",
+        Duration::from_secs(60),
+        &[&service],
+        || async {
+            runs_of(&db, "flaky")
+                .await
+                .iter()
+                .any(|run| run.status == "committed")
+        },
+    )
+    .await;
+    // Long enough for a retry of the refused run, had there been one.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let metrics = parse_metrics(&service.get("/metrics").1);
+    assert_eq!(service.stop(), 0);
+
+    let flaky_runs = runs_of(&db, "flaky").await;
+    let statuses: Vec<&str> = flaky_runs.iter().map(|run| run.status.as_str()).collect();
+    assert_eq!(statuses, ["failed", "committed"], "{flaky_runs:#?}");
+    assert!(flaky_runs.iter().all(|run| run.scheduled_for == Some(at)));
+    let refused_runs = runs_of(&db, "refused").await;
+    assert_eq!(refused_runs.len(), 1, "tried once: {refused_runs:#?}");
+    assert_eq!(refused_runs[0].status, "failed");
+    assert_eq!(
+        metrics[r#"rosterflow_runs_total{outcome="retrying",pipeline="flaky"}"#],
+        1.0
+    );
+    assert_eq!(
+        metrics[r#"rosterflow_runs_total{outcome="config_error",pipeline="refused"}"#],
+        1.0
+    );
+    assert!(
+        metrics["rosterflow_http_retries_total{}"] >= 1.0,
+        "{metrics:#?}"
+    );
 }
 
 /// SIGTERM while a run waits on Clever: with a short drain the run is abandoned and nothing of
