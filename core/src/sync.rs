@@ -164,14 +164,14 @@ impl SyncError {
 /// Runs `pipeline` once.
 pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResult, SyncError> {
     let name = pipeline.name().to_owned();
-    let started_at = Utc::now();
+    let began = Utc::now();
     let db = Db::open(&pipeline.file.load.database)
         .await
         .map_err(|source| SyncError::Db {
             pipeline: name.clone(),
             source,
         })?;
-    let result = plan_and_load(pipeline, options, &db, started_at).await;
+    let result = plan_and_load(pipeline, options, &db).await;
     tracing::info!(target: crate::PROGRESS, "");
     match &result {
         Ok(RunResult {
@@ -183,7 +183,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResult,
             let district = pipeline.file.pipeline.district_id.as_deref();
             let start = RunStart {
                 pipeline: &name,
-                started_at,
+                started_at: began,
                 scheduled_for: options.scheduled_for,
                 requested_by: options.requested_by.as_deref(),
             };
@@ -216,7 +216,6 @@ async fn plan_and_load(
     pipeline: &Pipeline,
     options: &RunOptions,
     db: &Db,
-    started_at: DateTime<Utc>,
 ) -> Result<RunResult, SyncError> {
     let name = pipeline.name().to_owned();
     let store_error = |source| SyncError::Store {
@@ -272,6 +271,9 @@ async fn plan_and_load(
             (pulled, store, state.map_err(store_error)?)
         }
     };
+    // A run is recorded as started once it holds its district, not while it waits for the lock:
+    // the runs of a district never overlap in its history.
+    let started_at = Utc::now();
     let (snapshot, source) = pulled_roster;
     tracing::info!(target: crate::PROGRESS, "planning");
     let plan = crate::blocking(|| Plan::compute(&snapshot, &state));
