@@ -350,17 +350,12 @@ async fn open_db(pipeline: &Pipeline) -> anyhow::Result<Db> {
 
 /// The pipeline's district: the one it names, or the one its runs have loaded.
 async fn district_of(pipeline: &Pipeline, db: &Db) -> anyhow::Result<String> {
-    if let Some(district) = &pipeline.file.pipeline.district_id {
-        return Ok(district.clone());
-    }
-    runs::district_of_pipeline(db, pipeline.name())
-        .await?
-        .with_context(|| {
-            format!(
-                "pipeline {} names no district_id and has not run yet",
-                pipeline.name()
-            )
-        })
+    runs::district_of(db, pipeline).await?.with_context(|| {
+        format!(
+            "pipeline {} names no district_id and has not run yet",
+            pipeline.name()
+        )
+    })
 }
 
 fn write_report(report: &report::RunReport, dir: &Path) -> anyhow::Result<()> {

@@ -108,9 +108,7 @@ impl Db {
             .map_err(|source| DbError::Migrate { backend, source })?;
         Ok(Db { pool, backend })
     }
-}
 
-impl Db {
     /// The file of a SQLite database; none for PostgreSQL or an in-memory SQLite.
     pub fn sqlite_file(&self) -> Option<PathBuf> {
         sqlite_file(&self.pool.connect_options().database_url)

@@ -17,6 +17,8 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
+use rustc_hash::FxHashMap;
+
 use crate::model::{Decision, DecisionAction, Entity, Skipped, Snapshot};
 use crate::store::schema::{
     Columns, Kind, Lookups, MEMBERSHIPS, MembershipTable, Record, TableVisitor, Value, layout,
@@ -313,11 +315,11 @@ impl<'a> Plan<'a> {
     /// makes in each school (by Clever id; `None` for records of no school: terms, courses,
     /// district admins): what an admin reviews before approving a held run.
     pub fn changes_by_school(&self) -> BTreeMap<(Option<&'a str>, String), usize> {
-        let mut counts = BTreeMap::new();
-        let mut count = |school: Option<&'a str>, entity: Entity, action: &str| {
-            *counts
-                .entry((school, format!("{entity}.{action}")))
-                .or_default() += 1;
+        // Counted by parts, named once per kind: a held plan can make millions of changes.
+        let mut counts: FxHashMap<(Option<&'a str>, Entity, &'static str), usize> =
+            FxHashMap::default();
+        let mut count = |school: Option<&'a str>, entity: Entity, action: &'static str| {
+            *counts.entry((school, entity, action)).or_default() += 1;
         };
         for change in &self.records {
             let school = match change.action {
@@ -347,6 +349,9 @@ impl<'a> Plan<'a> {
             count(school, end.entity, "end");
         }
         counts
+            .into_iter()
+            .map(|((school, entity, action), n)| ((school, format!("{entity}.{action}")), n))
+            .collect()
     }
 
     /// Every change, in the run history's terms: what a report of this plan lists.
@@ -738,7 +743,6 @@ fn member_key(snapshot: &Snapshot, membership: Entity, index: u32) -> &str {
     record_key(snapshot, member_entity(membership), index)
 }
 
-/// The Clever id of the snapshot's record of `entity` at `index`.
 /// The Clever id of the school of the snapshot's record at `index`, if it has one.
 fn record_school(snapshot: &Snapshot, entity: Entity, index: u32) -> Option<&str> {
     let index = index as usize;
@@ -753,6 +757,7 @@ fn record_school(snapshot: &Snapshot, entity: Entity, index: u32) -> Option<&str
     }
 }
 
+/// The Clever id of the snapshot's record of `entity` at `index`.
 pub fn record_key(snapshot: &Snapshot, entity: Entity, index: u32) -> &str {
     let index = index as usize;
     match entity {

@@ -6,7 +6,9 @@
 //! moved, gets the very plan the admin reviewed (see [`crate::sync::approve`]).
 
 use chrono::{DateTime, Utc};
+use sqlx::AssertSqlSafe;
 
+use crate::config::Pipeline;
 use crate::db::{Db, timestamp};
 use crate::model::{Snapshot, packed};
 use crate::plan::Summary;
@@ -305,12 +307,14 @@ impl std::fmt::Display for RunSummary {
     }
 }
 
+/// The columns of a [`RunSummary`].
+const SUMMARY_COLUMNS: &str = "id, status, started_at, changes, quarantined, error, source_kind, event_cursor, source_note, requested_by, decided_by";
+
 /// The pipeline's most recent runs, newest first.
 pub async fn history(db: &Db, pipeline: &str, limit: i64) -> Result<Vec<RunSummary>, RunsError> {
-    sqlx::query_as(
-        "SELECT id, status, started_at, changes, quarantined, error, source_kind, event_cursor, source_note, requested_by, decided_by \
-         FROM sync_runs WHERE pipeline = $1 ORDER BY id DESC LIMIT $2",
-    )
+    sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {SUMMARY_COLUMNS} FROM sync_runs WHERE pipeline = $1 ORDER BY id DESC LIMIT $2"
+    )))
     .bind(pipeline)
     .bind(limit)
     .fetch_all(&db.pool)
@@ -318,13 +322,17 @@ pub async fn history(db: &Db, pipeline: &str, limit: i64) -> Result<Vec<RunSumma
     .map_err(sql("reading run history"))
 }
 
-/// The district the pipeline's latest run loaded, if it has run.
-pub async fn district_of_pipeline(db: &Db, pipeline: &str) -> Result<Option<String>, RunsError> {
+/// The pipeline's district: the one it names, or else the one its latest run loaded (none if it
+/// has not run).
+pub async fn district_of(db: &Db, pipeline: &Pipeline) -> Result<Option<String>, RunsError> {
+    if let Some(district) = &pipeline.file.pipeline.district_id {
+        return Ok(Some(district.clone()));
+    }
     sqlx::query_scalar(
         "SELECT d.clever_id FROM sync_runs r JOIN districts d ON d.id = r.district_id \
          WHERE r.pipeline = $1 ORDER BY r.id DESC LIMIT 1",
     )
-    .bind(pipeline)
+    .bind(pipeline.name())
     .fetch_optional(&db.pool)
     .await
     .map_err(sql("reading run history"))
@@ -387,10 +395,9 @@ impl std::fmt::Display for PipelineStatus {
 /// The pipeline's status.
 pub async fn status(db: &Db, pipeline: &str) -> Result<PipelineStatus, RunsError> {
     let last = history(db, pipeline, 1).await?.into_iter().next();
-    let held = sqlx::query_as(
-        "SELECT id, status, started_at, changes, quarantined, error, source_kind, event_cursor, source_note, requested_by, decided_by \
-         FROM sync_runs WHERE pipeline = $1 AND status = 'held' ORDER BY id",
-    )
+    let held = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {SUMMARY_COLUMNS} FROM sync_runs WHERE pipeline = $1 AND status = 'held' ORDER BY id"
+    )))
     .bind(pipeline)
     .fetch_all(&db.pool)
     .await

@@ -114,7 +114,8 @@ pub struct Service {
     /// The Freckle DB's URL, and the database itself.
     database: String,
     db: Db,
-    pipelines: RwLock<BTreeMap<String, Served>>,
+    /// The directory's good pipelines as last read, shared whole by each reader.
+    pipelines: RwLock<Arc<BTreeMap<String, Served>>>,
     problems: RwLock<BTreeMap<PathBuf, String>>,
     /// When each scheduled pipeline runs next.
     next_runs: RwLock<BTreeMap<String, DateTime<Utc>>>,
@@ -129,12 +130,12 @@ pub struct Service {
 }
 
 impl Service {
+    fn pipelines(&self) -> Arc<BTreeMap<String, Served>> {
+        self.pipelines.read().expect("pipelines lock").clone()
+    }
+
     fn pipeline(&self, name: &str) -> Option<Served> {
-        self.pipelines
-            .read()
-            .expect("pipelines lock")
-            .get(name)
-            .cloned()
+        self.pipelines().get(name).cloned()
     }
 
     async fn ping_database(&self) -> Result<(), sqlx::Error> {
@@ -170,7 +171,7 @@ impl Service {
                 tracing::info!(pipeline = %name, "pipeline removed: no longer scheduled");
             }
         }
-        *pipelines = scan.pipelines;
+        *pipelines = Arc::new(scan.pipelines);
         let mut problems = self.problems.write().expect("problems lock");
         for (path, problem) in &scan.problems {
             if problems.get(path) != Some(problem) {
@@ -239,7 +240,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     service.update(first);
     tracing::warn!(
         %address,
-        pipelines = service.pipelines.read().expect("pipelines lock").len(),
+        pipelines = service.pipelines().len(),
         worker = %service.options.worker,
         "serving"
     );
@@ -401,7 +402,7 @@ async fn schedule(service: Arc<Service>) {
                 }
             }
         }
-        let pipelines = service.pipelines.read().expect("pipelines lock").clone();
+        let pipelines = service.pipelines();
         // A pipeline whose schedule changed (or that is gone) starts over from now.
         next.retain(|name, (config, _)| {
             pipelines
@@ -409,7 +410,7 @@ async fn schedule(service: Arc<Service>) {
                 .and_then(|served| served.pipeline.file.schedule.as_ref())
                 == Some(config)
         });
-        for (name, served) in &pipelines {
+        for (name, served) in pipelines.iter() {
             let (Some(schedule), Some(config)) = (&served.schedule, &served.pipeline.file.schedule)
             else {
                 continue;
@@ -606,23 +607,20 @@ async fn deliver_emails(service: Arc<Service>) {
     let mut ticks = tokio::time::interval(service.options.email_every);
     loop {
         ticks.tick().await;
-        let pipelines = service.pipelines.read().expect("pipelines lock").clone();
-        for (name, served) in pipelines {
+        let pipelines = service.pipelines();
+        for (name, served) in pipelines.iter() {
             if service.stopping() {
                 return;
             }
             let Some(email) = &served.pipeline.file.email else {
                 continue;
             };
-            let district = match &served.pipeline.file.pipeline.district_id {
-                Some(district) => Some(district.clone()),
-                None => match runs::district_of_pipeline(&service.db, &name).await {
-                    Ok(district) => district,
-                    Err(error) => {
-                        tracing::error!(pipeline = %name, error = %crate::error_chain(&error), "cannot find the pipeline's district to deliver its emails");
-                        None
-                    }
-                },
+            let district = match runs::district_of(&service.db, &served.pipeline).await {
+                Ok(district) => district,
+                Err(error) => {
+                    tracing::error!(pipeline = %name, error = %crate::error_chain(&error), "cannot find the pipeline's district to deliver its emails");
+                    None
+                }
             };
             let Some(district) = district else {
                 continue; // not run yet: nothing queued

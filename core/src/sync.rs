@@ -39,6 +39,18 @@ pub struct RunOptions {
     pub requested_by: Option<String>,
 }
 
+impl RunOptions {
+    /// The record of a run of `pipeline` started at `started_at` with these options.
+    fn start<'r>(&'r self, pipeline: &'r str, started_at: DateTime<Utc>) -> RunStart<'r> {
+        RunStart {
+            pipeline,
+            started_at,
+            scheduled_for: self.scheduled_for,
+            requested_by: self.requested_by.as_deref(),
+        }
+    }
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunStatus {
@@ -181,12 +193,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResult,
         Err(error) if !options.dry_run && !error.is_busy() => {
             let message = crate::error_chain(error);
             let district = pipeline.file.pipeline.district_id.as_deref();
-            let start = RunStart {
-                pipeline: &name,
-                started_at: began,
-                scheduled_for: options.scheduled_for,
-                requested_by: options.requested_by.as_deref(),
-            };
+            let start = options.start(&name, began);
             if let Err(record) = runs::record_failure(&db, start, district, &message).await {
                 tracing::error!(pipeline = %name, error = %crate::error_chain(&record), "could not record the failed run");
             }
@@ -285,12 +292,7 @@ async fn plan_and_load(
             plan: summary,
         });
     }
-    let start = RunStart {
-        pipeline: &name,
-        started_at,
-        scheduled_for: options.scheduled_for,
-        requested_by: options.requested_by.as_deref(),
-    };
+    let start = options.start(&name, started_at);
     let reasons = safety::check(&plan, &pipeline.file.safety);
     if !reasons.is_empty() {
         let run_id = runs::hold(db, start, &snapshot, &summary, state.last_run, &reasons)

@@ -244,32 +244,31 @@ impl Client {
     ) -> Result<(Vec<u8>, T), ExtractError> {
         let mut last = String::new();
         for attempt in 1..=self.max_attempts {
-            let wait = match self.get(url).await {
+            // How long to wait before the next try, and the counter the wait adds to.
+            let (wait, counter) = match self.get(url).await {
                 Ok(Response::Body(body)) => match accept(&body) {
                     Ok(value) => return Ok((body, value)),
                     Err(error) => {
                         last = error.to_string();
-                        self.backoff(attempt)
+                        (self.backoff(attempt), crate::telemetry::HTTP_RETRIES)
                     }
                 },
                 Ok(Response::RateLimited { reset_in }) => {
                     last = "rate limited (429)".to_owned();
-                    reset_in
-                        .unwrap_or_else(|| self.backoff(attempt))
-                        .min(self.backoff_max)
+                    let wait = reset_in.unwrap_or_else(|| self.backoff(attempt));
+                    (
+                        wait.min(self.backoff_max),
+                        crate::telemetry::RATE_LIMIT_WAITS,
+                    )
                 }
                 Err(error) if error.is_retryable() => {
                     last = error.to_string();
-                    self.backoff(attempt)
+                    (self.backoff(attempt), crate::telemetry::HTTP_RETRIES)
                 }
                 Err(error) => return Err(error),
             };
             if attempt < self.max_attempts {
-                if last.starts_with("rate limited") {
-                    metrics::counter!(crate::telemetry::RATE_LIMIT_WAITS).increment(1);
-                } else {
-                    metrics::counter!(crate::telemetry::HTTP_RETRIES).increment(1);
-                }
+                metrics::counter!(counter).increment(1);
                 tracing::warn!(url, attempt, wait_ms = wait.as_millis() as u64, error = %last, "retrying");
                 tokio::time::sleep(wait).await;
             }

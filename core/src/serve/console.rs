@@ -222,7 +222,7 @@ async fn dashboard(
     admin: Admin,
     Query(notice): Query<Notice>,
 ) -> Response {
-    let pipelines = service.pipelines.read().expect("pipelines lock").clone();
+    let pipelines = service.pipelines();
     let next = service.next_runs.read().expect("next runs lock").clone();
     let problems = service.problems.read().expect("problems lock").clone();
     let mut statuses = BTreeMap::new();
@@ -240,7 +240,7 @@ async fn dashboard(
                 th { "Changes" } th { "Quarantined" } th { "Held" } th {}
             } }
             tbody {
-                @for (name, served) in &pipelines {
+                @for (name, served) in pipelines.iter() {
                     @let status = &statuses[name];
                     tr {
                         td { a href={ "/pipelines/" (name) } { (name) } }
@@ -556,12 +556,9 @@ async fn explain_page(
         );
     };
     let district = match service.pipeline(&query.pipeline) {
-        Some(served) => match &served.pipeline.file.pipeline.district_id {
-            Some(district) => Some(district.clone()),
-            None => match runs::district_of_pipeline(&service.db, &query.pipeline).await {
-                Ok(district) => district,
-                Err(error) => return server_error(&admin, &error),
-            },
+        Some(served) => match runs::district_of(&service.db, &served.pipeline).await {
+            Ok(district) => district,
+            Err(error) => return server_error(&admin, &error),
         },
         None => None,
     };

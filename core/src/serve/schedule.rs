@@ -10,6 +10,7 @@ use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 /// A pipeline's `[schedule]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -115,30 +116,16 @@ impl Schedule {
     }
 
     /// When the run for `time` starts: `time` plus a delay below `jitter`, the same for the
-    /// same pipeline and time in every process.
+    /// same pipeline and time in every process (and every version).
     pub fn start_of(&self, pipeline: &str, time: DateTime<Utc>) -> DateTime<Utc> {
         let jitter_ms = self.jitter.as_millis() as u64;
         if jitter_ms == 0 {
             return time;
         }
-        let seed = fxhash(pipeline.as_bytes()) ^ time.timestamp_millis() as u64;
-        time + chrono::Duration::milliseconds((splitmix(seed) % jitter_ms) as i64)
+        let digest = Sha256::digest(format!("{pipeline}\n{}", time.timestamp_millis()));
+        let (spread, _) = digest.split_first_chunk::<8>().expect("8 of 32 bytes");
+        time + chrono::Duration::milliseconds((u64::from_le_bytes(*spread) % jitter_ms) as i64)
     }
-}
-
-fn fxhash(bytes: &[u8]) -> u64 {
-    use std::hash::Hasher;
-    let mut hasher = rustc_hash::FxHasher::default();
-    hasher.write(bytes);
-    hasher.finish()
-}
-
-/// One round of SplitMix64: spreads nearby seeds over the whole range.
-fn splitmix(seed: u64) -> u64 {
-    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

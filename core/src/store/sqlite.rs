@@ -7,7 +7,6 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
-
 use std::time::{Duration, Instant};
 
 use chrono::Utc;

@@ -87,12 +87,7 @@ impl Keys {
 
     /// The CSRF token of `session`'s forms.
     pub fn csrf(&self, session: &Session) -> String {
-        hex::encode(
-            self.mac(b"csrf\n")
-                .chain_update(session.cookie.as_bytes())
-                .finalize()
-                .into_bytes(),
-        )
+        hex::encode(self.csrf_mac(session).finalize().into_bytes())
     }
 
     /// Whether `token` is `session`'s CSRF token (compared in constant time).
@@ -100,10 +95,11 @@ impl Keys {
         let Ok(token) = hex::decode(token) else {
             return false;
         };
-        self.mac(b"csrf\n")
-            .chain_update(session.cookie.as_bytes())
-            .verify_slice(&token)
-            .is_ok()
+        self.csrf_mac(session).verify_slice(&token).is_ok()
+    }
+
+    fn csrf_mac(&self, session: &Session) -> HmacSha256 {
+        self.mac(b"csrf\n").chain_update(session.cookie.as_bytes())
     }
 
     fn mac(&self, data: &[u8]) -> HmacSha256 {
