@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use rosterflow::store::{LockOptions, Store};
-use rosterflow::sync::{self, RunOptions, RunStatus};
+use rosterflow_pipeline::sync::{self, RunOptions, RunStatus};
+use rosterflow_store::{LockOptions, Store};
 use rosterflow_tests::district::Role;
 
 use crate::on_both_backends;
@@ -260,8 +260,8 @@ fn logs_are_json_on_request_and_never_coloured_off_a_terminal() {
 /// The store applies a plan only to the state it was computed from: a run committed since, or
 /// a row another writer changed behind the lock's back, stops it with nothing applied.
 async fn a_plan_is_applied_only_to_the_state_it_was_computed_from(backend: Backend) {
-    use rosterflow::plan::Plan;
-    use rosterflow::store::{RunRecord, RunStart, SourceRun, StoreError};
+    use rosterflow_plan::Plan;
+    use rosterflow_store::{RunRecord, RunStart, SourceRun, StoreError};
 
     let db = TestDb::new(backend).await;
     sync::run(&db.demo_pipeline(), &RunOptions::default())
@@ -269,7 +269,7 @@ async fn a_plan_is_applied_only_to_the_state_it_was_computed_from(backend: Backe
         .expect("load the demo");
     let handle = db.open().await;
     let mut snapshot =
-        rosterflow::extract::replay::read_snapshot(&crate::util::repo().join("pipelines/demo"))
+        rosterflow_extract::replay::read_snapshot(&crate::util::repo().join("pipelines/demo"))
             .expect("the demo recording");
     let gone = snapshot.students.remove(0).id.to_string();
     let mut store = Store::lock(&handle, DISTRICT, LockOptions::default())

@@ -11,9 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use rand::Rng;
-use rosterflow::account::{self, AccountError, TeacherId};
-use rosterflow::db::{self, Db};
-use rosterflow::email::{self, EmailConfig, TlsMode};
+use rosterflow_accounts::account::{self, AccountError, TeacherId};
+use rosterflow_accounts::email::{self, EmailConfig, TlsMode};
+use rosterflow_store::db::{self, Db};
 use tempfile::TempDir;
 
 /// A loopback SMTP server (tests/integration/smtp_sink.py) that keeps every message it accepts.

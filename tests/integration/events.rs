@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use rosterflow::sync::{self, RunOptions, RunStatus};
+use rosterflow_pipeline::sync::{self, RunOptions, RunStatus};
 use rosterflow_tests::clever_sim::{CleverSim, Fault, SimOptions, UnknownCursor};
 use rosterflow_tests::district::{Collection, GenSpec, generate};
 
@@ -39,7 +39,12 @@ impl World {
     }
 
     /// A pipeline into `db`: `sync` is `events` or `full`.
-    fn pipeline(&self, db: &TestDb, sync: &str, extra: &str) -> rosterflow::config::Pipeline {
+    fn pipeline(
+        &self,
+        db: &TestDb,
+        sync: &str,
+        extra: &str,
+    ) -> rosterflow_pipeline::config::Pipeline {
         let source = format!(
             "{}\nsync = \"{sync}\"",
             sim_source(&self.sim.base_url(), &self.sim.token(), 400)
@@ -52,11 +57,11 @@ impl World {
         );
         let path = db.dir.path().join(format!("{sync}.toml"));
         std::fs::write(&path, text).expect("write the pipeline");
-        rosterflow::config::load(&path, &Default::default()).expect("a valid pipeline")
+        rosterflow_pipeline::config::load(&path, &Default::default()).expect("a valid pipeline")
     }
 }
 
-async fn committed(pipeline: &rosterflow::config::Pipeline) -> i64 {
+async fn committed(pipeline: &rosterflow_pipeline::config::Pipeline) -> i64 {
     let report = sync::run(pipeline, &RunOptions::default())
         .await
         .expect("sync");
@@ -324,7 +329,8 @@ async fn a_held_events_run_is_approved_then_caught_up(backend: Backend) {
     );
     let path = db.dir.path().join("held.toml");
     std::fs::write(&path, text).expect("write the pipeline");
-    let events = rosterflow::config::load(&path, &Default::default()).expect("a valid pipeline");
+    let events =
+        rosterflow_pipeline::config::load(&path, &Default::default()).expect("a valid pipeline");
     committed(&events).await;
     let checkpoint = db
         .rows("SELECT event_cursor, run_id FROM source_checkpoints")

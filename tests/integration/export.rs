@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use rosterflow::db::{Db, parse_timestamp};
-use rosterflow::export::{self, Dataset, ExportConfig, ExportError};
-use rosterflow::growth::{SeedOptions, seed_demo_practice};
+use rosterflow_demo::{SeedOptions, seed_demo_practice};
+use rosterflow_export::{self as export, Dataset, ExportConfig, ExportError};
+use rosterflow_store::db::{Db, parse_timestamp};
 use serde_json::{Value, json};
 
 use crate::util::{Backend, TestDb, rosterflow};

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rosterflow::sync::{self, RunOptions, RunStatus};
+use rosterflow_pipeline::sync::{self, RunOptions, RunStatus};
 use rosterflow_tests::clever_sim::{CleverSim, SimOptions};
 use rosterflow_tests::district::{Collection, Dataset, GenSpec, Role, generate};
 use serde_json::Value;

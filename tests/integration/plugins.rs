@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use rosterflow::model::{
+use rosterflow_model::{
     DecisionAction, District, Entity, Id, School, Section, Snapshot, Source, Student, Teacher,
 };
-use rosterflow::transform::plugin::{
+use rosterflow_transform::plugin::{
     Attribute, Edit, Plugin, PluginError, PluginErrorKind, PluginHost, PluginLimits, check,
 };
 

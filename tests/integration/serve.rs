@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use rosterflow_tests::clever_sim::{CleverSim, Fault, SimOptions};
 use rosterflow_tests::district::{Collection, GenSpec, Role, generate};
 
-use rosterflow::sync::RunStatus;
+use rosterflow_pipeline::sync::RunStatus;
 
 use crate::email::SmtpSink;
 use crate::util::{Backend, TestDb, pipeline_text, rosterflow, rosterflow_bin};
@@ -769,11 +769,13 @@ async fn the_console_approves_a_held_run_in_a_browser() {
     let district = District::start(9, "token-console").await;
     let pipelines = work.join("pipelines");
     district.pipeline(&pipelines, "console-demo", &db.url, "0 3 1 1 *");
-    let pipeline =
-        rosterflow::config::load(&pipelines.join("console-demo.toml"), &Default::default())
-            .expect("the pipeline");
+    let pipeline = rosterflow_pipeline::config::load(
+        &pipelines.join("console-demo.toml"),
+        &Default::default(),
+    )
+    .expect("the pipeline");
     let run = |pipeline| async move {
-        rosterflow::sync::run(pipeline, &rosterflow::sync::RunOptions::default())
+        rosterflow_pipeline::sync::run(pipeline, &rosterflow_pipeline::sync::RunOptions::default())
             .await
             .expect("a run")
             .status

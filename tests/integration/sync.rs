@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use rosterflow::sync::{self, RunOptions, RunStatus};
+use rosterflow_pipeline::sync::{self, RunOptions, RunStatus};
 use rosterflow_tests::clever_sim::{CleverSim, Fault, SimOptions};
 use rosterflow_tests::district::{Collection, Dataset, GenSpec, Role, generate};
 use serde_json::Value;

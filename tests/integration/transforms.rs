@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use regex::Regex;
-use rosterflow::config;
-use rosterflow::sync::{self, RunOptions};
+use rosterflow_pipeline::config;
+use rosterflow_pipeline::sync::{self, RunOptions};
 use serde_json::Value;
 
 use crate::on_both_backends;
@@ -220,10 +220,10 @@ async fn plugin_groups_load_and_explain_names_their_author(backend: Backend) {
     assert!(!member.is_empty() && member.len() <= 12);
     let handle = db.open().await;
     let district = "5a0c91b95c7cc000010d417c";
-    let student = rosterflow::explain::explain(
+    let student = rosterflow_store::explain::explain(
         &handle,
         district,
-        rosterflow::explain::Subject::Student,
+        rosterflow_store::explain::Subject::Student,
         &member[0],
     )
     .await
@@ -235,10 +235,10 @@ async fn plugin_groups_load_and_explain_names_their_author(backend: Backend) {
             .any(|m| m.other.starts_with(&groups[0]) && m.source == "plugin:flex-groups"),
         "{student}"
     );
-    let group = rosterflow::explain::explain(
+    let group = rosterflow_store::explain::explain(
         &handle,
         district,
-        rosterflow::explain::Subject::Class,
+        rosterflow_store::explain::Subject::Class,
         &groups[0],
     )
     .await
@@ -269,7 +269,7 @@ async fn a_hostile_plugin_fails_the_run_and_loads_nothing(backend: Backend) {
         let error = sync::run(&pipeline, &RunOptions::default())
             .await
             .expect_err("the plugin fails the run");
-        let message = rosterflow::error_chain(&error);
+        let message = rosterflow_model::error_chain(&error);
         assert!(
             message.contains("hostile-evil") && message.contains(limit),
             "{mode}: {message}"

@@ -1,11 +1,11 @@
 //! Trustworthy syncs: safety holds, locked rosters with shares that survive, and `explain`.
 
-use rosterflow::explain::{Subject, explain};
+use rosterflow_store::explain::{Subject, explain};
 use std::time::Duration;
 
-use rosterflow::roster::{self, RosterError};
-use rosterflow::runs::{self, RunsError};
-use rosterflow::sync::{self, RunOptions, RunStatus, SyncError, exit};
+use rosterflow_pipeline::sync::{self, RunOptions, RunStatus, SyncError, exit};
+use rosterflow_store::roster::{self, RosterError};
+use rosterflow_store::runs::{self, RunsError};
 use rosterflow_tests::clever_sim::{CleverSim, SimOptions};
 use rosterflow_tests::district::{Collection, Dataset, Role};
 
@@ -17,7 +17,7 @@ const DISTRICT: &str = "5a0c91b95c7cc000010d417c";
 /// The demo district served by the simulator and loaded once.
 pub(crate) async fn demo_through_the_api(
     backend: Backend,
-) -> (TestDb, CleverSim, rosterflow::config::Pipeline) {
+) -> (TestDb, CleverSim, rosterflow_pipeline::config::Pipeline) {
     let db = TestDb::new(backend).await;
     let sim = CleverSim::start(Dataset::demo(), SimOptions::default()).await;
     let demo = pipeline(
@@ -125,7 +125,7 @@ async fn a_stale_hold_cannot_be_approved(backend: Backend) {
     let error = sync::approve(&demo, &db_handle, run_id, Duration::ZERO, None)
         .await
         .expect_err("stale");
-    let message = rosterflow::error_chain(&error);
+    let message = rosterflow_model::error_chain(&error);
     assert!(message.contains("moved since"), "{message}");
 }
 

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use rosterflow::config::{self, Pipeline};
-use rosterflow::db::Db;
+use rosterflow_pipeline::config::{self, Pipeline};
+use rosterflow_store::db::Db;
 use sqlx::{AssertSqlSafe, Connection};
 
 /// Which database a test runs on.

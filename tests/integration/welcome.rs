@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rosterflow::db;
+use rosterflow_store::db;
 use rosterflow_tests::district::{Collection, Dataset, Role};
 use serde_json::Value;
 

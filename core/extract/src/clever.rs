@@ -1,0 +1,403 @@
+//! The Clever Data API v3.0 client: every page of every collection, with the district's bearer
+//! token, following `next` links.
+//!
+//! Clever allows 1200 requests a minute per token; a 429 is answered by sleeping until
+//! `X-RateLimit-Reset`. 5xx answers, timeouts, dropped connections and garbled pages are retried
+//! with capped exponential backoff and jitter. 401 and 403 stop the pull at once. Each page is
+//! parsed as it arrives and then dropped, so memory follows the snapshot, not the JSON.
+
+use std::time::Duration;
+
+use rand::Rng;
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+
+use super::wire::{self, Part, SnapshotBuilder};
+use super::{Collection, ExtractError, Recorder};
+use crate::config::CleverSourceConfig;
+use rosterflow_model::Snapshot;
+
+const API_VERSION: &str = "/v3.0";
+
+/// Pulls every collection of the district the token belongs to: districts first (they say
+/// which district the other records must belong to), then the other collections side by side.
+pub async fn pull(
+    config: &CleverSourceConfig,
+    district: Option<&str>,
+    recorder: Option<&Recorder>,
+) -> Result<Snapshot, ExtractError> {
+    let builder = pull_roster(config, district, recorder).await?;
+    rosterflow_model::blocking(|| builder.finish(false))
+}
+
+/// Pulls every collection into a builder, not yet finished into a snapshot.
+pub async fn pull_roster(
+    config: &CleverSourceConfig,
+    district: Option<&str>,
+    recorder: Option<&Recorder>,
+) -> Result<SnapshotBuilder, ExtractError> {
+    let client = Client::new(config)?;
+    let mut builder = pull_collection(
+        &client,
+        config,
+        Collection::Districts,
+        SnapshotBuilder::new(district),
+        recorder,
+    )
+    .await?;
+    let filter = builder.district();
+    let others = Collection::ALL[1..].iter().map(|&collection| {
+        let builder = SnapshotBuilder::new(filter.as_deref());
+        pull_collection(&client, config, collection, builder, recorder)
+    });
+    for pulled in futures_util::future::try_join_all(others).await? {
+        builder.absorb(pulled);
+    }
+    Ok(builder)
+}
+
+/// One event of Clever's Events API, as it came: `{"id", "type", "data": {"object": ...}}`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Event {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub data: EventData,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct EventData {
+    /// The record as it is after the event (for a deletion, as it was).
+    pub object: Box<serde_json::value::RawValue>,
+}
+
+/// The newest event's id: where the events of changes after now will start. `None` when the
+/// feed is empty.
+pub async fn newest_event(config: &CleverSourceConfig) -> Result<Option<String>, ExtractError> {
+    let client = Client::new(config)?;
+    let url = format!(
+        "{}{API_VERSION}/events?ending_before=last&limit=1",
+        config.base_url.trim_end_matches('/')
+    );
+    let (_, page) = client.fetch(&url, |body| events_page(body, &url)).await?;
+    Ok(page.events.last().map(|event| event.id.clone()))
+}
+
+/// Every event after `cursor` (the whole feed without one), oldest first.
+pub async fn events_since(
+    config: &CleverSourceConfig,
+    cursor: Option<&str>,
+) -> Result<Vec<Event>, ExtractError> {
+    let client = Client::new(config)?;
+    let mut path = match cursor {
+        Some(cursor) => format!(
+            "{API_VERSION}/events?starting_after={cursor}&limit={}",
+            config.limit
+        ),
+        None => format!("{API_VERSION}/events?limit={}", config.limit),
+    };
+    let mut events = Vec::new();
+    loop {
+        let url = format!("{}{path}", config.base_url.trim_end_matches('/'));
+        let (_, page) = client.fetch(&url, |body| events_page(body, &url)).await?;
+        let done = page.events.is_empty();
+        events.extend(page.events);
+        tracing::info!(target: rosterflow_model::PROGRESS, "pulling events: {}", events.len());
+        match page.next {
+            Some(next) if !done => path = relative(&next),
+            _ => break,
+        }
+    }
+    Ok(events)
+}
+
+/// A page of events.
+struct EventsPage {
+    events: Vec<Event>,
+    next: Option<String>,
+}
+
+fn events_page(body: &[u8], origin: &str) -> Result<EventsPage, ExtractError> {
+    #[derive(serde::Deserialize)]
+    struct Item {
+        data: Event,
+    }
+    #[derive(serde::Deserialize)]
+    struct Page {
+        #[serde(default)]
+        data: Vec<Item>,
+    }
+    let info = wire::outline(body, origin)?;
+    let page: Page = serde_json::from_slice(body).map_err(|error| ExtractError::Page {
+        origin: origin.to_owned(),
+        reason: format!("not a Clever events page: {error}"),
+        snippet: wire::snippet(body),
+    })?;
+    Ok(EventsPage {
+        events: page.data.into_iter().map(|item| item.data).collect(),
+        next: info.next,
+    })
+}
+
+/// Pulls every page of one collection into `builder`. Each page is parsed on a blocking thread
+/// while the next one downloads; pages are added in order.
+async fn pull_collection(
+    client: &Client,
+    config: &CleverSourceConfig,
+    collection: Collection,
+    mut builder: SnapshotBuilder,
+    recorder: Option<&Recorder>,
+) -> Result<SnapshotBuilder, ExtractError> {
+    let district = builder.district();
+    let mut path = format!("{API_VERSION}/{}?limit={}", collection.name(), config.limit);
+    let mut parsing: Option<tokio::task::JoinHandle<Result<Part, ExtractError>>> = None;
+    let mut pages = 0;
+    let mut records = 0;
+    loop {
+        pages += 1;
+        let url = format!("{}{path}", config.base_url.trim_end_matches('/'));
+        let (body, info) = client.fetch(&url, |body| wire::outline(body, &url)).await?;
+        if let Some(recorder) = recorder {
+            recorder.save(collection, pages, &body)?;
+        }
+        tracing::debug!(
+            collection = collection.name(),
+            page = pages,
+            records = info.records,
+            "page received"
+        );
+        records += info.records;
+        tracing::info!(target: rosterflow_model::PROGRESS, "pulling {}: {records} records", collection.name());
+        if let Some(previous) = parsing.take() {
+            builder.merge(collection, previous.await??);
+        }
+        let district = district.clone();
+        parsing = Some(tokio::task::spawn_blocking(move || {
+            wire::parse_page(collection, &body, &url, district.as_deref())
+        }));
+        match info.next {
+            Some(next) => path = relative(&next),
+            None => break,
+        }
+    }
+    if let Some(last) = parsing {
+        builder.merge(collection, last.await??);
+    }
+    tracing::info!(collection = collection.name(), pages, "collection pulled");
+    Ok(builder)
+}
+
+/// The path and query of a `next` link, which Clever gives relative to the host.
+fn relative(link: &str) -> String {
+    match link.find("://") {
+        Some(scheme_end) => {
+            let rest = &link[scheme_end + 3..];
+            rest.find('/')
+                .map_or_else(|| "/".to_owned(), |i| rest[i..].to_owned())
+        }
+        None => link.to_owned(),
+    }
+}
+
+struct Client {
+    http: reqwest::Client,
+    authorization: HeaderValue,
+    max_attempts: u32,
+    backoff_base: Duration,
+    backoff_max: Duration,
+}
+
+impl Client {
+    fn new(config: &CleverSourceConfig) -> Result<Client, ExtractError> {
+        // The ring provider serves rustls; installing it twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(config.timeout_secs))
+            .connect_timeout(Duration::from_secs(config.timeout_secs.min(10)))
+            .user_agent(concat!("rosterflow/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|source| ExtractError::Http {
+                url: config.base_url.clone(),
+                source,
+            })?;
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", config.token.expose()))
+            .map_err(|_| ExtractError::Status {
+                status: 0,
+                url: config.base_url.clone(),
+                message: "the token holds characters an HTTP header cannot carry".into(),
+            })?;
+        authorization.set_sensitive(true);
+        Ok(Client {
+            http,
+            authorization,
+            max_attempts: config.max_attempts,
+            backoff_base: Duration::from_millis(config.backoff_base_ms),
+            backoff_max: Duration::from_secs(config.backoff_max_secs),
+        })
+    }
+
+    /// GETs `url` until `accept` takes the body, retrying what may succeed on another try.
+    async fn fetch<T>(
+        &self,
+        url: &str,
+        mut accept: impl FnMut(&[u8]) -> Result<T, ExtractError>,
+    ) -> Result<(Vec<u8>, T), ExtractError> {
+        let mut last = String::new();
+        for attempt in 1..=self.max_attempts {
+            // How long to wait before the next try, and the counter the wait adds to.
+            let (wait, counter) = match self.get(url).await {
+                Ok(Response::Body(body)) => match accept(&body) {
+                    Ok(value) => return Ok((body, value)),
+                    Err(error) => {
+                        last = error.to_string();
+                        (
+                            self.backoff(attempt),
+                            rosterflow_model::metrics::HTTP_RETRIES,
+                        )
+                    }
+                },
+                Ok(Response::RateLimited { reset_in }) => {
+                    last = "rate limited (429)".to_owned();
+                    let wait = reset_in.unwrap_or_else(|| self.backoff(attempt));
+                    (
+                        wait.min(self.backoff_max),
+                        rosterflow_model::metrics::RATE_LIMIT_WAITS,
+                    )
+                }
+                Err(error) if error.is_retryable() => {
+                    last = error.to_string();
+                    (
+                        self.backoff(attempt),
+                        rosterflow_model::metrics::HTTP_RETRIES,
+                    )
+                }
+                Err(error) => return Err(error),
+            };
+            if attempt < self.max_attempts {
+                metrics::counter!(counter).increment(1);
+                tracing::warn!(url, attempt, wait_ms = wait.as_millis() as u64, error = %last, "retrying");
+                tokio::time::sleep(wait).await;
+            }
+        }
+        Err(ExtractError::Exhausted {
+            url: url.to_owned(),
+            attempts: self.max_attempts,
+            last,
+        })
+    }
+
+    async fn get(&self, url: &str) -> Result<Response, ExtractError> {
+        let http = |source| ExtractError::Http {
+            url: url.to_owned(),
+            source,
+        };
+        let response = self
+            .http
+            .get(url)
+            .header(AUTHORIZATION, self.authorization.clone())
+            .send()
+            .await
+            .map_err(http)?;
+        let status = response.status();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return Ok(Response::RateLimited {
+                reset_in: reset_in(response.headers()),
+            });
+        }
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(ExtractError::Unauthorized {
+                status: status.as_u16(),
+                url: url.to_owned(),
+            });
+        }
+        let is_json = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("json"));
+        let body = response.bytes().await.map_err(http)?;
+        if !status.is_success() {
+            return Err(ExtractError::Status {
+                status: status.as_u16(),
+                url: url.to_owned(),
+                message: clever_message(&body, status),
+            });
+        }
+        if !is_json {
+            // Clever answers HTML for an unknown endpoint or a token of the wrong kind.
+            return Err(ExtractError::Status {
+                status: status.as_u16(),
+                url: url.to_owned(),
+                message: format!(
+                    "expected JSON, got {:?}: is base_url the Clever API host?",
+                    wire::snippet(&body)
+                ),
+            });
+        }
+        Ok(Response::Body(body.to_vec()))
+    }
+
+    /// Exponential backoff with full jitter, capped.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exponential = self
+            .backoff_base
+            .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+            .min(self.backoff_max);
+        let jitter = rand::rng().random_range(0.5..=1.0);
+        exponential.mul_f64(jitter)
+    }
+}
+
+enum Response {
+    Body(Vec<u8>),
+    RateLimited { reset_in: Option<Duration> },
+}
+
+/// How long until `X-RateLimit-Reset` (a Unix time in seconds).
+fn reset_in(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let reset: u64 = headers
+        .get("x-ratelimit-reset")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    // The reset is whole seconds; wait into the new window rather than hit its edge.
+    Some(Duration::from_secs(reset).saturating_sub(now) + Duration::from_millis(100))
+}
+
+/// Clever's `{"message": ...}`, or the status text when the body has none.
+fn clever_message(body: &[u8], status: StatusCode) -> String {
+    #[derive(serde::Deserialize)]
+    struct Message {
+        message: String,
+    }
+    serde_json::from_slice::<Message>(body)
+        .map(|m| m.message)
+        .unwrap_or_else(|_| {
+            status
+                .canonical_reason()
+                .unwrap_or("unexpected status")
+                .to_owned()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_links_become_paths_on_the_configured_host() {
+        assert_eq!(
+            relative("/v3.0/users?starting_after=abc"),
+            "/v3.0/users?starting_after=abc"
+        );
+        assert_eq!(
+            relative("https://api.clever.com/v3.0/users?starting_after=abc"),
+            "/v3.0/users?starting_after=abc"
+        );
+    }
+}

@@ -1,0 +1,195 @@
+//! Sources: where a district's roster comes from. Each produces a [`Snapshot`] of one district.
+//!
+//! - [`config`]: the pipeline file's `[source]` table.
+//! - [`clever`]: the Clever Data API v3.0 over HTTPS (paging, rate limits, retries).
+//! - [`replay`]: a directory of raw pages recorded from Clever, replayed byte for byte.
+//! - [`wire`]: Clever's JSON, read tolerantly, turned into the model page by page.
+//! - [`events`]: incremental pulls through the Events API, from a checkpoint of the raw roster.
+//!
+//! Any pull can be recorded with a [`Recorder`]: the raw bytes of every page, in the layout
+//! [`replay`] reads (`DIR/<collection>/0001.json`, `0002.json`, ...).
+
+pub mod clever;
+pub mod config;
+pub mod events;
+pub mod replay;
+pub mod wire;
+
+use std::path::{Path, PathBuf};
+
+use rosterflow_model::{Snapshot, blocking};
+
+use crate::config::SourceConfig;
+
+/// The Clever collections a snapshot is built from, in the order they are pulled.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub enum Collection {
+    Districts,
+    Schools,
+    Terms,
+    Courses,
+    Sections,
+    Users,
+}
+
+impl Collection {
+    pub const ALL: [Collection; 6] = [
+        Collection::Districts,
+        Collection::Schools,
+        Collection::Terms,
+        Collection::Courses,
+        Collection::Sections,
+        Collection::Users,
+    ];
+
+    /// The path segment: `/v3.0/<name>`, and the recording's directory name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Collection::Districts => "districts",
+            Collection::Schools => "schools",
+            Collection::Terms => "terms",
+            Collection::Courses => "courses",
+            Collection::Sections => "sections",
+            Collection::Users => "users",
+        }
+    }
+
+    /// What one record of the collection is called in quarantine.
+    pub const fn record_kind(self) -> &'static str {
+        match self {
+            Collection::Districts => "district",
+            Collection::Schools => "school",
+            Collection::Terms => "term",
+            Collection::Courses => "course",
+            Collection::Sections => "section",
+            Collection::Users => "user",
+        }
+    }
+}
+
+/// Why a pull failed. Nothing is loaded from a failed pull.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error(
+        "clever refused the token ({status}) for {url}: check the pipeline's token (usually CLEVER_TOKEN) and that the district authorised the application"
+    )]
+    Unauthorized { status: u16, url: String },
+    #[error("clever answered {status} for {url}: {message}")]
+    Status {
+        status: u16,
+        url: String,
+        message: String,
+    },
+    #[error("request to {url} failed")]
+    Http {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("gave up on {url} after {attempts} attempts; last error: {last}")]
+    Exhausted {
+        url: String,
+        attempts: u32,
+        last: String,
+    },
+    #[error("{origin}: {reason} (body starts {snippet:?})")]
+    Page {
+        origin: String,
+        reason: String,
+        snippet: String,
+    },
+    #[error("the source holds district(s) {found:?}, not {expected}")]
+    WrongDistrict {
+        expected: String,
+        found: Vec<String>,
+    },
+    #[error(
+        "the token sees several districts ({found:?}): set pipeline.district_id to the one this pipeline syncs"
+    )]
+    SeveralDistricts { found: Vec<String> },
+    #[error("the source's district id {id:?} is not a Clever id (24 hex digits): refusing it")]
+    NotACleverId { id: String },
+    #[error("cannot store or read the district's raw roster")]
+    Roster {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("a page parser stopped")]
+    Worker(#[from] tokio::task::JoinError),
+    #[error("cannot read or write {}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the recording {} has no districts page: is it a recording?", dir.display())]
+    NotARecording { dir: PathBuf },
+}
+
+impl ExtractError {
+    /// Whether trying the same request again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ExtractError::Status { status, .. } => matches!(status, 429 | 500 | 502 | 503 | 504),
+            ExtractError::Http { .. } | ExtractError::Page { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// Writes every page of a pull to a directory, as [`replay`] reads them.
+pub struct Recorder {
+    dir: PathBuf,
+}
+
+impl Recorder {
+    /// Prepares `dir`, which must be empty or absent so that two pulls never mix.
+    pub fn create(dir: &Path) -> Result<Recorder, ExtractError> {
+        let io = |source| ExtractError::Io {
+            path: dir.to_owned(),
+            source,
+        };
+        if dir.exists() && dir.read_dir().map_err(io)?.next().is_some() {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "the recording directory is not empty",
+            )));
+        }
+        std::fs::create_dir_all(dir).map_err(io)?;
+        Ok(Recorder {
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// Saves page `number` (from 1) of `collection`, byte for byte.
+    pub fn save(
+        &self,
+        collection: Collection,
+        number: usize,
+        body: &[u8],
+    ) -> Result<(), ExtractError> {
+        let dir = self.dir.join(collection.name());
+        let path = dir.join(replay::page_file_name(number));
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&path, body))
+            .map_err(|source| ExtractError::Io { path, source })
+    }
+}
+
+/// Pulls `district` (or the one the source sees, when `None`) from `source`, recording the
+/// pages if asked.
+pub async fn pull(
+    source: &SourceConfig,
+    district: Option<&str>,
+    recorder: Option<&Recorder>,
+) -> Result<Snapshot, ExtractError> {
+    match source {
+        SourceConfig::Clever(config) => clever::pull(config, district, recorder).await,
+        // Reading files blocks; keep it off the reactor's other tasks.
+        SourceConfig::CleverReplay(config) => {
+            blocking(|| replay::read(&config.dir, district, recorder))
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! The roster as rosterflow understands it, whatever the source: one district's schools, terms,
+//! courses, sections (Freckle's classes) with their members, and the users who hold roles in it.
+//!
+//! Every record is keyed by its Clever `id`; `sis_id` and the other district identifiers ride
+//! along. Sources build a [`Snapshot`]; transforms edit it; the planner diffs it against the
+//! Freckle DB. Records a source could not use are kept in [`Snapshot::quarantine`] with a reason.
+
+pub mod metrics;
+pub mod packed;
+mod secret;
+pub mod tagged;
+
+pub use secret::Secret;
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+/// A Clever object id (24 hex digits, unique across districts and roles). Ids are kept inline
+/// (no heap allocation up to 24 bytes): a large district's sections list millions of them.
+pub type Id = compact_str::CompactString;
+
+/// One district's roster at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub district: District,
+    pub schools: Vec<School>,
+    pub terms: Vec<Term>,
+    pub courses: Vec<Course>,
+    pub sections: Vec<Section>,
+    pub students: Vec<Student>,
+    pub teachers: Vec<Teacher>,
+    pub admins: Vec<Admin>,
+    /// Users the roster does not load (contacts, staff), counted so none vanishes silently.
+    pub skipped: Skipped,
+    /// Records the source or a transform could not use, with the reason.
+    pub quarantine: Vec<Quarantined>,
+    /// Clever ids of records that arrived but could not be read: their Freckle rows and
+    /// memberships stay exactly as they are until a readable version arrives.
+    pub unreadable: Vec<Id>,
+    /// Who dropped or created what, for reports and `explain`.
+    pub decisions: Vec<Decision>,
+}
+
+/// Users rosterflow does not load, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Skipped {
+    /// Users who are only contacts (guardians).
+    pub contacts: usize,
+    /// Users who are only staff (principals, counselors...).
+    pub staff: usize,
+    /// Records of another district than the pipeline's, from a token that sees several.
+    pub other_district: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct District {
+    pub id: Id,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct School {
+    pub id: Id,
+    pub name: String,
+    pub sis_id: Option<String>,
+    pub school_number: Option<String>,
+    pub state_id: Option<String>,
+    pub low_grade: Option<String>,
+    pub high_grade: Option<String>,
+    /// Built from references because the source had no record of it (a replay without schools).
+    pub synthesized: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Term {
+    pub id: Id,
+    pub name: Option<String>,
+    pub start_date: Option<String>,
+    pub end_date: Option<String>,
+    pub synthesized: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Course {
+    pub id: Id,
+    pub name: Option<String>,
+    pub number: Option<String>,
+    pub synthesized: bool,
+}
+
+/// A section as Clever shares it; Freckle calls it a class.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Section {
+    pub id: Id,
+    pub school: Id,
+    pub name: String,
+    pub sis_id: Option<String>,
+    pub subject: Option<String>,
+    pub grade: Option<String>,
+    pub period: Option<String>,
+    pub section_number: Option<String>,
+    pub term: Option<Id>,
+    pub course: Option<Id>,
+    /// Teachers, the primary teacher first.
+    pub teachers: Vec<Id>,
+    pub students: Vec<Id>,
+    /// District-defined extension fields (`ext.*`), flattened to strings.
+    pub ext: BTreeMap<String, String>,
+    /// Who made this section: `sis` for the source, `plugin:<name>` for a plugin's group.
+    pub source: Source,
+    /// Members whose source differs from the section's: a plugin added them to an SIS section.
+    #[serde(default)]
+    pub member_sources: BTreeMap<Id, Source>,
+}
+
+impl Section {
+    /// Who made the membership of `member`: the plugin that added it, or the section's source.
+    pub fn source_of(&self, member: &str) -> &Source {
+        self.member_sources.get(member).unwrap_or(&self.source)
+    }
+}
+
+/// Who authored a class or a membership: the SIS (through the source) or a named plugin.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Source {
+    #[default]
+    Sis,
+    Plugin(String),
+}
+
+impl Source {
+    /// The form stored in the `source` columns: `sis` or `plugin:<name>`.
+    pub fn as_db(&self) -> Cow<'static, str> {
+        match self {
+            Source::Sis => Cow::Borrowed("sis"),
+            Source::Plugin(name) => Cow::Owned(format!("plugin:{name}")),
+        }
+    }
+
+    pub fn from_db(value: &str) -> Option<Source> {
+        match value {
+            "sis" => Some(Source::Sis),
+            other => other
+                .strip_prefix("plugin:")
+                .map(|name| Source::Plugin(name.to_owned())),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Name {
+    pub first: Option<String>,
+    pub middle: Option<String>,
+    pub last: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Student {
+    pub id: Id,
+    pub name: Name,
+    pub email: Option<String>,
+    pub sis_id: Option<String>,
+    pub state_id: Option<String>,
+    pub student_number: Option<String>,
+    pub grade: Option<String>,
+    /// The primary school.
+    pub school: Option<Id>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Teacher {
+    pub id: Id,
+    pub name: Name,
+    pub email: Option<String>,
+    pub sis_id: Option<String>,
+    pub state_id: Option<String>,
+    pub teacher_number: Option<String>,
+    pub title: Option<String>,
+    /// The primary school.
+    pub school: Option<Id>,
+}
+
+/// A district administrator: an admin account in Freckle, never a teacher or student.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Admin {
+    pub id: Id,
+    pub name: Name,
+    pub email: Option<String>,
+    pub title: Option<String>,
+}
+
+/// The kinds of record the sync owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Entity {
+    District,
+    School,
+    Term,
+    Course,
+    Teacher,
+    Student,
+    Admin,
+    Class,
+    ClassTeacher,
+    ClassStudent,
+}
+
+impl Entity {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Entity::District => "district",
+            Entity::School => "school",
+            Entity::Term => "term",
+            Entity::Course => "course",
+            Entity::Teacher => "teacher",
+            Entity::Student => "student",
+            Entity::Admin => "admin",
+            Entity::Class => "class",
+            Entity::ClassTeacher => "class_teacher",
+            Entity::ClassStudent => "class_student",
+        }
+    }
+}
+
+impl Entity {
+    /// Every entity, in declaration order.
+    pub const ALL: [Entity; 10] = [
+        Entity::District,
+        Entity::School,
+        Entity::Term,
+        Entity::Course,
+        Entity::Teacher,
+        Entity::Student,
+        Entity::Admin,
+        Entity::Class,
+        Entity::ClassTeacher,
+        Entity::ClassStudent,
+    ];
+
+    /// The entity named by [`Entity::as_str`].
+    pub fn parse(name: &str) -> Option<Entity> {
+        Entity::ALL.into_iter().find(|e| e.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for Entity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A record that could not be used, kept with the reason so that nothing vanishes silently.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quarantined {
+    /// What kind of record it was (`user`, `section`, `section.students`...).
+    pub kind: String,
+    /// Its Clever id, when it had one.
+    pub id: Option<Id>,
+    pub reason: String,
+    /// What an admin can do about it, where that is known.
+    pub suggested_fix: Option<String>,
+    /// The raw record or reference, as JSON.
+    pub record: String,
+}
+
+/// Why a transform kept, dropped or created a record, so that `explain` can say it later.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub entity: Entity,
+    pub id: Id,
+    pub action: DecisionAction,
+    /// The rule, filter or plugin that decided (`filter:specials`, `plugin:flex-groups`).
+    pub author: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionAction {
+    Dropped,
+    Created,
+    Edited,
+}
+
+impl DecisionAction {
+    pub fn parse(name: &str) -> Option<DecisionAction> {
+        [
+            DecisionAction::Dropped,
+            DecisionAction::Created,
+            DecisionAction::Edited,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == name)
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DecisionAction::Dropped => "dropped",
+            DecisionAction::Created => "created",
+            DecisionAction::Edited => "edited",
+        }
+    }
+}
+
+impl Snapshot {
+    /// Removes references to records that are not in the snapshot (a section naming a student the
+    /// source never sent) and quarantines them, and drops sections whose school is unknown.
+    pub fn quarantine_dangling_references(&mut self) {
+        let schools: HashSet<&str> = self.schools.iter().map(|s| s.id.as_str()).collect();
+        // Records that arrived unreadable (quarantined already) are not dangling references.
+        let unreadable: HashSet<Id> = self.unreadable.iter().cloned().collect();
+        let students: HashSet<&str> = self.students.iter().map(|s| s.id.as_str()).collect();
+        let teachers: HashSet<&str> = self.teachers.iter().map(|t| t.id.as_str()).collect();
+        let terms: HashSet<&str> = self.terms.iter().map(|t| t.id.as_str()).collect();
+        let courses: HashSet<&str> = self.courses.iter().map(|c| c.id.as_str()).collect();
+        let mut quarantine = Vec::new();
+        // A record that names an unreadable school cannot be judged either: it stays as it is.
+        let mut frozen = Vec::new();
+        self.sections.retain_mut(|section| {
+            if unreadable.contains(section.school.as_str()) {
+                frozen.push(section.id.clone());
+                return false;
+            }
+            if !schools.contains(section.school.as_str()) {
+                quarantine.push(Quarantined {
+                    kind: "section".into(),
+                    id: Some(section.id.clone()),
+                    reason: format!("section names school {} that is not shared", section.school),
+                    suggested_fix: Some("share the school in Clever, or drop the section".into()),
+                    record: serde_json::to_string(section).unwrap_or_default(),
+                });
+                return false;
+            }
+            let section_id = section.id.clone();
+            // A reference to an unreadable member stays: its membership is left as it is, and a
+            // teacher keeps their place (the first one is the primary).
+            let mut keep = |list: &mut Vec<Id>, known: &HashSet<&str>, role: &str| {
+                list.retain(|member| {
+                    let ok = known.contains(member.as_str()) || unreadable.contains(member.as_str());
+                    if !ok {
+                        quarantine.push(Quarantined {
+                            kind: format!("section.{role}s"),
+                            id: Some(section_id.clone()),
+                            reason: format!(
+                                "section {section_id} names {role} {member} who is not in the roster"
+                            ),
+                            suggested_fix: Some(format!(
+                                "check that the {role} is shared with the application in Clever"
+                            )),
+                            record: serde_json::json!({ "section": section_id, role: member })
+                                .to_string(),
+                        });
+                    }
+                    ok
+                });
+            };
+            keep(&mut section.students, &students, "student");
+            keep(&mut section.teachers, &teachers, "teacher");
+            if section.term.as_deref().is_some_and(|t| !terms.contains(t)) {
+                section.term = None;
+            }
+            if section.course.as_deref().is_some_and(|c| !courses.contains(c)) {
+                section.course = None;
+            }
+            true
+        });
+        self.quarantine.extend(quarantine);
+        let unreadable_school =
+            |school: &Option<Id>| school.as_deref().is_some_and(|s| unreadable.contains(s));
+        self.students.retain(|s| {
+            let keep = !unreadable_school(&s.school);
+            if !keep {
+                frozen.push(s.id.clone());
+            }
+            keep
+        });
+        self.teachers.retain(|t| {
+            let keep = !unreadable_school(&t.school);
+            if !keep {
+                frozen.push(t.id.clone());
+            }
+            keep
+        });
+        self.unreadable.extend(frozen);
+        // A primary school that is not shared is not a school Freckle knows: the user stays,
+        // without it (Clever shares users whose primary school is elsewhere).
+        for school in self
+            .students
+            .iter_mut()
+            .map(|s| &mut s.school)
+            .chain(self.teachers.iter_mut().map(|t| &mut t.school))
+        {
+            if school.as_deref().is_some_and(|id| !schools.contains(id)) {
+                *school = None;
+            }
+        }
+    }
+}
+
+/// Whether `id` looks like a Clever object id.
+pub fn is_clever_id(id: &str) -> bool {
+    id.len() == 24 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The `tracing` target of progress reports: what a long step is doing now, for someone
+/// watching a terminal. The binary shows the latest on stderr (a terminal only) and keeps them
+/// out of the logs; an empty message ends the display.
+pub const PROGRESS: &str = "rosterflow::progress";
+
+/// Runs blocking or CPU-heavy work (a SQLite transaction, planning, plugins) on this thread,
+/// telling a multi-threaded runtime to move its other tasks elsewhere meanwhile; on a
+/// current-thread runtime it simply runs.
+pub fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|handle| handle.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
+/// An error and all its causes on one line (`outer: inner: root`), for logs and run history.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}

@@ -1,0 +1,197 @@
+//! Safety checks: a plan that would archive or rewrite too much of a district is held for an
+//! admin instead of applied. One bad SIS export must not archive half a district.
+//!
+//! Thresholds are per pipeline (`[safety]`), checked per record type district-wide and per
+//! school. A collection that comes back empty while the DB holds many of its records is a
+//! "successful failure" (HTTP 200, no data) and always holds the run.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::{Plan, RecordAction};
+use rosterflow_model::Entity;
+
+/// Thresholds beyond which a plan is held for an admin rather than applied.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SafetyConfig {
+    /// Hold the run if it would archive more than this percentage of any record type,
+    /// district-wide or in any one school.
+    #[serde(default = "default_archive_max_percent")]
+    pub archive_max_percent: f64,
+    /// Hold the run if it would update more than this percentage of any record type.
+    #[serde(default = "default_update_max_percent")]
+    pub update_max_percent: f64,
+    /// Thresholds apply only to record types (or schools) with at least this many records,
+    /// so that a school of three classes does not hold a run over one archive.
+    #[serde(default = "default_min_records")]
+    pub min_records: usize,
+}
+
+impl Default for SafetyConfig {
+    fn default() -> Self {
+        SafetyConfig {
+            archive_max_percent: default_archive_max_percent(),
+            update_max_percent: default_update_max_percent(),
+            min_records: default_min_records(),
+        }
+    }
+}
+
+fn default_archive_max_percent() -> f64 {
+    10.0
+}
+fn default_update_max_percent() -> f64 {
+    75.0
+}
+fn default_min_records() -> usize {
+    20
+}
+
+impl SafetyConfig {
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (name, value) in [
+            ("archive_max_percent", self.archive_max_percent),
+            ("update_max_percent", self.update_max_percent),
+        ] {
+            if !(0.0..=100.0).contains(&value) {
+                problems.push(format!(
+                    "safety.{name}: {value} is not a percentage (0 to 100)"
+                ));
+            }
+        }
+        problems
+    }
+}
+
+/// Every reason to hold `plan`; empty when it may be applied.
+pub fn check(plan: &Plan<'_>, config: &SafetyConfig) -> Vec<String> {
+    let mut reasons = Vec::new();
+    for (entity, before) in &plan.active_before {
+        let in_source = plan.in_source.get(entity).copied().unwrap_or_default();
+        if *before >= config.min_records && in_source == 0 && *entity != Entity::District {
+            reasons.push(format!(
+                "{entity}: the source returned none while the DB holds {before} active: a successful failure?"
+            ));
+        }
+    }
+    // Archives and ends per entity, district-wide (`None`) and per school row.
+    let mut archives: BTreeMap<(Entity, Option<i64>), usize> = BTreeMap::new();
+    let mut updates: BTreeMap<Entity, usize> = BTreeMap::new();
+    for change in &plan.records {
+        match change.action {
+            RecordAction::Archive => {
+                *archives.entry((change.entity, None)).or_default() += 1;
+                let (_, row) = plan.state.table(change.entity).at(change.index as usize);
+                if let Some(school) = row.school {
+                    *archives.entry((change.entity, Some(school))).or_default() += 1;
+                }
+            }
+            RecordAction::Update => *updates.entry(change.entity).or_default() += 1,
+            RecordAction::Create | RecordAction::Restore => {}
+        }
+    }
+    for end in &plan.ends {
+        *archives.entry((end.entity, None)).or_default() += 1;
+    }
+    for ((entity, school), count) in archives {
+        let before = match school {
+            None => plan.active_before.get(&entity).copied(),
+            Some(school) => plan.active_by_school.get(&(entity, school)).copied(),
+        }
+        .unwrap_or_default();
+        if let Some(percent) = over(
+            count,
+            before,
+            config.archive_max_percent,
+            config.min_records,
+        ) {
+            let place = match school {
+                None => "district-wide".to_owned(),
+                Some(row) => format!(
+                    "in school {}",
+                    plan.key_of_row(Entity::School, row).unwrap_or("?")
+                ),
+            };
+            reasons.push(format!(
+                "{entity}: would archive or end {count} of {before} ({percent:.1}%) {place}, above the {}% threshold",
+                config.archive_max_percent
+            ));
+        }
+    }
+    for (entity, count) in updates {
+        let before = plan.active_before.get(&entity).copied().unwrap_or_default();
+        if let Some(percent) = over(count, before, config.update_max_percent, config.min_records) {
+            reasons.push(format!(
+                "{entity}: would update {count} of {before} ({percent:.1}%), above the {}% threshold",
+                config.update_max_percent
+            ));
+        }
+    }
+    reasons
+}
+
+/// The percentage `count` is of `before`, when it exceeds `limit` on a large enough base.
+fn over(count: usize, before: usize, limit: f64, min_records: usize) -> Option<f64> {
+    if before < min_records.max(1) {
+        return None;
+    }
+    let percent = count as f64 * 100.0 / before as f64;
+    (percent > limit).then_some(percent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::loaded;
+    use rosterflow_model::{School, Snapshot, Student};
+
+    /// A DB of `before` students in one school, and a source that still has `kept` of them.
+    fn reasons(before: usize, kept: usize) -> Vec<String> {
+        let student = |i: usize| Student {
+            id: format!("s{i}").into(),
+            school: Some("north".into()),
+            ..Student::default()
+        };
+        let mut snapshot = Snapshot {
+            schools: vec![School {
+                id: "north".into(),
+                ..School::default()
+            }],
+            students: (0..before).map(student).collect(),
+            ..Snapshot::default()
+        };
+        let state = loaded(&snapshot);
+        snapshot.students.truncate(kept);
+        check(&Plan::compute(&snapshot, &state), &SafetyConfig::default())
+    }
+
+    #[test]
+    fn archiving_half_the_students_holds_the_run_district_wide_and_in_the_school() {
+        let reasons = reasons(100, 50);
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        assert!(
+            reasons[0].contains("50 of 100 (50.0%) district-wide"),
+            "{reasons:?}"
+        );
+        assert!(reasons[1].contains("in school north"), "{reasons:?}");
+    }
+
+    #[test]
+    fn a_few_archives_pass() {
+        assert!(reasons(100, 95).is_empty());
+    }
+
+    #[test]
+    fn an_empty_collection_is_a_successful_failure() {
+        let reasons = reasons(100, 0);
+        assert!(reasons[0].contains("successful failure"), "{reasons:?}");
+    }
+
+    #[test]
+    fn small_record_types_are_not_judged() {
+        assert!(reasons(10, 0).is_empty());
+    }
+}

@@ -1,0 +1,340 @@
+//! The Freckle DB as the sync reads and writes it: the synced tables (described in
+//! [`rosterflow_plan::schema`]), and one implementation per backend that reads a district's
+//! [`State`] and applies a plan in one transaction, set-based (prepared statements reused
+//! in one transaction on SQLite, `COPY` and array statements on PostgreSQL).
+//!
+//! A [`Store`] is one run's hold on one district: opening it takes the district's run lock, so
+//! at most one run (or approval) of a district writes at a time, across processes and machines
+//! (a `flock` beside the SQLite file, a session advisory lock on PostgreSQL; both die with their
+//! process). A plan is applied only if the district's last committed run is still the one its
+//! state was read at, and every archive and end re-checks that its row is still open.
+
+//!
+//! # Layout
+//!
+//! - [`db`]: opening and migrating the Freckle DB (SQLite or PostgreSQL), timestamps.
+//! - this module: a run's hold on a district ([`Store`]): its lock, its state, applying a plan;
+//!   one file per backend (`sqlite.rs`, `postgres.rs`).
+//! - [`runs`]: run history, held runs and their roster, events checkpoints.
+//! - [`report`]: each run's changes and quarantined records, as JSON or CSV.
+//! - [`explain`]: why a record is (not) in Freckle, from the decisions and history.
+//! - [`roster`]: manual roster edits and shares: Clever-managed rosters are locked, shares are not.
+
+pub mod db;
+pub mod explain;
+mod postgres;
+pub mod report;
+pub mod roster;
+pub mod runs;
+mod sqlite;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::db::{Backend, Db};
+use rosterflow_model::{Entity, Id};
+use rosterflow_plan::Plan;
+use rosterflow_plan::schema::{self, Record};
+use rosterflow_plan::state::{self, State};
+
+/// Why reading or writing the Freckle DB failed. Messages name the step, never the URL.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "another run of district {district} is in progress: waited {waited_secs} s for it to finish"
+    )]
+    Busy { district: String, waited_secs: u64 },
+    #[error("the sync needs a SQLite file: an in-memory database cannot be shared")]
+    InMemory,
+    #[error("cannot lock {path}")]
+    Lock {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("database error while {step}")]
+    Sqlite {
+        step: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("database error while {step}")]
+    Postgres {
+        step: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error(
+        "the district moved since this plan was computed (planned against run {planned:?}, now at run {now:?}): plan again"
+    )]
+    Stale {
+        planned: Option<i64>,
+        now: Option<i64>,
+    },
+    #[error(
+        "{entity}: {found} of {expected} row(s) were still as planned; another writer changed the rest during the run: plan again"
+    )]
+    Changed {
+        entity: Entity,
+        expected: u64,
+        found: u64,
+    },
+    #[error("the plan names a {entity} that has no row: nothing was applied")]
+    Missing { entity: Entity },
+    #[error(
+        "clever id {key} of {entity} already belongs to another district or to a manual record"
+    )]
+    Taken { entity: Entity, key: String },
+    #[error("run {run} is {status}, not held: only a held run can be {action}")]
+    NotHeld {
+        run: i64,
+        status: String,
+        action: &'static str,
+    },
+    #[error("the state read back was inconsistent")]
+    State(#[from] state::OutOfOrder),
+    #[error("a blocking database task failed")]
+    Worker(#[from] tokio::task::JoinError),
+}
+
+impl StoreError {
+    fn sqlite(step: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StoreError {
+        let step = step.into();
+        move |source| StoreError::Sqlite { step, source }
+    }
+
+    fn postgres(step: impl Into<String>) -> impl FnOnce(sqlx::Error) -> StoreError {
+        let step = step.into();
+        move |source| StoreError::Postgres { step, source }
+    }
+}
+
+/// How a run is recorded in `sync_runs`.
+#[derive(Debug, Clone, Copy)]
+pub enum RunRecord<'r> {
+    /// A new run of `pipeline`, committed.
+    New {
+        start: RunStart<'r>,
+        source: SourceRun<'r>,
+    },
+    /// The held run `run`, approved by `by`.
+    Approve { run: i64, by: Option<&'r str> },
+}
+
+/// Which pipeline a run is of and when it started, recorded with it.
+#[derive(Debug, Clone, Copy)]
+pub struct RunStart<'r> {
+    pub pipeline: &'r str,
+    pub started_at: DateTime<Utc>,
+    /// The scheduled time the run is for (`rosterflow serve`).
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// Who asked for it: `schedule`, `console:<name>`, `cli:<user>`.
+    pub requested_by: Option<&'r str>,
+}
+
+/// How a run read its source, recorded with it.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceRun<'r> {
+    /// `full` or `events`.
+    pub kind: &'r str,
+    /// Why a full pull happened, or what the events were.
+    pub note: Option<&'r str>,
+    /// For an events sync: where it now stands, saved with the run.
+    pub checkpoint: Option<Checkpoint<'r>>,
+}
+
+/// An events sync's checkpoint, as stored: the newest event applied and the raw roster as of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Checkpoint<'r> {
+    pub cursor: Option<&'r str>,
+    pub roster: &'r [u8],
+    pub full_sync_at: DateTime<Utc>,
+    pub saved_at: DateTime<Utc>,
+}
+
+/// The SQL that saves a checkpoint (both backends accept it): parameters district, run, cursor,
+/// roster, full_sync_at, saved_at.
+const SAVE_CHECKPOINT: &str = "INSERT INTO source_checkpoints \
+    (district_id, run_id, event_cursor, roster, full_sync_at, saved_at) VALUES ($1, $2, $3, $4, $5, $6) \
+    ON CONFLICT (district_id) DO UPDATE SET run_id = excluded.run_id, event_cursor = excluded.event_cursor, \
+    roster = excluded.roster, full_sync_at = excluded.full_sync_at, saved_at = excluded.saved_at";
+
+/// What a committed run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutcome {
+    pub run_id: i64,
+    pub changes: usize,
+    pub quarantined: usize,
+}
+
+/// How a run takes and keeps its district's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockOptions {
+    /// How long to wait for another run of the district to finish before giving up.
+    pub wait: Duration,
+    /// On PostgreSQL, how long a run may stop answering (a stopped or hung process) before the
+    /// server ends its session, which frees the lock and rolls back what the run had begun. On
+    /// SQLite the lock is the process's own and dies with it.
+    pub lease: Duration,
+}
+
+impl LockOptions {
+    /// The lease a run gets unless told otherwise.
+    pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
+    /// Waiting up to `wait`, with the default lease.
+    pub fn waiting(wait: Duration) -> LockOptions {
+        LockOptions {
+            wait,
+            lease: LockOptions::DEFAULT_LEASE,
+        }
+    }
+}
+
+impl Default for LockOptions {
+    fn default() -> LockOptions {
+        LockOptions::waiting(Duration::ZERO)
+    }
+}
+
+/// One run's hold on one district of the Freckle DB.
+pub struct Store {
+    inner: Inner,
+}
+
+enum Inner {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
+}
+
+impl Store {
+    /// Takes the run lock of `district` (a Clever id).
+    pub async fn lock(db: &Db, district: &str, options: LockOptions) -> Result<Store, StoreError> {
+        let LockOptions { wait, lease } = options;
+        let url = db.pool.connect_options().database_url.clone();
+        let inner = match db.backend {
+            Backend::Sqlite => {
+                let district = district.to_owned();
+                Inner::Sqlite(
+                    tokio::task::spawn_blocking(move || {
+                        sqlite::SqliteStore::lock(&url, &district, wait)
+                    })
+                    .await??,
+                )
+            }
+            Backend::Postgres => {
+                Inner::Postgres(postgres::PgStore::lock(&url, district, wait, lease).await?)
+            }
+        };
+        Ok(Store { inner })
+    }
+
+    /// Reads the district's state. On SQLite this reads on a connection of its own, off the
+    /// reactor, so that it can overlap with the pull.
+    pub async fn read_state(&mut self) -> Result<State, StoreError> {
+        match &mut self.inner {
+            Inner::Sqlite(store) => {
+                let reader = store.reader();
+                tokio::task::spawn_blocking(move || reader.read_state()).await?
+            }
+            Inner::Postgres(store) => store.read_state().await,
+        }
+    }
+
+    /// Applies `plan` in one transaction, recorded as `run`. The state the plan was computed
+    /// from must still be current.
+    pub async fn apply(
+        &mut self,
+        plan: &Plan<'_>,
+        run: RunRecord<'_>,
+    ) -> Result<RunOutcome, StoreError> {
+        match &mut self.inner {
+            Inner::Sqlite(store) => rosterflow_model::blocking(|| store.apply(plan, run)),
+            Inner::Postgres(store) => store.apply(plan, run).await,
+        }
+    }
+}
+
+/// Reads a district's state without taking its run lock: for reports, which only look.
+pub async fn read_state(db: &Db, district: &str) -> Result<State, StoreError> {
+    let url = db.pool.connect_options().database_url.clone();
+    match db.backend {
+        Backend::Sqlite => {
+            let reader = sqlite::Reader::new(&url, district)?;
+            tokio::task::spawn_blocking(move || reader.read_state()).await?
+        }
+        Backend::Postgres => {
+            postgres::PgStore::connect(&url, district)
+                .await?
+                .read_state()
+                .await
+        }
+    }
+}
+
+/// The row ids of a snapshot's records while a plan is written, per entity and position: the
+/// state's rows, then the rows the run creates.
+#[derive(Default)]
+struct RowIds {
+    rows: BTreeMap<Entity, Vec<Option<i64>>>,
+    /// Positions of the snapshot's schools, terms and courses: what references name.
+    referenced: HashMap<(Entity, Id), u32>,
+}
+
+impl RowIds {
+    /// The existing rows of `records`, by position; the caller fills in the ones it creates.
+    fn existing<R: Record>(state: &State, records: &[R]) -> Vec<Option<i64>> {
+        let table = state.table(R::TABLE.entity);
+        records.iter().map(|r| table.row_id(r.key())).collect()
+    }
+
+    fn insert(&mut self, entity: Entity, rows: Vec<Option<i64>>) {
+        self.rows.insert(entity, rows);
+    }
+
+    /// The row of the snapshot's record of `entity` at `position`.
+    fn at(&self, entity: Entity, position: u32) -> Option<i64> {
+        self.rows
+            .get(&entity)
+            .and_then(|rows| rows.get(position as usize).copied().flatten())
+    }
+
+    /// Ready to resolve the references of `plan`'s records.
+    fn new(plan: &Plan<'_>) -> RowIds {
+        let snapshot = plan.snapshot;
+        let mut referenced = HashMap::new();
+        let mut add = |entity: Entity, ids: &mut dyn Iterator<Item = &Id>| {
+            for (position, id) in ids.enumerate() {
+                referenced.insert((entity, id.clone()), position as u32);
+            }
+        };
+        add(Entity::School, &mut snapshot.schools.iter().map(|r| &r.id));
+        add(Entity::Term, &mut snapshot.terms.iter().map(|r| &r.id));
+        add(Entity::Course, &mut snapshot.courses.iter().map(|r| &r.id));
+        RowIds {
+            rows: BTreeMap::new(),
+            referenced,
+        }
+    }
+
+    /// The row of a referenced record (a school, term or course), existing or created.
+    fn of_key(&self, plan: &Plan<'_>, entity: Entity, key: &str) -> Option<i64> {
+        if let Some(row) = plan.state.table(entity).row_id(key) {
+            return Some(row);
+        }
+        let position = *self.referenced.get(&(entity, Id::from(key)))?;
+        self.at(entity, position)
+    }
+}
+
+/// What the source sent that the roster does not load, as recorded on a run row.
+fn skipped_json(plan: &Plan<'_>) -> String {
+    serde_json::to_string(&plan.snapshot.skipped).expect("counts serialise")
+}
+
+/// The counts recorded on a run row, as JSON.
+fn counts_json(plan: &Plan<'_>) -> String {
+    serde_json::to_string(&plan.counts()).expect("counts serialise")
+}

@@ -1,0 +1,416 @@
+//! Run reports: every change and every quarantined record of one run, with its reason, the rule
+//! or plugin responsible and, where one is known, a suggested fix. JSON for machines, CSV for
+//! admins (one row per change or quarantined record).
+//!
+//! A committed run's changes are read from the rows it wrote: records carry the run that
+//! created them, memberships the runs that started and ended them, and `sync_changes` holds
+//! the rest. A held run's are what its plan would do: planned again from the roster it was
+//! held with, against the district as it is now.
+
+use serde::Serialize;
+use sqlx::AssertSqlSafe;
+
+use crate::StoreError;
+use crate::db::Db;
+use crate::runs::{self, RunsError};
+use rosterflow_model::{Entity, Skipped};
+use rosterflow_plan::schema::{ENTITIES, MEMBERSHIPS, layout};
+use rosterflow_plan::{ChangeRow, Plan};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("run {run} does not exist")]
+    NoSuchRun { run: i64 },
+    #[error("database error while {step}")]
+    Sql {
+        step: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot plan the held run again")]
+    Held(#[from] RunsError),
+    #[error("cannot read the district")]
+    Store(#[from] StoreError),
+    #[error("cannot write the report")]
+    Write(#[from] csv::Error),
+}
+
+fn sql(step: &'static str) -> impl FnOnce(sqlx::Error) -> ReportError {
+    move |source| ReportError::Sql { step, source }
+}
+
+/// One run's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub run: i64,
+    pub pipeline: String,
+    pub status: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// Why the run was held or failed, when it was.
+    pub note: Option<String>,
+    /// How the run read its source: `full` or `events`, and why or what.
+    pub source_kind: Option<String>,
+    pub source_note: Option<String>,
+    /// The newest Clever event it applied, for an events sync.
+    pub event_cursor: Option<String>,
+    /// What the source sent that the roster does not load: contacts, staff-only users, records
+    /// of other districts.
+    pub not_loaded: Option<Skipped>,
+    pub rows: Vec<ReportRow>,
+    /// A held run's plan in numbers: its changes per school and type.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub planned: Vec<PlannedChanges>,
+}
+
+/// How many changes of one type a held run's plan makes in one school.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedChanges {
+    /// The school's name and Clever id; none for records of no school (terms, courses).
+    pub school: Option<String>,
+    /// `student.archive`, `class_student.start`...
+    pub change: String,
+    pub count: usize,
+}
+
+/// A change or a quarantined record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReportRow {
+    /// `change` or `quarantine`.
+    pub kind: &'static str,
+    pub entity: String,
+    pub clever_id: Option<String>,
+    pub member_id: Option<String>,
+    pub action: String,
+    pub reason: String,
+    /// `sync`, or the rule, filter or plugin responsible.
+    pub author: String,
+    pub suggested_fix: Option<String>,
+    /// The columns an update changed, or a membership's role.
+    pub detail: Option<String>,
+}
+
+impl ReportRow {
+    fn change(
+        entity: &str,
+        clever_id: Option<String>,
+        member_id: Option<String>,
+        action: &str,
+        reason: String,
+        author: String,
+        detail: Option<String>,
+    ) -> ReportRow {
+        ReportRow {
+            kind: "change",
+            suggested_fix: suggest(action, &reason, &author),
+            entity: entity.to_owned(),
+            clever_id,
+            member_id,
+            action: action.to_owned(),
+            reason,
+            author,
+            detail,
+        }
+    }
+}
+
+impl From<ChangeRow<'_>> for ReportRow {
+    fn from(row: ChangeRow<'_>) -> ReportRow {
+        ReportRow::change(
+            row.entity.as_str(),
+            Some(row.key.to_owned()),
+            row.member.map(str::to_owned),
+            row.action,
+            row.reason.into_owned(),
+            row.author.into_owned(),
+            row.detail,
+        )
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct RunRow {
+    pipeline: String,
+    status: String,
+    started_at: String,
+    finished_at: Option<String>,
+    error: Option<String>,
+    source_kind: Option<String>,
+    source_note: Option<String>,
+    event_cursor: Option<String>,
+    skipped: Option<String>,
+}
+
+/// Reads run `run`'s report.
+pub async fn read(db: &Db, run: i64) -> Result<RunReport, ReportError> {
+    let pool = &db.pool;
+    let header: Option<RunRow> = sqlx::query_as(
+        "SELECT pipeline, status, started_at, finished_at, error, source_kind, source_note, event_cursor, \
+         skipped FROM sync_runs WHERE id = $1",
+    )
+    .bind(run)
+    .fetch_optional(pool)
+    .await
+    .map_err(sql("reading the run"))?;
+    let Some(RunRow {
+        pipeline,
+        status,
+        started_at,
+        finished_at,
+        error: mut note,
+        source_kind,
+        source_note,
+        event_cursor,
+        skipped,
+    }) = header
+    else {
+        return Err(ReportError::NoSuchRun { run });
+    };
+    let mut planned = Vec::new();
+    let mut rows = match status.as_str() {
+        "held" => {
+            let (rows, by_school, stale) = held_changes(db, &pipeline, run).await?;
+            planned = by_school;
+            if stale {
+                let moved = "the district has moved since this run was held: approving it will be refused; discard it and run again";
+                note = Some(match note {
+                    Some(reasons) => format!("{reasons}; {moved}"),
+                    None => moved.to_owned(),
+                });
+            }
+            rows
+        }
+        _ => committed_changes(db, run).await?,
+    };
+    let quarantined: Vec<(String, Option<String>, String, Option<String>)> = sqlx::query_as(
+        "SELECT kind, clever_id, reason, suggested_fix FROM quarantine WHERE run_id = $1 ORDER BY id",
+    )
+    .bind(run)
+    .fetch_all(pool)
+    .await
+    .map_err(sql("reading the run's quarantine"))?;
+    rows.extend(
+        quarantined
+            .into_iter()
+            .map(|(entity, clever_id, reason, suggested_fix)| ReportRow {
+                kind: "quarantine",
+                entity,
+                clever_id,
+                member_id: None,
+                action: "quarantine".to_owned(),
+                reason,
+                author: "source".to_owned(),
+                suggested_fix,
+                detail: None,
+            }),
+    );
+    Ok(RunReport {
+        run,
+        pipeline,
+        status,
+        started_at,
+        finished_at,
+        note,
+        source_kind,
+        source_note,
+        event_cursor,
+        not_loaded: skipped.and_then(|json| serde_json::from_str(&json).ok()),
+        rows,
+        planned,
+    })
+}
+
+/// The changes a committed run made: rows it created, logged changes, memberships it started
+/// and ended.
+async fn committed_changes(db: &Db, run: i64) -> Result<Vec<ReportRow>, ReportError> {
+    let pool = &db.pool;
+    let mut rows = Vec::new();
+    for entity in ENTITIES {
+        let layout = layout(entity);
+        let author = if entity == Entity::Class {
+            "CASE WHEN source = 'sis' THEN 'sync' ELSE source END"
+        } else {
+            "'sync'"
+        };
+        let created: Vec<(Option<String>, String)> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT clever_id, {author} FROM {} WHERE created_run = $1 ORDER BY id",
+            layout.name
+        )))
+        .bind(run)
+        .fetch_all(pool)
+        .await
+        .map_err(sql("reading the run's new rows"))?;
+        rows.extend(created.into_iter().map(|(key, author)| {
+            ReportRow::change(
+                entity.as_str(),
+                key,
+                None,
+                "create",
+                "new in source".to_owned(),
+                author,
+                None,
+            )
+        }));
+    }
+    type Logged = (
+        String,
+        Option<String>,
+        Option<String>,
+        String,
+        String,
+        String,
+        Option<String>,
+    );
+    let logged: Vec<Logged> = sqlx::query_as(
+        "SELECT entity, clever_id, member_id, action, reason, author, detail FROM sync_changes \
+         WHERE run_id = $1 ORDER BY id",
+    )
+    .bind(run)
+    .fetch_all(pool)
+    .await
+    .map_err(sql("reading the run's changes"))?;
+    rows.extend(
+        logged
+            .into_iter()
+            .map(|(entity, key, member, action, reason, author, detail)| {
+                ReportRow::change(&entity, key, member, &action, reason, author, detail)
+            }),
+    );
+    for table in MEMBERSHIPS {
+        let role = if table.entity == Entity::ClassTeacher {
+            "m.role"
+        } else {
+            "NULL"
+        };
+        let query = |when: &str| {
+            format!(
+                "SELECT c.clever_id, u.clever_id, m.source, {role}, m.ended_reason, m.ended_by \
+                 FROM {} m JOIN classes c ON c.id = m.class_id JOIN {} u ON u.id = m.{} \
+                 WHERE m.{when} = $1 ORDER BY m.id",
+                table.name,
+                layout(table.member).name,
+                table.member_column
+            )
+        };
+        type Membership = (
+            Option<String>,
+            Option<String>,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        for (column, action) in [("started_run", "start"), ("ended_run", "end")] {
+            let found: Vec<Membership> = sqlx::query_as(AssertSqlSafe(query(column)))
+                .bind(run)
+                .fetch_all(pool)
+                .await
+                .map_err(sql("reading the run's memberships"))?;
+            rows.extend(found.into_iter().map(
+                |(class, member, source, role, ended_reason, ended_by)| {
+                    let (reason, author) = match action {
+                        "start" => (
+                            "in the section in source".to_owned(),
+                            if source == "sis" {
+                                "sync".to_owned()
+                            } else {
+                                source
+                            },
+                        ),
+                        _ => (
+                            ended_reason.unwrap_or_default(),
+                            ended_by.unwrap_or_else(|| "sync".to_owned()),
+                        ),
+                    };
+                    ReportRow::change(
+                        table.entity.as_str(),
+                        class,
+                        member,
+                        action,
+                        reason,
+                        author,
+                        role,
+                    )
+                },
+            ));
+        }
+    }
+    Ok(rows)
+}
+
+/// What a held run's plan would change, planned again against the district as it is now, and
+/// whether the district moved since it was held.
+async fn held_changes(
+    db: &Db,
+    pipeline: &str,
+    run: i64,
+) -> Result<(Vec<ReportRow>, Vec<PlannedChanges>, bool), ReportError> {
+    let held = runs::held(db, pipeline, run, "reported").await?;
+    let state = crate::read_state(db, &held.district).await?;
+    let (rows, planned) = rosterflow_model::blocking(|| {
+        let plan = Plan::compute(&held.snapshot, &state);
+        let school_name = |id: &str| {
+            let name = held.snapshot.schools.iter().find(|school| school.id == id);
+            match name {
+                Some(school) => format!("{} ({id})", school.name),
+                None => id.to_owned(),
+            }
+        };
+        let planned = plan
+            .changes_by_school()
+            .into_iter()
+            .map(|((school, change), count)| PlannedChanges {
+                school: school.map(school_name),
+                change,
+                count,
+            })
+            .collect();
+        (plan.change_rows().map(ReportRow::from).collect(), planned)
+    });
+    Ok((rows, planned, state.last_run != held.based_on_run))
+}
+
+/// What an admin can do when a change is not what they expected.
+fn suggest(action: &str, reason: &str, author: &str) -> Option<String> {
+    if reason.starts_with("filtered") {
+        return Some(format!(
+            "if this record belongs in Freckle, change `{author}` in the pipeline file"
+        ));
+    }
+    match action {
+        "archive" | "end" if reason.contains("absent from source") => Some(
+            "if this is wrong, check that the record is still in the SIS and shared with Freckle in Clever"
+                .to_owned(),
+        ),
+        _ => None,
+    }
+}
+
+impl RunReport {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("reports serialise")
+    }
+
+    /// Writes the rows as CSV with a header line.
+    pub fn write_csv(&self, out: impl std::io::Write) -> Result<(), ReportError> {
+        let mut writer = csv::Writer::from_writer(out);
+        if self.rows.is_empty() {
+            writer.write_record([
+                "kind",
+                "entity",
+                "clever_id",
+                "member_id",
+                "action",
+                "reason",
+                "author",
+                "suggested_fix",
+                "detail",
+            ])?;
+        }
+        for row in &self.rows {
+            writer.serialize(row)?;
+        }
+        writer.flush().map_err(csv::Error::from)?;
+        Ok(())
+    }
+}

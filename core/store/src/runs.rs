@@ -1,0 +1,455 @@
+//! Run history (`sync_runs`): what each run of a pipeline did, runs held for an admin with the
+//! roster they were planned from, discarding a held run, and recording a run that failed.
+//!
+//! A held run keeps its transformed snapshot (zstd-compressed JSON) and the run whose state it
+//! was planned against: an approval plans again from that snapshot, and since the DB has not
+//! moved, gets the very plan the admin reviewed (see `rosterflow_pipeline::sync::approve`).
+
+use chrono::{DateTime, Utc};
+use sqlx::AssertSqlSafe;
+
+use crate::RunStart;
+use crate::db::{Db, timestamp};
+use rosterflow_model::{Snapshot, packed};
+use rosterflow_plan::Summary;
+
+/// Why reading or writing run history failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunsError {
+    #[error("database error while {step}")]
+    Sql {
+        step: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("run {run} does not exist")]
+    NoSuchRun { run: i64 },
+    #[error("run {run} is {status}, not held: only a held run can be {action}")]
+    NotHeld {
+        run: i64,
+        status: String,
+        action: &'static str,
+    },
+    #[error("run {run} belongs to pipeline {owner}, not {pipeline}")]
+    OtherPipeline {
+        run: i64,
+        owner: String,
+        pipeline: String,
+    },
+    #[error(
+        "held run {run} was stored without its roster (by an older rosterflow): discard it and run the pipeline again"
+    )]
+    NoSnapshot { run: i64 },
+    #[error("cannot store or read the roster of a held run")]
+    Snapshot(#[source] std::io::Error),
+}
+
+fn sql(step: &'static str) -> impl FnOnce(sqlx::Error) -> RunsError {
+    move |source| RunsError::Sql { step, source }
+}
+
+/// A run held for approval, with what it was planned from.
+#[derive(Debug)]
+pub struct HeldRun {
+    pub run: i64,
+    pub pipeline: String,
+    /// The district's Clever id.
+    pub district: String,
+    /// The last committed run when it was planned.
+    pub based_on_run: Option<i64>,
+    pub snapshot: Snapshot,
+    /// Why it was held.
+    pub reasons: Option<String>,
+}
+
+/// Stores a plan's snapshot without applying it, for an admin to approve or discard.
+pub async fn hold(
+    db: &Db,
+    start: RunStart<'_>,
+    snapshot: &Snapshot,
+    summary: &Summary,
+    based_on_run: Option<i64>,
+    reasons: &[String],
+) -> Result<i64, RunsError> {
+    let compressed =
+        rosterflow_model::blocking(|| packed::pack(snapshot)).map_err(RunsError::Snapshot)?;
+    let now = timestamp(Utc::now());
+    let mut tx = db.pool.begin().await.map_err(sql("holding the run"))?;
+    sqlx::query(
+        "INSERT INTO districts (clever_id, name, created_at, updated_at) VALUES ($1, $2, $3, $3) \
+         ON CONFLICT (clever_id) DO NOTHING",
+    )
+    .bind(snapshot.district.id.as_str())
+    .bind(&snapshot.district.name)
+    .bind(&now)
+    .execute(&mut *tx)
+    .await
+    .map_err(sql("holding the run"))?;
+    let run: i64 = sqlx::query_scalar(
+        "INSERT INTO sync_runs (district_id, pipeline, status, started_at, finished_at, changes, quarantined, counts, error, based_on_run, snapshot, skipped, scheduled_for, requested_by) \
+         SELECT d.id, $2, 'held', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM districts d WHERE d.clever_id = $1 RETURNING id",
+    )
+    .bind(snapshot.district.id.as_str())
+    .bind(start.pipeline)
+    .bind(timestamp(start.started_at))
+    .bind(&now)
+    .bind(summary.change_count() as i64)
+    .bind(summary.quarantined as i64)
+    .bind(serde_json::to_string(summary.counts()).expect("counts serialise"))
+    .bind(reasons.join("; "))
+    .bind(based_on_run)
+    .bind(compressed)
+    .bind(serde_json::to_string(&summary.skipped).expect("counts serialise"))
+    .bind(start.scheduled_for.map(timestamp))
+    .bind(start.requested_by)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(sql("recording the held run"))?;
+    tx.commit().await.map_err(sql("holding the run"))?;
+    Ok(run)
+}
+
+/// A held run of `pipeline`, with its snapshot.
+pub async fn held(
+    db: &Db,
+    pipeline: &str,
+    run: i64,
+    action: &'static str,
+) -> Result<HeldRun, RunsError> {
+    type Row = (
+        String,
+        String,
+        Option<String>,
+        Option<i64>,
+        Option<Vec<u8>>,
+        Option<String>,
+    );
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT r.status, r.pipeline, d.clever_id, r.based_on_run, r.snapshot, r.error \
+         FROM sync_runs r LEFT JOIN districts d ON d.id = r.district_id WHERE r.id = $1",
+    )
+    .bind(run)
+    .fetch_optional(&db.pool)
+    .await
+    .map_err(sql("reading the held run"))?;
+    let Some((status, owner, district, based_on_run, snapshot, reasons)) = row else {
+        return Err(RunsError::NoSuchRun { run });
+    };
+    if owner != pipeline {
+        return Err(RunsError::OtherPipeline {
+            run,
+            owner,
+            pipeline: pipeline.to_owned(),
+        });
+    }
+    if status != "held" {
+        return Err(RunsError::NotHeld {
+            run,
+            status,
+            action,
+        });
+    }
+    let (Some(district), Some(snapshot)) = (district, snapshot) else {
+        return Err(RunsError::NoSnapshot { run });
+    };
+    let snapshot =
+        rosterflow_model::blocking(|| packed::unpack(&snapshot)).map_err(RunsError::Snapshot)?;
+    Ok(HeldRun {
+        run,
+        pipeline: owner,
+        district,
+        based_on_run,
+        snapshot,
+        reasons,
+    })
+}
+
+/// Drops a held run of `pipeline`; nothing of it is applied.
+pub async fn discard(db: &Db, pipeline: &str, run: i64, by: Option<&str>) -> Result<(), RunsError> {
+    let discarded = sqlx::query(
+        "UPDATE sync_runs SET status = 'discarded', finished_at = $1, snapshot = NULL, decided_by = $4 \
+         WHERE id = $2 AND status = 'held' AND pipeline = $3",
+    )
+    .bind(timestamp(Utc::now()))
+    .bind(run)
+    .bind(pipeline)
+    .bind(by)
+    .execute(&db.pool)
+    .await
+    .map_err(sql("discarding the run"))?;
+    if discarded.rows_affected() == 1 {
+        return Ok(());
+    }
+    let found: Option<(String, String)> =
+        sqlx::query_as("SELECT status, pipeline FROM sync_runs WHERE id = $1")
+            .bind(run)
+            .fetch_optional(&db.pool)
+            .await
+            .map_err(sql("discarding the run"))?;
+    match found {
+        None => Err(RunsError::NoSuchRun { run }),
+        Some((_, owner)) if owner != pipeline => Err(RunsError::OtherPipeline {
+            run,
+            owner,
+            pipeline: pipeline.to_owned(),
+        }),
+        Some((status, _)) => Err(RunsError::NotHeld {
+            run,
+            status,
+            action: "discarded",
+        }),
+    }
+}
+
+/// Records a run that failed before it could commit, so history shows it.
+pub async fn record_failure(
+    db: &Db,
+    start: RunStart<'_>,
+    district: Option<&str>,
+    error: &str,
+) -> Result<i64, RunsError> {
+    sqlx::query_scalar(
+        "INSERT INTO sync_runs (district_id, pipeline, status, started_at, finished_at, error, scheduled_for, requested_by) \
+         VALUES ((SELECT id FROM districts WHERE clever_id = $1), $2, 'failed', $3, $4, $5, $6, $7) RETURNING id",
+    )
+    .bind(district)
+    .bind(start.pipeline)
+    .bind(timestamp(start.started_at))
+    .bind(timestamp(Utc::now()))
+    .bind(error)
+    .bind(start.scheduled_for.map(timestamp))
+    .bind(start.requested_by)
+    .fetch_one(&db.pool)
+    .await
+    .map_err(sql("recording the failed run"))
+}
+
+/// Whether a run of `pipeline` for the scheduled time `at` was applied or held: such a time
+/// has had its run, whichever process ran it.
+pub async fn ran_for(db: &Db, pipeline: &str, at: DateTime<Utc>) -> Result<bool, RunsError> {
+    let runs: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sync_runs WHERE pipeline = $1 AND scheduled_for = $2 AND status <> 'failed'",
+    )
+    .bind(pipeline)
+    .bind(timestamp(at))
+    .fetch_one(&db.pool)
+    .await
+    .map_err(sql("reading scheduled runs"))?;
+    Ok(runs > 0)
+}
+
+/// The pipeline a run belongs to.
+pub async fn pipeline_of(db: &Db, run: i64) -> Result<Option<String>, RunsError> {
+    sqlx::query_scalar("SELECT pipeline FROM sync_runs WHERE id = $1")
+        .bind(run)
+        .fetch_optional(&db.pool)
+        .await
+        .map_err(sql("reading run history"))
+}
+
+/// When the newest run of `pipeline` started, whatever its outcome.
+pub async fn last_started(db: &Db, pipeline: &str) -> Result<Option<DateTime<Utc>>, RunsError> {
+    let started: Option<String> =
+        sqlx::query_scalar("SELECT MAX(started_at) FROM sync_runs WHERE pipeline = $1")
+            .bind(pipeline)
+            .fetch_one(&db.pool)
+            .await
+            .map_err(sql("reading run history"))?;
+    Ok(started.as_deref().and_then(crate::db::parse_timestamp))
+}
+
+/// One line of run history.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RunSummary {
+    pub id: i64,
+    pub status: String,
+    pub started_at: String,
+    pub changes: i64,
+    pub quarantined: i64,
+    pub error: Option<String>,
+    /// How the run read its source: `full` or `events`.
+    pub source_kind: Option<String>,
+    /// The newest event it applied, for an events sync.
+    pub event_cursor: Option<String>,
+    /// Why it pulled whole, or what its events were.
+    pub source_note: Option<String>,
+    /// Who asked for it, and who approved or discarded it.
+    pub requested_by: Option<String>,
+    pub decided_by: Option<String>,
+}
+
+impl std::fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "run {:>5}  {:<9}  {}  {} changes, {} quarantined",
+            self.id, self.status, self.started_at, self.changes, self.quarantined
+        )?;
+        if let Some(kind) = &self.source_kind {
+            write!(f, "  [{kind} sync")?;
+            if let Some(cursor) = &self.event_cursor {
+                write!(f, ", at event {cursor}")?;
+            }
+            if let Some(note) = &self.source_note {
+                write!(f, ": {note}")?;
+            }
+            write!(f, "]")?;
+        }
+        if let Some(by) = &self.requested_by {
+            write!(f, "  by {by}")?;
+        }
+        if let Some(by) = &self.decided_by {
+            write!(f, ", {} by {by}", self.status)?;
+        }
+        if let Some(error) = &self.error {
+            write!(f, "  ({error})")?;
+        }
+        Ok(())
+    }
+}
+
+/// The columns of a [`RunSummary`].
+const SUMMARY_COLUMNS: &str = "id, status, started_at, changes, quarantined, error, source_kind, event_cursor, source_note, requested_by, decided_by";
+
+/// The pipeline's most recent runs, newest first.
+pub async fn history(db: &Db, pipeline: &str, limit: i64) -> Result<Vec<RunSummary>, RunsError> {
+    sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {SUMMARY_COLUMNS} FROM sync_runs WHERE pipeline = $1 ORDER BY id DESC LIMIT $2"
+    )))
+    .bind(pipeline)
+    .bind(limit)
+    .fetch_all(&db.pool)
+    .await
+    .map_err(sql("reading run history"))
+}
+
+/// The district the pipeline's latest run loaded (none if it has not run).
+pub async fn latest_district(db: &Db, pipeline: &str) -> Result<Option<String>, RunsError> {
+    sqlx::query_scalar(
+        "SELECT d.clever_id FROM sync_runs r JOIN districts d ON d.id = r.district_id \
+         WHERE r.pipeline = $1 ORDER BY r.id DESC LIMIT 1",
+    )
+    .bind(pipeline)
+    .fetch_optional(&db.pool)
+    .await
+    .map_err(sql("reading run history"))
+}
+
+/// Where a pipeline stands: what `rosterflow status` prints.
+#[derive(Debug, Clone)]
+pub struct PipelineStatus {
+    /// The latest run, whatever its outcome.
+    pub last: Option<RunSummary>,
+    /// When the latest committed or approved run started.
+    pub last_applied_at: Option<String>,
+    /// Runs waiting for an admin to approve or discard them.
+    pub held: Vec<RunSummary>,
+    /// Records quarantined by the latest run that read the source.
+    pub quarantined: i64,
+    /// Welcome emails queued and not yet sent.
+    pub emails_pending: i64,
+}
+
+impl PipelineStatus {
+    /// Whether an admin has something to look at.
+    pub fn needs_attention(&self) -> bool {
+        !self.held.is_empty()
+            || self.quarantined > 0
+            || self.last.as_ref().is_some_and(|run| run.status == "failed")
+    }
+}
+
+impl std::fmt::Display for PipelineStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.last {
+            None => writeln!(f, "never run")?,
+            Some(run) => writeln!(f, "last {run}")?,
+        }
+        if let Some(at) = &self.last_applied_at {
+            writeln!(f, "  last applied run started {at}")?;
+        }
+        for run in &self.held {
+            writeln!(f, "  held, waiting for approve or discard: {run}")?;
+        }
+        if self.quarantined > 0 {
+            writeln!(
+                f,
+                "  {} quarantined record(s) in the latest run: see `rosterflow report`",
+                self.quarantined
+            )?;
+        }
+        if self.emails_pending > 0 {
+            writeln!(
+                f,
+                "  {} welcome email(s) queued: `rosterflow email send` delivers them",
+                self.emails_pending
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The pipeline's status.
+pub async fn status(db: &Db, pipeline: &str) -> Result<PipelineStatus, RunsError> {
+    let last = history(db, pipeline, 1).await?.into_iter().next();
+    let held = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {SUMMARY_COLUMNS} FROM sync_runs WHERE pipeline = $1 AND status = 'held' ORDER BY id"
+    )))
+    .bind(pipeline)
+    .fetch_all(&db.pool)
+    .await
+    .map_err(sql("reading held runs"))?;
+    let (last_applied_at, quarantined): (Option<String>, Option<i64>) = sqlx::query_as(
+        "SELECT MAX(CASE WHEN status IN ('committed', 'approved') THEN started_at END), \
+                (SELECT quarantined FROM sync_runs WHERE pipeline = $1 AND status <> 'failed' ORDER BY id DESC LIMIT 1) \
+         FROM sync_runs WHERE pipeline = $1",
+    )
+    .bind(pipeline)
+    .fetch_one(&db.pool)
+    .await
+    .map_err(sql("reading run history"))?;
+    let emails_pending: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM email_outbox o WHERE o.status = 'pending' AND o.district_id IN \
+         (SELECT district_id FROM sync_runs WHERE pipeline = $1 AND district_id IS NOT NULL)",
+    )
+    .bind(pipeline)
+    .fetch_one(&db.pool)
+    .await
+    .map_err(sql("counting queued welcome emails"))?;
+    Ok(PipelineStatus {
+        last,
+        last_applied_at,
+        held,
+        quarantined: quarantined.unwrap_or_default(),
+        emails_pending,
+    })
+}
+
+/// An events sync's checkpoint as stored (see `rosterflow_extract::events`).
+#[derive(Debug, Clone)]
+pub struct StoredCheckpoint {
+    pub cursor: Option<String>,
+    pub roster: Vec<u8>,
+    pub full_sync_at: String,
+    pub saved_at: String,
+}
+
+/// The district's events checkpoint, if an events sync has committed.
+pub async fn checkpoint(db: &Db, district: &str) -> Result<Option<StoredCheckpoint>, RunsError> {
+    let row: Option<(Option<String>, Vec<u8>, String, String)> = sqlx::query_as(
+        "SELECT c.event_cursor, c.roster, c.full_sync_at, c.saved_at FROM source_checkpoints c \
+         JOIN districts d ON d.id = c.district_id WHERE d.clever_id = $1",
+    )
+    .bind(district)
+    .fetch_optional(&db.pool)
+    .await
+    .map_err(sql("reading the events checkpoint"))?;
+    Ok(row.map(
+        |(cursor, roster, full_sync_at, saved_at)| StoredCheckpoint {
+            cursor,
+            roster,
+            full_sync_at,
+            saved_at,
+        },
+    ))
+}

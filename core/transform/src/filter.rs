@@ -1,0 +1,316 @@
+//! Filters that drop sections or teachers a district does not want in Freckle: specials such as
+//! PE, Art and Music, non-instructional staff, named people.
+//!
+//! Clever's subject enum spells the specials `PE and health` and `arts and music`, but many SIS
+//! feeds leave the subject empty, so sections also match by name or course-name pattern.
+//! Dropping a teacher drops the sections only they teach (a section with another teacher stays,
+//! without them), and users left with no section follow their sections out.
+
+use std::collections::HashSet;
+
+use regex::{Regex, RegexSet};
+use serde::Deserialize;
+
+use super::{TransformError, decision, drop_orphaned_users, drop_sections, members};
+use rosterflow_model::{Entity, Snapshot};
+
+/// A `type = "filter"` stage. Every list is optional; a record matching any entry is dropped.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// Names the stage in decisions and reports (`filter:<name>`).
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// Drop sections whose Clever subject is one of these (e.g. `"PE and health"`,
+    /// `"arts and music"`). Compared ignoring case.
+    #[serde(default)]
+    pub section_subjects: Vec<String>,
+    /// Drop sections whose name matches one of these regular expressions
+    /// (e.g. `"(?i)^(PE|Art|Music|Band|Chorus)\\b"`).
+    #[serde(default)]
+    pub section_name_patterns: Vec<String>,
+    /// Drop sections whose course name matches one of these regular expressions.
+    #[serde(default)]
+    pub course_name_patterns: Vec<String>,
+    /// Drop sections with these SIS ids.
+    #[serde(default)]
+    pub section_sis_ids: Vec<String>,
+    /// Drop teachers whose title matches one of these regular expressions
+    /// (e.g. `"(?i)physical education|art teacher|music"`).
+    #[serde(default)]
+    pub teacher_title_patterns: Vec<String>,
+    /// Drop teachers with these SIS ids.
+    #[serde(default)]
+    pub teacher_sis_ids: Vec<String>,
+    /// Drop teachers with these emails (compared ignoring case).
+    #[serde(default)]
+    pub teacher_emails: Vec<String>,
+}
+
+fn default_name() -> String {
+    "filter".to_owned()
+}
+
+impl FilterConfig {
+    pub(crate) fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (field, patterns) in self.patterns() {
+            for pattern in patterns {
+                if let Err(error) = Regex::new(pattern) {
+                    problems.push(format!("filter {}: {field}: {error}", self.name));
+                }
+            }
+        }
+        let lists = [
+            self.section_subjects.len(),
+            self.section_name_patterns.len(),
+            self.course_name_patterns.len(),
+            self.section_sis_ids.len(),
+            self.teacher_title_patterns.len(),
+            self.teacher_sis_ids.len(),
+            self.teacher_emails.len(),
+        ];
+        if lists.iter().all(|n| *n == 0) {
+            problems.push(format!(
+                "filter {}: drops nothing: give at least one list",
+                self.name
+            ));
+        }
+        problems
+    }
+
+    fn patterns(&self) -> [(&'static str, &Vec<String>); 3] {
+        [
+            ("section_name_patterns", &self.section_name_patterns),
+            ("course_name_patterns", &self.course_name_patterns),
+            ("teacher_title_patterns", &self.teacher_title_patterns),
+        ]
+    }
+}
+
+/// A compiled filter stage.
+pub struct Filter {
+    author: String,
+    subjects: Vec<String>,
+    section_names: RegexSet,
+    course_names: RegexSet,
+    section_sis_ids: HashSet<String>,
+    teacher_titles: RegexSet,
+    teacher_sis_ids: HashSet<String>,
+    teacher_emails: HashSet<String>,
+}
+
+impl Filter {
+    pub fn new(config: &FilterConfig) -> Result<Filter, TransformError> {
+        let compile = |patterns: &Vec<String>| {
+            RegexSet::new(patterns).map_err(|source| TransformError::Pattern {
+                stage: format!("filter:{}", config.name),
+                pattern: patterns.join(" | "),
+                source,
+            })
+        };
+        Ok(Filter {
+            author: format!("filter:{}", config.name),
+            subjects: config.section_subjects.clone(),
+            section_names: compile(&config.section_name_patterns)?,
+            course_names: compile(&config.course_name_patterns)?,
+            section_sis_ids: config.section_sis_ids.iter().cloned().collect(),
+            teacher_titles: compile(&config.teacher_title_patterns)?,
+            teacher_sis_ids: config.teacher_sis_ids.iter().cloned().collect(),
+            teacher_emails: config
+                .teacher_emails
+                .iter()
+                .map(|e| e.to_lowercase())
+                .collect(),
+        })
+    }
+
+    pub fn apply(&self, snapshot: &mut Snapshot) {
+        let had_sections = members(snapshot);
+
+        // Teachers first, so that sections left without a teacher go with them.
+        let mut dropped_teachers = HashSet::new();
+        let mut decisions = Vec::new();
+        snapshot.teachers.retain(|teacher| {
+            let why = if let Some(title) = teacher
+                .title
+                .as_deref()
+                .filter(|t| self.teacher_titles.is_match(t))
+            {
+                Some(format!("title {title:?} matches teacher_title_patterns"))
+            } else if teacher
+                .sis_id
+                .as_ref()
+                .is_some_and(|id| self.teacher_sis_ids.contains(id))
+            {
+                Some("SIS id is in teacher_sis_ids".to_owned())
+            } else if teacher
+                .email
+                .as_ref()
+                .is_some_and(|e| self.teacher_emails.contains(&e.to_lowercase()))
+            {
+                Some("email is in teacher_emails".to_owned())
+            } else {
+                None
+            };
+            match why {
+                Some(detail) => {
+                    decisions.push(decision(Entity::Teacher, &teacher.id, &self.author, detail));
+                    dropped_teachers.insert(teacher.id.clone());
+                    false
+                }
+                None => true,
+            }
+        });
+        snapshot.decisions.extend(decisions);
+
+        let course_names: std::collections::HashMap<&str, &str> = snapshot
+            .courses
+            .iter()
+            .filter_map(|c| Some((c.id.as_str(), c.name.as_deref()?)))
+            .collect();
+        let verdicts: Vec<Option<String>> = snapshot
+            .sections
+            .iter()
+            .map(|section| {
+                if let Some(subject) = section
+                    .subject
+                    .as_deref()
+                    .filter(|s| self.subjects.iter().any(|w| w.eq_ignore_ascii_case(s)))
+                {
+                    return Some(format!("subject {subject:?} is in section_subjects"));
+                }
+                if self.section_names.is_match(&section.name) {
+                    return Some(format!(
+                        "name {:?} matches section_name_patterns",
+                        section.name
+                    ));
+                }
+                if let Some(course) = section
+                    .course
+                    .as_deref()
+                    .and_then(|c| course_names.get(c))
+                    .filter(|name| self.course_names.is_match(name))
+                {
+                    return Some(format!("course {course:?} matches course_name_patterns"));
+                }
+                if section
+                    .sis_id
+                    .as_ref()
+                    .is_some_and(|id| self.section_sis_ids.contains(id))
+                {
+                    return Some("SIS id is in section_sis_ids".to_owned());
+                }
+                let taught_only_by_dropped = !section.teachers.is_empty()
+                    && section
+                        .teachers
+                        .iter()
+                        .all(|t| dropped_teachers.contains(t));
+                if taught_only_by_dropped {
+                    return Some("every teacher of the section was dropped".to_owned());
+                }
+                None
+            })
+            .collect();
+        let mut verdicts = verdicts.into_iter();
+        drop_sections(snapshot, &self.author, |_| {
+            verdicts.next().expect("one verdict per section")
+        });
+        for section in &mut snapshot.sections {
+            section.teachers.retain(|t| !dropped_teachers.contains(t));
+        }
+        drop_orphaned_users(snapshot, &had_sections, &self.author);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rosterflow_model::{Id, Section, Student, Teacher};
+
+    fn snapshot() -> Snapshot {
+        let section =
+            |id: &str, name: &str, subject: &str, teachers: &[&str], students: &[&str]| Section {
+                id: id.into(),
+                name: name.into(),
+                subject: (!subject.is_empty()).then(|| subject.into()),
+                teachers: teachers.iter().map(|t| Id::from(*t)).collect(),
+                students: students.iter().map(|s| Id::from(*s)).collect(),
+                ..Section::default()
+            };
+        Snapshot {
+            sections: vec![
+                section("math", "Math 7", "math", &["t-math", "t-music"], &["s1"]),
+                section("gym", "PE 7", "", &["t-gym"], &["s1", "s2"]),
+                section("band", "Band", "arts and music", &["t-music"], &["s2"]),
+            ],
+            teachers: vec![
+                Teacher {
+                    id: "t-math".into(),
+                    ..Teacher::default()
+                },
+                Teacher {
+                    id: "t-gym".into(),
+                    title: Some("PE Teacher".into()),
+                    ..Teacher::default()
+                },
+                Teacher {
+                    id: "t-music".into(),
+                    ..Teacher::default()
+                },
+            ],
+            students: ["s1", "s2"]
+                .map(|id| Student {
+                    id: id.into(),
+                    ..Student::default()
+                })
+                .to_vec(),
+            ..Snapshot::default()
+        }
+    }
+
+    #[test]
+    fn specials_go_by_subject_or_name_and_their_teachers_follow() {
+        let config: FilterConfig = toml::from_str(
+            r#"
+            name = "specials"
+            section_subjects = ["Arts and Music", "PE and health"]
+            section_name_patterns = ["(?i)^PE\\b"]
+            "#,
+        )
+        .expect("valid filter");
+        let mut snapshot = snapshot();
+        Filter::new(&config).expect("compiles").apply(&mut snapshot);
+        let sections: Vec<_> = snapshot.sections.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(sections, ["math"]);
+        let teachers: Vec<_> = snapshot.teachers.iter().map(|t| t.id.as_str()).collect();
+        // The music teacher co-teaches math, so stays; the gym teacher had only gym.
+        assert_eq!(teachers, ["t-math", "t-music"]);
+        let students: Vec<_> = snapshot.students.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(students, ["s1"]);
+        assert!(
+            snapshot
+                .decisions
+                .iter()
+                .all(|d| d.author == "filter:specials")
+        );
+    }
+
+    #[test]
+    fn dropping_a_teacher_drops_the_sections_only_they_teach() {
+        let config: FilterConfig =
+            toml::from_str(r#"teacher_title_patterns = ["(?i)pe teacher"]"#).expect("valid");
+        let mut snapshot = snapshot();
+        Filter::new(&config).expect("compiles").apply(&mut snapshot);
+        let sections: Vec<_> = snapshot.sections.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(sections, ["math", "band"]);
+        assert!(snapshot.teachers.iter().all(|t| t.id != "t-gym"));
+    }
+
+    #[test]
+    fn a_bad_pattern_is_a_validation_problem() {
+        let config: FilterConfig =
+            toml::from_str(r#"section_name_patterns = ["(unclosed"]"#).expect("parses");
+        assert_eq!(config.validate().len(), 1);
+    }
+}
