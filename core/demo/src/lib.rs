@@ -7,6 +7,8 @@
 //! and its rows are marked `source = 'demo'` so a re-run replaces them and nothing else.
 
 use chrono::{DateTime, Duration, Utc};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use sqlx::Any;
 
 use rosterflow_store::db::{Db, timestamp};
@@ -215,31 +217,13 @@ struct Level {
     measured_at: String,
 }
 
-/// SplitMix64: tiny, fast, and the same on every platform and release (unlike `StdRng`).
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64, student: i64) -> Rng {
-        Rng(seed ^ (student as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in `low..=high`.
-    fn between(&mut self, low: i64, high: i64) -> i64 {
-        low + (self.next() % (high - low + 1) as u64) as i64
-    }
+/// A student's generator: the seed's key, in the student's own stream, so that a student's
+/// practice depends only on the seed and the student. ChaCha8 is a named algorithm: its stream
+/// is the same on every platform (unlike `StdRng` or `SmallRng`, which may change).
+fn student_rng(seed: u64, student: i64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(student as u64);
+    rng
 }
 
 /// The grade as a level (kindergarten 0); unknown grades practice at grade 3.
@@ -269,15 +253,15 @@ fn invent(
     sessions: &mut Vec<Session>,
     levels: &mut Vec<Level>,
 ) {
-    let mut rng = Rng::new(options.seed, student);
+    let mut rng = student_rng(options.seed, student);
     let start = options.until - Duration::weeks(i64::from(options.weeks));
     let grade = grade_level(grade);
-    let weekly_growth = 0.03 + rng.unit() * 0.12;
-    let skill = 0.55 + rng.unit() * 0.4;
+    let weekly_growth = 0.03 + rng.random::<f64>() * 0.12;
+    let skill = 0.55 + rng.random::<f64>() * 0.4;
     for (subject, domains) in [("math", &MATH_DOMAINS), ("ela", &ELA_DOMAINS)] {
         let mut current = [0.0; 5];
         for (i, domain) in domains.iter().enumerate() {
-            current[i] = round1((grade - 0.8 + rng.unit() * 1.2).max(0.0));
+            current[i] = round1((grade - 0.8 + rng.random::<f64>() * 1.2).max(0.0));
             levels.push(Level {
                 student,
                 subject,
@@ -286,7 +270,7 @@ fn invent(
                 measured_at: timestamp(start),
             });
         }
-        let mut next_domain = rng.between(0, 4) as usize;
+        let mut next_domain = rng.random_range(0..domains.len());
         for week in 0..options.weeks {
             let week_start = start + Duration::weeks(i64::from(week));
             let mut practised = [false; 5];
@@ -297,17 +281,17 @@ fn invent(
                 let day = i64::from(k % 5);
                 let at = week_start
                     + Duration::days(day)
-                    + Duration::hours(rng.between(1, 7))
-                    + Duration::minutes(rng.between(0, 59))
-                    + Duration::seconds(rng.between(0, 59));
-                let questions = rng.between(5, 25);
-                let accuracy = (skill + (rng.unit() - 0.5) * 0.3).clamp(0.2, 1.0);
+                    + Duration::hours(rng.random_range(1..=7))
+                    + Duration::minutes(rng.random_range(0..=59))
+                    + Duration::seconds(rng.random_range(0..=59));
+                let questions = rng.random_range(5..=25);
+                let accuracy = (skill + (rng.random::<f64>() - 0.5) * 0.3).clamp(0.2, 1.0);
                 sessions.push(Session {
                     student,
                     subject,
                     domain: domains[d],
                     started_at: timestamp(at),
-                    minutes: rng.between(5, 30),
+                    minutes: rng.random_range(5..=30),
                     questions,
                     correct: ((questions as f64) * accuracy).round() as i64,
                 });
@@ -316,7 +300,7 @@ fn invent(
                 (week_start + Duration::weeks(1) - Duration::seconds(1)).min(options.until);
             for (d, was) in practised.iter().enumerate() {
                 if *was {
-                    current[d] = round1(current[d] + weekly_growth * (0.5 + rng.unit()));
+                    current[d] = round1(current[d] + weekly_growth * (0.5 + rng.random::<f64>()));
                     levels.push(Level {
                         student,
                         subject,

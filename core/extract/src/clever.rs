@@ -11,6 +11,7 @@ use std::time::Duration;
 use rand::Rng;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use url::Url;
 
 use super::wire::{self, Part, SnapshotBuilder};
 use super::{Collection, ExtractError, Recorder};
@@ -75,11 +76,9 @@ pub struct EventData {
 /// feed is empty.
 pub async fn newest_event(config: &CleverSourceConfig) -> Result<Option<String>, ExtractError> {
     let client = Client::new(config)?;
-    let url = format!(
-        "{}{API_VERSION}/events?ending_before=last&limit=1",
-        config.base_url.trim_end_matches('/')
-    );
-    let (_, page) = client.fetch(&url, |body| events_page(body, &url)).await?;
+    let url = client.url(&format!("{API_VERSION}/events?ending_before=last&limit=1"))?;
+    let url = url.as_str();
+    let (_, page) = client.fetch(url, |body| events_page(body, url)).await?;
     Ok(page.events.last().map(|event| event.id.clone()))
 }
 
@@ -89,22 +88,24 @@ pub async fn events_since(
     cursor: Option<&str>,
 ) -> Result<Vec<Event>, ExtractError> {
     let client = Client::new(config)?;
-    let mut path = match cursor {
+    let mut url = client.url(&match cursor {
         Some(cursor) => format!(
             "{API_VERSION}/events?starting_after={cursor}&limit={}",
             config.limit
         ),
         None => format!("{API_VERSION}/events?limit={}", config.limit),
-    };
+    })?;
     let mut events = Vec::new();
     loop {
-        let url = format!("{}{path}", config.base_url.trim_end_matches('/'));
-        let (_, page) = client.fetch(&url, |body| events_page(body, &url)).await?;
+        let origin = url.as_str();
+        let (_, page) = client
+            .fetch(origin, |body| events_page(body, origin))
+            .await?;
         let done = page.events.is_empty();
         events.extend(page.events);
         tracing::info!(target: rosterflow_model::PROGRESS, "pulling events: {}", events.len());
         match page.next {
-            Some(next) if !done => path = relative(&next),
+            Some(next) if !done => url = client.url(&next)?,
             _ => break,
         }
     }
@@ -149,14 +150,20 @@ async fn pull_collection(
     recorder: Option<&Recorder>,
 ) -> Result<SnapshotBuilder, ExtractError> {
     let district = builder.district();
-    let mut path = format!("{API_VERSION}/{}?limit={}", collection.name(), config.limit);
+    let mut url = client.url(&format!(
+        "{API_VERSION}/{}?limit={}",
+        collection.name(),
+        config.limit
+    ))?;
     let mut parsing: Option<tokio::task::JoinHandle<Result<Part, ExtractError>>> = None;
     let mut pages = 0;
     let mut records = 0;
     loop {
         pages += 1;
-        let url = format!("{}{path}", config.base_url.trim_end_matches('/'));
-        let (body, info) = client.fetch(&url, |body| wire::outline(body, &url)).await?;
+        let origin = url.as_str();
+        let (body, info) = client
+            .fetch(origin, |body| wire::outline(body, origin))
+            .await?;
         if let Some(recorder) = recorder {
             recorder.save(collection, pages, &body)?;
         }
@@ -172,11 +179,12 @@ async fn pull_collection(
             builder.merge(collection, previous.await??);
         }
         let district = district.clone();
+        let origin = origin.to_owned();
         parsing = Some(tokio::task::spawn_blocking(move || {
-            wire::parse_page(collection, &body, &url, district.as_deref())
+            wire::parse_page(collection, &body, &origin, district.as_deref())
         }));
         match info.next {
-            Some(next) => path = relative(&next),
+            Some(next) => url = client.url(&next)?,
             None => break,
         }
     }
@@ -187,19 +195,20 @@ async fn pull_collection(
     Ok(builder)
 }
 
-/// The path and query of a `next` link, which Clever gives relative to the host.
-fn relative(link: &str) -> String {
-    match link.find("://") {
-        Some(scheme_end) => {
-            let rest = &link[scheme_end + 3..];
-            rest.find('/')
-                .map_or_else(|| "/".to_owned(), |i| rest[i..].to_owned())
-        }
-        None => link.to_owned(),
-    }
+/// `link` on the host of `base`. Clever gives `next` links relative to the host
+/// (`/v3.0/users?starting_after=...`); an absolute link is resolved too, but only its path and
+/// query are kept, so that every request goes to the configured host (a simulator, a proxy).
+fn on_host(base: &Url, link: &str) -> Result<Url, url::ParseError> {
+    let target = base.join(link)?;
+    let mut url = base.clone();
+    url.set_path(target.path());
+    url.set_query(target.query());
+    Ok(url)
 }
 
 struct Client {
+    /// The configured `base_url`: every request goes to its host.
+    base: Url,
     http: reqwest::Client,
     authorization: HeaderValue,
     max_attempts: u32,
@@ -227,12 +236,27 @@ impl Client {
                 message: "the token holds characters an HTTP header cannot carry".into(),
             })?;
         authorization.set_sensitive(true);
+        let base = Url::parse(&config.base_url).map_err(|source| ExtractError::BadUrl {
+            what: "source.base_url",
+            url: config.base_url.clone(),
+            source,
+        })?;
         Ok(Client {
+            base,
             http,
             authorization,
             max_attempts: config.max_attempts,
             backoff_base: Duration::from_millis(config.backoff_base_ms),
             backoff_max: Duration::from_secs(config.backoff_max_secs),
+        })
+    }
+
+    /// `link` (a path, or a page's `next` link) on the configured host.
+    fn url(&self, link: &str) -> Result<Url, ExtractError> {
+        on_host(&self.base, link).map_err(|source| ExtractError::BadUrl {
+            what: "the link",
+            url: link.to_owned(),
+            source,
         })
     }
 
@@ -337,14 +361,11 @@ impl Client {
         Ok(Response::Body(body.to_vec()))
     }
 
-    /// Exponential backoff with full jitter, capped.
+    /// The wait after the `attempt`-th failed try: exponential, capped, and jittered (a random
+    /// half to all of it) so that collections pulled side by side do not retry in step.
     fn backoff(&self, attempt: u32) -> Duration {
-        let exponential = self
-            .backoff_base
-            .saturating_mul(1 << attempt.saturating_sub(1).min(16))
-            .min(self.backoff_max);
-        let jitter = rand::rng().random_range(0.5..=1.0);
-        exponential.mul_f64(jitter)
+        rosterflow_model::backoff::exponential(self.backoff_base, self.backoff_max, attempt)
+            .mul_f64(rand::rng().random_range(0.5..=1.0))
     }
 }
 
@@ -391,13 +412,15 @@ mod tests {
 
     #[test]
     fn next_links_become_paths_on_the_configured_host() {
+        let base = Url::parse("http://127.0.0.1:8080").expect("a URL");
+        let next = |link| on_host(&base, link).expect("follows").to_string();
         assert_eq!(
-            relative("/v3.0/users?starting_after=abc"),
-            "/v3.0/users?starting_after=abc"
+            next("/v3.0/users?starting_after=abc"),
+            "http://127.0.0.1:8080/v3.0/users?starting_after=abc"
         );
         assert_eq!(
-            relative("https://api.clever.com/v3.0/users?starting_after=abc"),
-            "/v3.0/users?starting_after=abc"
+            next("https://api.clever.com/v3.0/users?starting_after=abc"),
+            "http://127.0.0.1:8080/v3.0/users?starting_after=abc"
         );
     }
 }

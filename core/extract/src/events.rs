@@ -40,8 +40,9 @@ pub struct Checkpoint {
     pub saved_at: DateTime<Utc>,
 }
 
-/// How a run read the source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a run read the source. The names (`full`, `events`) are stored with the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case", const_into_str)]
 pub enum PullKind {
     /// Every collection.
     Full,
@@ -51,10 +52,7 @@ pub enum PullKind {
 
 impl PullKind {
     pub const fn as_str(self) -> &'static str {
-        match self {
-            PullKind::Full => "full",
-            PullKind::Events => "events",
-        }
+        self.into_str()
     }
 }
 
@@ -186,7 +184,7 @@ fn apply(roster: &mut SnapshotBuilder, events: &[Event], district: &str) -> Appl
     let mut last: BTreeMap<(Collection, Id), Option<&str>> = BTreeMap::new();
     for event in events {
         let used = event.kind.split_once('.').and_then(|(name, action)| {
-            let collection = Collection::ALL.into_iter().find(|c| c.name() == name)?;
+            let collection = Collection::parse(name)?;
             let id = wire::record_id(event.data.object.get())?;
             Some((collection, id, action == "deleted"))
         });
@@ -220,4 +218,19 @@ fn apply(roster: &mut SnapshotBuilder, events: &[Event], district: &str) -> Appl
     }
     roster.sort_by_id();
     applied
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names are stored with each run.
+    #[test]
+    fn pull_kinds_keep_their_stored_names() {
+        let names: Vec<&str> = <PullKind as strum::VariantArray>::VARIANTS
+            .iter()
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(names, ["full", "events"]);
+    }
 }

@@ -23,8 +23,22 @@ use crate::config::SourceConfig;
 
 /// The Clever collections a snapshot is built from, in the order they are pulled.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    strum::EnumCount,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
 )]
+#[strum(serialize_all = "snake_case", const_into_str)]
 pub enum Collection {
     Districts,
     Schools,
@@ -35,25 +49,20 @@ pub enum Collection {
 }
 
 impl Collection {
-    pub const ALL: [Collection; 6] = [
-        Collection::Districts,
-        Collection::Schools,
-        Collection::Terms,
-        Collection::Courses,
-        Collection::Sections,
-        Collection::Users,
-    ];
+    /// Every collection, in the order they are pulled.
+    pub const ALL: [Collection; <Collection as strum::EnumCount>::COUNT] =
+        *<Collection as strum::VariantArray>::VARIANTS
+            .first_chunk()
+            .expect("VARIANTS holds every variant");
 
     /// The path segment: `/v3.0/<name>`, and the recording's directory name.
     pub const fn name(self) -> &'static str {
-        match self {
-            Collection::Districts => "districts",
-            Collection::Schools => "schools",
-            Collection::Terms => "terms",
-            Collection::Courses => "courses",
-            Collection::Sections => "sections",
-            Collection::Users => "users",
-        }
+        self.into_str()
+    }
+
+    /// The collection named by [`Collection::name`] (`users`).
+    pub fn parse(name: &str) -> Option<Collection> {
+        name.parse().ok()
     }
 
     /// What one record of the collection is called in quarantine.
@@ -115,6 +124,14 @@ pub enum ExtractError {
     Roster {
         #[source]
         source: std::io::Error,
+    },
+    #[error("{what} {url:?} is not a usable URL")]
+    BadUrl {
+        /// `source.base_url`, or a link (a page's `next`).
+        what: &'static str,
+        url: String,
+        #[source]
+        source: url::ParseError,
     },
     #[error("a page parser stopped")]
     Worker(#[from] tokio::task::JoinError),
@@ -191,5 +208,31 @@ pub async fn pull(
         SourceConfig::CleverReplay(config) => {
             blocking(|| replay::read(&config.dir, district, recorder))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names are Clever's path segments and the directories of every recording.
+    #[test]
+    fn every_collection_round_trips_through_its_name() {
+        let names: Vec<&str> = Collection::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "districts",
+                "schools",
+                "terms",
+                "courses",
+                "sections",
+                "users"
+            ]
+        );
+        for collection in Collection::ALL {
+            assert_eq!(Collection::parse(collection.name()), Some(collection));
+        }
+        assert_eq!(Collection::parse("user"), None);
     }
 }

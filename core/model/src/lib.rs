@@ -5,11 +5,14 @@
 //! along. Sources build a [`Snapshot`]; transforms edit it; the planner diffs it against the
 //! Freckle DB. Records a source could not use are kept in [`Snapshot::quarantine`] with a reason.
 
+pub mod backoff;
+mod clock;
 pub mod metrics;
 pub mod packed;
 mod secret;
 pub mod tagged;
 
+pub use clock::Clock;
 pub use secret::Secret;
 
 use std::borrow::Cow;
@@ -191,9 +194,26 @@ pub struct Admin {
     pub title: Option<String>,
 }
 
-/// The kinds of record the sync owns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// The kinds of record the sync owns. Their names (`class_teacher`) are stored in the database.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumCount,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case", const_into_str)]
 pub enum Entity {
     District,
     School,
@@ -208,46 +228,20 @@ pub enum Entity {
 }
 
 impl Entity {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Entity::District => "district",
-            Entity::School => "school",
-            Entity::Term => "term",
-            Entity::Course => "course",
-            Entity::Teacher => "teacher",
-            Entity::Student => "student",
-            Entity::Admin => "admin",
-            Entity::Class => "class",
-            Entity::ClassTeacher => "class_teacher",
-            Entity::ClassStudent => "class_student",
-        }
-    }
-}
-
-impl Entity {
     /// Every entity, in declaration order.
-    pub const ALL: [Entity; 10] = [
-        Entity::District,
-        Entity::School,
-        Entity::Term,
-        Entity::Course,
-        Entity::Teacher,
-        Entity::Student,
-        Entity::Admin,
-        Entity::Class,
-        Entity::ClassTeacher,
-        Entity::ClassStudent,
-    ];
+    pub const ALL: [Entity; <Entity as strum::EnumCount>::COUNT] =
+        *<Entity as strum::VariantArray>::VARIANTS
+            .first_chunk()
+            .expect("VARIANTS holds every variant");
+
+    /// The entity's name, as stored.
+    pub const fn as_str(self) -> &'static str {
+        self.into_str()
+    }
 
     /// The entity named by [`Entity::as_str`].
     pub fn parse(name: &str) -> Option<Entity> {
-        Entity::ALL.into_iter().find(|e| e.as_str() == name)
-    }
-}
-
-impl std::fmt::Display for Entity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        name.parse().ok()
     }
 }
 
@@ -276,8 +270,22 @@ pub struct Decision {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// What a transform did to a record. The names (`dropped`) are stored in the database.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case", const_into_str)]
 pub enum DecisionAction {
     Dropped,
     Created,
@@ -285,22 +293,14 @@ pub enum DecisionAction {
 }
 
 impl DecisionAction {
+    /// The action named by [`DecisionAction::as_str`].
     pub fn parse(name: &str) -> Option<DecisionAction> {
-        [
-            DecisionAction::Dropped,
-            DecisionAction::Created,
-            DecisionAction::Edited,
-        ]
-        .into_iter()
-        .find(|a| a.as_str() == name)
+        name.parse().ok()
     }
 
+    /// The action's name, as stored.
     pub const fn as_str(self) -> &'static str {
-        match self {
-            DecisionAction::Dropped => "dropped",
-            DecisionAction::Created => "created",
-            DecisionAction::Edited => "edited",
-        }
+        self.into_str()
     }
 }
 
@@ -430,4 +430,48 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names are stored in the database and in recordings: they must never change.
+    #[test]
+    fn every_entity_and_action_round_trips_through_its_stored_name() {
+        let names: Vec<&str> = Entity::ALL.iter().map(|e| e.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "district",
+                "school",
+                "term",
+                "course",
+                "teacher",
+                "student",
+                "admin",
+                "class",
+                "class_teacher",
+                "class_student",
+            ]
+        );
+        for entity in Entity::ALL {
+            assert_eq!(Entity::parse(entity.as_str()), Some(entity));
+            assert_eq!(entity.to_string(), entity.as_str());
+            let json = serde_json::to_string(&entity).expect("serializes");
+            assert_eq!(json, format!("\"{}\"", entity.as_str()));
+        }
+        let names: Vec<&str> = <DecisionAction as strum::VariantArray>::VARIANTS
+            .iter()
+            .map(|a| a.as_str())
+            .collect();
+        assert_eq!(names, ["dropped", "created", "edited"]);
+        for &action in <DecisionAction as strum::VariantArray>::VARIANTS {
+            assert_eq!(DecisionAction::parse(action.as_str()), Some(action));
+            let json = serde_json::to_string(&action).expect("serializes");
+            assert_eq!(json, format!("\"{}\"", action.as_str()));
+        }
+        assert_eq!(Entity::parse("Class_Teacher"), None);
+        assert_eq!(DecisionAction::parse(""), None);
+    }
 }

@@ -3,7 +3,8 @@
 //! `/metrics` in the Prometheus text format.
 
 /// Runs by pipeline and outcome (`committed`, `quarantined`, `held`, `failed`, `retrying`,
-/// `busy`, `already_ran`, `config_error`).
+/// `already_ran`, `config_error`, `unknown_pipeline`); a failure's outcome is its
+/// `Failure::outcome` in the pipeline crate.
 pub const RUNS: &str = "rosterflow_runs_total";
 /// Run durations by pipeline, in seconds.
 pub const RUN_SECONDS: &str = "rosterflow_run_duration_seconds";

@@ -121,12 +121,11 @@ impl EmailConfig {
     /// The wait after the `attempts`-th failed attempt of a message: `retry_backoff_secs`
     /// doubled per earlier attempt, never more than `retry_backoff_max_secs`.
     pub fn backoff_after(&self, attempts: u32) -> Duration {
-        let doublings = attempts.saturating_sub(1).min(32);
-        let secs = self
-            .retry_backoff_secs
-            .saturating_mul(1u64 << doublings)
-            .min(self.retry_backoff_max_secs);
-        Duration::from_secs(secs)
+        rosterflow_model::backoff::exponential(
+            Duration::from_secs(self.retry_backoff_secs),
+            Duration::from_secs(self.retry_backoff_max_secs),
+            attempts,
+        )
     }
 
     /// How long a password-set token stays valid.

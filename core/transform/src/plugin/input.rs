@@ -2,10 +2,8 @@
 //! ids turned into indices. Index `i` of every table is position `i` of the same `Vec` in the
 //! `model::Snapshot`, so edits come back as positions without a reverse map.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
 use rosterflow_model::{Id, Snapshot, Source};
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use super::PluginError;
 use super::bindings::v0_1_0::wire;
@@ -180,10 +178,10 @@ pub(crate) fn to_wire(
 
 /// Id to table position. Keys are Clever ids (24 hex digits) that the host, not the plugin,
 /// supplies, so a fast non-keyed hash is safe; SipHash would cost a third of the conversion.
-type IdMap<'a> = HashMap<&'a str, u32, BuildHasherDefault<FxHasher>>;
+type IdMap<'a> = FxHashMap<&'a str, u32>;
 
 fn index_of<'a>(ids: impl ExactSizeIterator<Item = &'a str>) -> IdMap<'a> {
-    let mut map = IdMap::with_capacity_and_hasher(ids.len(), Default::default());
+    let mut map = IdMap::with_capacity_and_hasher(ids.len(), FxBuildHasher);
     for (i, id) in ids.enumerate() {
         map.entry(id).or_insert(to_u32(i));
     }
@@ -193,64 +191,6 @@ fn index_of<'a>(ids: impl ExactSizeIterator<Item = &'a str>) -> IdMap<'a> {
 /// Tables are `list<T>` indexed by `u32` in the interface; a district has far fewer records.
 pub(crate) fn to_u32(i: usize) -> u32 {
     u32::try_from(i).expect("snapshot tables hold fewer than 2^32 records")
-}
-
-/// The hash rustc uses for its own tables (a multiply and rotate per word), with a finaliser.
-#[derive(Default, Clone, Copy)]
-struct FxHasher {
-    hash: u64,
-}
-
-const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-impl FxHasher {
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(SEED);
-    }
-}
-
-impl Hasher for FxHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            self.add(u64::from_le_bytes(
-                chunk.try_into().expect("chunks of 8 bytes"),
-            ));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-
-    /// Folds the high bits down and mixes again: the table indexes buckets by the low bits, and
-    /// the multiply leaves those depending only on the low bytes of each word, which for Clever
-    /// ids (24 hex digits, differing in the last few) barely vary: without this, a million ids
-    /// fall into a handful of buckets and the map takes minutes.
-    #[inline]
-    fn finish(&self) -> u64 {
-        // MurmurHash3's fmix64: every input bit reaches every output bit.
-        let mut h = self.hash;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        h ^ (h >> 33)
-    }
 }
 
 #[cfg(test)]
@@ -315,10 +255,13 @@ mod tests {
         );
     }
 
+    /// Clever ids differ only in their last few hex digits; a hash that leaves the low bits
+    /// (the bucket index) depending on the low bytes alone (rustc-hash 1's) packs a district's
+    /// ids into a handful of buckets and the map takes minutes.
     #[test]
     fn ids_that_differ_only_in_their_last_digits_hash_apart() {
         use std::hash::BuildHasher;
-        let build = BuildHasherDefault::<FxHasher>::default();
+        let build = FxBuildHasher;
         let buckets: std::collections::HashSet<u64> = (0..4096usize)
             .map(|n| build.hash_one(format!("02{n:022x}").as_str()) & 0xffff)
             .collect();
