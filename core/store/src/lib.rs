@@ -20,6 +20,7 @@
 //! - [`explain`]: why a record is (not) in Freckle, from the decisions and history.
 //! - [`roster`]: manual roster edits and shares: Clever-managed rosters are locked, shares are not.
 
+mod apply;
 pub mod db;
 pub mod explain;
 mod postgres;
@@ -154,13 +155,6 @@ pub struct Checkpoint<'r> {
     pub saved_at: DateTime<Utc>,
 }
 
-/// The SQL that saves a checkpoint (both backends accept it): parameters district, run, cursor,
-/// roster, full_sync_at, saved_at.
-const SAVE_CHECKPOINT: &str = "INSERT INTO source_checkpoints \
-    (district_id, run_id, event_cursor, roster, full_sync_at, saved_at) VALUES ($1, $2, $3, $4, $5, $6) \
-    ON CONFLICT (district_id) DO UPDATE SET run_id = excluded.run_id, event_cursor = excluded.event_cursor, \
-    roster = excluded.roster, full_sync_at = excluded.full_sync_at, saved_at = excluded.saved_at";
-
 /// What a committed run did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunOutcome {
@@ -199,6 +193,15 @@ impl Default for LockOptions {
     }
 }
 
+/// Says, once, that a run waits for another run of its district.
+fn waiting_for_lock(district: &str, wait: Duration) {
+    tracing::info!(
+        district,
+        wait_secs = wait.as_secs(),
+        "another run of the district holds its lock: waiting"
+    );
+}
+
 /// One run's hold on one district of the Freckle DB.
 pub struct Store {
     inner: Inner,
@@ -213,6 +216,11 @@ impl Store {
     /// Takes the run lock of `district` (a Clever id).
     pub async fn lock(db: &Db, district: &str, options: LockOptions) -> Result<Store, StoreError> {
         let LockOptions { wait, lease } = options;
+        tracing::debug!(
+            district,
+            wait_secs = wait.as_secs(),
+            "taking the district's run lock"
+        );
         let url = db.pool.connect_options().database_url.clone();
         let inner = match db.backend {
             Backend::Sqlite => {
@@ -228,6 +236,7 @@ impl Store {
                 Inner::Postgres(postgres::PgStore::lock(&url, district, wait, lease).await?)
             }
         };
+        tracing::info!(district, "holding the district's run lock");
         Ok(Store { inner })
     }
 

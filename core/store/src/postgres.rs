@@ -28,10 +28,10 @@ use super::schema::{
 use super::state::{
     Cell, Existing, MembershipState, OpenDecision, Role, State, TableState, fingerprint,
 };
-use super::{
-    RowIds, RunOutcome, RunRecord, SAVE_CHECKPOINT, StoreError, counts_json, skipped_json,
-};
+use super::{RowIds, RunOutcome, RunRecord, StoreError, counts_json, skipped_json};
+use crate::apply::{Step, fence, program};
 use crate::db::timestamp;
+use crate::runs::sql;
 use copy::{Encoder, Lines};
 use rosterflow_model::{DecisionAction, Entity};
 use rosterflow_plan::{Plan, RecordAction, member_entity};
@@ -128,6 +128,7 @@ impl PgStore {
         }
         let key = lock_key(district);
         let started = Instant::now();
+        let mut waiting = false;
         loop {
             let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                 .bind(key)
@@ -142,6 +143,9 @@ impl PgStore {
                     district: district.to_owned(),
                     waited_secs: started.elapsed().as_secs(),
                 });
+            }
+            if !std::mem::replace(&mut waiting, true) {
+                crate::waiting_for_lock(district, wait);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -163,12 +167,11 @@ impl PgStore {
             .execute(&mut *tx)
             .await
             .map_err(StoreError::postgres("starting to read the district"))?;
-        let district: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM districts WHERE clever_id = $1")
-                .bind(&self.district)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(StoreError::postgres("reading the district"))?;
+        let district: Option<i64> = sqlx::query_scalar(sql::DISTRICT_ID)
+            .bind(&self.district)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::postgres("reading the district"))?;
         let mut state = State {
             district,
             ..State::default()
@@ -246,67 +249,53 @@ impl PgStore {
             .map_err(StoreError::postgres("starting the run"))?;
         Bulk::enter(&mut tx, plan).await?;
         let now = timestamp(Utc::now());
-        let district = ensure_district(&mut tx, plan, &now).await?;
-        let last_run = last_committed_run(&mut tx, district).await?;
-        if last_run != plan.state.last_run {
-            return Err(StoreError::Stale {
-                planned: plan.state.last_run,
-                now: last_run,
-            });
-        }
-        let run_id = record_run(&mut tx, plan, run, district, &now).await?;
-        if plan.creates_district() {
-            sqlx::query("UPDATE districts SET created_run = $1 WHERE id = $2")
-                .bind(run_id)
-                .bind(district)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::postgres("recording the new district"))?;
-        }
-        // New rows get their ids up front, so that every table's rows can be encoded in one pass
-        // with their references resolved, then copied in.
-        let mut reserved = BTreeMap::new();
-        for entity in ENTITIES.into_iter().filter(|&e| e != Entity::District) {
-            let count = plan
-                .records
-                .iter()
-                .filter(|c| c.entity == entity && c.action == RecordAction::Create)
-                .count();
-            if count > 0 {
-                let ids = reserve_ids(&mut tx, layout(entity).name, count).await?;
-                reserved.insert(entity, ids.into_iter());
-            }
-        }
         let mut writer = Writer {
             plan,
-            run_id,
-            district,
+            // Set by the `District` and `Run` steps, which come before any write.
+            run_id: 0,
+            district: 0,
             now: &now,
             lookups: Lookups::new(plan.snapshot),
             rows: RowIds::new(plan),
-            reserved,
+            reserved: BTreeMap::new(),
             work: Vec::new(),
         };
-        let Ok(()) = visit_tables(plan.snapshot, &mut writer);
-        for work in std::mem::take(&mut writer.work) {
-            writer.write_table(&mut tx, work).await?;
+        for step in program(plan) {
+            match step {
+                Step::District => writer.district = ensure_district(&mut tx, plan, &now).await?,
+                Step::Fence => fence(plan, last_committed_run(&mut tx, writer.district).await?)?,
+                Step::Run => {
+                    writer.run_id = record_run(&mut tx, plan, run, writer.district, &now).await?;
+                }
+                Step::DistrictMadeBy => {
+                    sqlx::query(sql::DISTRICT_MADE_BY)
+                        .bind(writer.run_id)
+                        .bind(writer.district)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::postgres("recording the new district"))?;
+                }
+                Step::Tables => writer.tables(&mut tx).await?,
+                Step::Memberships => writer.memberships(&mut tx).await?,
+                Step::ChangeLog => writer.change_log(&mut tx).await?,
+                Step::Accounts => writer.accounts(&mut tx).await?,
+                Step::Decisions => writer.decisions(&mut tx).await?,
+                Step::Quarantine => writer.quarantine(&mut tx).await?,
+                Step::Finish => {
+                    sqlx::query(sql::FINISH)
+                        .bind(timestamp(Utc::now()))
+                        .bind(writer.run_id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::postgres("finishing the run"))?;
+                }
+            }
         }
-        writer.memberships(&mut tx).await?;
-        writer.change_log(&mut tx).await?;
-        writer.accounts(&mut tx).await?;
-        writer.decisions(&mut tx).await?;
-        writer.quarantine(&mut tx).await?;
-        sqlx::query("UPDATE sync_runs SET finished_at = $1 WHERE id = $2")
-            .bind(timestamp(Utc::now()))
-            .bind(run_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::postgres("finishing the run"))?;
         tx.commit()
             .await
             .map_err(StoreError::postgres("committing the run"))?;
         Ok(RunOutcome {
-            run_id,
+            run_id: writer.run_id,
             changes: plan.change_count(),
             quarantined: plan.snapshot.quarantine.len(),
         })
@@ -341,13 +330,11 @@ async fn last_committed_run(
     tx: &mut Transaction<'_, Postgres>,
     district: i64,
 ) -> Result<Option<i64>> {
-    sqlx::query_scalar(
-        "SELECT MAX(id) FROM sync_runs WHERE district_id = $1 AND status IN ('committed', 'approved')",
-    )
-    .bind(district)
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(StoreError::postgres("reading run history"))
+    sqlx::query_scalar(sql::LAST_COMMITTED_RUN)
+        .bind(district)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(StoreError::postgres("reading run history"))
 }
 
 /// Runs `COPY (...) TO STDOUT` and hands each line's fields to `row`.
@@ -465,17 +452,14 @@ async fn ensure_district(
     now: &str,
 ) -> Result<i64> {
     let district = &plan.snapshot.district;
-    sqlx::query(
-        "INSERT INTO districts (clever_id, name, created_at, updated_at) VALUES ($1, $2, $3, $3) \
-         ON CONFLICT (clever_id) DO NOTHING",
-    )
-    .bind(district.id.as_str())
-    .bind(&district.name)
-    .bind(now)
-    .execute(&mut **tx)
-    .await
-    .map_err(StoreError::postgres("creating the district"))?;
-    sqlx::query_scalar("SELECT id FROM districts WHERE clever_id = $1")
+    sqlx::query(sql::ENSURE_DISTRICT)
+        .bind(district.id.as_str())
+        .bind(&district.name)
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::postgres("creating the district"))?;
+    sqlx::query_scalar(sql::DISTRICT_ID)
         .bind(district.id.as_str())
         .fetch_one(&mut **tx)
         .await
@@ -491,29 +475,25 @@ async fn record_run(
 ) -> Result<i64> {
     match run {
         RunRecord::New { start, source } => {
-            let run: i64 = sqlx::query_scalar(
-                "INSERT INTO sync_runs (district_id, pipeline, status, started_at, finished_at, changes, quarantined, counts, \
-                 source_kind, event_cursor, source_note, skipped, scheduled_for, requested_by) \
-                 VALUES ($1, $2, 'committed', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
-            )
-            .bind(district)
-            .bind(start.pipeline)
-            .bind(timestamp(start.started_at))
-            .bind(now)
-            .bind(plan.change_count() as i64)
-            .bind(plan.snapshot.quarantine.len() as i64)
-            .bind(counts_json(plan))
-            .bind(source.kind)
-            .bind(source.checkpoint.and_then(|c| c.cursor))
-            .bind(source.note)
-            .bind(skipped_json(plan))
-            .bind(start.scheduled_for.map(timestamp))
-            .bind(start.requested_by)
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(StoreError::postgres("recording the run"))?;
+            let run: i64 = sqlx::query_scalar(sql::INSERT_COMMITTED)
+                .bind(district)
+                .bind(start.pipeline)
+                .bind(timestamp(start.started_at))
+                .bind(now)
+                .bind(plan.change_count() as i64)
+                .bind(plan.snapshot.quarantine.len() as i64)
+                .bind(counts_json(plan))
+                .bind(source.kind)
+                .bind(source.checkpoint.and_then(|c| c.cursor))
+                .bind(source.note)
+                .bind(skipped_json(plan))
+                .bind(start.scheduled_for.map(timestamp))
+                .bind(start.requested_by)
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(StoreError::postgres("recording the run"))?;
             if let Some(checkpoint) = source.checkpoint {
-                sqlx::query(SAVE_CHECKPOINT)
+                sqlx::query(sql::SAVE_CHECKPOINT)
                     .bind(district)
                     .bind(run)
                     .bind(checkpoint.cursor)
@@ -527,23 +507,19 @@ async fn record_run(
             Ok(run)
         }
         RunRecord::Approve { run, by } => {
-            let approved = sqlx::query(
-                "UPDATE sync_runs SET status = 'approved', finished_at = $1, snapshot = NULL, decided_by = $3 \
-                 WHERE id = $2 AND status = 'held'",
-            )
-            .bind(now)
-            .bind(run)
-            .bind(by)
-            .execute(&mut **tx)
-            .await
-            .map_err(StoreError::postgres("approving the run"))?;
+            let approved = sqlx::query(sql::APPROVE_HELD)
+                .bind(now)
+                .bind(by)
+                .bind(run)
+                .execute(&mut **tx)
+                .await
+                .map_err(StoreError::postgres("approving the run"))?;
             if approved.rows_affected() != 1 {
-                let status: Option<String> =
-                    sqlx::query_scalar("SELECT status FROM sync_runs WHERE id = $1")
-                        .bind(run)
-                        .fetch_optional(&mut **tx)
-                        .await
-                        .map_err(StoreError::postgres("approving the run"))?;
+                let status: Option<String> = sqlx::query_scalar(sql::STATUS)
+                    .bind(run)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(StoreError::postgres("approving the run"))?;
                 return Err(StoreError::NotHeld {
                     run,
                     status: status.unwrap_or_else(|| "missing".to_owned()),
@@ -659,6 +635,28 @@ impl<'a> TableVisitor<'a> for Writer<'_, 'a> {
 }
 
 impl<'a> Writer<'_, 'a> {
+    /// Every table's writes: new rows get their ids up front, so that each table's rows can be
+    /// encoded in one pass with their references resolved, then copied in.
+    async fn tables(&mut self, tx: &mut Transaction<'_, Postgres>) -> Result<()> {
+        for entity in ENTITIES.into_iter().filter(|&e| e != Entity::District) {
+            let count = self
+                .plan
+                .records
+                .iter()
+                .filter(|c| c.entity == entity && c.action == RecordAction::Create)
+                .count();
+            if count > 0 {
+                let ids = reserve_ids(tx, layout(entity).name, count).await?;
+                self.reserved.insert(entity, ids.into_iter());
+            }
+        }
+        let Ok(()) = visit_tables(self.plan.snapshot, self);
+        for work in std::mem::take(&mut self.work) {
+            self.write_table(tx, work).await?;
+        }
+        Ok(())
+    }
+
     fn encode_values<R: Record>(&self, encoder: &mut Encoder, record: &'a R) {
         for column in R::TABLE.columns {
             match (column.value)(record, &self.lookups) {

@@ -44,6 +44,38 @@ pub enum RunsError {
     Snapshot(#[source] std::io::Error),
 }
 
+/// The run bookkeeping both backends write inside a run's transaction, written once. Every
+/// parameter is `$n`, numbered in order of first use, which SQLite and PostgreSQL read alike.
+pub(crate) mod sql {
+    /// The district's row, created on its first run: ($1 clever id, $2 name, $3 now).
+    pub const ENSURE_DISTRICT: &str = "INSERT INTO districts (clever_id, name, created_at, updated_at) \
+        VALUES ($1, $2, $3, $3) ON CONFLICT (clever_id) DO NOTHING";
+    /// The row id of district $1.
+    pub const DISTRICT_ID: &str = "SELECT id FROM districts WHERE clever_id = $1";
+    /// The last run that changed district $1.
+    pub const LAST_COMMITTED_RUN: &str = "SELECT MAX(id) FROM sync_runs \
+        WHERE district_id = $1 AND status IN ('committed', 'approved')";
+    /// A committed run's row, returning its id.
+    pub const INSERT_COMMITTED: &str = "INSERT INTO sync_runs (district_id, pipeline, status, started_at, \
+        finished_at, changes, quarantined, counts, source_kind, event_cursor, source_note, skipped, \
+        scheduled_for, requested_by) \
+        VALUES ($1, $2, 'committed', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id";
+    /// Approves held run $3 at $1 by $2; changes no row if it is not held.
+    pub const APPROVE_HELD: &str = "UPDATE sync_runs SET status = 'approved', finished_at = $1, \
+        snapshot = NULL, decided_by = $2 WHERE id = $3 AND status = 'held'";
+    /// Run $1's status.
+    pub const STATUS: &str = "SELECT status FROM sync_runs WHERE id = $1";
+    /// District $2 was made by run $1.
+    pub const DISTRICT_MADE_BY: &str = "UPDATE districts SET created_run = $1 WHERE id = $2";
+    /// Run $2 finished at $1.
+    pub const FINISH: &str = "UPDATE sync_runs SET finished_at = $1 WHERE id = $2";
+    /// An events run's checkpoint: (district, run, cursor, roster, full sync at, saved at).
+    pub const SAVE_CHECKPOINT: &str = "INSERT INTO source_checkpoints \
+        (district_id, run_id, event_cursor, roster, full_sync_at, saved_at) VALUES ($1, $2, $3, $4, $5, $6) \
+        ON CONFLICT (district_id) DO UPDATE SET run_id = excluded.run_id, event_cursor = excluded.event_cursor, \
+        roster = excluded.roster, full_sync_at = excluded.full_sync_at, saved_at = excluded.saved_at";
+}
+
 fn sql(step: &'static str) -> impl FnOnce(sqlx::Error) -> RunsError {
     move |source| RunsError::Sql { step, source }
 }
@@ -199,6 +231,35 @@ pub async fn discard(db: &Db, pipeline: &str, run: i64, by: Option<&str>) -> Res
             action: "discarded",
         }),
     }
+}
+
+/// Fails unless run `run` is held, naming its status: an approval is queued only for a held run.
+pub async fn expect_held(db: &Db, run: i64, action: &'static str) -> Result<(), RunsError> {
+    let status: Option<String> = sqlx::query_scalar("SELECT status FROM sync_runs WHERE id = $1")
+        .bind(run)
+        .fetch_optional(&db.pool)
+        .await
+        .map_err(sql("reading the run"))?;
+    match status.as_deref() {
+        None => Err(RunsError::NoSuchRun { run }),
+        Some("held") => Ok(()),
+        Some(status) => Err(RunsError::NotHeld {
+            run,
+            status: status.to_owned(),
+            action,
+        }),
+    }
+}
+
+/// Keeps why an approval of held run `run` was refused on the run, which stays held.
+pub async fn note_refusal(db: &Db, run: i64, reason: &str) -> Result<(), RunsError> {
+    sqlx::query("UPDATE sync_runs SET error = $1 WHERE id = $2 AND status = 'held'")
+        .bind(format!("approval refused: {reason}"))
+        .bind(run)
+        .execute(&db.pool)
+        .await
+        .map(drop)
+        .map_err(sql("noting the refused approval"))
 }
 
 /// Records a run that failed before it could commit, so history shows it.

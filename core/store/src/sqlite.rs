@@ -20,9 +20,11 @@ use super::state::{
     Cell, Existing, MembershipState, OpenDecision, Role, State, TableState, fingerprint,
 };
 use super::{
-    RowIds, RunOutcome, RunRecord, SAVE_CHECKPOINT, StoreError, counts_json, skipped_json,
+    RowIds, RunOutcome, RunRecord, StoreError, counts_json, skipped_json, waiting_for_lock,
 };
+use crate::apply::{Step, fence, program};
 use crate::db::{sqlite_file, timestamp};
+use crate::runs::sql;
 use rosterflow_model::{DecisionAction, Entity};
 use rosterflow_plan::{Plan, RecordAction, member_entity};
 
@@ -59,10 +61,14 @@ impl SqliteStore {
             .open(&lock_path)
             .map_err(lock_error)?;
         let started = Instant::now();
+        let mut waiting = false;
         loop {
             match lock.try_lock() {
                 Ok(()) => break,
                 Err(TryLockError::WouldBlock) if started.elapsed() < wait => {
+                    if !std::mem::replace(&mut waiting, true) {
+                        waiting_for_lock(district, wait);
+                    }
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 Err(TryLockError::WouldBlock) => {
@@ -100,42 +106,42 @@ impl SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(StoreError::sqlite("starting the run"))?;
         let now = timestamp(Utc::now());
-        let district = ensure_district(&tx, plan, &now)?;
-        let last_run = last_committed_run(&tx, district)?;
-        if last_run != plan.state.last_run {
-            return Err(StoreError::Stale {
-                planned: plan.state.last_run,
-                now: last_run,
-            });
-        }
-        let run_id = record_run(&tx, plan, run, district, &now)?;
-        if plan.creates_district() {
-            tx.execute(
-                "UPDATE districts SET created_run = ?1 WHERE id = ?2",
-                params![run_id, district],
-            )
-            .map_err(StoreError::sqlite("recording the new district"))?;
-        }
         let mut writer = Writer {
             tx: &tx,
             plan,
-            run_id,
-            district,
+            // Set by the `District` and `Run` steps, which come before any write.
+            run_id: 0,
+            district: 0,
             now: &now,
             lookups: Lookups::new(plan.snapshot),
             rows: RowIds::new(plan),
         };
-        visit_tables(plan.snapshot, &mut writer)?;
-        writer.memberships()?;
-        writer.change_log()?;
-        writer.accounts()?;
-        writer.decisions()?;
-        writer.quarantine()?;
-        tx.execute(
-            "UPDATE sync_runs SET finished_at = ?1 WHERE id = ?2",
-            params![timestamp(Utc::now()), run_id],
-        )
-        .map_err(StoreError::sqlite("finishing the run"))?;
+        for step in program(plan) {
+            match step {
+                Step::District => writer.district = ensure_district(&tx, plan, &now)?,
+                Step::Fence => fence(plan, last_committed_run(&tx, writer.district)?)?,
+                Step::Run => writer.run_id = record_run(&tx, plan, run, writer.district, &now)?,
+                Step::DistrictMadeBy => {
+                    tx.execute(
+                        sql::DISTRICT_MADE_BY,
+                        params![writer.run_id, writer.district],
+                    )
+                    .map_err(StoreError::sqlite("recording the new district"))?;
+                }
+                Step::Tables => visit_tables(plan.snapshot, &mut writer)?,
+                Step::Memberships => writer.memberships()?,
+                Step::ChangeLog => writer.change_log()?,
+                Step::Accounts => writer.accounts()?,
+                Step::Decisions => writer.decisions()?,
+                Step::Quarantine => writer.quarantine()?,
+                Step::Finish => {
+                    tx.execute(sql::FINISH, params![timestamp(Utc::now()), writer.run_id])
+                        .map_err(StoreError::sqlite("finishing the run"))?;
+                }
+            }
+        }
+        let run_id = writer.run_id;
+        drop(writer);
         tx.commit()
             .map_err(StoreError::sqlite("committing the run"))?;
         Ok(RunOutcome {
@@ -324,11 +330,7 @@ fn none_if_no_rows<T>(error: rusqlite::Error) -> rusqlite::Result<Option<T>> {
 
 fn last_committed_run(connection: &Connection, district: i64) -> Result<Option<i64>> {
     connection
-        .query_row(
-            "SELECT MAX(id) FROM sync_runs WHERE district_id = ?1 AND status IN ('committed', 'approved')",
-            [district],
-            |row| row.get(0),
-        )
+        .query_row(sql::LAST_COMMITTED_RUN, [district], |row| row.get(0))
         .map_err(StoreError::sqlite("reading run history"))
 }
 
@@ -336,17 +338,12 @@ fn last_committed_run(connection: &Connection, district: i64) -> Result<Option<i
 fn ensure_district(tx: &Transaction<'_>, plan: &Plan<'_>, now: &str) -> Result<i64> {
     let district = &plan.snapshot.district;
     tx.execute(
-        "INSERT INTO districts (clever_id, name, created_at, updated_at) VALUES (?1, ?2, ?3, ?3) \
-         ON CONFLICT (clever_id) DO NOTHING",
+        sql::ENSURE_DISTRICT,
         params![district.id.as_str(), district.name, now],
     )
     .map_err(StoreError::sqlite("creating the district"))?;
-    tx.query_row(
-        "SELECT id FROM districts WHERE clever_id = ?1",
-        [district.id.as_str()],
-        |row| row.get(0),
-    )
-    .map_err(StoreError::sqlite("reading the district"))
+    tx.query_row(sql::DISTRICT_ID, [district.id.as_str()], |row| row.get(0))
+        .map_err(StoreError::sqlite("reading the district"))
 }
 
 fn record_run(
@@ -360,9 +357,7 @@ fn record_run(
         RunRecord::New { start, source } => {
             let run: i64 = tx
                 .query_row(
-                    "INSERT INTO sync_runs (district_id, pipeline, status, started_at, finished_at, changes, quarantined, counts, \
-                     source_kind, event_cursor, source_note, skipped, scheduled_for, requested_by) \
-                     VALUES (?1, ?2, 'committed', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING id",
+                    sql::INSERT_COMMITTED,
                     params![
                         district,
                         start.pipeline,
@@ -383,7 +378,7 @@ fn record_run(
                 .map_err(StoreError::sqlite("recording the run"))?;
             if let Some(checkpoint) = source.checkpoint {
                 tx.execute(
-                    &SAVE_CHECKPOINT.replace('$', "?"),
+                    sql::SAVE_CHECKPOINT,
                     params![
                         district,
                         run,
@@ -399,17 +394,11 @@ fn record_run(
         }
         RunRecord::Approve { run, by } => {
             let approved = tx
-                .execute(
-                    "UPDATE sync_runs SET status = 'approved', finished_at = ?1, snapshot = NULL, decided_by = ?3 \
-                     WHERE id = ?2 AND status = 'held'",
-                    params![now, run, by],
-                )
+                .execute(sql::APPROVE_HELD, params![now, by, run])
                 .map_err(StoreError::sqlite("approving the run"))?;
             if approved != 1 {
                 let status: Option<String> = tx
-                    .query_row("SELECT status FROM sync_runs WHERE id = ?1", [run], |row| {
-                        row.get(0)
-                    })
+                    .query_row(sql::STATUS, [run], |row| row.get(0))
                     .map(Some)
                     .or_else(none_if_no_rows)
                     .map_err(StoreError::sqlite("approving the run"))?;
