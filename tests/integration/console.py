@@ -1,6 +1,6 @@
 """Drives the admin console in headless Chromium (Debian's chromium and chromedriver): a page
 asked for without a session leads to sign-in; the admin signs in, finds the held run from the
-dashboard, reads what its plan would change, approves it, and sees it applied.
+dashboard, reads what its plan would change, approves it, and sees it applied by a worker.
 
     python3 console.py BASE_URL ADMIN_TOKEN HELD_RUN
 
@@ -54,7 +54,14 @@ def main(base, token, held_run):
         browser.find_element(By.XPATH, "//button[text()='Approve']").click()
         WebDriverWait(browser, 60).until(lambda b: "?done=" in b.current_url)
         page = browser.find_element(By.TAG_NAME, "main").text
-        expect("Approved: the plan is applied." in page, f"the approval is confirmed:\n{page}")
+        expect("Approval queued" in page, f"the approval is confirmed as queued:\n{page}")
+
+        # A worker applies it; the run's page shows it approved once it has.
+        def approved(b):
+            b.refresh()
+            return b.find_element(By.CSS_SELECTOR, "main p span").text == "approved"
+
+        WebDriverWait(browser, 60, poll_frequency=0.5).until(approved)
         status = browser.find_element(By.CSS_SELECTOR, "main p span").text
         expect(status == "approved", f"the run is approved, not {status!r}")
     finally:

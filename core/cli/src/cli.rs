@@ -1,5 +1,5 @@
 //! The `rosterflow` command: parses arguments, runs the library, prints what happened and maps
-//! the outcome to an exit code (see [`rosterflow_pipeline::sync::exit`]: 0 ok, 1 applied with quarantined
+//! the outcome to an exit code (see [`rosterflow_pipeline::failure::exit`]: 0 ok, 1 applied with quarantined
 //! records, 2 failed, 3 held, 75 another run in progress, 78 bad config).
 
 use std::collections::BTreeMap;
@@ -15,13 +15,15 @@ use strum::VariantNames;
 use rosterflow_demo as growth;
 use rosterflow_export as export;
 use rosterflow_extract::{self as extract, Recorder};
-use rosterflow_pipeline::config::{self, ConfigError, Pipeline};
-use rosterflow_pipeline::sync::{self, RunOptions, RunStatus, SyncError, exit};
+use rosterflow_model::Clock;
+use rosterflow_pipeline::config::{self, Pipeline};
+use rosterflow_pipeline::failure::{Failure, exit};
+use rosterflow_pipeline::sync::{RunOptions, RunStatus, Runner};
 use rosterflow_serve as serve;
 use rosterflow_store::LockOptions;
 use rosterflow_store::db::Db;
 use rosterflow_store::{explain, report, roster, runs};
-use rosterflow_transform::plugin::{self, PluginHost};
+use rosterflow_transform::plugin::{self, PluginHost, Plugins};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -217,7 +219,6 @@ impl ServeArgs {
         serve::ServeOptions {
             dir: self.pipelines,
             database: self.database,
-            listen: self.listen,
             max_runs: self.max_runs.max(1),
             drain: Duration::from_secs(self.drain_secs),
             lease: Duration::from_secs(self.lease_secs.max(1)),
@@ -227,7 +228,12 @@ impl ServeArgs {
             retry_backoff: Duration::from_secs(self.retry_backoff_secs.max(1)),
             plugin_cache: self.plugin_cache,
             worker,
-            admin_token: self.admin_token.map(rosterflow_model::Secret::new),
+            // An empty variable (`ROSTERFLOW_ADMIN_TOKEN=` in an environment file) leaves the
+            // console off, as an unset one does.
+            admin_token: self
+                .admin_token
+                .filter(|token| !token.is_empty())
+                .map(rosterflow_model::Secret::new),
         }
     }
 }
@@ -306,18 +312,21 @@ pub async fn main(cli: Cli) -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             eprintln!("error: {error:#}");
-            let config = error.chain().any(|cause| cause.is::<ConfigError>());
-            let busy = error.chain().any(|cause| {
-                cause
-                    .downcast_ref::<SyncError>()
-                    .is_some_and(SyncError::is_busy)
-            });
-            ExitCode::from(match (config, busy) {
-                (true, _) => exit::CONFIG,
-                (_, true) => exit::BUSY,
-                _ => exit::FAILED,
-            })
+            ExitCode::from(Failure::of(error.as_ref()).exit_code())
         }
+    }
+}
+
+/// The exit code of a service that stopped: a second service of a SQLite database is told
+/// apart, as another run of a district is.
+fn serve_outcome(result: Result<(), serve::ServeError>) -> anyhow::Result<u8> {
+    match result {
+        Ok(()) => Ok(exit::OK),
+        Err(error @ serve::ServeError::AlreadyServed { .. }) => {
+            eprintln!("error: {error}");
+            Ok(exit::BUSY)
+        }
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -399,14 +408,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             wait_secs,
         } => {
             let pipeline = load_pipeline(&pipeline)?;
+            let runner = Runner::new(open_db(&pipeline).await?, Plugins::new(plugin_cache));
             let options = RunOptions {
                 dry_run,
-                plugin_cache,
                 lock: LockOptions::waiting(Duration::from_secs(wait_secs)),
                 scheduled_for: None,
                 requested_by: Some(cli_user()),
             };
-            let report = sync::run(&pipeline, &options).await?;
+            let report = runner.run(&pipeline, &options).await?;
             print!("{}", report.plan);
             match &report.status {
                 RunStatus::Committed { run_id } => println!("run {run_id} committed"),
@@ -424,8 +433,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 RunStatus::DryRun => println!("dry run: nothing was written"),
             }
             if let (Some(dir), Some(run)) = (report_dir, report.status.run_id()) {
-                let db = open_db(&pipeline).await?;
-                write_report(&report::read(&db, run).await?, &dir)?;
+                write_report(&report::read(runner.db(), run).await?, &dir)?;
             }
             Ok(report.exit_code())
         }
@@ -455,15 +463,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             wait_secs,
         } => {
             let pipeline = load_for_db(&pipeline)?;
-            let db = open_db(&pipeline).await?;
-            let outcome = sync::approve(
-                &pipeline,
-                &db,
-                run,
-                Duration::from_secs(wait_secs),
-                Some(&cli_user()),
-            )
-            .await?;
+            let runner = Runner::new(open_db(&pipeline).await?, Plugins::default());
+            let outcome = runner
+                .approve(
+                    &pipeline,
+                    run,
+                    LockOptions::waiting(Duration::from_secs(wait_secs)),
+                    Some(&cli_user()),
+                )
+                .await?;
             println!("run {run} approved: {} changes applied", outcome.changes);
             Ok(exit::OK)
         }
@@ -681,14 +689,21 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(code)
         }
-        Command::Serve(args) => match serve::serve(args.options()).await {
-            Ok(()) => Ok(exit::OK),
-            Err(error @ serve::ServeError::AlreadyServed { .. }) => {
-                eprintln!("error: {error}");
-                Ok(exit::BUSY)
-            }
-            Err(error) => Err(error.into()),
-        },
+        Command::Serve(args) => {
+            let listen = args.listen;
+            let listener = serve::http::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            let metrics = serve::http::install_recorder().map_err(anyhow::Error::msg)?;
+            let served = serve::serve(
+                args.options(),
+                listener,
+                metrics,
+                Clock::System,
+                serve::shutdown_signal(),
+            );
+            serve_outcome(served.await)
+        }
         Command::History { pipeline, limit } => {
             let pipeline = load_for_db(&pipeline)?;
             let db = open_db(&pipeline).await?;

@@ -1,7 +1,8 @@
 //! A district's pipeline: the file an admin writes ([`config`]), composed from each stage's own
 //! config; when `rosterflow serve` runs it ([`schedule`]); and one run of it, stage after stage
-//! ([`sync`]).
+//! ([`sync`]), with what its failures mean ([`failure`]).
 
 pub mod config;
+pub mod failure;
 pub mod schedule;
 pub mod sync;

@@ -4,33 +4,40 @@
 //! print it on a dry run). Welcome emails are queued by the run and delivered by
 //! `rosterflow email send`; an `[export]` with `after_sync` runs once the run has committed.
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 
 use crate::config::Pipeline;
+use crate::failure::exit;
 use rosterflow_extract::config::{SourceConfig, SyncMode};
 use rosterflow_extract::events::{self, PullKind};
 use rosterflow_extract::{self as extract, ExtractError};
+use rosterflow_model::Clock;
 use rosterflow_model::Snapshot;
 use rosterflow_plan::safety;
 use rosterflow_plan::state::State;
 use rosterflow_plan::{Plan, Summary};
-use rosterflow_store::db::{Db, DbError, parse_timestamp};
+use rosterflow_store::db::{Db, parse_timestamp};
 use rosterflow_store::runs::{self, RunsError};
 use rosterflow_store::{
     Checkpoint, LockOptions, RunOutcome, RunRecord, RunStart, SourceRun, Store, StoreError,
 };
+use rosterflow_transform::plugin::Plugins;
 use rosterflow_transform::{TransformError, Transforms};
+
+/// What the runs of one process share, held once and lent to each run: the Freckle DB's pool,
+/// the plugin host (one wasmtime engine), and the clock.
+#[derive(Clone)]
+pub struct Runner {
+    db: Db,
+    plugins: Plugins,
+    clock: Clock,
+}
 
 /// How to run.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Plan and print, write nothing.
     pub dry_run: bool,
-    /// Where compiled plugins are cached between runs.
-    pub plugin_cache: Option<PathBuf>,
     /// How to take and keep the district's lock.
     pub lock: LockOptions,
     /// The scheduled time this run is for (`rosterflow serve`): at most one run per pipeline
@@ -80,22 +87,6 @@ pub struct RunResult {
     pub plan: Summary,
 }
 
-/// Process exit codes, so that a scheduler can tell outcomes apart.
-pub mod exit {
-    /// Applied cleanly (or nothing to do).
-    pub const OK: u8 = 0;
-    /// Applied, but some records were quarantined: see the run's report.
-    pub const QUARANTINED: u8 = 1;
-    /// Failed: nothing was applied.
-    pub const FAILED: u8 = 2;
-    /// Held for an admin: nothing was applied.
-    pub const HELD: u8 = 3;
-    /// Another run of the district is in progress (EX_TEMPFAIL): try again later.
-    pub const BUSY: u8 = 75;
-    /// A bad pipeline file (EX_CONFIG).
-    pub const CONFIG: u8 = 78;
-}
-
 impl RunResult {
     /// The process exit code.
     pub fn exit_code(&self) -> u8 {
@@ -122,15 +113,16 @@ pub enum SyncError {
         #[source]
         source: TransformError,
     },
-    #[error("pipeline {pipeline}: the Freckle DB is unavailable")]
-    Db {
-        pipeline: String,
-        #[source]
-        source: DbError,
-    },
     #[error("pipeline {pipeline}: loading failed, nothing was applied")]
     Store {
         pipeline: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("pipeline {pipeline}: held run {run} cannot be approved")]
+    Outdated {
+        pipeline: String,
+        run: i64,
         #[source]
         source: StoreError,
     },
@@ -142,194 +134,281 @@ pub enum SyncError {
     },
 }
 
-impl SyncError {
-    /// Whether the same run may succeed if tried again later: the source or the database was
-    /// unreachable or overloaded, or another run committed while this one planned.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            SyncError::Extract { source, .. } => {
-                source.is_retryable() || matches!(source, ExtractError::Exhausted { .. })
-            }
-            SyncError::Db { source, .. } => matches!(source, DbError::Connect { .. }),
-            SyncError::Store { source, .. } => matches!(
-                source,
-                StoreError::Busy { .. }
-                    | StoreError::Stale { .. }
-                    | StoreError::Postgres { .. }
-                    | StoreError::Sqlite { .. }
-            ),
-            SyncError::Transform { .. } | SyncError::Runs { .. } => false,
+impl Runner {
+    /// Runs on `db`, loading plugins through `plugins`, on the system's clock.
+    pub fn new(db: Db, plugins: Plugins) -> Runner {
+        Runner {
+            db,
+            plugins,
+            clock: Clock::System,
         }
     }
 
-    /// Whether another run of the district held its lock.
-    pub fn is_busy(&self) -> bool {
-        matches!(
-            self,
-            SyncError::Store {
-                source: StoreError::Busy { .. },
-                ..
-            }
-        )
+    /// The same runner on another clock.
+    pub fn with_clock(self, clock: Clock) -> Runner {
+        Runner { clock, ..self }
     }
-}
 
-/// Runs `pipeline` once.
-pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResult, SyncError> {
-    let name = pipeline.name().to_owned();
-    let began = Utc::now();
-    let db = Db::open(&pipeline.file.load.database)
-        .await
-        .map_err(|source| SyncError::Db {
+    /// The Freckle DB the runs write.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Runs `pipeline` once.
+    pub async fn run(
+        &self,
+        pipeline: &Pipeline,
+        options: &RunOptions,
+    ) -> Result<RunResult, SyncError> {
+        let name = pipeline.name().to_owned();
+        let began = self.clock.now();
+        let result = self.plan_and_load(pipeline, options).await;
+        tracing::info!(target: rosterflow_model::PROGRESS, "");
+        match &result {
+            Ok(RunResult {
+                status: RunStatus::Committed { .. },
+                plan,
+            }) => self.export_after_sync(pipeline, &plan.district).await,
+            Err(error) if !options.dry_run && !error.is_busy() => {
+                let message = rosterflow_model::error_chain(error);
+                let start = options.start(&name, began);
+                if let Err(record) =
+                    runs::record_failure(&self.db, start, pipeline.district_id(), &message).await
+                {
+                    tracing::error!(pipeline = %name, error = %rosterflow_model::error_chain(&record), "could not record the failed run");
+                }
+            }
+            _ => {}
+        }
+        result
+    }
+
+    /// Applies a held run: plans again from the snapshot it was held with against the current
+    /// state, which must be the state it was planned against, so the plan is the one reviewed.
+    /// `by` is recorded as who approved it.
+    pub async fn approve(
+        &self,
+        pipeline: &Pipeline,
+        run: i64,
+        lock: LockOptions,
+        by: Option<&str>,
+    ) -> Result<RunOutcome, SyncError> {
+        let db = &self.db;
+        let name = pipeline.name().to_owned();
+        let store_error = |source| SyncError::Store {
             pipeline: name.clone(),
             source,
-        })?;
-    let result = plan_and_load(pipeline, options, &db).await;
-    tracing::info!(target: rosterflow_model::PROGRESS, "");
-    match &result {
-        Ok(RunResult {
-            status: RunStatus::Committed { .. },
-            plan,
-        }) => export_after_sync(pipeline, &db, &plan.district).await,
-        Err(error) if !options.dry_run && !error.is_busy() => {
-            let message = rosterflow_model::error_chain(error);
-            let district = pipeline.file.pipeline.district_id.as_deref();
-            let start = options.start(&name, began);
-            if let Err(record) = runs::record_failure(&db, start, district, &message).await {
-                tracing::error!(pipeline = %name, error = %rosterflow_model::error_chain(&record), "could not record the failed run");
-            }
-        }
-        _ => {}
-    }
-    result
-}
-
-/// Writes the pipeline's exports once a run has committed, when it asks for that. A failed
-/// export is reported, not a failed run: the sync has committed.
-async fn export_after_sync(pipeline: &Pipeline, db: &Db, district: &str) {
-    let Some(export) = pipeline.file.export.as_ref().filter(|e| e.after_sync) else {
-        return;
-    };
-    match rosterflow_export::run(db, district, export, Utc::now()).await {
-        Ok(report) => {
-            tracing::info!(pipeline = %pipeline.name(), files = report.files.len(), "exported after sync")
-        }
-        Err(error) => {
-            tracing::error!(pipeline = %pipeline.name(), error = %rosterflow_model::error_chain(&error), "export after sync failed")
-        }
-    }
-}
-
-async fn plan_and_load(
-    pipeline: &Pipeline,
-    options: &RunOptions,
-    db: &Db,
-) -> Result<RunResult, SyncError> {
-    let name = pipeline.name().to_owned();
-    let store_error = |source| SyncError::Store {
-        pipeline: name.clone(),
-        source,
-    };
-    let transforms = Transforms::build(&pipeline.file.transform, options.plugin_cache.clone())
-        .map_err(|source| SyncError::Transform {
-            pipeline: name.clone(),
-            source,
-        })?;
-    let roster = async {
-        let (mut snapshot, source) = pull(pipeline, db).await?;
-        tracing::info!(
-            pipeline = %name,
-            district = %snapshot.district.id,
-            source = source.kind.as_str(),
-            schools = snapshot.schools.len(),
-            sections = snapshot.sections.len(),
-            students = snapshot.students.len(),
-            teachers = snapshot.teachers.len(),
-            quarantined = snapshot.quarantine.len(),
-            "roster pulled"
-        );
-        rosterflow_model::blocking(|| transforms.apply(&mut snapshot)).map_err(|source| {
-            SyncError::Transform {
-                pipeline: name.clone(),
-                source,
-            }
-        })?;
-        Ok::<_, SyncError>((snapshot, source))
-    };
-    // With the district known up front, its state is read while the roster is pulled.
-    let (pulled_roster, mut store, state) = match &pipeline.file.pipeline.district_id {
-        Some(district) => {
-            let store = Store::lock(db, district, options.lock)
-                .await
-                .map_err(store_error)?;
-            let reading = tokio::spawn(read_state(store));
-            let pulled = roster.await;
-            let (store, state) = reading.await.map_err(|e| store_error(e.into()))?;
-            (pulled?, store, state.map_err(store_error)?)
-        }
-        None => {
-            let pulled = roster.await?;
-            let snapshot = &pulled.0;
-            let store = Store::lock(db, &snapshot.district.id, options.lock)
-                .await
-                .map_err(store_error)?;
-            let (store, state) = read_state(store).await;
-            (pulled, store, state.map_err(store_error)?)
-        }
-    };
-    // A run is recorded as started once it holds its district, not while it waits for the lock:
-    // the runs of a district never overlap in its history.
-    let started_at = Utc::now();
-    let (snapshot, source) = pulled_roster;
-    tracing::info!(target: rosterflow_model::PROGRESS, "planning");
-    let plan = rosterflow_model::blocking(|| Plan::compute(&snapshot, &state));
-    let summary = plan.summary();
-    tracing::info!(pipeline = %name, changes = summary.change_count(), "plan computed");
-    if options.dry_run {
-        return Ok(RunResult {
-            status: RunStatus::DryRun,
-            plan: summary,
-        });
-    }
-    let start = options.start(&name, started_at);
-    let reasons = safety::check(&plan, &pipeline.file.safety);
-    if !reasons.is_empty() {
-        let run_id = runs::hold(db, start, &snapshot, &summary, state.last_run, &reasons)
+        };
+        let held = runs::held(db, &name, run, "approved")
             .await
             .map_err(|source| SyncError::Runs {
                 pipeline: name.clone(),
                 source,
             })?;
-        tracing::warn!(pipeline = %name, run = run_id, reasons = %reasons.join("; "), "run held for approval");
-        return Ok(RunResult {
-            status: RunStatus::Held { run_id, reasons },
-            plan: summary,
-        });
+        let mut store = Store::lock(db, &held.district, lock)
+            .await
+            .map_err(store_error)?;
+        let state = store.read_state().await.map_err(store_error)?;
+        if state.last_run != held.based_on_run {
+            return Err(SyncError::Outdated {
+                pipeline: name,
+                run,
+                source: StoreError::Stale {
+                    planned: held.based_on_run,
+                    now: state.last_run,
+                },
+            });
+        }
+        let plan = rosterflow_model::blocking(|| Plan::compute(&held.snapshot, &state));
+        let outcome = store
+            .apply(&plan, RunRecord::Approve { run, by })
+            .await
+            .map_err(store_error)?;
+        tracing::info!(pipeline = %name, run, changes = outcome.changes, "held run approved");
+        self.export_after_sync(pipeline, &held.district).await;
+        Ok(outcome)
     }
-    tracing::info!(pipeline = %name, changes = summary.change_count(), "applying plan");
-    tracing::info!(target: rosterflow_model::PROGRESS, "applying {} changes", summary.change_count());
-    let checkpoint = source.checkpoint.as_ref().map(|c| Checkpoint {
-        cursor: c.cursor.as_deref(),
-        roster: &c.roster,
-        full_sync_at: c.full_sync_at,
-        saved_at: c.saved_at,
-    });
-    let run = RunRecord::New {
-        start,
-        source: SourceRun {
-            kind: source.kind.as_str(),
-            note: source.note.as_deref(),
-            checkpoint,
-        },
-    };
-    let outcome = store.apply(&plan, run).await.map_err(store_error)?;
-    tracing::info!(pipeline = %name, run = outcome.run_id, changes = outcome.changes, quarantined = outcome.quarantined, "run committed");
-    Ok(RunResult {
-        status: RunStatus::Committed {
-            run_id: outcome.run_id,
-        },
-        plan: summary,
-    })
+
+    async fn plan_and_load(
+        &self,
+        pipeline: &Pipeline,
+        options: &RunOptions,
+    ) -> Result<RunResult, SyncError> {
+        let db = &self.db;
+        let name = pipeline.name().to_owned();
+        let store_error = |source| SyncError::Store {
+            pipeline: name.clone(),
+            source,
+        };
+        let transforms =
+            Transforms::build(&pipeline.file.transform, &self.plugins).map_err(|source| {
+                SyncError::Transform {
+                    pipeline: name.clone(),
+                    source,
+                }
+            })?;
+        let roster = async {
+            let (mut snapshot, source) = self.pull(pipeline).await?;
+            tracing::info!(
+                pipeline = %name,
+                district = %snapshot.district.id,
+                source = source.kind.as_str(),
+                schools = snapshot.schools.len(),
+                sections = snapshot.sections.len(),
+                students = snapshot.students.len(),
+                teachers = snapshot.teachers.len(),
+                quarantined = snapshot.quarantine.len(),
+                "roster pulled"
+            );
+            rosterflow_model::blocking(|| transforms.apply(&mut snapshot)).map_err(|source| {
+                SyncError::Transform {
+                    pipeline: name.clone(),
+                    source,
+                }
+            })?;
+            Ok::<_, SyncError>((snapshot, source))
+        };
+        // With the district known up front, its state is read while the roster is pulled.
+        let (pulled_roster, mut store, state) = match &pipeline.file.pipeline.district_id {
+            Some(district) => {
+                let store = Store::lock(db, district, options.lock)
+                    .await
+                    .map_err(store_error)?;
+                let reading = tokio::spawn(read_state(store));
+                let pulled = roster.await;
+                let (store, state) = reading.await.map_err(|e| store_error(e.into()))?;
+                (pulled?, store, state.map_err(store_error)?)
+            }
+            None => {
+                let pulled = roster.await?;
+                let snapshot = &pulled.0;
+                let store = Store::lock(db, &snapshot.district.id, options.lock)
+                    .await
+                    .map_err(store_error)?;
+                let (store, state) = read_state(store).await;
+                (pulled, store, state.map_err(store_error)?)
+            }
+        };
+        // A run is recorded as started once it holds its district, not while it waits for the lock:
+        // the runs of a district never overlap in its history.
+        let started_at = self.clock.now();
+        let (snapshot, source) = pulled_roster;
+        tracing::info!(target: rosterflow_model::PROGRESS, "planning");
+        let plan = rosterflow_model::blocking(|| Plan::compute(&snapshot, &state));
+        let summary = plan.summary();
+        tracing::info!(pipeline = %name, changes = summary.change_count(), "plan computed");
+        if options.dry_run {
+            return Ok(RunResult {
+                status: RunStatus::DryRun,
+                plan: summary,
+            });
+        }
+        let start = options.start(&name, started_at);
+        let reasons = safety::check(&plan, &pipeline.file.safety);
+        if !reasons.is_empty() {
+            let run_id = runs::hold(db, start, &snapshot, &summary, state.last_run, &reasons)
+                .await
+                .map_err(|source| SyncError::Runs {
+                    pipeline: name.clone(),
+                    source,
+                })?;
+            tracing::warn!(pipeline = %name, run = run_id, reasons = %reasons.join("; "), "run held for approval");
+            return Ok(RunResult {
+                status: RunStatus::Held { run_id, reasons },
+                plan: summary,
+            });
+        }
+        tracing::info!(pipeline = %name, changes = summary.change_count(), "applying plan");
+        tracing::info!(target: rosterflow_model::PROGRESS, "applying {} changes", summary.change_count());
+        let checkpoint = source.checkpoint.as_ref().map(|c| Checkpoint {
+            cursor: c.cursor.as_deref(),
+            roster: &c.roster,
+            full_sync_at: c.full_sync_at,
+            saved_at: c.saved_at,
+        });
+        let run = RunRecord::New {
+            start,
+            source: SourceRun {
+                kind: source.kind.as_str(),
+                note: source.note.as_deref(),
+                checkpoint,
+            },
+        };
+        let outcome = store.apply(&plan, run).await.map_err(store_error)?;
+        tracing::info!(pipeline = %name, run = outcome.run_id, changes = outcome.changes, quarantined = outcome.quarantined, "run committed");
+        Ok(RunResult {
+            status: RunStatus::Committed {
+                run_id: outcome.run_id,
+            },
+            plan: summary,
+        })
+    }
+
+    /// Pulls the pipeline's district: whole, or (`sync = "events"`) the events since the
+    /// district's checkpoint.
+    async fn pull(&self, pipeline: &Pipeline) -> Result<(Snapshot, Source), SyncError> {
+        let name = pipeline.name();
+        let extract_error = |source| SyncError::Extract {
+            pipeline: name.to_owned(),
+            source,
+        };
+        let (SourceConfig::Clever(config), Some(district)) =
+            (&pipeline.file.source, &pipeline.file.pipeline.district_id)
+        else {
+            let snapshot = extract::pull(&pipeline.file.source, pipeline.district_id(), None)
+                .await
+                .map_err(extract_error)?;
+            return Ok((snapshot, full_source()));
+        };
+        if config.sync != SyncMode::Events {
+            let snapshot = extract::pull(&pipeline.file.source, pipeline.district_id(), None)
+                .await
+                .map_err(extract_error)?;
+            return Ok((snapshot, full_source()));
+        }
+        let stored = runs::checkpoint(&self.db, district)
+            .await
+            .map_err(|source| SyncError::Runs {
+                pipeline: name.to_owned(),
+                source,
+            })?;
+        let previous = stored.and_then(|stored| {
+            Some(events::Checkpoint {
+                cursor: stored.cursor,
+                roster: stored.roster,
+                full_sync_at: parse_timestamp(&stored.full_sync_at)?,
+                saved_at: parse_timestamp(&stored.saved_at)?,
+            })
+        });
+        let pulled = events::pull(config, district, previous, self.clock.now())
+            .await
+            .map_err(extract_error)?;
+        tracing::info!(pipeline = name, kind = pulled.kind.as_str(), note = %pulled.note, "source read");
+        Ok((
+            pulled.snapshot,
+            Source {
+                kind: pulled.kind,
+                note: Some(pulled.note),
+                checkpoint: Some(pulled.checkpoint),
+            },
+        ))
+    }
+
+    /// Writes the pipeline's exports once a run has committed, when it asks for that. A failed
+    /// export is reported, not a failed run: the sync has committed.
+    async fn export_after_sync(&self, pipeline: &Pipeline, district: &str) {
+        let Some(export) = pipeline.file.export.as_ref().filter(|e| e.after_sync) else {
+            return;
+        };
+        match rosterflow_export::run(&self.db, district, export, self.clock.now()).await {
+            Ok(report) => {
+                tracing::info!(pipeline = %pipeline.name(), files = report.files.len(), "exported after sync")
+            }
+            Err(error) => {
+                tracing::error!(pipeline = %pipeline.name(), error = %rosterflow_model::error_chain(&error), "export after sync failed")
+            }
+        }
+    }
 }
 
 /// How a run read its source.
@@ -338,56 +417,6 @@ struct Source {
     note: Option<String>,
     /// An events sync's new checkpoint, saved with the run.
     checkpoint: Option<events::Checkpoint>,
-}
-
-/// Pulls the pipeline's district: whole, or (`sync = "events"`) the events since the
-/// district's checkpoint.
-async fn pull(pipeline: &Pipeline, db: &Db) -> Result<(Snapshot, Source), SyncError> {
-    let name = pipeline.name();
-    let extract_error = |source| SyncError::Extract {
-        pipeline: name.to_owned(),
-        source,
-    };
-    let (SourceConfig::Clever(config), Some(district)) =
-        (&pipeline.file.source, &pipeline.file.pipeline.district_id)
-    else {
-        let snapshot = extract::pull(&pipeline.file.source, pipeline.district_id(), None)
-            .await
-            .map_err(extract_error)?;
-        return Ok((snapshot, full_source()));
-    };
-    if config.sync != SyncMode::Events {
-        let snapshot = extract::pull(&pipeline.file.source, pipeline.district_id(), None)
-            .await
-            .map_err(extract_error)?;
-        return Ok((snapshot, full_source()));
-    }
-    let stored = runs::checkpoint(db, district)
-        .await
-        .map_err(|source| SyncError::Runs {
-            pipeline: name.to_owned(),
-            source,
-        })?;
-    let previous = stored.and_then(|stored| {
-        Some(events::Checkpoint {
-            cursor: stored.cursor,
-            roster: stored.roster,
-            full_sync_at: parse_timestamp(&stored.full_sync_at)?,
-            saved_at: parse_timestamp(&stored.saved_at)?,
-        })
-    });
-    let pulled = events::pull(config, district, previous, Utc::now())
-        .await
-        .map_err(extract_error)?;
-    tracing::info!(pipeline = name, kind = pulled.kind.as_str(), note = %pulled.note, "source read");
-    Ok((
-        pulled.snapshot,
-        Source {
-            kind: pulled.kind,
-            note: Some(pulled.note),
-            checkpoint: Some(pulled.checkpoint),
-        },
-    ))
 }
 
 fn full_source() -> Source {
@@ -402,45 +431,4 @@ fn full_source() -> Source {
 async fn read_state(mut store: Store) -> (Store, Result<State, StoreError>) {
     let state = store.read_state().await;
     (store, state)
-}
-
-/// Applies a held run: plans again from the snapshot it was held with against the current
-/// state, which must be the state it was planned against, so the plan is the one reviewed.
-/// `by` is recorded as who approved it.
-pub async fn approve(
-    pipeline: &Pipeline,
-    db: &Db,
-    run: i64,
-    lock_wait: Duration,
-    by: Option<&str>,
-) -> Result<RunOutcome, SyncError> {
-    let name = pipeline.name().to_owned();
-    let store_error = |source| SyncError::Store {
-        pipeline: name.clone(),
-        source,
-    };
-    let held = runs::held(db, &name, run, "approved")
-        .await
-        .map_err(|source| SyncError::Runs {
-            pipeline: name.clone(),
-            source,
-        })?;
-    let mut store = Store::lock(db, &held.district, LockOptions::waiting(lock_wait))
-        .await
-        .map_err(store_error)?;
-    let state = store.read_state().await.map_err(store_error)?;
-    if state.last_run != held.based_on_run {
-        return Err(store_error(StoreError::Stale {
-            planned: held.based_on_run,
-            now: state.last_run,
-        }));
-    }
-    let plan = rosterflow_model::blocking(|| Plan::compute(&held.snapshot, &state));
-    let outcome = store
-        .apply(&plan, RunRecord::Approve { run, by })
-        .await
-        .map_err(store_error)?;
-    tracing::info!(pipeline = %name, run, changes = outcome.changes, "held run approved");
-    export_after_sync(pipeline, db, &held.district).await;
-    Ok(outcome)
 }

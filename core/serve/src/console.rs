@@ -29,7 +29,6 @@ use serde::Deserialize;
 
 use super::Service;
 use super::queue::Due;
-use rosterflow_pipeline::sync;
 use rosterflow_store::explain::{self, Subject};
 use rosterflow_store::report::{self, RunReport};
 use rosterflow_store::runs::{self, RunSummary};
@@ -209,7 +208,9 @@ impl Notice {
     fn text(&self) -> Option<&'static str> {
         match self.done.as_deref()? {
             "queued" => Some("A run is queued: it starts as soon as a worker is free."),
-            "approved" => Some("Approved: the plan is applied."),
+            "approval_queued" => Some(
+                "Approval queued: a worker applies the plan as soon as it is free; this page shows the run approved once it is.",
+            ),
             "discarded" => Some("Discarded: nothing was applied."),
             _ => None,
         }
@@ -606,8 +607,9 @@ async fn run_now(
     }
     let due = Due {
         pipeline: name.clone(),
-        at: Utc::now(),
+        at: service.clock.now(),
         by: Some(admin.author()),
+        approve: None,
     };
     match service.queue.push(&due).await {
         Ok(_) => {
@@ -668,11 +670,27 @@ async fn decide(
     };
     let author = admin.author();
     let decided = match decision {
+        // Applied by a worker, like any run: within the service's `--max-runs`, and whether or
+        // not the browser waits for it.
         Decision::Approve => {
-            let pipeline = &served.pipeline;
-            sync::approve(pipeline, &service.db, run, Duration::ZERO, Some(&author))
+            if let Err(error) = runs::expect_held(&service.db, run, "approved").await {
+                return failure(
+                    StatusCode::CONFLICT,
+                    Some(&admin),
+                    rosterflow_model::error_chain(&error),
+                );
+            }
+            let due = Due {
+                pipeline: served.pipeline.name().to_owned(),
+                at: service.clock.now(),
+                by: Some(author.clone()),
+                approve: Some(run),
+            };
+            service
+                .queue
+                .push(&due)
                 .await
-                .map(|_| "approved")
+                .map(|_| "approval_queued")
                 .map_err(|error| rosterflow_model::error_chain(&error))
         }
         Decision::Discard => runs::discard(&service.db, served.pipeline.name(), run, Some(&author))

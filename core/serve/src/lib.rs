@@ -20,7 +20,7 @@ pub mod queue;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions, TryLockError};
-use std::net::SocketAddr;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -33,16 +33,19 @@ use apalis::prelude::{
 };
 use chrono::{DateTime, Utc};
 use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use directory::{Scan, Served};
 use queue::{Due, Pushed, Queue, QueueError};
+use rosterflow_model::Clock;
 use rosterflow_model::metrics as names;
 use rosterflow_pipeline::schedule::ScheduleConfig;
-use rosterflow_pipeline::sync::{self, RunOptions, RunResult, RunStatus, SyncError};
+use rosterflow_pipeline::sync::{RunOptions, RunResult, RunStatus, Runner};
 use rosterflow_store::LockOptions;
 use rosterflow_store::db::{Backend, Db, DbError};
 use rosterflow_store::runs::{self, RunsError};
+use rosterflow_transform::plugin::Plugins;
 
 /// How a service runs.
 #[derive(Debug, Clone)]
@@ -51,8 +54,6 @@ pub struct ServeOptions {
     pub dir: PathBuf,
     /// The Freckle DB served; by default the one database the directory's pipelines load into.
     pub database: Option<String>,
-    /// Where HTTP listens.
-    pub listen: SocketAddr,
     /// Runs at once in this process.
     pub max_runs: usize,
     /// How long running runs may finish after SIGTERM before they are abandoned.
@@ -95,12 +96,6 @@ pub enum ServeError {
     Queue(#[from] QueueError),
     #[error("another `rosterflow serve` already serves {}: on SQLite one service serves a database (PostgreSQL takes any number)", path.display())]
     AlreadyServed { path: PathBuf },
-    #[error("cannot listen on {address}")]
-    Listen {
-        address: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("the workers stopped")]
     Workers(#[source] apalis::prelude::MonitorError),
     #[error("the job queue ended this service's worker (see the log above): stopping")]
@@ -113,6 +108,8 @@ pub struct Service {
     /// The Freckle DB's URL, and the database itself.
     database: String,
     db: Db,
+    /// What every run of this process shares: the pool of `db`, the plugin host.
+    runner: Runner,
     /// The directory's good pipelines as last read, shared whole by each reader.
     pipelines: RwLock<Arc<BTreeMap<String, Served>>>,
     problems: RwLock<BTreeMap<PathBuf, String>>,
@@ -123,12 +120,24 @@ pub struct Service {
     /// The console's keys; `None` when no admin token was given.
     console: Option<console::session::Keys>,
     metrics: PrometheusHandle,
+    /// Where the scheduler, the runs and the console read the time.
+    clock: Clock,
     /// When the scheduler last turned (milliseconds since the Unix epoch).
     scheduler_beat: AtomicI64,
     stop: watch::Receiver<bool>,
 }
 
 impl Service {
+    /// How a job takes its district's lock: waiting long enough for the lock of a dead or hung
+    /// holder to lapse; a district busy with a live run for longer is retried later (the job is
+    /// not skipped).
+    fn lock_options(&self) -> LockOptions {
+        LockOptions {
+            wait: self.options.lease + LOCK_MARGIN,
+            lease: self.options.lease,
+        }
+    }
+
     fn pipelines(&self) -> Arc<BTreeMap<String, Served>> {
         self.pipelines.read().expect("pipelines lock").clone()
     }
@@ -146,7 +155,7 @@ impl Service {
 
     fn scheduler_turning(&self) -> bool {
         let beat = self.scheduler_beat.load(Ordering::Relaxed);
-        Utc::now().timestamp_millis() - beat < 10_000
+        self.clock.now().timestamp_millis() - beat < 10_000
     }
 
     fn stopping(&self) -> bool {
@@ -182,9 +191,16 @@ impl Service {
     }
 }
 
-/// Runs the service until SIGTERM or Ctrl-C.
-pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
-    let metrics = http::install_recorder().map_err(ServeError::Setup)?;
+/// Runs the service, answering HTTP on `listener` and exporting `metrics` (the process's
+/// recorder), with the time read from `clock`, until `shutdown` resolves (in the binary:
+/// SIGTERM or Ctrl-C, see [`shutdown_signal`]).
+pub async fn serve(
+    options: ServeOptions,
+    listener: TcpListener,
+    metrics: PrometheusHandle,
+    clock: Clock,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     let read_dir = |database: Option<&str>| {
         directory::scan(&options.dir, database).map_err(|source| ServeError::Directory {
             dir: options.dir.clone(),
@@ -205,13 +221,9 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         Backend::Postgres => Queue::postgres(&database).await?,
         Backend::Sqlite => Queue::memory(),
     };
-    let listener = http::bind(options.listen)
-        .await
-        .map_err(|source| ServeError::Listen {
-            address: options.listen,
-            source,
-        })?;
-    let address = listener.local_addr().unwrap_or(options.listen);
+    let address = listener
+        .local_addr()
+        .map_or_else(|_| "?".to_owned(), |address| address.to_string());
     let (stop_sender, stop) = watch::channel(false);
     let console = match &options.admin_token {
         Some(token) if token.expose().len() < console::session::MIN_TOKEN_LEN => {
@@ -223,16 +235,20 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         Some(token) => Some(console::session::Keys::new(token.expose())),
         None => None,
     };
+    let runner =
+        Runner::new(db.clone(), Plugins::new(options.plugin_cache.clone())).with_clock(clock);
     let service = Arc::new(Service {
         options,
         database,
         db,
+        runner,
         pipelines: RwLock::default(),
         problems: RwLock::default(),
         next_runs: RwLock::default(),
         queue,
         console,
         metrics,
+        clock,
         scheduler_beat: AtomicI64::new(0),
         stop: stop.clone(),
     });
@@ -249,7 +265,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     let web = tokio::spawn(http::serve(listener, service.clone(), stopped(stop)));
 
     let signal = async move {
-        shutdown_signal().await;
+        shutdown.await;
         tracing::warn!("stopping: no new runs; running runs may finish");
         let _ = stop_sender.send(true);
         Ok(())
@@ -341,7 +357,8 @@ fn sole_service(db: &Db) -> Result<File, ServeError> {
     }
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate()).expect("a SIGTERM handler");
     tokio::select! {
@@ -388,7 +405,7 @@ async fn schedule(service: Arc<Service>) {
         if service.stopping() {
             return;
         }
-        let now = Utc::now();
+        let now = service.clock.now();
         service
             .scheduler_beat
             .store(now.timestamp_millis(), Ordering::Relaxed);
@@ -467,6 +484,7 @@ async fn push(queue: &Queue, name: &str, at: DateTime<Utc>) -> bool {
         pipeline: name.to_owned(),
         at,
         by: None,
+        approve: None,
     };
     match queue.push(&due).await {
         Ok(Pushed::Queued) => {
@@ -506,6 +524,9 @@ async fn run_due(
         )
         .into());
     };
+    if let Some(run) = due.approve {
+        return approve_due(&service, &served, &due, run, worker).await;
+    }
     if already_ran(&service, &due).await? {
         tracing::info!(pipeline = %name, at = %due.at, "this time has had its run");
         outcome("already_ran");
@@ -518,20 +539,14 @@ async fn run_due(
     }
     let options = RunOptions {
         dry_run: false,
-        plugin_cache: service.options.plugin_cache.clone(),
-        lock: LockOptions {
-            // Long enough for the lock of a dead or hung holder to lapse; a district busy with a
-            // live run for longer is retried later (the run is not skipped).
-            wait: service.options.lease + LOCK_MARGIN,
-            lease: service.options.lease,
-        },
+        lock: service.lock_options(),
         scheduled_for: Some(due.at),
         requested_by: Some(due.requested_by().to_owned()),
     };
     let started = Instant::now();
     tracing::info!(pipeline = %name, at = %due.at, "run starting");
     // A run abandoned at shutdown is this future dropped: its transaction never commits.
-    let result = sync::run(&served.pipeline, &options).await;
+    let result = service.runner.run(&served.pipeline, &options).await;
     metrics::histogram!(names::RUN_SECONDS, "pipeline" => name.to_owned())
         .record(started.elapsed().as_secs_f64());
     match result {
@@ -549,21 +564,63 @@ async fn run_due(
             outcome("already_ran");
             Ok(())
         }
-        Err(error) if error.is_transient() => {
-            tracing::warn!(pipeline = %name, at = %due.at, error = %rosterflow_model::error_chain(&error), "run failed; it will be tried again");
-            outcome("retrying");
-            Err(error.into())
-        }
         Err(error) => {
-            tracing::error!(pipeline = %name, at = %due.at, error = %rosterflow_model::error_chain(&error), "run failed");
-            outcome(if is_config(&error) {
-                "config_error"
+            let failure = error.failure();
+            outcome(failure.outcome());
+            if failure.is_retried() {
+                tracing::warn!(pipeline = %name, at = %due.at, error = %rosterflow_model::error_chain(&error), "run failed; it will be tried again");
+                Err(error.into())
             } else {
-                "failed"
-            });
-            Err(AbortError::new(error).into())
+                tracing::error!(pipeline = %name, at = %due.at, error = %rosterflow_model::error_chain(&error), "run failed");
+                Err(AbortError::new(error).into())
+            }
         }
     }
+}
+
+/// The workers' other job: a held run an admin approved in the console. A refusal (the run is
+/// no longer held, or the district moved since it was planned) is kept on the held run, where
+/// the console shows it.
+async fn approve_due(
+    service: &Service,
+    served: &Served,
+    due: &Due,
+    run: i64,
+    worker: WorkerContext,
+) -> Result<(), BoxDynError> {
+    let name = due.pipeline.as_str();
+    if worker.is_shutting_down() {
+        return Err("the service is stopping: the approval was not started".into());
+    }
+    tracing::info!(pipeline = %name, run, by = %due.requested_by(), "approval starting");
+    let result = service
+        .runner
+        .approve(
+            &served.pipeline,
+            run,
+            service.lock_options(),
+            due.by.as_deref(),
+        )
+        .await;
+    let error = match result {
+        Ok(outcome) => {
+            tracing::warn!(pipeline = %name, run, by = %due.requested_by(), changes = outcome.changes, "held run approved from the console");
+            metrics::gauge!(names::HELD, "pipeline" => name.to_owned()).set(0.0);
+            return Ok(());
+        }
+        Err(error) => error,
+    };
+    let failure = error.failure();
+    let message = rosterflow_model::error_chain(&error);
+    if failure.is_retried() {
+        tracing::warn!(pipeline = %name, run, error = %message, "approval failed; it will be tried again");
+        return Err(error.into());
+    }
+    tracing::error!(pipeline = %name, run, error = %message, "approval refused");
+    if let Err(note) = runs::note_refusal(&service.db, run, &message).await {
+        tracing::error!(pipeline = %name, run, error = %rosterflow_model::error_chain(&note), "cannot keep the approval's refusal on the run");
+    }
+    Err(AbortError::new(error).into())
 }
 
 /// Whether this time has had its run; a history that cannot be read fails the attempt (it is
@@ -574,19 +631,6 @@ async fn already_ran(service: &Service, due: &Due) -> Result<bool, RunsError> {
         .inspect_err(|error| {
             tracing::warn!(pipeline = %due.pipeline, at = %due.at, error = %rosterflow_model::error_chain(error), "cannot read run history; the run will be tried again")
         })
-}
-
-fn is_config(error: &SyncError) -> bool {
-    matches!(
-        error,
-        SyncError::Transform { .. }
-            | SyncError::Extract {
-                source: rosterflow_extract::ExtractError::Unauthorized { .. }
-                    | rosterflow_extract::ExtractError::WrongDistrict { .. }
-                    | rosterflow_extract::ExtractError::SeveralDistricts { .. },
-                ..
-            }
-    )
 }
 
 fn record(name: &str, result: &RunResult) {
@@ -628,7 +672,7 @@ async fn deliver_emails(service: Arc<Service>) {
                 &service.db,
                 &district,
                 email,
-                Utc::now(),
+                service.clock.now(),
             )
             .await
             {

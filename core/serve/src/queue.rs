@@ -13,15 +13,19 @@ use futures_channel::mpsc::UnboundedSender;
 use futures_util::SinkExt;
 use serde::{Deserialize, Serialize};
 
-/// One run to make: a pipeline's scheduled time.
+/// One job for a worker: a pipeline's run at a scheduled time, a run someone asked for, or the
+/// approval of a held run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Due {
     pub pipeline: String,
-    /// The scheduled time (not the jittered start), or when someone asked for the run.
+    /// The scheduled time (not the jittered start), or when someone asked for the job.
     pub at: DateTime<Utc>,
-    /// Who asked for a run outside the schedule (`console:<name>`).
+    /// Who asked for a job outside the schedule (`console:<name>`).
     #[serde(default)]
     pub by: Option<String>,
+    /// The held run to approve, for an approval; a new run otherwise.
+    #[serde(default)]
+    pub approve: Option<i64>,
 }
 
 impl Due {
@@ -30,13 +34,17 @@ impl Due {
         self.by.as_deref().unwrap_or("schedule")
     }
 
-    /// The key under which the queue holds this run once.
+    /// The key under which the queue holds this job once: a time of a pipeline is run once,
+    /// a held run approved once.
     fn key(&self) -> String {
-        format!(
-            "{}@{}",
-            self.pipeline,
-            rosterflow_store::db::timestamp(self.at)
-        )
+        match self.approve {
+            Some(run) => format!("{}#approve-{run}", self.pipeline),
+            None => format!(
+                "{}@{}",
+                self.pipeline,
+                rosterflow_store::db::timestamp(self.at)
+            ),
+        }
     }
 }
 

@@ -157,11 +157,10 @@ enum Stage {
 }
 
 impl Transforms {
-    /// Compiles a pipeline's stages. Plugins are compiled once and cached in `plugin_cache`
-    /// (a directory), so later runs only deserialise them.
+    /// Readies a pipeline's stages; plugins are loaded through the process's `plugins`.
     pub fn build(
         configs: &[TransformConfig],
-        plugin_cache: Option<PathBuf>,
+        plugins: &plugin::Plugins,
     ) -> Result<Transforms, TransformError> {
         let mut host = None;
         let mut stages = Vec::new();
@@ -174,7 +173,7 @@ impl Transforms {
                 TransformConfig::Plugin(config) => {
                     let host = match &mut host {
                         Some(host) => host,
-                        None => host.insert(plugin::PluginHost::new(plugin_cache.clone())?),
+                        None => host.insert(plugins.host()?),
                     };
                     Stage::Plugin {
                         name: config.name.clone(),

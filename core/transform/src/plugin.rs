@@ -304,6 +304,25 @@ pub enum PluginError {
 }
 
 impl PluginError {
+    /// Whether the pipeline must change for the plugin to run: the file named cannot be read
+    /// or is not a plugin rosterflow can run, its settings are wrong, or it refused its config.
+    /// Everything else went wrong while it ran.
+    pub fn is_config(&self) -> bool {
+        match self {
+            PluginError::Read { .. }
+            | PluginError::Compile { .. }
+            | PluginError::NotAPlugin { .. }
+            | PluginError::UnsupportedInterface { .. }
+            | PluginError::Link { .. }
+            | PluginError::InvalidName { .. }
+            | PluginError::InvalidLimits { .. } => true,
+            PluginError::Reported { kind, .. } => *kind == PluginErrorKind::InvalidConfig,
+            _ => false,
+        }
+    }
+}
+
+impl PluginError {
     /// The plugin's config is wrong (the pipeline file must change), as opposed to the plugin
     /// or its run.
     pub fn is_invalid_config(&self) -> bool {
@@ -340,6 +359,35 @@ fn stderr_note(stderr: &str) -> String {
         start += 1;
     }
     format!(" (its stderr: {})", &stderr[start..])
+}
+
+/// The process's plugin host, started the first time a pipeline needs one and then lent to
+/// every run: one wasmtime engine per process, each component compiled once.
+#[derive(Clone, Default)]
+pub struct Plugins {
+    cache_dir: Option<PathBuf>,
+    host: Arc<Mutex<Option<PluginHost>>>,
+}
+
+impl Plugins {
+    /// Plugins compiled into `cache_dir` (see [`PluginHost::new`]), or kept in memory.
+    pub fn new(cache_dir: Option<PathBuf>) -> Plugins {
+        Plugins {
+            cache_dir,
+            host: Arc::default(),
+        }
+    }
+
+    /// The host, started on first use.
+    pub fn host(&self) -> Result<PluginHost, PluginError> {
+        let mut host = self.host.lock().expect("plugin host lock");
+        match &*host {
+            Some(host) => Ok(host.clone()),
+            None => Ok(host
+                .insert(PluginHost::new(self.cache_dir.clone())?)
+                .clone()),
+        }
+    }
 }
 
 impl PluginHost {
