@@ -52,6 +52,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rosterflow_tests::binary::{self, Profile, repo};
 use rosterflow_tests::clever_sim::{CleverSim, SimOptions};
 use rosterflow_tests::district::{Collection, Dataset, GenSpec, Role, generate};
 use serde::Deserialize;
@@ -181,38 +182,12 @@ fn list_env(name: &str, default: &str) -> Vec<String> {
         .collect()
 }
 
-/// The repository's root.
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ sits in the repository")
-        .to_owned()
-}
-
 /// `ROSTERFLOW_BENCH_BIN`, or the release `rosterflow` binary, built now.
 fn rosterflow_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("ROSTERFLOW_BENCH_BIN") {
         return std::path::absolute(&bin).expect("ROSTERFLOW_BENCH_BIN: a path");
     }
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "rosterflow",
-            "--bin",
-            "rosterflow",
-        ])
-        .current_dir(repo())
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "building the release rosterflow failed");
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target"))
-        .join("release")
-        .join("rosterflow")
+    binary::rosterflow_bin(Profile::Release)
 }
 
 /// The measured syncs: three full ones, then the pipeline switched to `sync = "events"` (its

@@ -3,21 +3,22 @@
 //! class of every membership change; `status` and `report` show a held run for review; a second
 //! run of a district while one is in progress exits 75 and changes nothing.
 
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use rosterflow_pipeline::sync::{self, RunOptions, RunStatus};
+use rosterflow_pipeline::sync::{RunOptions, RunStatus};
 use rosterflow_store::{LockOptions, Store};
 use rosterflow_tests::district::Role;
 
 use crate::on_both_backends;
-use crate::util::{Backend, TestDb, demo_records, rosterflow};
+use crate::util::{Backend, ChildLog, TestDb, demo_records, rosterflow, rosterflow_bin};
 
 const DISTRICT: &str = "5a0c91b95c7cc000010d417c";
 
 /// The demo loaded into `db`, and a pipeline file for it whose token comes from
 /// `CLEVER_TOKEN`, which the tests never set.
 async fn demo_with_a_token_variable(db: &TestDb) -> String {
-    sync::run(&db.demo_pipeline(), &RunOptions::default())
+    crate::util::run(&db.demo_pipeline(), &RunOptions::default())
         .await
         .expect("load the demo");
     let path = db.dir.path().join("clever.toml");
@@ -149,7 +150,9 @@ async fn a_held_run_can_be_reviewed_before_approval(backend: Backend) {
             d.remove_user(student);
         }
     });
-    let report = sync::run(&demo, &RunOptions::default()).await.expect("run");
+    let report = crate::util::run(&demo, &RunOptions::default())
+        .await
+        .expect("run");
     let RunStatus::Held { run_id, .. } = report.status else {
         panic!("expected a hold, got {:?}", report.status);
     };
@@ -208,11 +211,29 @@ async fn a_second_run_of_a_district_waits_or_exits(backend: Backend) {
     assert_eq!(db.scalar("SELECT COUNT(*) FROM students").await, 0);
     assert_eq!(db.scalar("SELECT COUNT(*) FROM sync_runs").await, 0);
     // The holder finishes within the wait: the waiting run goes ahead.
-    let waiting = std::thread::spawn(move || rosterflow(&["run", &file, "--wait-secs", "30"], &[]));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut waiting = Command::new(rosterflow_bin())
+        .args(["run", &file, "--wait-secs", "30"])
+        .current_dir(db.dir.path())
+        .env("ROSTERFLOW_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run rosterflow");
+    let mut log = ChildLog::of(&mut waiting);
+    let line = tokio::task::block_in_place(|| {
+        log.wait_for(
+            "another run of the district holds its lock: waiting",
+            Duration::from_secs(60),
+        )
+    });
+    assert!(
+        line.contains(DISTRICT) && line.contains("wait_secs=30"),
+        "{line}"
+    );
     drop(lock);
-    let (code, stdout, stderr) = waiting.join().expect("the waiting run");
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let output = tokio::task::block_in_place(|| waiting.wait_with_output()).expect("the run");
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), log.finish());
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
     assert_eq!(db.scalar("SELECT COUNT(*) FROM students").await, 1004);
 }
 
@@ -264,7 +285,7 @@ async fn a_plan_is_applied_only_to_the_state_it_was_computed_from(backend: Backe
     use rosterflow_store::{RunRecord, RunStart, SourceRun, StoreError};
 
     let db = TestDb::new(backend).await;
-    sync::run(&db.demo_pipeline(), &RunOptions::default())
+    crate::util::run(&db.demo_pipeline(), &RunOptions::default())
         .await
         .expect("load the demo");
     let handle = db.open().await;

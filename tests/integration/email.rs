@@ -1,9 +1,8 @@
 //! Welcome emails delivered to a real SMTP server on loopback (Python's aiosmtpd, started per
-//! test), on SQLite and, when `DATABASE_URL` is set, on PostgreSQL too.
+//! test), on SQLite and PostgreSQL, each test on a fresh database.
 //!
 //! The DB is filled with plain INSERTs of the contract rows the load writes for a new Clever
-//! teacher (a teacher, an `invited` account, a pending `welcome` outbox row), each test in its
-//! own district so that tests can share one PostgreSQL database.
+//! teacher (a teacher, an `invited` account, a pending `welcome` outbox row), per district.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -15,6 +14,9 @@ use rosterflow_accounts::account::{self, AccountError, TeacherId};
 use rosterflow_accounts::email::{self, EmailConfig, TlsMode};
 use rosterflow_store::db::{self, Db};
 use tempfile::TempDir;
+
+use crate::on_both_backends;
+use crate::util::{Backend, TestDb};
 
 /// A loopback SMTP server (tests/integration/smtp_sink.py) that keeps every message it accepts.
 /// Killed when dropped.
@@ -121,20 +123,6 @@ fn config(port: u16) -> EmailConfig {
     assert_eq!(config.tls, TlsMode::None);
     assert!(config.validate().is_empty(), "{:?}", config.validate());
     config
-}
-
-/// The databases every test runs on: a fresh SQLite file, and PostgreSQL when `DATABASE_URL`
-/// is set (shared; each test writes only its own district).
-async fn databases() -> Vec<(Db, Option<TempDir>)> {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}", dir.path().join("freckle.db").display());
-    let mut dbs = vec![(Db::open(&url).await.expect("open SQLite"), Some(dir))];
-    if let Ok(url) = std::env::var("DATABASE_URL")
-        && !url.is_empty()
-    {
-        dbs.push((Db::open(&url).await.expect("open PostgreSQL"), None));
-    }
-    dbs
 }
 
 fn clever_id() -> String {
@@ -275,493 +263,494 @@ fn token_in(message: &Received) -> String {
         .collect()
 }
 
-#[tokio::test]
-async fn welcome_email_reaches_each_new_teacher_once() {
-    for (db, _dir) in databases().await {
-        let sink = SmtpSink::start();
-        let mut config = config(sink.port);
-        config.throttle_per_minute = 600; // one message per 100 ms
-        let district = seed(
-            &db,
-            &[
-                ("Ada", Some("ada@school.example")),
-                ("Grace", Some("grace@school.example")),
-                ("Alan", Some("alan@school.example")),
-                ("Nomail", None),
-            ],
-        )
-        .await;
-        let other = seed(&db, &[("Other", Some("other@elsewhere.example"))]).await;
-        let now = at!("2026-12-01T08:00:00Z");
+async fn welcome_email_reaches_each_new_teacher_once(backend: Backend) {
+    let test_db = TestDb::new(backend).await;
+    let db = test_db.open().await;
+    let sink = SmtpSink::start();
+    let mut config = config(sink.port);
+    config.throttle_per_minute = 600; // one message per 100 ms
+    let district = seed(
+        &db,
+        &[
+            ("Ada", Some("ada@school.example")),
+            ("Grace", Some("grace@school.example")),
+            ("Alan", Some("alan@school.example")),
+            ("Nomail", None),
+        ],
+    )
+    .await;
+    let other = seed(&db, &[("Other", Some("other@elsewhere.example"))]).await;
+    let now = at!("2026-12-01T08:00:00Z");
 
-        let started = std::time::Instant::now();
-        let report = email::deliver_pending(&db, &district.clever_id, &config, now)
-            .await
-            .expect("deliver");
-        assert!(
-            started.elapsed() >= Duration::from_millis(200),
-            "three messages at 600/min take at least 200 ms"
-        );
-        assert_eq!(
-            (report.sent, report.failed, report.retrying),
-            (3, 1, 0),
-            "{report:#?}"
-        );
-        assert_eq!(report.problems.len(), 1);
-        assert_eq!(report.problems[0].teacher_id, Some(district.teachers[3]));
-        assert!(
-            report.problems[0].reason.contains("no email address"),
-            "{report:#?}"
-        );
+    let started = std::time::Instant::now();
+    let report = email::deliver_pending(&db, &district.clever_id, &config, now)
+        .await
+        .expect("deliver");
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "three messages at 600/min take at least 200 ms"
+    );
+    assert_eq!(
+        (report.sent, report.failed, report.retrying),
+        (3, 1, 0),
+        "{report:#?}"
+    );
+    assert_eq!(report.problems.len(), 1);
+    assert_eq!(report.problems[0].teacher_id, Some(district.teachers[3]));
+    assert!(
+        report.problems[0].reason.contains("no email address"),
+        "{report:#?}"
+    );
 
-        let messages = sink.messages();
-        let recipients: Vec<&str> = messages.iter().map(|m| m.rcpt_tos[0].as_str()).collect();
-        assert_eq!(
-            recipients,
-            [
-                "ada@school.example",
-                "grace@school.example",
-                "alan@school.example"
-            ]
-        );
-        for (message, name) in messages.iter().zip(["Ada", "Grace", "Alan"]) {
-            assert_eq!(message.rcpt_tos.len(), 1);
-            assert_eq!(message.subject, "Welcome to Freckle");
-            assert_eq!(message.from, "Freckle <no-reply@freckle.example>");
-            assert_eq!(message.content_type, "text/plain");
-            assert!(
-                message.body.starts_with(&format!("Hello {name},")),
-                "{}",
-                message.body
-            );
-            assert_eq!(token_in(message).len(), 64, "{}", message.body);
-            assert!(message.message_id.contains("rosterflow.welcome."));
-        }
-        for (&outbox_id, &teacher) in district.outbox.iter().zip(&district.teachers).take(3) {
-            let row = outbox_row(&db, outbox_id).await;
-            assert_eq!((row.status.as_str(), row.attempts), ("sent", 1), "{row:?}");
-            assert!(row.sent_at.is_some());
-            let (state, hash, invited_at, _) = account_row(&db, teacher).await;
-            assert_eq!(state, "invited");
-            assert!(hash.is_some() && invited_at.is_some());
-        }
-        let no_mail = outbox_row(&db, district.outbox[3]).await;
-        assert_eq!(
-            no_mail.status, "failed",
-            "never silently dropped: {no_mail:?}"
-        );
+    let messages = sink.messages();
+    let recipients: Vec<&str> = messages.iter().map(|m| m.rcpt_tos[0].as_str()).collect();
+    assert_eq!(
+        recipients,
+        [
+            "ada@school.example",
+            "grace@school.example",
+            "alan@school.example"
+        ]
+    );
+    for (message, name) in messages.iter().zip(["Ada", "Grace", "Alan"]) {
+        assert_eq!(message.rcpt_tos.len(), 1);
+        assert_eq!(message.subject, "Welcome to Freckle");
+        assert_eq!(message.from, "Freckle <no-reply@freckle.example>");
+        assert_eq!(message.content_type, "text/plain");
         assert!(
-            no_mail
-                .last_error
-                .is_some_and(|e| e.contains("no email address"))
+            message.body.starts_with(&format!("Hello {name},")),
+            "{}",
+            message.body
         );
-        // Another district's outbox is not this pipeline's to send.
-        let untouched = outbox_row(&db, other.outbox[0]).await;
-        assert_eq!(
-            (untouched.status.as_str(), untouched.attempts),
-            ("pending", 0)
-        );
-
-        // Re-delivery, now and much later, sends nothing more.
-        for later in ["2026-12-01T08:00:00Z", "2026-12-09T08:00:00Z"] {
-            let again = email::deliver_pending(
-                &db,
-                &district.clever_id,
-                &config,
-                db::parse_timestamp(later).expect("a timestamp"),
-            )
-            .await
-            .expect("deliver again");
-            assert_eq!(again, email::DeliveryReport::default());
-        }
-        assert_eq!(sink.messages().len(), 3);
+        assert_eq!(token_in(message).len(), 64, "{}", message.body);
+        assert!(message.message_id.contains("rosterflow.welcome."));
     }
+    for (&outbox_id, &teacher) in district.outbox.iter().zip(&district.teachers).take(3) {
+        let row = outbox_row(&db, outbox_id).await;
+        assert_eq!((row.status.as_str(), row.attempts), ("sent", 1), "{row:?}");
+        assert!(row.sent_at.is_some());
+        let (state, hash, invited_at, _) = account_row(&db, teacher).await;
+        assert_eq!(state, "invited");
+        assert!(hash.is_some() && invited_at.is_some());
+    }
+    let no_mail = outbox_row(&db, district.outbox[3]).await;
+    assert_eq!(
+        no_mail.status, "failed",
+        "never silently dropped: {no_mail:?}"
+    );
+    assert!(
+        no_mail
+            .last_error
+            .is_some_and(|e| e.contains("no email address"))
+    );
+    // Another district's outbox is not this pipeline's to send.
+    let untouched = outbox_row(&db, other.outbox[0]).await;
+    assert_eq!(
+        (untouched.status.as_str(), untouched.attempts),
+        ("pending", 0)
+    );
+
+    // Re-delivery, now and much later, sends nothing more.
+    for later in ["2026-12-01T08:00:00Z", "2026-12-09T08:00:00Z"] {
+        let again = email::deliver_pending(
+            &db,
+            &district.clever_id,
+            &config,
+            db::parse_timestamp(later).expect("a timestamp"),
+        )
+        .await
+        .expect("deliver again");
+        assert_eq!(again, email::DeliveryReport::default());
+    }
+    assert_eq!(sink.messages().len(), 3);
 }
 
-#[tokio::test]
-async fn unreachable_server_leaves_rows_pending_and_a_later_pass_delivers() {
-    for (db, _dir) in databases().await {
-        let district = seed(
-            &db,
-            &[
-                ("Ada", Some("ada@school.example")),
-                ("Grace", Some("grace@school.example")),
-            ],
-        )
-        .await;
-        let now = at!("2026-12-01T08:00:00Z");
+async fn unreachable_server_leaves_rows_pending_and_a_later_pass_delivers(backend: Backend) {
+    let test_db = TestDb::new(backend).await;
+    let db = test_db.open().await;
+    let district = seed(
+        &db,
+        &[
+            ("Ada", Some("ada@school.example")),
+            ("Grace", Some("grace@school.example")),
+        ],
+    )
+    .await;
+    let now = at!("2026-12-01T08:00:00Z");
 
-        let down = config(dead_port());
-        let report = email::deliver_pending(&db, &district.clever_id, &down, now)
-            .await
-            .expect("a dead server is not an error of the pass");
+    let down = config(dead_port());
+    let report = email::deliver_pending(&db, &district.clever_id, &down, now)
+        .await
+        .expect("a dead server is not an error of the pass");
+    assert_eq!(
+        (report.sent, report.retrying, report.failed),
+        (0, 2, 0),
+        "{report:#?}"
+    );
+    for &id in &district.outbox {
+        let row = outbox_row(&db, id).await;
         assert_eq!(
-            (report.sent, report.retrying, report.failed),
-            (0, 2, 0),
-            "{report:#?}"
+            (row.status.as_str(), row.attempts),
+            ("pending", 1),
+            "{row:?}"
         );
-        for &id in &district.outbox {
-            let row = outbox_row(&db, id).await;
-            assert_eq!(
-                (row.status.as_str(), row.attempts),
-                ("pending", 1),
-                "{row:?}"
-            );
-            let error = row.last_error.expect("a reason");
-            assert!(
-                error.contains("cannot reach the SMTP server 127.0.0.1"),
-                "{error}"
-            );
-            assert!(row.sent_at.is_none());
-        }
-
-        // Within the backoff, a pass leaves the rows alone, even with a working server.
-        let sink = SmtpSink::start();
-        let up = config(sink.port);
-        let waiting = email::deliver_pending(&db, &district.clever_id, &up, now)
-            .await
-            .expect("deliver within the backoff");
-        assert_eq!((waiting.sent, waiting.waiting), (0, 2), "{waiting:#?}");
-        assert!(sink.messages().is_empty());
-        assert_eq!(outbox_row(&db, district.outbox[0]).await.attempts, 1);
-
-        // After it, the next pass delivers each message once.
-        let later = now + Duration::from_secs(120);
-        let report = email::deliver_pending(&db, &district.clever_id, &up, later)
-            .await
-            .expect("deliver after the backoff");
-        assert_eq!(
-            (report.sent, report.retrying, report.failed),
-            (2, 0, 0),
-            "{report:#?}"
-        );
-        assert_eq!(sink.messages().len(), 2);
-        for &id in &district.outbox {
-            let row = outbox_row(&db, id).await;
-            assert_eq!((row.status.as_str(), row.attempts), ("sent", 2), "{row:?}");
-        }
-        let again = email::deliver_pending(&db, &district.clever_id, &up, later)
-            .await
-            .expect("deliver again");
-        assert_eq!(again.sent, 0);
-        assert_eq!(sink.messages().len(), 2);
-    }
-}
-
-#[tokio::test]
-async fn refused_recipient_is_retried_with_backoff_then_failed_with_the_reason() {
-    for (db, _dir) in databases().await {
-        let sink = SmtpSink::start_refusing(&["gone@school.example"]);
-        let config = config(sink.port); // max_attempts = 3, backoff 60 s doubling
-        let district = seed(
-            &db,
-            &[
-                ("Gone", Some("gone@school.example")),
-                ("Ada", Some("ada@school.example")),
-            ],
-        )
-        .await;
-        let refused = district.outbox[0];
-        let t0 = at!("2026-12-01T08:00:00Z");
-
-        let first = email::deliver_pending(&db, &district.clever_id, &config, t0)
-            .await
-            .expect("deliver");
-        assert_eq!(
-            (first.sent, first.retrying, first.failed),
-            (1, 1, 0),
-            "{first:#?}"
-        );
-        let row = outbox_row(&db, refused).await;
-        assert_eq!((row.status.as_str(), row.attempts), ("pending", 1));
         let error = row.last_error.expect("a reason");
         assert!(
-            error.contains("refused") && error.contains("550"),
+            error.contains("cannot reach the SMTP server 127.0.0.1"),
             "{error}"
         );
-
-        // Attempt 2 is due 60 s after attempt 1; attempt 3 only 120 s after attempt 2.
-        let t1 = t0 + Duration::from_secs(61);
-        let second = email::deliver_pending(&db, &district.clever_id, &config, t1)
-            .await
-            .expect("deliver");
-        assert_eq!((second.sent, second.retrying), (0, 1), "{second:#?}");
-        let early = email::deliver_pending(
-            &db,
-            &district.clever_id,
-            &config,
-            t1 + Duration::from_secs(60),
-        )
-        .await
-        .expect("deliver");
-        assert_eq!((early.retrying, early.waiting), (0, 1), "{early:#?}");
-        let third = email::deliver_pending(
-            &db,
-            &district.clever_id,
-            &config,
-            t1 + Duration::from_secs(121),
-        )
-        .await
-        .expect("deliver");
-        assert_eq!((third.failed, third.retrying), (1, 0), "{third:#?}");
-        assert!(third.problems[0].gave_up);
-        let row = outbox_row(&db, refused).await;
-        assert_eq!((row.status.as_str(), row.attempts), ("failed", 3));
-        let error = row.last_error.expect("a reason");
-        assert!(error.starts_with("gave up after 3 attempts"), "{error}");
-
-        let after = email::deliver_pending(
-            &db,
-            &district.clever_id,
-            &config,
-            t1 + Duration::from_secs(86_400),
-        )
-        .await
-        .expect("deliver");
-        assert_eq!(after, email::DeliveryReport::default());
-        assert_eq!(sink.messages().len(), 1, "only Ada's message was accepted");
+        assert!(row.sent_at.is_none());
     }
+
+    // Within the backoff, a pass leaves the rows alone, even with a working server.
+    let sink = SmtpSink::start();
+    let up = config(sink.port);
+    let waiting = email::deliver_pending(&db, &district.clever_id, &up, now)
+        .await
+        .expect("deliver within the backoff");
+    assert_eq!((waiting.sent, waiting.waiting), (0, 2), "{waiting:#?}");
+    assert!(sink.messages().is_empty());
+    assert_eq!(outbox_row(&db, district.outbox[0]).await.attempts, 1);
+
+    // After it, the next pass delivers each message once.
+    let later = now + Duration::from_secs(120);
+    let report = email::deliver_pending(&db, &district.clever_id, &up, later)
+        .await
+        .expect("deliver after the backoff");
+    assert_eq!(
+        (report.sent, report.retrying, report.failed),
+        (2, 0, 0),
+        "{report:#?}"
+    );
+    assert_eq!(sink.messages().len(), 2);
+    for &id in &district.outbox {
+        let row = outbox_row(&db, id).await;
+        assert_eq!((row.status.as_str(), row.attempts), ("sent", 2), "{row:?}");
+    }
+    let again = email::deliver_pending(&db, &district.clever_id, &up, later)
+        .await
+        .expect("deliver again");
+    assert_eq!(again.sent, 0);
+    assert_eq!(sink.messages().len(), 2);
 }
 
-#[tokio::test]
-async fn password_link_redeems_once_and_only_once() {
-    for (db, _dir) in databases().await {
-        let sink = SmtpSink::start();
-        let district = seed(&db, &[("Ada", Some("ada@school.example"))]).await;
-        let teacher = district.teachers[0];
-        let now = at!("2026-12-01T08:00:00Z");
-        email::deliver_pending(&db, &district.clever_id, &config(sink.port), now)
-            .await
-            .expect("deliver");
-        let token = token_in(&sink.messages()[0]);
+async fn refused_recipient_is_retried_with_backoff_then_failed_with_the_reason(backend: Backend) {
+    let test_db = TestDb::new(backend).await;
+    let db = test_db.open().await;
+    let sink = SmtpSink::start_refusing(&["gone@school.example"]);
+    let config = config(sink.port); // max_attempts = 3, backoff 60 s doubling
+    let district = seed(
+        &db,
+        &[
+            ("Gone", Some("gone@school.example")),
+            ("Ada", Some("ada@school.example")),
+        ],
+    )
+    .await;
+    let refused = district.outbox[0];
+    let t0 = at!("2026-12-01T08:00:00Z");
 
-        let (_, stored, _, _) = account_row(&db, teacher).await;
-        let stored = stored.expect("a stored hash");
-        assert_ne!(stored, token, "the DB never holds the token itself");
-        assert!(!stored.contains(&token));
-        assert_eq!(stored, account::hash_token(&token));
+    let first = email::deliver_pending(&db, &district.clever_id, &config, t0)
+        .await
+        .expect("deliver");
+    assert_eq!(
+        (first.sent, first.retrying, first.failed),
+        (1, 1, 0),
+        "{first:#?}"
+    );
+    let row = outbox_row(&db, refused).await;
+    assert_eq!((row.status.as_str(), row.attempts), ("pending", 1));
+    let error = row.last_error.expect("a reason");
+    assert!(
+        error.contains("refused") && error.contains("550"),
+        "{error}"
+    );
 
-        let redeemed = account::redeem_password_token(&db, &token, now + Duration::from_secs(3600))
-            .await
-            .expect("the link works");
-        assert_eq!(redeemed, teacher);
-        let (state, hash, _, password_set_at) = account_row(&db, teacher).await;
-        assert_eq!(state, "active");
-        assert!(hash.is_none() && password_set_at.is_some());
+    // Attempt 2 is due 60 s after attempt 1; attempt 3 only 120 s after attempt 2.
+    let t1 = t0 + Duration::from_secs(61);
+    let second = email::deliver_pending(&db, &district.clever_id, &config, t1)
+        .await
+        .expect("deliver");
+    assert_eq!((second.sent, second.retrying), (0, 1), "{second:#?}");
+    let early = email::deliver_pending(
+        &db,
+        &district.clever_id,
+        &config,
+        t1 + Duration::from_secs(60),
+    )
+    .await
+    .expect("deliver");
+    assert_eq!((early.retrying, early.waiting), (0, 1), "{early:#?}");
+    let third = email::deliver_pending(
+        &db,
+        &district.clever_id,
+        &config,
+        t1 + Duration::from_secs(121),
+    )
+    .await
+    .expect("deliver");
+    assert_eq!((third.failed, third.retrying), (1, 0), "{third:#?}");
+    assert!(third.problems[0].gave_up);
+    let row = outbox_row(&db, refused).await;
+    assert_eq!((row.status.as_str(), row.attempts), ("failed", 3));
+    let error = row.last_error.expect("a reason");
+    assert!(error.starts_with("gave up after 3 attempts"), "{error}");
 
-        let again =
-            account::redeem_password_token(&db, &token, now + Duration::from_secs(3700)).await;
-        assert!(
-            matches!(again, Err(AccountError::InvalidToken)),
-            "{again:?}"
-        );
-        let forged = account::redeem_password_token(&db, &stored, now).await;
-        assert!(
-            matches!(forged, Err(AccountError::InvalidToken)),
-            "the hash is not a token"
-        );
-    }
+    let after = email::deliver_pending(
+        &db,
+        &district.clever_id,
+        &config,
+        t1 + Duration::from_secs(86_400),
+    )
+    .await
+    .expect("deliver");
+    assert_eq!(after, email::DeliveryReport::default());
+    assert_eq!(sink.messages().len(), 1, "only Ada's message was accepted");
 }
 
-#[tokio::test]
-async fn expired_password_link_fails() {
-    for (db, _dir) in databases().await {
-        let sink = SmtpSink::start();
-        let district = seed(&db, &[("Ada", Some("ada@school.example"))]).await;
-        let now = at!("2026-12-01T08:00:00Z");
-        email::deliver_pending(&db, &district.clever_id, &config(sink.port), now)
-            .await
-            .expect("deliver");
-        let token = token_in(&sink.messages()[0]);
+async fn password_link_redeems_once_and_only_once(backend: Backend) {
+    let test_db = TestDb::new(backend).await;
+    let db = test_db.open().await;
+    let sink = SmtpSink::start();
+    let district = seed(&db, &[("Ada", Some("ada@school.example"))]).await;
+    let teacher = district.teachers[0];
+    let now = at!("2026-12-01T08:00:00Z");
+    email::deliver_pending(&db, &district.clever_id, &config(sink.port), now)
+        .await
+        .expect("deliver");
+    let token = token_in(&sink.messages()[0]);
 
-        // token_ttl_hours = 72
-        let expired =
-            account::redeem_password_token(&db, &token, at!("2026-12-04T08:00:01Z")).await;
-        match expired {
-            Err(AccountError::Expired { teacher_id, .. }) => {
-                assert_eq!(teacher_id, district.teachers[0]);
-            }
-            other => panic!("expected an expired link, got {other:?}"),
+    let (_, stored, _, _) = account_row(&db, teacher).await;
+    let stored = stored.expect("a stored hash");
+    assert_ne!(stored, token, "the DB never holds the token itself");
+    assert!(!stored.contains(&token));
+    assert_eq!(stored, account::hash_token(&token));
+
+    let redeemed = account::redeem_password_token(&db, &token, now + Duration::from_secs(3600))
+        .await
+        .expect("the link works");
+    assert_eq!(redeemed, teacher);
+    let (state, hash, _, password_set_at) = account_row(&db, teacher).await;
+    assert_eq!(state, "active");
+    assert!(hash.is_none() && password_set_at.is_some());
+
+    let again = account::redeem_password_token(&db, &token, now + Duration::from_secs(3700)).await;
+    assert!(
+        matches!(again, Err(AccountError::InvalidToken)),
+        "{again:?}"
+    );
+    let forged = account::redeem_password_token(&db, &stored, now).await;
+    assert!(
+        matches!(forged, Err(AccountError::InvalidToken)),
+        "the hash is not a token"
+    );
+}
+
+async fn expired_password_link_fails(backend: Backend) {
+    let test_db = TestDb::new(backend).await;
+    let db = test_db.open().await;
+    let sink = SmtpSink::start();
+    let district = seed(&db, &[("Ada", Some("ada@school.example"))]).await;
+    let now = at!("2026-12-01T08:00:00Z");
+    email::deliver_pending(&db, &district.clever_id, &config(sink.port), now)
+        .await
+        .expect("deliver");
+    let token = token_in(&sink.messages()[0]);
+
+    // token_ttl_hours = 72
+    let expired = account::redeem_password_token(&db, &token, at!("2026-12-04T08:00:01Z")).await;
+    match expired {
+        Err(AccountError::Expired { teacher_id, .. }) => {
+            assert_eq!(teacher_id, district.teachers[0]);
         }
-        let (state, _, _, password_set_at) = account_row(&db, district.teachers[0]).await;
-        assert_eq!(state, "invited");
-        assert!(password_set_at.is_none());
-        // Just before expiry it still works.
-        account::redeem_password_token(&db, &token, at!("2026-12-04T07:59:00Z"))
-            .await
-            .expect("valid until expiry");
+        other => panic!("expected an expired link, got {other:?}"),
     }
+    let (state, _, _, password_set_at) = account_row(&db, district.teachers[0]).await;
+    assert_eq!(state, "invited");
+    assert!(password_set_at.is_none());
+    // Just before expiry it still works.
+    account::redeem_password_token(&db, &token, at!("2026-12-04T07:59:00Z"))
+        .await
+        .expect("valid until expiry");
 }
 
 /// The one documented window: the server took the message but the `sent` mark never committed
 /// (a crash). The row is sent again after its backoff, with a fresh link; the first link dies.
-#[tokio::test]
-async fn lost_sent_mark_resends_once_with_a_fresh_link() {
-    for (db, _dir) in databases().await {
-        let sink = SmtpSink::start();
-        let config = config(sink.port);
-        let district = seed(&db, &[("Ada", Some("ada@school.example"))]).await;
-        let now = at!("2026-12-01T08:00:00Z");
-        email::deliver_pending(&db, &district.clever_id, &config, now)
-            .await
-            .expect("deliver");
-        // Undo the mark as a crash between send and mark would have left it: claimed, pending.
-        sqlx::query(
-            "UPDATE email_outbox SET status = 'pending', sent_at = NULL, \
-             next_attempt_at = '2026-12-01T08:01:00.000000Z' WHERE id = $1",
-        )
-        .bind(district.outbox[0])
-        .execute(&db.pool)
-        .await
-        .expect("simulate the crash");
-
-        let within = email::deliver_pending(&db, &district.clever_id, &config, now)
-            .await
-            .expect("deliver");
-        assert_eq!(
-            within.sent, 0,
-            "a claimed row is left alone until its lease ends"
-        );
-        let after = email::deliver_pending(
-            &db,
-            &district.clever_id,
-            &config,
-            now + Duration::from_secs(120),
-        )
+async fn lost_sent_mark_resends_once_with_a_fresh_link(backend: Backend) {
+    let test_db = TestDb::new(backend).await;
+    let db = test_db.open().await;
+    let sink = SmtpSink::start();
+    let config = config(sink.port);
+    let district = seed(&db, &[("Ada", Some("ada@school.example"))]).await;
+    let now = at!("2026-12-01T08:00:00Z");
+    email::deliver_pending(&db, &district.clever_id, &config, now)
         .await
         .expect("deliver");
-        assert_eq!(after.sent, 1);
-        let messages = sink.messages();
-        assert_eq!(messages.len(), 2);
-        assert_eq!(messages[0].message_id, messages[1].message_id);
-        let (first, second) = (token_in(&messages[0]), token_in(&messages[1]));
-        assert_ne!(first, second);
-        let old = account::redeem_password_token(&db, &first, now).await;
-        assert!(matches!(old, Err(AccountError::InvalidToken)), "{old:?}");
-        account::redeem_password_token(&db, &second, now)
-            .await
-            .expect("the newest link works");
-    }
+    // Undo the mark as a crash between send and mark would have left it: claimed, pending.
+    sqlx::query(
+        "UPDATE email_outbox SET status = 'pending', sent_at = NULL, \
+         next_attempt_at = '2026-12-01T08:01:00.000000Z' WHERE id = $1",
+    )
+    .bind(district.outbox[0])
+    .execute(&db.pool)
+    .await
+    .expect("simulate the crash");
+
+    let within = email::deliver_pending(&db, &district.clever_id, &config, now)
+        .await
+        .expect("deliver");
+    assert_eq!(
+        within.sent, 0,
+        "a claimed row is left alone until its lease ends"
+    );
+    let after = email::deliver_pending(
+        &db,
+        &district.clever_id,
+        &config,
+        now + Duration::from_secs(120),
+    )
+    .await
+    .expect("deliver");
+    assert_eq!(after.sent, 1);
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0].message_id, messages[1].message_id);
+    let (first, second) = (token_in(&messages[0]), token_in(&messages[1]));
+    assert_ne!(first, second);
+    let old = account::redeem_password_token(&db, &first, now).await;
+    assert!(matches!(old, Err(AccountError::InvalidToken)), "{old:?}");
+    account::redeem_password_token(&db, &second, now)
+        .await
+        .expect("the newest link works");
 }
 
 /// Two delivery passes over the same outbox at once (say, after a commit and at the start of
 /// the next run): each message still goes out once.
-#[tokio::test]
-async fn overlapping_passes_send_each_message_once() {
-    for (db, _dir) in databases().await {
-        let sink = SmtpSink::start();
-        let config = config(sink.port);
-        let district = seed(
-            &db,
-            &[
-                ("Ada", Some("ada@school.example")),
-                ("Grace", Some("grace@school.example")),
-                ("Alan", Some("alan@school.example")),
-                ("Edsger", Some("edsger@school.example")),
-                ("Barbara", Some("barbara@school.example")),
-            ],
-        )
-        .await;
-        let now = at!("2026-12-01T08:00:00Z");
-        let (a, b) = tokio::join!(
-            email::deliver_pending(&db, &district.clever_id, &config, now),
-            email::deliver_pending(&db, &district.clever_id, &config, now),
-        );
-        let (a, b) = (a.expect("pass a"), b.expect("pass b"));
-        assert_eq!(a.sent + b.sent, 5, "{a:#?} {b:#?}");
-        let mut recipients: Vec<String> = sink
-            .messages()
-            .into_iter()
-            .map(|m| m.rcpt_tos[0].clone())
-            .collect();
-        recipients.sort();
-        recipients.dedup();
-        assert_eq!(recipients.len(), 5);
-        assert_eq!(sink.messages().len(), 5);
-    }
+async fn overlapping_passes_send_each_message_once(backend: Backend) {
+    let test_db = TestDb::new(backend).await;
+    let db = test_db.open().await;
+    let sink = SmtpSink::start();
+    let config = config(sink.port);
+    let district = seed(
+        &db,
+        &[
+            ("Ada", Some("ada@school.example")),
+            ("Grace", Some("grace@school.example")),
+            ("Alan", Some("alan@school.example")),
+            ("Edsger", Some("edsger@school.example")),
+            ("Barbara", Some("barbara@school.example")),
+        ],
+    )
+    .await;
+    let now = at!("2026-12-01T08:00:00Z");
+    let (a, b) = tokio::join!(
+        email::deliver_pending(&db, &district.clever_id, &config, now),
+        email::deliver_pending(&db, &district.clever_id, &config, now),
+    );
+    let (a, b) = (a.expect("pass a"), b.expect("pass b"));
+    assert_eq!(a.sent + b.sent, 5, "{a:#?} {b:#?}");
+    let mut recipients: Vec<String> = sink
+        .messages()
+        .into_iter()
+        .map(|m| m.rcpt_tos[0].clone())
+        .collect();
+    recipients.sort();
+    recipients.dedup();
+    assert_eq!(recipients.len(), 5);
+    assert_eq!(sink.messages().len(), 5);
 }
 
 /// A pass that is cut off (the process stopped, the future dropped) after some messages went
 /// out is finished by the next pass, which sends only the rest.
-#[tokio::test]
-async fn interrupted_pass_is_finished_by_the_next_without_repeats() {
-    for (db, _dir) in databases().await {
-        let sink = SmtpSink::start();
-        let mut config = config(sink.port);
-        config.throttle_per_minute = 30; // one message every 2 s
-        let district = seed(
-            &db,
-            &[
-                ("Ada", Some("ada@school.example")),
-                ("Grace", Some("grace@school.example")),
-                ("Alan", Some("alan@school.example")),
-            ],
-        )
-        .await;
-        let now = at!("2026-12-01T08:00:00Z");
-        let cut = tokio::time::timeout(
-            Duration::from_millis(1000),
-            email::deliver_pending(&db, &district.clever_id, &config, now),
-        )
-        .await;
-        assert!(
-            cut.is_err(),
-            "the pass is cut off while it waits to send the second message"
-        );
-        assert_eq!(sink.messages().len(), 1);
-        assert_eq!(outbox_row(&db, district.outbox[0]).await.status, "sent");
+async fn interrupted_pass_is_finished_by_the_next_without_repeats(backend: Backend) {
+    let test_db = TestDb::new(backend).await;
+    let db = test_db.open().await;
+    let sink = SmtpSink::start();
+    let mut config = config(sink.port);
+    config.throttle_per_minute = 30; // one message every 2 s
+    let district = seed(
+        &db,
+        &[
+            ("Ada", Some("ada@school.example")),
+            ("Grace", Some("grace@school.example")),
+            ("Alan", Some("alan@school.example")),
+        ],
+    )
+    .await;
+    let now = at!("2026-12-01T08:00:00Z");
+    let cut = tokio::time::timeout(
+        Duration::from_millis(1000),
+        email::deliver_pending(&db, &district.clever_id, &config, now),
+    )
+    .await;
+    assert!(
+        cut.is_err(),
+        "the pass is cut off while it waits to send the second message"
+    );
+    assert_eq!(sink.messages().len(), 1);
+    assert_eq!(outbox_row(&db, district.outbox[0]).await.status, "sent");
 
-        config.throttle_per_minute = 6000;
-        let rest = email::deliver_pending(&db, &district.clever_id, &config, now)
-            .await
-            .expect("deliver the rest");
-        assert_eq!(rest.sent, 2, "{rest:#?}");
-        let recipients: Vec<String> = sink
-            .messages()
-            .into_iter()
-            .map(|m| m.rcpt_tos[0].clone())
-            .collect();
-        assert_eq!(
-            recipients,
-            [
-                "ada@school.example",
-                "grace@school.example",
-                "alan@school.example"
-            ]
-        );
-    }
+    config.throttle_per_minute = 6000;
+    let rest = email::deliver_pending(&db, &district.clever_id, &config, now)
+        .await
+        .expect("deliver the rest");
+    assert_eq!(rest.sent, 2, "{rest:#?}");
+    let recipients: Vec<String> = sink
+        .messages()
+        .into_iter()
+        .map(|m| m.rcpt_tos[0].clone())
+        .collect();
+    assert_eq!(
+        recipients,
+        [
+            "ada@school.example",
+            "grace@school.example",
+            "alan@school.example"
+        ]
+    );
 }
 
 /// Only committed runs release email: a row that names a held run (the load writes none; this
 /// guards against one that did) stays pending and unsent.
-#[tokio::test]
-async fn rows_of_a_held_run_are_not_sent() {
-    for (db, _dir) in databases().await {
-        let sink = SmtpSink::start();
-        let district = seed(&db, &[("Ada", Some("ada@school.example"))]).await;
-        let (held,): (i64,) = sqlx::query_as(
-            "INSERT INTO sync_runs (district_id, pipeline, status, started_at) \
-             SELECT district_id, 'email-test', 'held', '2026-11-30T01:00:00.000000Z' \
-             FROM email_outbox WHERE id = $1 RETURNING id",
-        )
+async fn rows_of_a_held_run_are_not_sent(backend: Backend) {
+    let test_db = TestDb::new(backend).await;
+    let db = test_db.open().await;
+    let sink = SmtpSink::start();
+    let district = seed(&db, &[("Ada", Some("ada@school.example"))]).await;
+    let (held,): (i64,) = sqlx::query_as(
+        "INSERT INTO sync_runs (district_id, pipeline, status, started_at) \
+         SELECT district_id, 'email-test', 'held', '2026-11-30T01:00:00.000000Z' \
+         FROM email_outbox WHERE id = $1 RETURNING id",
+    )
+    .bind(district.outbox[0])
+    .fetch_one(&db.pool)
+    .await
+    .expect("insert a held run");
+    sqlx::query("UPDATE email_outbox SET run_id = $1 WHERE id = $2")
+        .bind(held)
         .bind(district.outbox[0])
-        .fetch_one(&db.pool)
+        .execute(&db.pool)
         .await
-        .expect("insert a held run");
-        sqlx::query("UPDATE email_outbox SET run_id = $1 WHERE id = $2")
-            .bind(held)
-            .bind(district.outbox[0])
-            .execute(&db.pool)
-            .await
-            .expect("point the row at the held run");
+        .expect("point the row at the held run");
 
-        let now = at!("2026-12-01T08:00:00Z");
-        let report = email::deliver_pending(&db, &district.clever_id, &config(sink.port), now)
-            .await
-            .expect("deliver");
-        assert_eq!(report, email::DeliveryReport::default());
-        assert!(sink.messages().is_empty());
-        let row = outbox_row(&db, district.outbox[0]).await;
-        assert_eq!((row.status.as_str(), row.attempts), ("pending", 0));
-    }
+    let now = at!("2026-12-01T08:00:00Z");
+    let report = email::deliver_pending(&db, &district.clever_id, &config(sink.port), now)
+        .await
+        .expect("deliver");
+    assert_eq!(report, email::DeliveryReport::default());
+    assert!(sink.messages().is_empty());
+    let row = outbox_row(&db, district.outbox[0]).await;
+    assert_eq!((row.status.as_str(), row.attempts), ("pending", 0));
 }
+
+on_both_backends!(
+    welcome_email_reaches_each_new_teacher_once,
+    unreachable_server_leaves_rows_pending_and_a_later_pass_delivers,
+    refused_recipient_is_retried_with_backoff_then_failed_with_the_reason,
+    password_link_redeems_once_and_only_once,
+    expired_password_link_fails,
+    lost_sent_mark_resends_once_with_a_fresh_link,
+    overlapping_passes_send_each_message_once,
+    interrupted_pass_is_finished_by_the_next_without_repeats,
+    rows_of_a_held_run_are_not_sent,
+);

@@ -6,12 +6,12 @@
 
 use std::time::Duration;
 
-use rosterflow_pipeline::sync::{self, RunOptions, RunStatus};
+use rosterflow_pipeline::sync::{RunOptions, RunStatus};
 use rosterflow_tests::clever_sim::{CleverSim, Fault, SimOptions, UnknownCursor};
 use rosterflow_tests::district::{Collection, GenSpec, generate};
 
 use crate::on_both_backends;
-use crate::util::{Backend, TestDb, pipeline_text, rosterflow, sim_source};
+use crate::util::{Backend, TestDb, eventually, pipeline_text, rosterflow, sim_source};
 
 /// Transforms that see the whole district: specials dropped by name, and plugin groups.
 fn transforms() -> String {
@@ -62,7 +62,7 @@ impl World {
 }
 
 async fn committed(pipeline: &rosterflow_pipeline::config::Pipeline) -> i64 {
-    let report = sync::run(pipeline, &RunOptions::default())
+    let report = crate::util::run(pipeline, &RunOptions::default())
         .await
         .expect("sync");
     let RunStatus::Committed { run_id } = report.status else {
@@ -240,14 +240,22 @@ async fn a_killed_events_run_loses_and_repeats_nothing(backend: Backend) {
         .spawn()
         .expect("spawn");
     // Killed while it waits for the events page.
-    while !world
-        .sim
-        .requests()
-        .iter()
-        .any(|r| r.path() == "/v3.0/events")
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "the run asks for the events page",
+        Duration::from_secs(60),
+        || {
+            let uris: Vec<String> = world.sim.requests().into_iter().map(|r| r.uri).collect();
+            format!("the requests so far: {uris:#?}")
+        },
+        || async {
+            world
+                .sim
+                .requests()
+                .iter()
+                .any(|r| r.path() == "/v3.0/events")
+        },
+    )
+    .await;
     child.kill().expect("kill");
     child.wait().expect("reap");
     assert_eq!(db.fingerprint().await, before);
@@ -342,7 +350,7 @@ async fn a_held_events_run_is_approved_then_caught_up(backend: Backend) {
             d.remove_user(student);
         }
     });
-    let report = sync::run(&events, &RunOptions::default())
+    let report = crate::util::run(&events, &RunOptions::default())
         .await
         .expect("run");
     let RunStatus::Held { run_id, .. } = report.status else {
@@ -355,10 +363,10 @@ async fn a_held_events_run_is_approved_then_caught_up(backend: Backend) {
         "a held run moves no checkpoint"
     );
     let handle = db.open().await;
-    sync::approve(&events, &handle, run_id, Duration::ZERO, None)
+    crate::util::approve(&events, &handle, run_id)
         .await
         .expect("approve");
-    let report = sync::run(&events, &RunOptions::default())
+    let report = crate::util::run(&events, &RunOptions::default())
         .await
         .expect("run");
     assert!(report.plan.is_empty(), "caught up: {}", report.plan);

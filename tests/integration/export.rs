@@ -1,6 +1,6 @@
 //! Parquet exports read back the way analysts read them: DuckDB and pyarrow
-//! (`readback.py`), compared with what the Freckle DB holds. On SQLite and, when `DATABASE_URL` is
-//! set, on PostgreSQL (a fresh database per test).
+//! (`readback.py`), compared with what the Freckle DB holds. On SQLite and PostgreSQL (a fresh
+//! database per test); the object-store and CLI paths on SQLite.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,6 +11,7 @@ use rosterflow_export::{self as export, Dataset, ExportConfig, ExportError};
 use rosterflow_store::db::{Db, parse_timestamp};
 use serde_json::{Value, json};
 
+use crate::on_both_backends;
 use crate::util::{Backend, TestDb, rosterflow};
 
 const DISTRICT: &str = "d1000000000000000000000a";
@@ -18,14 +19,6 @@ const OTHER_DISTRICT: &str = "d2000000000000000000000b";
 const NOW: &str = "2027-01-15T00:00:00.000000Z";
 const PERIOD_START: &str = "2026-07-01T00:00:00.000000Z";
 const PERIOD_END: &str = "2027-07-01T00:00:00.000000Z";
-
-fn backends() -> Vec<Backend> {
-    let mut backends = vec![Backend::Sqlite];
-    if std::env::var("DATABASE_URL").is_ok_and(|url| !url.is_empty()) {
-        backends.push(Backend::Postgres);
-    }
-    backends
-}
 
 /// `2026-09-02T15:00` in the DB's text form.
 fn ts(short: &str) -> String {
@@ -371,194 +364,191 @@ fn rows_by_key(rows: &Value) -> BTreeMap<(String, String, String), Value> {
         .collect()
 }
 
-#[tokio::test]
-async fn export_matches_the_db_in_duckdb_and_pyarrow() {
-    for backend in backends() {
-        let test_db = TestDb::new(backend).await;
-        let db = test_db.open().await;
-        fill(&db).await;
-        let out = tempfile::tempdir().expect("out dir");
-        let report = export::run(&db, DISTRICT, &config(out.path()), now!())
-            .await
-            .expect("export");
-        assert_eq!(report.school_year, "2026-27");
-        assert_eq!(report.files.len(), 2);
-        let back = readback(out.path(), None);
+async fn export_matches_the_db_in_duckdb_and_pyarrow(backend: Backend) {
+    let test_db = TestDb::new(backend).await;
+    let db = test_db.open().await;
+    fill(&db).await;
+    let out = tempfile::tempdir().expect("out dir");
+    let report = export::run(&db, DISTRICT, &config(out.path()), now!())
+        .await
+        .expect("export");
+    assert_eq!(report.school_year, "2026-27");
+    assert_eq!(report.files.len(), 2);
+    let back = readback(out.path(), None);
 
-        // Hive paths, and nothing else left behind (no temp files).
-        let partition = format!("district={DISTRICT}/school_year=2026-27");
-        assert_eq!(
-            back["files"],
-            json!([
-                format!("growth/{partition}/growth.parquet"),
-                format!("roster_history/{partition}/roster_history.parquet"),
-            ]),
-            "{backend:?}"
-        );
+    // Hive paths, and nothing else left behind (no temp files).
+    let partition = format!("district={DISTRICT}/school_year=2026-27");
+    assert_eq!(
+        back["files"],
+        json!([
+            format!("growth/{partition}/growth.parquet"),
+            format!("roster_history/{partition}/roster_history.parquet"),
+        ]),
+        "{backend:?}"
+    );
 
-        // Growth: the same numbers as the raw rows, through both readers.
-        let growth = &back["datasets"]["growth"];
-        let expected = expected_growth(&db).await;
-        assert_eq!(expected.len(), 6, "fixture: six growth rows");
-        for reader in ["duckdb_rows", "pyarrow_rows"] {
-            let rows = rows_by_key(&growth[reader]);
-            assert_eq!(
-                rows.keys().collect::<Vec<_>>(),
-                expected.keys().collect::<Vec<_>>(),
-                "{backend:?} {reader}: one row per student, subject and domain, only our district"
-            );
-            for (key, want) in &expected {
-                let got = &rows[key];
-                for field in [
-                    "sessions",
-                    "minutes",
-                    "questions",
-                    "correct",
-                    "last_active_at",
-                ] {
-                    assert_eq!(
-                        got[field], want[field],
-                        "{backend:?} {reader} {key:?} {field}"
-                    );
-                }
-                for field in ["starting_level", "current_level"] {
-                    match (got[field].as_f64(), want[field].as_f64()) {
-                        (Some(a), Some(b)) => assert!((a - b).abs() < 1e-9, "{key:?} {field}"),
-                        (a, b) => assert_eq!(a, b, "{backend:?} {reader} {key:?} {field}"),
-                    }
-                }
-                let accuracy = got["accuracy"].as_f64();
-                let questions = want["questions"].as_i64().unwrap();
-                if questions == 0 {
-                    assert_eq!(accuracy, None);
-                } else {
-                    let want = want["correct"].as_i64().unwrap() as f64 / questions as f64;
-                    assert!((accuracy.unwrap() - want).abs() < 1e-9);
-                }
-                assert_eq!(got["period_start"], json!(micros(PERIOD_START)));
-                assert_eq!(got["period_end"], json!(micros(PERIOD_END)));
-                assert_eq!(got["district_name"], json!("Maple Unified"));
-            }
-            // Current teachers at the export's "now": the transferred student's are Math 3B's.
-            let teachers = |sis: &str, subject: &str, domain: &str| {
-                rows[&(sis.to_owned(), subject.to_owned(), domain.to_owned())]["teacher_sis_ids"]
-                    .clone()
-            };
-            assert_eq!(teachers("S-100", "math", "Geometry"), json!("T1"));
-            assert_eq!(teachers("S-100", "ela", "Vocabulary"), json!("T4"));
-            assert_eq!(teachers("S-200", "math", "Geometry"), json!("T3"));
-            assert_eq!(teachers("S-300", "math", "Geometry"), Value::Null);
-            let archived = &rows[&("S-300".into(), "math".into(), "Geometry".into())];
-            assert_eq!(archived["student_archived_at"], json!(micros("2026-12-01")));
-            let s1 = &rows[&("S-100".into(), "math".into(), "Geometry".into())];
-            assert_eq!(s1["school_name"], json!("North Elementary"));
-            assert!((s1["level_growth"].as_f64().unwrap() - 0.6).abs() < 1e-9);
-        }
-        // Hive partition columns come from the paths.
-        let first = &growth["duckdb_rows"][0];
-        assert_eq!(first["district"], json!(DISTRICT));
-        assert_eq!(first["school_year"], json!("2026-27"));
-
-        // Types BI tools want: µs UTC timestamps, dictionary strings, zstd everywhere.
-        let types = &growth["pyarrow_types"];
-        assert_eq!(types["last_active_at"], json!("timestamp[us, tz=UTC]"));
+    // Growth: the same numbers as the raw rows, through both readers.
+    let growth = &back["datasets"]["growth"];
+    let expected = expected_growth(&db).await;
+    assert_eq!(expected.len(), 6, "fixture: six growth rows");
+    for reader in ["duckdb_rows", "pyarrow_rows"] {
+        let rows = rows_by_key(&growth[reader]);
         assert_eq!(
-            types["school_name"],
-            json!("dictionary<values=string, indices=int32, ordered=0>")
+            rows.keys().collect::<Vec<_>>(),
+            expected.keys().collect::<Vec<_>>(),
+            "{backend:?} {reader}: one row per student, subject and domain, only our district"
         );
-        assert_eq!(types["student_sis_id"], json!("string"));
-        assert_eq!(types["sessions"], json!("int64"));
-        assert_eq!(
-            growth["duckdb_types"]["last_active_at"],
-            json!("TIMESTAMP WITH TIME ZONE")
-        );
-        let parquet = &growth["parquet"];
-        assert_eq!(parquet["rows"], json!(6));
-        assert_eq!(parquet["row_groups"], json!(2), "row_group_rows = 4");
-        for (name, column) in parquet["columns"].as_object().unwrap() {
-            assert_eq!(column["compression"], json!(["ZSTD"]), "{name}");
-            // Low-cardinality strings are dictionary-encoded; ids are PLAIN (nearly unique).
-            let dictionary = types[name]
-                .as_str()
-                .is_some_and(|t| t.starts_with("dictionary"));
-            if dictionary || types[name] == json!("string") {
+        for (key, want) in &expected {
+            let got = &rows[key];
+            for field in [
+                "sessions",
+                "minutes",
+                "questions",
+                "correct",
+                "last_active_at",
+            ] {
                 assert_eq!(
-                    column["dictionary_page"],
-                    json!(dictionary),
-                    "{name}: dictionary page only for dictionary columns"
+                    got[field], want[field],
+                    "{backend:?} {reader} {key:?} {field}"
                 );
             }
+            for field in ["starting_level", "current_level"] {
+                match (got[field].as_f64(), want[field].as_f64()) {
+                    (Some(a), Some(b)) => assert!((a - b).abs() < 1e-9, "{key:?} {field}"),
+                    (a, b) => assert_eq!(a, b, "{backend:?} {reader} {key:?} {field}"),
+                }
+            }
+            let accuracy = got["accuracy"].as_f64();
+            let questions = want["questions"].as_i64().unwrap();
+            if questions == 0 {
+                assert_eq!(accuracy, None);
+            } else {
+                let want = want["correct"].as_i64().unwrap() as f64 / questions as f64;
+                assert!((accuracy.unwrap() - want).abs() < 1e-9);
+            }
+            assert_eq!(got["period_start"], json!(micros(PERIOD_START)));
+            assert_eq!(got["period_end"], json!(micros(PERIOD_END)));
+            assert_eq!(got["district_name"], json!("Maple Unified"));
         }
-
-        // Roster history: every stay x teacher stay, intersected; archived students included.
-        let history = &back["datasets"]["roster_history"];
-        let mut stays: Vec<Stay> = history["duckdb_rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                (
-                    r["student_sis_id"].as_str().unwrap().to_owned(),
-                    r["class_name"].as_str().unwrap().to_owned(),
-                    r["teacher_sis_id"].as_str().map(str::to_owned),
-                    r["valid_from"].as_i64().unwrap(),
-                    r["valid_to"].as_i64(),
-                )
-            })
-            .collect();
-        stays.sort();
-        let stay = |s: &str, c: &str, t: &str, from: &str, to: Option<&str>| {
-            (
-                s.to_owned(),
-                c.to_owned(),
-                Some(t.to_owned()),
-                micros(from),
-                to.map(micros),
-            )
+        // Current teachers at the export's "now": the transferred student's are Math 3B's.
+        let teachers = |sis: &str, subject: &str, domain: &str| {
+            rows[&(sis.to_owned(), subject.to_owned(), domain.to_owned())]["teacher_sis_ids"]
+                .clone()
         };
-        let mut want = vec![
-            stay("S-100", "ELA 3", "T4", "2026-08-01", None),
-            stay("S-100", "Math 3A", "T1", "2026-08-01", None),
-            stay("S-100", "Math 3A", "T2", "2026-09-01", Some("2026-11-01")),
-            stay("S-200", "ELA 3", "T4", "2026-08-20", None),
-            stay("S-200", "Math 3A", "T1", "2026-08-20", Some("2026-10-15")),
-            stay("S-200", "Math 3A", "T2", "2026-09-01", Some("2026-10-15")),
-            stay("S-200", "Math 3B", "T3", "2026-10-15", None),
-            stay("S-300", "Math 3B", "T3", "2026-08-01", Some("2026-12-01")),
-            stay("S-400", "ELA 3", "T4", "2026-08-01", None),
-        ];
-        want.sort();
-        assert_eq!(stays, want, "{backend:?}");
-        assert_eq!(
-            history["pyarrow_rows"].as_array().unwrap().len(),
-            want.len()
-        );
-        assert_eq!(
-            history["pyarrow_types"]["valid_from"],
-            json!("timestamp[us, tz=UTC]")
-        );
-
-        // The transfer stays attributable: joined with the roster history in DuckDB, the mover's
-        // math sessions split between Math 3A and Math 3B over their valid ranges, as in the DB.
-        let split = readback(
-            out.path(),
-            Some(&format!(
-                "SELECT r.class_name, count(*) AS n FROM growth g \
-                 JOIN roster_history r USING (student_sis_id) \
-                 JOIN (SELECT * FROM (VALUES {})) AS s(sis, started) ON s.sis = g.student_sis_id \
-                 WHERE g.subject = 'math' AND g.domain = 'Geometry' AND r.class_subject = 'math' \
-                   AND r.teacher_role = 'primary' \
-                   AND s.started >= r.valid_from AND (r.valid_to IS NULL OR s.started < r.valid_to) \
-                 GROUP BY r.class_name ORDER BY r.class_name",
-                mover_sessions(&db).await
-            )),
-        );
-        assert_eq!(
-            split,
-            json!([{"class_name": "Math 3A", "n": 1}, {"class_name": "Math 3B", "n": 1}]),
-            "{backend:?}"
-        );
+        assert_eq!(teachers("S-100", "math", "Geometry"), json!("T1"));
+        assert_eq!(teachers("S-100", "ela", "Vocabulary"), json!("T4"));
+        assert_eq!(teachers("S-200", "math", "Geometry"), json!("T3"));
+        assert_eq!(teachers("S-300", "math", "Geometry"), Value::Null);
+        let archived = &rows[&("S-300".into(), "math".into(), "Geometry".into())];
+        assert_eq!(archived["student_archived_at"], json!(micros("2026-12-01")));
+        let s1 = &rows[&("S-100".into(), "math".into(), "Geometry".into())];
+        assert_eq!(s1["school_name"], json!("North Elementary"));
+        assert!((s1["level_growth"].as_f64().unwrap() - 0.6).abs() < 1e-9);
     }
+    // Hive partition columns come from the paths.
+    let first = &growth["duckdb_rows"][0];
+    assert_eq!(first["district"], json!(DISTRICT));
+    assert_eq!(first["school_year"], json!("2026-27"));
+
+    // Types BI tools want: µs UTC timestamps, dictionary strings, zstd everywhere.
+    let types = &growth["pyarrow_types"];
+    assert_eq!(types["last_active_at"], json!("timestamp[us, tz=UTC]"));
+    assert_eq!(
+        types["school_name"],
+        json!("dictionary<values=string, indices=int32, ordered=0>")
+    );
+    assert_eq!(types["student_sis_id"], json!("string"));
+    assert_eq!(types["sessions"], json!("int64"));
+    assert_eq!(
+        growth["duckdb_types"]["last_active_at"],
+        json!("TIMESTAMP WITH TIME ZONE")
+    );
+    let parquet = &growth["parquet"];
+    assert_eq!(parquet["rows"], json!(6));
+    assert_eq!(parquet["row_groups"], json!(2), "row_group_rows = 4");
+    for (name, column) in parquet["columns"].as_object().unwrap() {
+        assert_eq!(column["compression"], json!(["ZSTD"]), "{name}");
+        // Low-cardinality strings are dictionary-encoded; ids are PLAIN (nearly unique).
+        let dictionary = types[name]
+            .as_str()
+            .is_some_and(|t| t.starts_with("dictionary"));
+        if dictionary || types[name] == json!("string") {
+            assert_eq!(
+                column["dictionary_page"],
+                json!(dictionary),
+                "{name}: dictionary page only for dictionary columns"
+            );
+        }
+    }
+
+    // Roster history: every stay x teacher stay, intersected; archived students included.
+    let history = &back["datasets"]["roster_history"];
+    let mut stays: Vec<Stay> = history["duckdb_rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["student_sis_id"].as_str().unwrap().to_owned(),
+                r["class_name"].as_str().unwrap().to_owned(),
+                r["teacher_sis_id"].as_str().map(str::to_owned),
+                r["valid_from"].as_i64().unwrap(),
+                r["valid_to"].as_i64(),
+            )
+        })
+        .collect();
+    stays.sort();
+    let stay = |s: &str, c: &str, t: &str, from: &str, to: Option<&str>| {
+        (
+            s.to_owned(),
+            c.to_owned(),
+            Some(t.to_owned()),
+            micros(from),
+            to.map(micros),
+        )
+    };
+    let mut want = vec![
+        stay("S-100", "ELA 3", "T4", "2026-08-01", None),
+        stay("S-100", "Math 3A", "T1", "2026-08-01", None),
+        stay("S-100", "Math 3A", "T2", "2026-09-01", Some("2026-11-01")),
+        stay("S-200", "ELA 3", "T4", "2026-08-20", None),
+        stay("S-200", "Math 3A", "T1", "2026-08-20", Some("2026-10-15")),
+        stay("S-200", "Math 3A", "T2", "2026-09-01", Some("2026-10-15")),
+        stay("S-200", "Math 3B", "T3", "2026-10-15", None),
+        stay("S-300", "Math 3B", "T3", "2026-08-01", Some("2026-12-01")),
+        stay("S-400", "ELA 3", "T4", "2026-08-01", None),
+    ];
+    want.sort();
+    assert_eq!(stays, want, "{backend:?}");
+    assert_eq!(
+        history["pyarrow_rows"].as_array().unwrap().len(),
+        want.len()
+    );
+    assert_eq!(
+        history["pyarrow_types"]["valid_from"],
+        json!("timestamp[us, tz=UTC]")
+    );
+
+    // The transfer stays attributable: joined with the roster history in DuckDB, the mover's
+    // math sessions split between Math 3A and Math 3B over their valid ranges, as in the DB.
+    let split = readback(
+        out.path(),
+        Some(&format!(
+            "SELECT r.class_name, count(*) AS n FROM growth g \
+             JOIN roster_history r USING (student_sis_id) \
+             JOIN (SELECT * FROM (VALUES {})) AS s(sis, started) ON s.sis = g.student_sis_id \
+             WHERE g.subject = 'math' AND g.domain = 'Geometry' AND r.class_subject = 'math' \
+               AND r.teacher_role = 'primary' \
+               AND s.started >= r.valid_from AND (r.valid_to IS NULL OR s.started < r.valid_to) \
+             GROUP BY r.class_name ORDER BY r.class_name",
+            mover_sessions(&db).await
+        )),
+    );
+    assert_eq!(
+        split,
+        json!([{"class_name": "Math 3A", "n": 1}, {"class_name": "Math 3B", "n": 1}]),
+        "{backend:?}"
+    );
 }
 
 /// (student SIS id, class name, teacher SIS id, valid_from, valid_to) of a roster history row.
@@ -581,59 +571,56 @@ async fn mover_sessions(db: &Db) -> String {
         .join(", ")
 }
 
-#[tokio::test]
-async fn export_writes_only_allowed_columns() {
-    for backend in backends() {
-        let test_db = TestDb::new(backend).await;
-        let db = test_db.open().await;
-        fill(&db).await;
-        let out = tempfile::tempdir().expect("out dir");
-        let mut config = config(out.path());
-        config.columns = Some(
-            [
-                "student_sis_id",
-                "subject",
-                "domain",
-                "sessions",
-                "class_name",
-                "valid_from",
-            ]
-            .map(String::from)
-            .to_vec(),
-        );
-        let report = export::run(&db, DISTRICT, &config, now!())
-            .await
-            .expect("export");
-        assert_eq!(
-            report.files[0].columns,
-            ["student_sis_id", "subject", "domain", "sessions"]
-        );
-        let back = readback(out.path(), None);
-        let names = |dataset: &str| {
-            back["datasets"][dataset]["pyarrow_types"]
-                .as_object()
-                .unwrap()
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-        };
-        let mut growth = names("growth");
-        growth.sort();
-        assert_eq!(growth, ["domain", "sessions", "student_sis_id", "subject"]);
-        let mut history = names("roster_history");
-        history.sort();
-        assert_eq!(history, ["class_name", "student_sis_id", "valid_from"]);
+async fn export_writes_only_allowed_columns(backend: Backend) {
+    let test_db = TestDb::new(backend).await;
+    let db = test_db.open().await;
+    fill(&db).await;
+    let out = tempfile::tempdir().expect("out dir");
+    let mut config = config(out.path());
+    config.columns = Some(
+        [
+            "student_sis_id",
+            "subject",
+            "domain",
+            "sessions",
+            "class_name",
+            "valid_from",
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    let report = export::run(&db, DISTRICT, &config, now!())
+        .await
+        .expect("export");
+    assert_eq!(
+        report.files[0].columns,
+        ["student_sis_id", "subject", "domain", "sessions"]
+    );
+    let back = readback(out.path(), None);
+    let names = |dataset: &str| {
+        back["datasets"][dataset]["pyarrow_types"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let mut growth = names("growth");
+    growth.sort();
+    assert_eq!(growth, ["domain", "sessions", "student_sis_id", "subject"]);
+    let mut history = names("roster_history");
+    history.sort();
+    assert_eq!(history, ["class_name", "student_sis_id", "valid_from"]);
 
-        // Unknown names are refused before anything is written.
-        config.columns = Some(vec!["student_first_name".into()]);
-        let error = export::run(&db, DISTRICT, &config, now!())
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(&error, ExportError::InvalidConfig { problems } if problems[0].contains("student_first_name")),
-            "{error}"
-        );
-    }
+    // Unknown names are refused before anything is written.
+    config.columns = Some(vec!["student_first_name".into()]);
+    let error = export::run(&db, DISTRICT, &config, now!())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, ExportError::InvalidConfig { problems } if problems[0].contains("student_first_name")),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -842,65 +829,62 @@ async fn a_refused_upload_fails_the_export_without_panicking() {
     );
 }
 
-#[tokio::test]
-async fn demo_practice_is_deterministic_and_grows() {
-    for backend in backends() {
-        let test_db = TestDb::new(backend).await;
-        let db = test_db.open().await;
-        fill(&db).await;
-        // Only the seeder's practice in our district (the other district keeps its own).
-        exec(
-            &db,
-            "DELETE FROM practice_sessions WHERE student_id < 9",
-            &[],
-        )
+async fn demo_practice_is_deterministic_and_grows(backend: Backend) {
+    let test_db = TestDb::new(backend).await;
+    let db = test_db.open().await;
+    fill(&db).await;
+    // Only the seeder's practice in our district (the other district keeps its own).
+    exec(
+        &db,
+        "DELETE FROM practice_sessions WHERE student_id < 9",
+        &[],
+    )
+    .await;
+    exec(&db, "DELETE FROM domain_levels WHERE student_id < 9", &[]).await;
+    let options = SeedOptions::ending_at(now!());
+    let first = seed_demo_practice(&db, DISTRICT, &options)
+        .await
+        .expect("seed");
+    assert_eq!(first.students, 3, "archived students get no demo practice");
+    assert_eq!(first.sessions, 3 * 2 * 8 * 3);
+    let fingerprint = test_db
+        .rows("SELECT student_id, subject, domain, started_at, minutes, questions, correct FROM practice_sessions WHERE source = 'demo' ORDER BY 1, 2, 3, 4")
         .await;
-        exec(&db, "DELETE FROM domain_levels WHERE student_id < 9", &[]).await;
-        let options = SeedOptions::ending_at(now!());
-        let first = seed_demo_practice(&db, DISTRICT, &options)
-            .await
-            .expect("seed");
-        assert_eq!(first.students, 3, "archived students get no demo practice");
-        assert_eq!(first.sessions, 3 * 2 * 8 * 3);
-        let fingerprint = test_db
+    let again = seed_demo_practice(&db, DISTRICT, &options)
+        .await
+        .expect("seed again");
+    assert_eq!(again.replaced, first.sessions + first.levels);
+    assert_eq!(
+        fingerprint,
+        test_db
             .rows("SELECT student_id, subject, domain, started_at, minutes, questions, correct FROM practice_sessions WHERE source = 'demo' ORDER BY 1, 2, 3, 4")
-            .await;
-        let again = seed_demo_practice(&db, DISTRICT, &options)
             .await
-            .expect("seed again");
-        assert_eq!(again.replaced, first.sessions + first.levels);
-        assert_eq!(
-            fingerprint,
-            test_db
-                .rows("SELECT student_id, subject, domain, started_at, minutes, questions, correct FROM practice_sessions WHERE source = 'demo' ORDER BY 1, 2, 3, 4")
-                .await
-        );
-        // The other district's data is untouched.
-        assert_eq!(
-            test_db
-                .scalar("SELECT COUNT(*) FROM practice_sessions WHERE student_id = 9")
-                .await,
-            1
-        );
+    );
+    // The other district's data is untouched.
+    assert_eq!(
+        test_db
+            .scalar("SELECT COUNT(*) FROM practice_sessions WHERE student_id = 9")
+            .await,
+        1
+    );
 
-        let out = tempfile::tempdir().expect("out dir");
-        export::run(&db, DISTRICT, &config(out.path()), now!())
-            .await
-            .expect("export");
-        let back = readback(
-            out.path(),
-            Some(
-                "SELECT student_sis_id, count(*) AS domains, \
-                        bool_and(current_level >= starting_level) AS grew \
-                 FROM growth WHERE sessions > 0 GROUP BY 1 ORDER BY 1",
-            ),
-        );
-        let rows = back.as_array().unwrap();
-        assert_eq!(rows.len(), 3, "every student but the archived one");
-        for row in rows {
-            assert_eq!(row["domains"], json!(10), "{row}");
-            assert_eq!(row["grew"], json!(true), "{row}");
-        }
+    let out = tempfile::tempdir().expect("out dir");
+    export::run(&db, DISTRICT, &config(out.path()), now!())
+        .await
+        .expect("export");
+    let back = readback(
+        out.path(),
+        Some(
+            "SELECT student_sis_id, count(*) AS domains, \
+                    bool_and(current_level >= starting_level) AS grew \
+             FROM growth WHERE sessions > 0 GROUP BY 1 ORDER BY 1",
+        ),
+    );
+    let rows = back.as_array().unwrap();
+    assert_eq!(rows.len(), 3, "every student but the archived one");
+    for row in rows {
+        assert_eq!(row["domains"], json!(10), "{row}");
+        assert_eq!(row["grew"], json!(true), "{row}");
     }
 }
 
@@ -933,3 +917,9 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+on_both_backends!(
+    export_matches_the_db_in_duckdb_and_pyarrow,
+    export_writes_only_allowed_columns,
+    demo_practice_is_deterministic_and_grows,
+);

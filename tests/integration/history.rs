@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rosterflow_pipeline::sync::{self, RunOptions, RunStatus};
+use rosterflow_pipeline::sync::{RunOptions, RunStatus};
 use rosterflow_tests::clever_sim::{CleverSim, SimOptions};
 use rosterflow_tests::district::{Collection, Dataset, GenSpec, Role, generate};
 use serde_json::Value;
@@ -246,7 +246,7 @@ async fn history_is_exactly_the_change_between_runs(backend: Backend) {
         "",
     );
     let run = || async {
-        let report = sync::run(&district, &RunOptions::default())
+        let report = crate::util::run(&district, &RunOptions::default())
             .await
             .expect("sync");
         let RunStatus::Committed { run_id } = report.status else {

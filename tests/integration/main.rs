@@ -5,8 +5,10 @@
 mod util;
 
 mod admin;
+mod contract;
 mod events;
 mod history;
+mod runner;
 mod sync;
 mod transforms;
 mod trust;
@@ -15,5 +17,6 @@ mod plugins;
 
 mod email;
 mod export;
+mod install;
 mod serve;
 mod welcome;

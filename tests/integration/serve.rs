@@ -18,7 +18,7 @@ use rosterflow_tests::district::{Collection, GenSpec, Role, generate};
 use rosterflow_pipeline::sync::RunStatus;
 
 use crate::email::SmtpSink;
-use crate::util::{Backend, TestDb, pipeline_text, rosterflow, rosterflow_bin};
+use crate::util::{Backend, TestDb, eventually, pipeline_text, rosterflow, rosterflow_bin};
 
 /// A `rosterflow serve` process, killed if the test ends without stopping it.
 struct Service {
@@ -125,6 +125,25 @@ impl Service {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The log's lines so far.
+    fn log_lines(&self) -> Vec<String> {
+        self.log().lines().map(str::to_owned).collect()
+    }
+
+    /// One sample of `/metrics`, by name and labels (some or all of them), from the text.
+    fn sample(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let (_, text) = self.get("/metrics");
+        text.lines().find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            let matches = metric == name
+                && labels
+                    .iter()
+                    .all(|(key, value)| rest.contains(&format!("{key}=\"{value}\"")));
+            matches.then(|| value.parse().ok()).flatten()
+        })
+    }
+
     fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on our own child's pid.
         let sent = unsafe { libc::kill(self.child.id() as i32, signal) };
@@ -216,10 +235,13 @@ fn soon() -> (String, DateTime<Utc>) {
     let at = (Utc::now() + chrono::Duration::seconds(3))
         .with_nanosecond(0)
         .expect("a time");
-    (
-        format!("{} {} {} * * *", at.second(), at.minute(), at.hour()),
-        at,
-    )
+    (daily_at(at), at)
+}
+
+/// The cron pattern, with seconds (UTC), of `at` every day.
+fn daily_at(at: DateTime<Utc>) -> String {
+    use chrono::Timelike;
+    format!("{} {} {} * * *", at.second(), at.minute(), at.hour())
 }
 
 /// One row of `sync_runs`.
@@ -255,21 +277,35 @@ async fn runs_of(db: &TestDb, pipeline: &str) -> Vec<Run> {
     .collect()
 }
 
-/// Waits until `done` holds, checking every 100 ms; on timeout, shows the services' logs.
-async fn eventually<F: Future<Output = bool>>(
-    what: &str,
-    limit: Duration,
-    services: &[&Service],
-    done: impl Fn() -> F,
-) {
-    let deadline = Instant::now() + limit;
-    while !done().await {
-        if Instant::now() >= deadline {
-            let logs: Vec<String> = services.iter().map(|service| service.log()).collect();
-            panic!("timed out waiting until {what}:\n{}", logs.join("\n---\n"));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// Whether `district`'s simulator has been asked for a page of users (answered or not).
+fn asked_for_users(district: &District) -> bool {
+    district
+        .sim
+        .received()
+        .iter()
+        .any(|uri| uri.starts_with("/v3.0/users"))
+}
+
+/// The services' logs, to show when a wait times out.
+fn logs(services: &[&Service]) -> String {
+    let logs: Vec<String> = services.iter().map(|service| service.log()).collect();
+    logs.join("\n---\n")
+}
+
+/// Whether a line of the service's log says `message` (the whole of it) about `pipeline`.
+fn says(line: &str, message: &str, pipeline: &str) -> bool {
+    line.contains(&format!(": {message} "))
+        && line
+            .split_whitespace()
+            .any(|field| field == format!("pipeline={pipeline}"))
+}
+
+/// How many lines of `lines` say `message` about `pipeline`.
+fn count(lines: &[String], message: &str, pipeline: &str) -> usize {
+    lines
+        .iter()
+        .filter(|line| says(line, message, pipeline))
+        .count()
 }
 
 /// Parses `/metrics` with the Prometheus project's own text-format parser:
@@ -358,18 +394,38 @@ async fn a_service_runs_each_pipeline_at_each_of_its_times() {
     eventually(
         "the added pipeline has run",
         Duration::from_secs(30),
-        &[&service],
+        || logs(&[&service]),
         || async { runs_of(&db, "added-later").await.len() >= 2 },
     )
     .await;
-    // A removed file is no longer scheduled.
+    // A removed file is no longer scheduled. Its runs are counted once the service has read the
+    // directory without it, every run of it that had started has its row, and the service has
+    // started a run of the other pipeline since.
     std::fs::remove_file(pipelines.join("added-later.toml")).expect("remove a pipeline file");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let removed = "pipeline removed: no longer scheduled";
+    eventually(
+        "the service has dropped the removed pipeline and moved on",
+        Duration::from_secs(30),
+        || logs(&[&service]),
+        || async {
+            let lines = service.log_lines();
+            let Some(at) = lines
+                .iter()
+                .position(|line| says(line, removed, "added-later"))
+            else {
+                return false;
+            };
+            let moved_on = count(&lines[at..], "run starting", "every-two") > 0;
+            let started = count(&lines, "run starting", "added-later");
+            moved_on && runs_of(&db, "added-later").await.len() == started
+        },
+    )
+    .await;
     let after_removal = runs_of(&db, "added-later").await.len();
     eventually(
         "six times have run",
         Duration::from_secs(30),
-        &[&service],
+        || logs(&[&service]),
         || async { runs_of(&db, "every-two").await.len() >= 6 },
     )
     .await;
@@ -389,6 +445,16 @@ async fn a_service_runs_each_pipeline_at_each_of_its_times() {
     assert!(
         log.contains("Mars/Olympus"),
         "the bad file is reported:\n{log}"
+    );
+    let lines = service.log_lines();
+    let at = lines
+        .iter()
+        .position(|line| says(line, removed, "added-later"))
+        .expect("the removal is logged");
+    assert_eq!(
+        count(&lines[at..], "run queued", "added-later"),
+        0,
+        "nothing queued for a removed pipeline:\n{log}"
     );
 
     // Each time from the second on had exactly one run, none missed.
@@ -458,16 +524,39 @@ async fn a_missed_time_runs_once_at_start_up() {
         "catch_up_mins = 0\n",
     );
     for start in 0..2 {
+        let ran_before = runs_of(&db, "caught-up").await.len();
         let mut service = Service::start(work, &db.url, "solo", &[]);
         eventually(
             "the missed time has run",
             Duration::from_secs(30),
-            &[&service],
+            || logs(&[&service]),
             || async { !runs_of(&db, "caught-up").await.is_empty() },
         )
         .await;
-        // The scheduler decides at its first turn (within a second) whether to catch up.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // The scheduler decides at its first turn whether to catch up, and sets each pipeline's
+        // next-time gauge at the end of that turn; then every run it queued is waited out.
+        eventually(
+            "the scheduler's first turn is over and what it queued has run",
+            Duration::from_secs(30),
+            || logs(&[&service]),
+            || async {
+                let turned = ["caught-up", "not-caught-up"].iter().all(|pipeline| {
+                    service
+                        .sample(
+                            "rosterflow_next_run_timestamp_seconds",
+                            &[("pipeline", pipeline)],
+                        )
+                        .is_some()
+                });
+                let lines = service.log_lines();
+                let started = count(&lines, "run starting", "caught-up");
+                let handled = started + count(&lines, "this time has had its run", "caught-up");
+                turned
+                    && count(&lines, "run queued", "caught-up") == handled
+                    && runs_of(&db, "caught-up").await.len() == ran_before + started
+            },
+        )
+        .await;
         assert_eq!(service.stop(), 0);
         let catch_ups = service.log().matches("catching up a run").count();
         assert_eq!(
@@ -495,14 +584,25 @@ async fn transient_failures_are_retried_and_a_refused_token_is_not() {
     flaky.sim.inject_on("/v3.0/districts", Fault::Status(503));
     let refused = District::start(11, "token-refused").await;
     refused.sim.configure(|options| options.forbidden = true);
-    let (cron, at) = soon();
-    flaky.pipeline(&pipelines, "flaky", &db.url, &cron);
-    refused.pipeline(&pipelines, "refused", &db.url, &cron);
-    let mut service = Service::start(work, &db.url, "solo", &["--retry-backoff-secs", "1"]);
+    // One run at a time, a retry (and its backoff) inside its run's turn: the refused run, due a
+    // second before the flaky one, has had every attempt it will get once the flaky one commits.
+    // The files come once the service runs, so that neither time passes before it starts (a
+    // time missed at start-up is caught up, in the order of the pipelines' names).
+    std::fs::create_dir_all(&pipelines).expect("the pipeline directory");
+    let mut service = Service::start(
+        work,
+        &db.url,
+        "solo",
+        &["--retry-backoff-secs", "1", "--max-runs", "1"],
+    );
+    let (refused_cron, refused_at) = soon();
+    let at = refused_at + chrono::Duration::seconds(1);
+    refused.pipeline(&pipelines, "refused", &db.url, &refused_cron);
+    flaky.pipeline(&pipelines, "flaky", &db.url, &daily_at(at));
     eventually(
         "the flaky run has committed",
         Duration::from_secs(60),
-        &[&service],
+        || logs(&[&service]),
         || async {
             runs_of(&db, "flaky")
                 .await
@@ -511,8 +611,6 @@ async fn transient_failures_are_retried_and_a_refused_token_is_not() {
         },
     )
     .await;
-    // Long enough for a retry of the refused run, had there been one.
-    tokio::time::sleep(Duration::from_secs(4)).await;
     let metrics = parse_metrics(&service.get("/metrics").1);
     assert_eq!(service.stop(), 0);
 
@@ -523,6 +621,11 @@ async fn transient_failures_are_retried_and_a_refused_token_is_not() {
     let refused_runs = runs_of(&db, "refused").await;
     assert_eq!(refused_runs.len(), 1, "tried once: {refused_runs:#?}");
     assert_eq!(refused_runs[0].status, "failed");
+    assert_eq!(refused_runs[0].scheduled_for, Some(refused_at));
+    assert!(
+        refused_runs[0].finished_at <= flaky_runs[0].started_at,
+        "the refused run's turn came first: {refused_runs:#?} {flaky_runs:#?}"
+    );
     assert_eq!(
         metrics[r#"rosterflow_runs_total{outcome="retrying",pipeline="flaky"}"#],
         1.0
@@ -555,11 +658,10 @@ async fn sigterm_leaves_the_database_before_or_after_a_run() {
         eventually(
             "the run waits on Clever",
             Duration::from_secs(30),
-            &[&service],
-            || async { service.log().contains("run starting") },
+            || logs(&[&service]),
+            || async { service.log().contains("run starting") && asked_for_users(&district) },
         )
         .await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(service.stop(), 0, "{}", service.log());
         let runs = runs_of(&db, "slow").await;
         let students = db.scalar("SELECT COUNT(*) FROM students").await as usize;
@@ -597,8 +699,36 @@ async fn two_services_run_each_time_once() {
     let mut a = Service::start(work, &db.url, "a", &[]);
     let mut b = Service::start(work, &db.url, "b", &[]);
     let from = Utc::now() + chrono::Duration::seconds(2);
-    tokio::time::sleep(Duration::from_secs(16)).await;
-    let until = Utc::now() - chrono::Duration::seconds(4);
+    // The window: from `from` to the last time every district has run, once each has run four
+    // times in it (about 12 s of the schedule).
+    let committed_since_from = |runs: Vec<Run>| -> Vec<DateTime<Utc>> {
+        runs.into_iter()
+            .filter(|run| run.status == "committed")
+            .filter_map(|run| run.scheduled_for)
+            .filter(|at| *at >= from)
+            .collect()
+    };
+    eventually(
+        "every district has run four times",
+        Duration::from_secs(90),
+        || logs(&[&a, &b]),
+        || async {
+            for seed in 0..districts.len() {
+                let runs = runs_of(&db, &format!("district-{seed}")).await;
+                if committed_since_from(runs).len() < 4 {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+    let mut until = DateTime::<Utc>::MAX_UTC;
+    for seed in 0..districts.len() {
+        let runs = runs_of(&db, &format!("district-{seed}")).await;
+        let last = committed_since_from(runs).into_iter().max();
+        until = until.min(last.expect("the district has run"));
+    }
     assert_eq!(a.stop(), 0, "{}", a.log());
     assert_eq!(b.stop(), 0, "{}", b.log());
 
@@ -665,15 +795,19 @@ impl Taken {
         let (cron, at) = soon();
         district.pipeline(&db.dir.path().join("pipelines"), "taken", &db.url, &cron);
         let a = Service::start(db.dir.path(), &db.url, "a", options);
+        // The lock is taken before the pull, which then waits on the slow page.
         eventually(
-            "a's run waits on Clever",
+            "a's run holds the district's lock and waits on Clever",
             Duration::from_secs(30),
-            &[&a],
-            || async { a.log().contains("run starting") },
+            || logs(&[&a]),
+            || async {
+                a.log_lines().iter().any(|line| {
+                    line.contains(": holding the district's run lock ")
+                        && line.contains(&format!("district=\"{}\"", district.id))
+                }) && asked_for_users(&district)
+            },
         )
         .await;
-        // The lock is taken before the pull, which waits on the slow page.
-        tokio::time::sleep(Duration::from_secs(1)).await;
         Taken {
             db,
             district,
@@ -688,7 +822,7 @@ impl Taken {
         eventually(
             "b has run the time a held",
             Duration::from_secs(60),
-            &[&self.a, &b],
+            || logs(&[&self.a, &b]),
             || async {
                 runs_of(&self.db, "taken")
                     .await
@@ -744,7 +878,7 @@ async fn a_stopped_service_that_wakes_commits_nothing() {
     eventually(
         "a has given up its run",
         Duration::from_secs(30),
-        &[&taken.a, &b],
+        || logs(&[&taken.a, &b]),
         || async { taken.a.log().contains("another service ran this time") },
     )
     .await;
@@ -775,7 +909,7 @@ async fn the_console_approves_a_held_run_in_a_browser() {
     )
     .expect("the pipeline");
     let run = |pipeline| async move {
-        rosterflow_pipeline::sync::run(pipeline, &rosterflow_pipeline::sync::RunOptions::default())
+        crate::util::run(pipeline, &rosterflow_pipeline::sync::RunOptions::default())
             .await
             .expect("a run")
             .status

@@ -4,15 +4,15 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use rosterflow_pipeline::sync::{self, RunOptions, RunStatus};
+use rosterflow_pipeline::sync::{RunOptions, RunStatus};
 use rosterflow_tests::clever_sim::{CleverSim, Fault, SimOptions};
 use rosterflow_tests::district::{Collection, Dataset, GenSpec, Role, generate};
 use serde_json::Value;
 
 use crate::on_both_backends;
 use crate::util::{
-    Backend, TestDb, copy_dir, demo_records, pipeline, pipeline_text, replay_source, repo,
-    rosterflow, sim_source,
+    Backend, ChildLog, TestDb, copy_dir, demo_records, pipeline, pipeline_text, replay_source,
+    repo, rosterflow, sim_source,
 };
 
 /// What the demo district holds, counted straight from Clever's JSON.
@@ -161,11 +161,11 @@ async fn the_demo_command_loads_the_demo_district(backend: Backend) {
 async fn a_rerun_on_unchanged_input_changes_nothing(backend: Backend) {
     let db = TestDb::new(backend).await;
     let demo = db.demo_pipeline();
-    sync::run(&demo, &RunOptions::default())
+    crate::util::run(&demo, &RunOptions::default())
         .await
         .expect("first run");
     let before = db.fingerprint().await;
-    let report = sync::run(&demo, &RunOptions::default())
+    let report = crate::util::run(&demo, &RunOptions::default())
         .await
         .expect("rerun");
     assert!(report.plan.is_empty(), "{}", report.plan);
@@ -194,7 +194,7 @@ async fn the_api_pull_survives_rate_limits_and_failures(backend: Backend) {
         &db.url,
         "",
     );
-    let report = sync::run(&demo, &RunOptions::default())
+    let report = crate::util::run(&demo, &RunOptions::default())
         .await
         .expect("the pull retries through every fault");
     assert!(matches!(report.status, RunStatus::Committed { .. }));
@@ -231,7 +231,8 @@ async fn a_rejected_token_stops_with_a_clear_error(backend: Backend) {
         &["run", path.to_str().expect("utf-8")],
         &[("CLEVER_TOKEN", "not-the-token")],
     );
-    assert_eq!(code, 2, "{stderr}");
+    // A refused token is the admin's to fix, as `serve` counts it: a configuration error.
+    assert_eq!(code, 78, "{stderr}");
     assert!(
         stderr.contains("clever refused the token (401)"),
         "{stderr}"
@@ -253,7 +254,10 @@ async fn a_rejected_token_stops_with_a_clear_error(backend: Backend) {
         &["run", path.to_str().expect("utf-8")],
         &[("CLEVER_TOKEN", &sim.token())],
     );
-    assert_eq!(code, 2);
+    assert_eq!(
+        code, 78,
+        "a district that withdrew its authorisation: {stderr}"
+    );
     assert!(stderr.contains("(403)"), "{stderr}");
 }
 
@@ -269,7 +273,11 @@ async fn roster_changes_keep_history_and_identity(backend: Backend) {
         &db.url,
         "",
     );
-    let run = || async { sync::run(&demo, &RunOptions::default()).await.expect("run") };
+    let run = || async {
+        crate::util::run(&demo, &RunOptions::default())
+            .await
+            .expect("run")
+    };
     run().await;
 
     let section = sim.read(|d| d.ids(Collection::Sections)[0].clone());
@@ -354,7 +362,7 @@ async fn a_dry_run_writes_nothing(backend: Backend) {
         dry_run: true,
         ..RunOptions::default()
     };
-    let report = sync::run(&demo, &options).await.expect("dry run");
+    let report = crate::util::run(&demo, &options).await.expect("dry run");
     assert_eq!(report.status, RunStatus::DryRun);
     assert_eq!(report.plan.counts().get("student.create"), Some(&1004));
     assert_eq!(report.plan.new_accounts, 89);
@@ -390,7 +398,9 @@ async fn unusable_records_are_quarantined_not_lost(backend: Backend) {
         );
     });
     let demo = pipeline(db.dir.path(), "demo", &replay_source(&edited), &db.url, "");
-    let report = sync::run(&demo, &RunOptions::default()).await.expect("run");
+    let report = crate::util::run(&demo, &RunOptions::default())
+        .await
+        .expect("run");
     assert_eq!(report.exit_code(), 1);
     let quarantined = db
         .rows("SELECT kind, clever_id, reason FROM quarantine ORDER BY kind")
@@ -415,7 +425,7 @@ async fn unreadable_records_keep_their_rows_and_duplicates_are_quarantined(backe
     let edited = db.dir.path().join("recording");
     copy_dir(&repo().join("pipelines/demo"), &edited);
     let demo = pipeline(db.dir.path(), "demo", &replay_source(&edited), &db.url, "");
-    sync::run(&demo, &RunOptions::default())
+    crate::util::run(&demo, &RunOptions::default())
         .await
         .expect("clean load");
     let before = db.fingerprint().await;
@@ -471,7 +481,9 @@ async fn unreadable_records_keep_their_rows_and_duplicates_are_quarantined(backe
     write("users", &broken_users);
     write("sections", &broken_sections);
 
-    let report = sync::run(&demo, &RunOptions::default()).await.expect("run");
+    let report = crate::util::run(&demo, &RunOptions::default())
+        .await
+        .expect("run");
     assert_eq!(report.exit_code(), 1);
     assert!(report.plan.is_empty(), "nothing changes: {}", report.plan);
     assert_eq!(db.fingerprint().await, before);
@@ -509,7 +521,9 @@ async fn unreadable_records_keep_their_rows_and_duplicates_are_quarantined(backe
 
     write("users", &users);
     write("sections", &sections);
-    let report = sync::run(&demo, &RunOptions::default()).await.expect("run");
+    let report = crate::util::run(&demo, &RunOptions::default())
+        .await
+        .expect("run");
     assert_eq!(report.exit_code(), 0);
     assert!(report.plan.is_empty(), "{}", report.plan);
 }
@@ -547,7 +561,7 @@ async fn a_recorded_pull_replays_to_the_same_roster(backend: Backend) {
     );
     assert!(recording.join("users/0004.json").is_file());
     let replay = pipeline(dir, "replay", &replay_source(&recording), &db.url, "");
-    sync::run(&replay, &RunOptions::default())
+    crate::util::run(&replay, &RunOptions::default())
         .await
         .expect("replay");
     assert_eq!(db.scalar("SELECT COUNT(*) FROM students").await, 1004);
@@ -603,16 +617,9 @@ async fn a_load_killed_midway_leaves_the_previous_state(backend: Backend) {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("spawn rosterflow");
-    let stderr = child.stderr.take().expect("stderr");
-    let applying = std::thread::spawn(move || {
-        use std::io::BufRead;
-        std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .any(|line| line.contains("applying plan"))
-    });
-    assert!(applying.join().expect("reader"), "the run reached its load");
-    std::thread::sleep(Duration::from_millis(300));
+    // Killed as soon as the run reaches its load.
+    let mut log = ChildLog::of(&mut child);
+    tokio::task::block_in_place(|| log.wait_for("applying plan", Duration::from_secs(120)));
     assert!(
         child.try_wait().expect("poll").is_none(),
         "the load should still be running when it is killed"

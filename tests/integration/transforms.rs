@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use regex::Regex;
 use rosterflow_pipeline::config;
-use rosterflow_pipeline::sync::{self, RunOptions};
+use rosterflow_pipeline::sync::RunOptions;
 use serde_json::Value;
 
 use crate::on_both_backends;
@@ -113,7 +113,7 @@ async fn sharing_rules_and_filters_load_exactly_the_expected_roster(backend: Bac
     let db = TestDb::new(backend).await;
     let expected = expected();
     assert!(expected.classes.len() > 100 && expected.classes.len() < 292);
-    let report = sync::run(&specials_pipeline(&db, ""), &RunOptions::default())
+    let report = crate::util::run(&specials_pipeline(&db, ""), &RunOptions::default())
         .await
         .expect("run");
     assert_eq!(report.exit_code(), 0);
@@ -141,12 +141,12 @@ async fn sharing_rules_and_filters_load_exactly_the_expected_roster(backend: Bac
 async fn records_dropped_by_a_rule_are_archived_as_filtered(backend: Backend) {
     let db = TestDb::new(backend).await;
     let everything = db.demo_pipeline();
-    sync::run(&everything, &RunOptions::default())
+    crate::util::run(&everything, &RunOptions::default())
         .await
         .expect("full load");
     let lenient = "[safety]\narchive_max_percent = 100\nupdate_max_percent = 100";
     let specials = specials_pipeline(&db, lenient);
-    sync::run(&specials, &RunOptions::default())
+    crate::util::run(&specials, &RunOptions::default())
         .await
         .expect("filtered load");
     let expected = expected();
@@ -165,7 +165,7 @@ async fn records_dropped_by_a_rule_are_archived_as_filtered(backend: Backend) {
         .await;
     assert_eq!(authors.len(), 2, "{authors:?}");
     // The rule goes: everything is restored under the same ids.
-    sync::run(&everything, &RunOptions::default())
+    crate::util::run(&everything, &RunOptions::default())
         .await
         .expect("full load again");
     assert_eq!(
@@ -198,7 +198,7 @@ async fn plugin_groups_load_and_explain_names_their_author(backend: Backend) {
         "flex-groups",
         "bands = [{ key = \"k2\", name = \"K-2 group\", grades = [\"Kindergarten\", \"1\", \"2\"], max_size = 12 }]",
     );
-    sync::run(&pipeline, &RunOptions::default())
+    crate::util::run(&pipeline, &RunOptions::default())
         .await
         .expect("run");
     let groups = db
@@ -249,7 +249,7 @@ async fn plugin_groups_load_and_explain_names_their_author(backend: Backend) {
         group.verdict()
     );
     // Unchanged input: the plugin's groups are stable, the rerun changes nothing.
-    let report = sync::run(&pipeline, &RunOptions::default())
+    let report = crate::util::run(&pipeline, &RunOptions::default())
         .await
         .expect("rerun");
     assert!(report.plan.is_empty(), "{}", report.plan);
@@ -260,13 +260,13 @@ async fn plugin_groups_load_and_explain_names_their_author(backend: Backend) {
 async fn a_hostile_plugin_fails_the_run_and_loads_nothing(backend: Backend) {
     let db = TestDb::new(backend).await;
     let everything = db.demo_pipeline();
-    sync::run(&everything, &RunOptions::default())
+    crate::util::run(&everything, &RunOptions::default())
         .await
         .expect("load");
     let before = db.fingerprint().await;
     for (mode, limit) in [("loop", "1000 ms"), ("memory-bomb", "memory cap of 64 MB")] {
         let pipeline = groups_pipeline(&db, "hostile-evil", &format!("mode = \"{mode}\""));
-        let error = sync::run(&pipeline, &RunOptions::default())
+        let error = crate::util::run(&pipeline, &RunOptions::default())
             .await
             .expect_err("the plugin fails the run");
         let message = rosterflow_model::error_chain(&error);

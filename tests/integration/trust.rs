@@ -1,9 +1,9 @@
 //! Trustworthy syncs: safety holds, locked rosters with shares that survive, and `explain`.
 
 use rosterflow_store::explain::{Subject, explain};
-use std::time::Duration;
 
-use rosterflow_pipeline::sync::{self, RunOptions, RunStatus, SyncError, exit};
+use rosterflow_pipeline::failure::exit;
+use rosterflow_pipeline::sync::{RunOptions, RunStatus, SyncError};
 use rosterflow_store::roster::{self, RosterError};
 use rosterflow_store::runs::{self, RunsError};
 use rosterflow_tests::clever_sim::{CleverSim, SimOptions};
@@ -27,7 +27,7 @@ pub(crate) async fn demo_through_the_api(
         &db.url,
         "",
     );
-    sync::run(&demo, &RunOptions::default())
+    crate::util::run(&demo, &RunOptions::default())
         .await
         .expect("first load");
     (db, sim, demo)
@@ -51,7 +51,9 @@ async fn half_the_students_vanishing_is_held_then_approved(backend: Backend) {
         teacher["email"] = "new.teacher@example.net".into();
         d.upsert(Collection::Users, teacher);
     });
-    let report = sync::run(&demo, &RunOptions::default()).await.expect("run");
+    let report = crate::util::run(&demo, &RunOptions::default())
+        .await
+        .expect("run");
     let RunStatus::Held { run_id, reasons } = &report.status else {
         panic!("expected a hold, got {:?}", report.status);
     };
@@ -66,7 +68,7 @@ async fn half_the_students_vanishing_is_held_then_approved(backend: Backend) {
     assert_eq!(db.scalar("SELECT COUNT(*) FROM email_outbox").await, 89);
 
     let db_handle = db.open().await;
-    let outcome = sync::approve(&demo, &db_handle, *run_id, Duration::ZERO, None)
+    let outcome = crate::util::approve(&demo, &db_handle, *run_id)
         .await
         .expect("approve");
     assert_eq!(outcome.changes, report.plan.change_count());
@@ -77,7 +79,7 @@ async fn half_the_students_vanishing_is_held_then_approved(backend: Backend) {
     );
     assert_eq!(db.scalar("SELECT COUNT(*) FROM email_outbox").await, 90);
     assert!(matches!(
-        sync::approve(&demo, &db_handle, *run_id, Duration::ZERO, None).await,
+        crate::util::approve(&demo, &db_handle, *run_id).await,
         Err(SyncError::Runs {
             source: RunsError::NotHeld { .. },
             ..
@@ -91,7 +93,9 @@ async fn half_the_students_vanishing_is_held_then_approved(backend: Backend) {
         }
     });
     let before = db.fingerprint().await;
-    let report = sync::run(&demo, &RunOptions::default()).await.expect("run");
+    let report = crate::util::run(&demo, &RunOptions::default())
+        .await
+        .expect("run");
     let run_id = report.status.run_id().expect("a recorded run");
     assert!(matches!(report.status, RunStatus::Held { .. }));
     runs::discard(&db_handle, demo.name(), run_id, None)
@@ -113,16 +117,20 @@ async fn a_stale_hold_cannot_be_approved(backend: Backend) {
             d.remove(Collection::Sections, section);
         }
     });
-    let held = sync::run(&demo, &RunOptions::default()).await.expect("run");
+    let held = crate::util::run(&demo, &RunOptions::default())
+        .await
+        .expect("run");
     let run_id = held.status.run_id().expect("held");
     assert!(matches!(held.status, RunStatus::Held { .. }));
     // Another run commits in between (the sections came back, so nothing is held).
     let restored = Dataset::demo();
     sim.update(|d| *d = restored);
-    let report = sync::run(&demo, &RunOptions::default()).await.expect("run");
+    let report = crate::util::run(&demo, &RunOptions::default())
+        .await
+        .expect("run");
     assert!(matches!(report.status, RunStatus::Committed { .. }));
     let db_handle = db.open().await;
-    let error = sync::approve(&demo, &db_handle, run_id, Duration::ZERO, None)
+    let error = crate::util::approve(&demo, &db_handle, run_id)
         .await
         .expect_err("stale");
     let message = rosterflow_model::error_chain(&error);
@@ -138,7 +146,9 @@ async fn an_empty_collection_is_held(backend: Backend) {
             d.remove(Collection::Sections, &section);
         }
     });
-    let report = sync::run(&demo, &RunOptions::default()).await.expect("run");
+    let report = crate::util::run(&demo, &RunOptions::default())
+        .await
+        .expect("run");
     let RunStatus::Held { reasons, .. } = &report.status else {
         panic!("expected a hold");
     };
@@ -204,7 +214,7 @@ async fn shares_and_manual_rosters_survive_syncs(backend: Backend) {
         if run == 4 {
             sim.update(|d| d.move_student(&student, &section, &other));
         }
-        sync::run(&demo, &RunOptions::default())
+        crate::util::run(&demo, &RunOptions::default())
             .await
             .expect("sync");
         assert_eq!(
@@ -250,7 +260,7 @@ async fn explain_answers_transfers_and_filters(backend: Backend) {
         (sections[0].clone(), to, mover)
     });
     sim.update(|d| d.move_student(&mover, &from, &to));
-    sync::run(&demo, &RunOptions::default())
+    crate::util::run(&demo, &RunOptions::default())
         .await
         .expect("sync");
     let transferred = explain(&db_handle, DISTRICT, Subject::Student, &mover)
@@ -306,7 +316,7 @@ async fn explain_answers_transfers_and_filters(backend: Backend) {
             their_sections
         ),
     );
-    sync::run(&filtered, &RunOptions::default())
+    crate::util::run(&filtered, &RunOptions::default())
         .await
         .expect("filtered sync");
     let explained = explain(&db_handle, DISTRICT, Subject::Student, &dropped)

@@ -1,15 +1,23 @@
 //! Shared helpers: a fresh Freckle DB per test on either backend, pipeline files, the
-//! `rosterflow` binary, queries for assertions, and the heap a thread holds.
+//! `rosterflow` binary and its log, waiting for a condition, queries for assertions, and the heap
+//! a thread holds.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+use std::process::{Child, Command};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 use rosterflow_pipeline::config::{self, Pipeline};
+use rosterflow_pipeline::sync::{RunOptions, RunResult, Runner, SyncError};
 use rosterflow_store::db::Db;
+use rosterflow_store::{LockOptions, RunOutcome};
+use rosterflow_tests::binary::{self, Profile};
+use rosterflow_transform::plugin::Plugins;
 use sqlx::{AssertSqlSafe, Connection};
+
+pub use rosterflow_tests::binary::repo;
 
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +33,10 @@ pub struct TestDb {
     pub dir: tempfile::TempDir,
     /// The server and database name of a PostgreSQL test database.
     postgres: Option<(String, String)>,
+    /// The database, opened and migrated on first use; its pool serves every query of the test.
+    /// Each query reads what is committed when it runs (PostgreSQL's read committed, SQLite's
+    /// WAL), so it sees what other processes wrote since.
+    db: tokio::sync::OnceCell<Db>,
 }
 
 impl TestDb {
@@ -54,12 +66,20 @@ impl TestDb {
                 (format!("{base}/{name}"), Some((server, name)))
             }
         };
-        TestDb { url, dir, postgres }
+        TestDb {
+            url,
+            dir,
+            postgres,
+            db: tokio::sync::OnceCell::new(),
+        }
     }
 
-    /// Opens (and migrates) the database.
+    /// The database, opened and migrated on the first call; later calls share its pool.
     pub async fn open(&self) -> Db {
-        Db::open(&self.url).await.expect("open the test database")
+        self.db
+            .get_or_init(|| async { Db::open(&self.url).await.expect("open the test database") })
+            .await
+            .clone()
     }
 
     /// A single number from SQL such as `SELECT COUNT(*) FROM students`.
@@ -145,9 +165,10 @@ impl TestDb {
 }
 
 impl Drop for TestDb {
-    /// Drops a PostgreSQL test database (its connections with it). On a thread of its own: the
-    /// test's runtime may be shutting down.
+    /// Drops a PostgreSQL test database (its connections with it, the pool's first). On a thread
+    /// of its own: the test's runtime may be shutting down.
     fn drop(&mut self) {
+        drop(self.db.take());
         let Some((server, name)) = self.postgres.take() else {
             return;
         };
@@ -179,6 +200,23 @@ fn rand_suffix() -> String {
     format!("{n:016x}")
 }
 
+/// Runs `pipeline` once on its own database, as `rosterflow run` does.
+pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResult, SyncError> {
+    let db = Db::open(&pipeline.file.load.database)
+        .await
+        .expect("open the pipeline's database");
+    Runner::new(db, Plugins::default())
+        .run(pipeline, options)
+        .await
+}
+
+/// Approves held run `run` of `pipeline` on `db`, not waiting for another run's lock.
+pub async fn approve(pipeline: &Pipeline, db: &Db, run: i64) -> Result<RunOutcome, SyncError> {
+    Runner::new(db.clone(), Plugins::default())
+        .approve(pipeline, run, LockOptions::default(), None)
+        .await
+}
+
 /// Writes a pipeline file into `dir` and loads it as the CLI would.
 pub fn pipeline(dir: &Path, name: &str, source: &str, database: &str, extra: &str) -> Pipeline {
     let path = dir.join(format!("{name}.toml"));
@@ -205,39 +243,9 @@ pub fn sim_source(base_url: &str, token: &str, limit: usize) -> String {
     )
 }
 
-/// The repository's root.
-pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ sits in the repository")
-        .to_owned()
-}
-
-/// The `rosterflow` binary, built once per test process (the binary lives in another package,
-/// so cargo does not build it for these tests by itself).
+/// The debug `rosterflow` binary, built once per test process.
 pub fn rosterflow_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "rosterflow",
-                "--bin",
-                "rosterflow",
-            ])
-            .current_dir(repo())
-            .env("SQLX_OFFLINE", "true")
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building the rosterflow binary failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo().join("target"));
-        target.join("debug").join("rosterflow")
-    })
-    .clone()
+    binary::rosterflow_bin(Profile::Debug)
 }
 
 /// Runs the binary in a scratch working directory (where a pipeline's relative outputs, such as
@@ -256,6 +264,89 @@ pub fn rosterflow(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) 
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// Waits until `done` holds, checking every 50 ms. After `limit`, fails the test naming `what`,
+/// with `context()` (a log, say) to show why.
+pub async fn eventually<F: Future<Output = bool>>(
+    what: &str,
+    limit: Duration,
+    context: impl Fn() -> String,
+    mut done: impl FnMut() -> F,
+) {
+    let deadline = Instant::now() + limit;
+    while !done().await {
+        if Instant::now() >= deadline {
+            panic!(
+                "timed out after {limit:?} waiting until {what}:\n{}",
+                context()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The stderr of a child process, read line by line on a thread of its own (to its end, so the
+/// child never blocks on a full pipe), for a test to wait for a line of its log.
+pub struct ChildLog {
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl ChildLog {
+    /// Reads `child`'s stderr, which must be piped.
+    pub fn of(child: &mut Child) -> ChildLog {
+        use std::io::BufRead;
+        let stderr = child.stderr.take().expect("the child's stderr is piped");
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                // Once the test stops listening, the rest is read and dropped.
+                let _ = send.send(line);
+            }
+        });
+        ChildLog {
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Blocks until a line containing `text` arrives, and returns it. Fails the test, with the
+    /// log so far, if none does within `limit` or the log ends first.
+    pub fn wait_for(&mut self, text: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            match self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) => {
+                    let found = line.contains(text);
+                    self.seen.push(line);
+                    if found {
+                        return self.seen.last().expect("just pushed").clone();
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "no log line with {text:?} within {limit:?}; the log so far:\n{}",
+                    self.seen.join("\n")
+                ),
+                Err(RecvTimeoutError::Disconnected) => panic!(
+                    "the log ended without a line with {text:?}:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// The whole log, once the child has closed its stderr (exited).
+    pub fn finish(mut self) -> String {
+        self.seen.extend(self.lines.iter());
+        self.seen.join("\n")
+    }
 }
 
 /// The records of one collection of the demo recording (`pipelines/demo/<collection>/0001.json`),

@@ -152,6 +152,8 @@ pub(crate) struct Shared {
     faults: Mutex<FaultPlan>,
     limiter: Mutex<RateLimiter>,
     log: Mutex<Vec<LoggedRequest>>,
+    /// The path and query of each request as it arrives, before it is answered.
+    received: Mutex<Vec<String>>,
     requests: AtomicU64,
     /// Turns true when the simulator stops.
     shutdown: watch::Receiver<bool>,
@@ -191,6 +193,7 @@ impl CleverSim {
             faults: Mutex::new(FaultPlan::default()),
             limiter: Mutex::new(RateLimiter::default()),
             log: Mutex::new(Vec::new()),
+            received: Mutex::new(Vec::new()),
             requests: AtomicU64::new(0),
             shutdown: stopped.clone(),
         });
@@ -284,14 +287,23 @@ impl CleverSim {
         lock(&self.shared.limiter).reset();
     }
 
-    /// Every request received so far, in order.
+    /// Every request answered (or dropped) so far, in order.
     pub fn requests(&self) -> Vec<LoggedRequest> {
         lock(&self.shared.log).clone()
     }
 
-    /// Empties the request log (the request count keeps counting).
+    /// The path and query of every request received so far, in order of arrival, with those
+    /// still being answered (a [`Fault::Slow`] one, say): what a test waits for to act while a
+    /// client waits on a page.
+    pub fn received(&self) -> Vec<String> {
+        lock(&self.shared.received).clone()
+    }
+
+    /// Empties the request log and the list of requests received (the request count keeps
+    /// counting).
     pub fn clear_requests(&self) {
         lock(&self.shared.log).clear();
+        lock(&self.shared.received).clear();
     }
 
     /// How many requests arrived since start.

@@ -1,6 +1,9 @@
-//! Test support for rosterflow: a Clever Data API v3.0 simulator and the districts it serves.
+//! Test support for rosterflow: a Clever Data API v3.0 simulator and the districts it serves,
+//! and the `rosterflow` binary to run against them.
 //!
 //! # Layout
+//! - [`binary`]: the `rosterflow` binary, built by cargo on first use, for tests and benchmarks
+//!   that run it as a process.
 //! - [`clever_sim`]: the simulator, a local HTTP server faithful to Clever's specs and real
 //!   responses, with fault injection and a request log, for extract tests.
 //! - [`district`]: [`district::Dataset`] (the district's Clever objects, editable between syncs,
@@ -8,8 +11,10 @@
 //!   [`district::generate`] (synthetic districts up to a million students), plus recordings on
 //!   disk in the layout of `pipelines/demo/`.
 //!
-//! The integration tests (`tests/integration/`) and the benchmarks use both; nothing here
-//! depends on the `rosterflow` crate, so the simulator stays an independent reading of Clever.
+//! The integration tests (`tests/integration/`) and the benchmarks use them all; nothing here
+//! depends on the `rosterflow` crate (the binary is built by cargo, not linked), so the simulator
+//! stays an independent reading of Clever.
 
+pub mod binary;
 pub mod clever_sim;
 pub mod district;

@@ -85,6 +85,7 @@ pub(crate) async fn handle(
         .uri()
         .path_and_query()
         .map_or_else(|| request.uri().path().to_string(), |pq| pq.to_string());
+    lock(&sim.received).push(uri.clone());
     let fault = lock(&sim.faults).take(n, &uri);
     let log = |status: Option<u16>| {
         lock(&sim.log).push(LoggedRequest {
