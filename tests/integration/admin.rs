@@ -282,7 +282,7 @@ fn logs_are_json_on_request_and_never_coloured_off_a_terminal() {
 /// a row another writer changed behind the lock's back, stops it with nothing applied.
 async fn a_plan_is_applied_only_to_the_state_it_was_computed_from(backend: Backend) {
     use rosterflow_plan::Plan;
-    use rosterflow_store::{RunRecord, RunStart, SourceRun, StoreError};
+    use rosterflow_store::StoreError;
 
     let db = TestDb::new(backend).await;
     crate::util::run(&db.demo_pipeline(), &RunOptions::default())
@@ -299,19 +299,7 @@ async fn a_plan_is_applied_only_to_the_state_it_was_computed_from(backend: Backe
     let state = store.read_state().await.expect("state");
     let plan = Plan::compute(&snapshot, &state);
     assert_eq!(plan.counts().get("student.archive"), Some(&1));
-    let run = || RunRecord::New {
-        start: RunStart {
-            pipeline: "demo",
-            started_at: chrono::Utc::now(),
-            scheduled_for: None,
-            requested_by: None,
-        },
-        source: SourceRun {
-            kind: "full",
-            note: None,
-            checkpoint: None,
-        },
-    };
+    let run = || crate::util::full_run("demo");
 
     // Another writer archives the student first: the plan's archive finds nothing to archive.
     db.scalar(&format!(

@@ -4,7 +4,7 @@
 use rosterflow_model::Snapshot;
 use rosterflow_plan::Plan;
 use rosterflow_plan::state::State;
-use rosterflow_store::{LockOptions, RunRecord, RunStart, SourceRun, Store};
+use rosterflow_store::{LockOptions, Store};
 
 use crate::util::{Backend, TestDb, repo};
 
@@ -32,19 +32,7 @@ async fn states_after_each_plan(backend: Backend) -> Vec<Vec<String>> {
         let state = store.read_state().await.expect("read the state");
         let plan = Plan::compute(&snapshot, &state);
         assert!(plan.change_count() > 0, "each roster changes something");
-        let run = RunRecord::New {
-            start: RunStart {
-                pipeline: "contract",
-                started_at: chrono::Utc::now(),
-                scheduled_for: None,
-                requested_by: None,
-            },
-            source: SourceRun {
-                kind: "full",
-                note: None,
-                checkpoint: None,
-            },
-        };
+        let run = crate::util::full_run("contract");
         store.apply(&plan, run).await.expect("apply the plan");
         let after = store.read_state().await.expect("read the state back");
         assert!(

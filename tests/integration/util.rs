@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use rosterflow_pipeline::config::{self, Pipeline};
 use rosterflow_pipeline::sync::{RunOptions, RunResult, Runner, SyncError};
 use rosterflow_store::db::Db;
-use rosterflow_store::{LockOptions, RunOutcome};
+use rosterflow_store::{LockOptions, RunOutcome, RunRecord, RunStart, SourceRun};
 use rosterflow_tests::binary::{self, Profile};
 use rosterflow_transform::plugin::Plugins;
 use sqlx::{AssertSqlSafe, Connection};
@@ -208,6 +208,24 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResult,
     Runner::new(db, Plugins::default())
         .run(pipeline, options)
         .await
+}
+
+/// The record of a new run of `pipeline` that read its source whole, started now, for tests
+/// that apply plans to a store directly.
+pub fn full_run(pipeline: &str) -> RunRecord<'_> {
+    RunRecord::New {
+        start: RunStart {
+            pipeline,
+            started_at: chrono::Utc::now(),
+            scheduled_for: None,
+            requested_by: None,
+        },
+        source: SourceRun {
+            kind: "full",
+            note: None,
+            checkpoint: None,
+        },
+    }
 }
 
 /// Approves held run `run` of `pipeline` on `db`, not waiting for another run's lock.

@@ -227,7 +227,7 @@ async fn dashboard(
     let problems = service.problems.read().expect("problems lock").clone();
     let mut statuses = BTreeMap::new();
     for name in pipelines.keys() {
-        match runs::status(&service.db, name).await {
+        match runs::status(service.db(), name).await {
             Ok(status) => statuses.insert(name.clone(), status),
             Err(error) => return server_error(&admin, &error),
         };
@@ -358,7 +358,7 @@ async fn pipeline_page(
             format!("No pipeline named {name:?} is served."),
         );
     }
-    let history = match runs::history(&service.db, &name, 50).await {
+    let history = match runs::history(service.db(), &name, 50).await {
         Ok(history) => history,
         Err(error) => return server_error(&admin, &error),
     };
@@ -439,7 +439,7 @@ async fn run_page(
     Path(id): Path<i64>,
     Query(notice): Query<Notice>,
 ) -> Response {
-    let report = match report::read(&service.db, id).await {
+    let report = match report::read(service.db(), id).await {
         Ok(report) => report,
         Err(error @ report::ReportError::NoSuchRun { .. }) => {
             return failure(StatusCode::NOT_FOUND, Some(&admin), error.to_string());
@@ -515,7 +515,7 @@ async fn run_csv(
     admin: Admin,
     Path(id): Path<i64>,
 ) -> Response {
-    let report = match report::read(&service.db, id).await {
+    let report = match report::read(service.db(), id).await {
         Ok(report) => report,
         Err(error) => return server_error(&admin, &error),
     };
@@ -556,7 +556,7 @@ async fn explain_page(
         );
     };
     let district = match service.pipeline(&query.pipeline) {
-        Some(served) => match served.pipeline.district(&service.db).await {
+        Some(served) => match served.pipeline.district(service.db()).await {
             Ok(district) => district,
             Err(error) => return server_error(&admin, &error),
         },
@@ -572,7 +572,7 @@ async fn explain_page(
             ),
         );
     };
-    let text = match explain::explain(&service.db, &district, subject, query.id.trim()).await {
+    let text = match explain::explain(service.db(), &district, subject, query.id.trim()).await {
         Ok(explanation) => explanation.to_string(),
         Err(error) => rosterflow_model::error_chain(&error),
     };
@@ -626,7 +626,7 @@ async fn run_pipeline(
     admin: &Admin,
     run: i64,
 ) -> Result<super::Served, Response> {
-    let name = match runs::pipeline_of(&service.db, run).await {
+    let name = match runs::pipeline_of(service.db(), run).await {
         Ok(Some(name)) => name,
         Ok(None) => {
             return Err(failure(
@@ -673,7 +673,7 @@ async fn decide(
         // Applied by a worker, like any run: within the service's `--max-runs`, and whether or
         // not the browser waits for it.
         Decision::Approve => {
-            if let Err(error) = runs::expect_held(&service.db, run, "approved").await {
+            if let Err(error) = runs::expect_held(service.db(), run, "approved").await {
                 return failure(
                     StatusCode::CONFLICT,
                     Some(&admin),
@@ -693,10 +693,12 @@ async fn decide(
                 .map(|_| "approval_queued")
                 .map_err(|error| rosterflow_model::error_chain(&error))
         }
-        Decision::Discard => runs::discard(&service.db, served.pipeline.name(), run, Some(&author))
-            .await
-            .map(|()| "discarded")
-            .map_err(|error| rosterflow_model::error_chain(&error)),
+        Decision::Discard => {
+            runs::discard(service.db(), served.pipeline.name(), run, Some(&author))
+                .await
+                .map(|()| "discarded")
+                .map_err(|error| rosterflow_model::error_chain(&error))
+        }
     };
     match decided {
         Ok(done) => {

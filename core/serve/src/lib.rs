@@ -105,10 +105,10 @@ pub enum ServeError {
 /// What the parts of a running service share.
 pub struct Service {
     options: ServeOptions,
-    /// The Freckle DB's URL, and the database itself.
+    /// The Freckle DB's URL.
     database: String,
-    db: Db,
-    /// What every run of this process shares: the pool of `db`, the plugin host.
+    /// What every run of this process shares: the Freckle DB's pool, the plugin host, the
+    /// clock. The service's other parts use the same pool.
     runner: Runner,
     /// The directory's good pipelines as last read, shared whole by each reader.
     pipelines: RwLock<Arc<BTreeMap<String, Served>>>,
@@ -128,6 +128,11 @@ pub struct Service {
 }
 
 impl Service {
+    /// The Freckle DB served.
+    fn db(&self) -> &Db {
+        self.runner.db()
+    }
+
     /// How a job takes its district's lock: waiting long enough for the lock of a dead or hung
     /// holder to lapse; a district busy with a live run for longer is retried later (the job is
     /// not skipped).
@@ -148,7 +153,7 @@ impl Service {
 
     async fn ping_database(&self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1")
-            .execute(&self.db.pool)
+            .execute(&self.db().pool)
             .await
             .map(|_| ())
     }
@@ -235,12 +240,10 @@ pub async fn serve(
         Some(token) => Some(console::session::Keys::new(token.expose())),
         None => None,
     };
-    let runner =
-        Runner::new(db.clone(), Plugins::new(options.plugin_cache.clone())).with_clock(clock);
+    let runner = Runner::new(db, Plugins::new(options.plugin_cache.clone())).with_clock(clock);
     let service = Arc::new(Service {
         options,
         database,
-        db,
         runner,
         pipelines: RwLock::default(),
         problems: RwLock::default(),
@@ -466,7 +469,7 @@ async fn schedule(service: Arc<Service>) {
 
 /// Runs a time missed while no service ran, unless a run started after it.
 async fn catch_up(service: &Service, queue: &Queue, name: &str, missed: DateTime<Utc>) {
-    match runs::last_started(&service.db, name).await {
+    match runs::last_started(service.db(), name).await {
         Ok(Some(started)) if started >= missed => {}
         Ok(_) => {
             tracing::warn!(pipeline = %name, at = %missed, "catching up a run missed while no service ran");
@@ -617,7 +620,7 @@ async fn approve_due(
         return Err(error.into());
     }
     tracing::error!(pipeline = %name, run, error = %message, "approval refused");
-    if let Err(note) = runs::note_refusal(&service.db, run, &message).await {
+    if let Err(note) = runs::note_refusal(service.db(), run, &message).await {
         tracing::error!(pipeline = %name, run, error = %rosterflow_model::error_chain(&note), "cannot keep the approval's refusal on the run");
     }
     Err(AbortError::new(error).into())
@@ -626,7 +629,7 @@ async fn approve_due(
 /// Whether this time has had its run; a history that cannot be read fails the attempt (it is
 /// tried again).
 async fn already_ran(service: &Service, due: &Due) -> Result<bool, RunsError> {
-    runs::ran_for(&service.db, &due.pipeline, due.at)
+    runs::ran_for(service.db(), &due.pipeline, due.at)
         .await
         .inspect_err(|error| {
             tracing::warn!(pipeline = %due.pipeline, at = %due.at, error = %rosterflow_model::error_chain(error), "cannot read run history; the run will be tried again")
@@ -658,7 +661,7 @@ async fn deliver_emails(service: Arc<Service>) {
             let Some(email) = &served.pipeline.file.email else {
                 continue;
             };
-            let district = match served.pipeline.district(&service.db).await {
+            let district = match served.pipeline.district(service.db()).await {
                 Ok(district) => district,
                 Err(error) => {
                     tracing::error!(pipeline = %name, error = %rosterflow_model::error_chain(&error), "cannot find the pipeline's district to deliver its emails");
@@ -669,7 +672,7 @@ async fn deliver_emails(service: Arc<Service>) {
                 continue; // not run yet: nothing queued
             };
             match rosterflow_accounts::email::deliver_pending(
-                &service.db,
+                service.db(),
                 &district,
                 email,
                 service.clock.now(),
