@@ -84,6 +84,7 @@ fn small_snapshot() -> Snapshot {
         district: District {
             id: id(0, 1),
             name: "Test district".into(),
+            ..District::default()
         },
         schools: vec![school(0), school(1)],
         sections: vec![

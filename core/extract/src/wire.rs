@@ -21,8 +21,8 @@ use serde_json::value::RawValue;
 use super::{Collection, ExtractError};
 use rosterflow_model::is_clever_id;
 use rosterflow_model::{
-    Admin, Course, District, Id, Name, Quarantined, School, Section, Snapshot, Source, Student,
-    Teacher, Term,
+    Admin, Course, District, Id, Name, Quarantined, School, Section, Snapshot, Source, SourceKind,
+    Student, Teacher, Term,
 };
 
 /// One list response: `{"data":[{"data":{..},"uri":".."}],"links":[{"rel":"next","uri":".."}]}`.
@@ -363,6 +363,8 @@ impl Part {
                 let id = d.id?;
                 self.districts.push(District {
                     name: d.name.unwrap_or_else(|| id.to_string()),
+                    source: SourceKind::Clever,
+                    source_id: id.clone(),
                     id,
                 });
                 Some(())
@@ -550,6 +552,7 @@ impl Part {
 
     fn quarantine(&mut self, kind: &str, id: Option<&str>, reason: &str, json: &str) {
         self.records.quarantine.push(Quarantined {
+            origin: None,
             kind: kind.to_owned(),
             id: id.map(Id::from),
             reason: reason.to_owned(),
@@ -854,6 +857,7 @@ fn quarantine_duplicates(snapshot: &mut Snapshot) {
             let first = seen.insert(id(record).clone());
             if !first {
                 quarantine.push(Quarantined {
+                    origin: None,
                     kind: kind.to_owned(),
                     id: Some(id(record).clone()),
                     reason: format!(

@@ -1,8 +1,10 @@
 //! The roster as rosterflow understands it, whatever the source: one district's schools, terms,
 //! courses, sections (Freckle's classes) with their members, and the users who hold roles in it.
 //!
-//! Every record is keyed by its Clever `id`; `sis_id` and the other district identifiers ride
-//! along. Sources build a [`Snapshot`]; transforms edit it; the planner diffs it against the
+//! Every record is keyed by its source's `id` (a Clever id, a OneRoster `sourcedId`), unique
+//! within its district; `sis_id` and the other district identifiers ride along. The district
+//! itself is keyed by its [`District::id`] in the Freckle DB, which stays when its source
+//! changes. Sources build a [`Snapshot`]; transforms edit it; the planner diffs it against the
 //! Freckle DB. Records a source could not use are kept in [`Snapshot::quarantine`] with a reason.
 
 pub mod backoff;
@@ -20,8 +22,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-/// A Clever object id (24 hex digits, unique across districts and roles). Ids are kept inline
-/// (no heap allocation up to 24 bytes): a large district's sections list millions of them.
+/// A record's id at its source: a Clever object id (24 hex digits), or a OneRoster `sourcedId`
+/// (any string, unique within its district's feed). Ids are kept inline (no heap allocation up
+/// to 24 bytes): a large district's sections list millions of them.
 pub type Id = compact_str::CompactString;
 
 /// One district's roster at one moment.
@@ -55,12 +58,59 @@ pub struct Skipped {
     pub staff: usize,
     /// Records of another district than the pipeline's, from a token that sees several.
     pub other_district: usize,
+    /// Users the source marks disabled (OneRoster `enabledUser = false`): not loaded, so the
+    /// sync archives them like users who left.
+    #[serde(default)]
+    pub disabled: usize,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct District {
+    /// The district's key in the Freckle DB: its row, its run lock and its export partition.
+    /// Safe in a file name ([`is_district_key`]); it stays when the district's source changes.
     pub id: Id,
     pub name: String,
+    /// Where the roster comes from.
+    #[serde(default)]
+    pub source: SourceKind,
+    /// The district's own id at its source (a Clever district id, a OneRoster org's
+    /// `sourcedId`).
+    #[serde(default)]
+    pub source_id: Id,
+}
+
+/// The kind of source a district's roster comes from. The names (`clever`) are stored in the
+/// database.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case", const_into_str)]
+pub enum SourceKind {
+    #[default]
+    Clever,
+    #[strum(serialize = "oneroster")]
+    #[serde(rename = "oneroster")]
+    OneRoster,
+}
+
+impl SourceKind {
+    /// The kind's name, as stored.
+    pub const fn as_str(self) -> &'static str {
+        self.into_str()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -250,9 +300,12 @@ impl Entity {
 pub struct Quarantined {
     /// What kind of record it was (`user`, `section`, `section.students`...).
     pub kind: String,
-    /// Its Clever id, when it had one.
+    /// Its id at the source, when it had one.
     pub id: Option<Id>,
     pub reason: String,
+    /// Where the source sent it, when that says more than the id: a file and line, a URL.
+    #[serde(default)]
+    pub origin: Option<String>,
     /// What an admin can do about it, where that is known.
     pub suggested_fix: Option<String>,
     /// The raw record or reference, as JSON.
@@ -325,6 +378,7 @@ impl Snapshot {
             }
             if !schools.contains(section.school.as_str()) {
                 quarantine.push(Quarantined {
+                    origin: None,
                     kind: "section".into(),
                     id: Some(section.id.clone()),
                     reason: format!("section names school {} that is not shared", section.school),
@@ -341,6 +395,7 @@ impl Snapshot {
                     let ok = known.contains(member.as_str()) || unreadable.contains(member.as_str());
                     if !ok {
                         quarantine.push(Quarantined {
+                            origin: None,
                             kind: format!("section.{role}s"),
                             id: Some(section_id.clone()),
                             reason: format!(
@@ -404,6 +459,17 @@ pub fn is_clever_id(id: &str) -> bool {
     id.len() == 24 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// Whether `key` can name a district in the Freckle DB: 1 to 64 ASCII letters, digits, `-` or
+/// `_`, not starting with `-`. It names lock files and export directories, so it must be safe
+/// in a path as it is. A Clever district id is one.
+pub fn is_district_key(key: &str) -> bool {
+    (1..=64).contains(&key.len())
+        && !key.starts_with('-')
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// The `tracing` target of progress reports: what a long step is doing now, for someone
 /// watching a terminal. The binary shows the latest on stderr (a terminal only) and keeps them
 /// out of the logs; an empty message ends the display.
@@ -435,6 +501,15 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn district_keys_are_safe_in_a_path() {
+        assert!(is_district_key("5a0c91b95c7cc000010d417c"));
+        assert!(is_district_key("springfield_2026-27"));
+        for bad in ["", "-rf", "a/b", "..", "a.b", "a|b", "é", &"x".repeat(65)] {
+            assert!(!is_district_key(bad), "{bad:?} was accepted");
+        }
+    }
 
     /// The names are stored in the database and in recordings: they must never change.
     #[test]
@@ -472,6 +547,15 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", action.as_str()));
         }
         assert_eq!(Entity::parse("Class_Teacher"), None);
+        let kinds: Vec<&str> = <SourceKind as strum::VariantArray>::VARIANTS
+            .iter()
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(kinds, ["clever", "oneroster"]);
+        assert_eq!(
+            serde_json::to_string(&SourceKind::OneRoster).expect("serializes"),
+            "\"oneroster\""
+        );
         assert_eq!(DecisionAction::parse(""), None);
     }
 }

@@ -886,6 +886,7 @@ mod tests {
             district: District {
                 id: "d".into(),
                 name: "District".into(),
+                ..District::default()
             },
             schools: vec![school("north"), school("south")],
             teachers: vec![teacher("t1"), teacher("t2")],

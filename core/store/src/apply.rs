@@ -78,6 +78,7 @@ mod tests {
             district: District {
                 id: "5a25ff950a5f621109000001".into(),
                 name: "Springfield".into(),
+                ..District::default()
             },
             ..Snapshot::default()
         }

@@ -277,6 +277,7 @@ fn district(students: usize) -> Snapshot {
         district: District {
             id: id(0, 1),
             name: "Benchmark district".into(),
+            ..District::default()
         },
         schools,
         sections,
