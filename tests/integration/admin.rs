@@ -129,7 +129,7 @@ async fn explain_names_the_class_of_each_membership_change(backend: Backend) {
     assert_eq!(report["source_kind"], "full");
     assert_eq!(
         report["not_loaded"],
-        serde_json::json!({"contacts": 1002, "staff": 0, "other_district": 0}),
+        serde_json::json!({"contacts": 1002, "staff": 0, "other_district": 0, "disabled": 0}),
         "what the source sent and the roster does not load is counted"
     );
     let teacher = section["teacher"].as_str().expect("a teacher");
@@ -303,7 +303,7 @@ async fn a_plan_is_applied_only_to_the_state_it_was_computed_from(backend: Backe
 
     // Another writer archives the student first: the plan's archive finds nothing to archive.
     db.scalar(&format!(
-        "UPDATE students SET archived_at = 'elsewhere' WHERE clever_id = '{gone}' RETURNING 1"
+        "UPDATE students SET archived_at = 'elsewhere' WHERE source_id = '{gone}' RETURNING 1"
     ))
     .await;
     let before = db.fingerprint().await;

@@ -1,9 +1,11 @@
 //! The store's contract: the two backends, each writing a plan its own way (prepared statements
 //! on SQLite, `COPY` on PostgreSQL), read back the same state after the same plans.
 
-use rosterflow_model::Snapshot;
+use rosterflow_model::{Entity, Snapshot, SourceKind};
 use rosterflow_plan::Plan;
+use rosterflow_plan::safety::{self, SafetyConfig};
 use rosterflow_plan::state::State;
+use rosterflow_plan::switch::SourceSwitch;
 use rosterflow_store::{LockOptions, Store};
 
 use crate::util::{Backend, TestDb, repo};
@@ -108,4 +110,127 @@ async fn both_backends_read_back_the_same_state_after_the_same_plans() {
             postgres.len()
         );
     }
+}
+
+/// The demo district as another source would send it: every record under a new id, the
+/// district's source OneRoster, SIS ids unchanged.
+fn from_another_source(demo: &Snapshot) -> Snapshot {
+    let renamed = |id: &rosterflow_model::Id| rosterflow_model::Id::from(format!("or/{id}"));
+    let mut other = demo.clone();
+    other.district.source = SourceKind::OneRoster;
+    other.district.source_id = "district-1".into();
+    for school in &mut other.schools {
+        school.id = renamed(&school.id);
+    }
+    for term in &mut other.terms {
+        term.id = renamed(&term.id);
+    }
+    for course in &mut other.courses {
+        course.id = renamed(&course.id);
+    }
+    for student in &mut other.students {
+        student.id = renamed(&student.id);
+        student.school = student.school.as_ref().map(renamed);
+    }
+    for teacher in &mut other.teachers {
+        teacher.id = renamed(&teacher.id);
+        teacher.school = teacher.school.as_ref().map(renamed);
+    }
+    for admin in &mut other.admins {
+        admin.id = renamed(&admin.id);
+    }
+    for section in &mut other.sections {
+        section.id = renamed(&section.id);
+        section.school = renamed(&section.school);
+        section.term = section.term.as_ref().map(renamed);
+        section.course = section.course.as_ref().map(renamed);
+        for member in section.students.iter_mut().chain(&mut section.teachers) {
+            *member = renamed(member);
+        }
+    }
+    other
+}
+
+/// A district that moves from Clever to OneRoster keeps the rows of every record whose SIS id
+/// matches, with their memberships, on both backends; the plan that does it is held.
+async fn switch_sources(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let handle = db.open().await;
+    let demo = rosters().remove(0);
+    let other = from_another_source(&demo);
+    let mut store = Store::lock(&handle, &demo.district.id, LockOptions::default())
+        .await
+        .expect("lock the district");
+    let empty = store.read_state().await.expect("read the state");
+    store
+        .apply(
+            &Plan::compute(&demo, &empty),
+            crate::util::full_run("switch"),
+        )
+        .await
+        .expect("load from Clever");
+    let before = store.read_state().await.expect("read the state");
+    assert_eq!(before.source, Some(SourceKind::Clever));
+    assert!(before.switches_to(SourceKind::OneRoster));
+
+    let mut state = store.read_state().await.expect("read the state");
+    let rows = store.read_sis_rows().await.expect("read SIS ids");
+    let switch = SourceSwitch::match_by_sis_id(&other, &state, SourceKind::Clever, &rows);
+    let students_with_sis = demo.students.iter().filter(|s| s.sis_id.is_some()).count();
+    assert_eq!(
+        switch.matched(Entity::Student),
+        students_with_sis,
+        "{switch}"
+    );
+    assert_eq!(
+        switch.matched(Entity::Teacher),
+        demo.teachers.iter().filter(|t| t.sis_id.is_some()).count()
+    );
+    state.switch_source(switch);
+    let plan = Plan::compute(&other, &state);
+    let reasons = safety::check(&plan, &SafetyConfig::default());
+    assert!(
+        reasons[0].starts_with("the district's source changes from clever to oneroster"),
+        "{reasons:?}"
+    );
+    let counts = plan.summary();
+    assert_eq!(counts.counts().get("student.create"), None, "{counts}");
+    assert_eq!(counts.counts().get("student.archive"), None, "{counts}");
+    assert_eq!(counts.counts().get("class_student.end"), None, "{counts}");
+    store
+        .apply(&plan, crate::util::full_run("switch"))
+        .await
+        .expect("apply the switch");
+
+    let after = store.read_state().await.expect("read the state");
+    assert_eq!(after.source, Some(SourceKind::OneRoster));
+    for student in &demo.students {
+        let old_row = before.table(Entity::Student).row_id(&student.id);
+        let new_row = after
+            .table(Entity::Student)
+            .row_id(&format!("or/{}", student.id));
+        assert_eq!(old_row, new_row, "student {} keeps its row", student.id);
+    }
+    assert_eq!(
+        Plan::compute(&other, &after).change_count(),
+        0,
+        "a resync of the new source plans nothing"
+    );
+    let history: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sync_changes WHERE action = 'rekey' AND entity = 'student'",
+    )
+    .fetch_one(&handle.pool)
+    .await
+    .expect("count rekeys");
+    assert_eq!(history as usize, students_with_sis);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_district_that_changes_source_keeps_its_rows_on_sqlite() {
+    switch_sources(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_district_that_changes_source_keeps_its_rows_on_postgres() {
+    switch_sources(Backend::Postgres).await;
 }

@@ -140,7 +140,7 @@ macro_rules! at {
 /// A district with one new Clever teacher per entry (first name, email), as the load leaves
 /// it after a committed run.
 struct District {
-    clever_id: String,
+    key: String,
     teachers: Vec<TeacherId>,
     outbox: Vec<i64>,
 }
@@ -149,7 +149,7 @@ async fn seed(db: &Db, teachers: &[(&str, Option<&str>)]) -> District {
     let created = "2026-11-30T00:00:00.000000Z";
     let clever = clever_id();
     let (district_id,): (i64,) = sqlx::query_as(
-        "INSERT INTO districts (clever_id, name, created_at, updated_at) \
+        "INSERT INTO districts (key, name, created_at, updated_at) \
          VALUES ($1, 'Email Test District', $2, $2) RETURNING id",
     )
     .bind(&clever)
@@ -167,15 +167,15 @@ async fn seed(db: &Db, teachers: &[(&str, Option<&str>)]) -> District {
     .await
     .expect("insert run");
     let mut district = District {
-        clever_id: clever,
+        key: clever,
         teachers: Vec::new(),
         outbox: Vec::new(),
     };
     for (first_name, email) in teachers {
         let (teacher_id,): (i64,) = sqlx::query_as(
-            "INSERT INTO teachers (district_id, clever_id, email, first_name, last_name, \
+            "INSERT INTO teachers (district_id, source_id, email, first_name, last_name, \
              managed_by, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, 'Teacher', 'clever', $5, $5) RETURNING id",
+             VALUES ($1, $2, $3, $4, 'Teacher', 'sis', $5, $5) RETURNING id",
         )
         .bind(district_id)
         .bind(clever_id())
@@ -283,7 +283,7 @@ async fn welcome_email_reaches_each_new_teacher_once(backend: Backend) {
     let now = at!("2026-12-01T08:00:00Z");
 
     let started = std::time::Instant::now();
-    let report = email::deliver_pending(&db, &district.clever_id, &config, now)
+    let report = email::deliver_pending(&db, &district.key, &config, now)
         .await
         .expect("deliver");
     assert!(
@@ -354,7 +354,7 @@ async fn welcome_email_reaches_each_new_teacher_once(backend: Backend) {
     for later in ["2026-12-01T08:00:00Z", "2026-12-09T08:00:00Z"] {
         let again = email::deliver_pending(
             &db,
-            &district.clever_id,
+            &district.key,
             &config,
             db::parse_timestamp(later).expect("a timestamp"),
         )
@@ -379,7 +379,7 @@ async fn unreachable_server_leaves_rows_pending_and_a_later_pass_delivers(backen
     let now = at!("2026-12-01T08:00:00Z");
 
     let down = config(dead_port());
-    let report = email::deliver_pending(&db, &district.clever_id, &down, now)
+    let report = email::deliver_pending(&db, &district.key, &down, now)
         .await
         .expect("a dead server is not an error of the pass");
     assert_eq!(
@@ -405,7 +405,7 @@ async fn unreachable_server_leaves_rows_pending_and_a_later_pass_delivers(backen
     // Within the backoff, a pass leaves the rows alone, even with a working server.
     let sink = SmtpSink::start();
     let up = config(sink.port);
-    let waiting = email::deliver_pending(&db, &district.clever_id, &up, now)
+    let waiting = email::deliver_pending(&db, &district.key, &up, now)
         .await
         .expect("deliver within the backoff");
     assert_eq!((waiting.sent, waiting.waiting), (0, 2), "{waiting:#?}");
@@ -414,7 +414,7 @@ async fn unreachable_server_leaves_rows_pending_and_a_later_pass_delivers(backen
 
     // After it, the next pass delivers each message once.
     let later = now + Duration::from_secs(120);
-    let report = email::deliver_pending(&db, &district.clever_id, &up, later)
+    let report = email::deliver_pending(&db, &district.key, &up, later)
         .await
         .expect("deliver after the backoff");
     assert_eq!(
@@ -427,7 +427,7 @@ async fn unreachable_server_leaves_rows_pending_and_a_later_pass_delivers(backen
         let row = outbox_row(&db, id).await;
         assert_eq!((row.status.as_str(), row.attempts), ("sent", 2), "{row:?}");
     }
-    let again = email::deliver_pending(&db, &district.clever_id, &up, later)
+    let again = email::deliver_pending(&db, &district.key, &up, later)
         .await
         .expect("deliver again");
     assert_eq!(again.sent, 0);
@@ -450,7 +450,7 @@ async fn refused_recipient_is_retried_with_backoff_then_failed_with_the_reason(b
     let refused = district.outbox[0];
     let t0 = at!("2026-12-01T08:00:00Z");
 
-    let first = email::deliver_pending(&db, &district.clever_id, &config, t0)
+    let first = email::deliver_pending(&db, &district.key, &config, t0)
         .await
         .expect("deliver");
     assert_eq!(
@@ -468,27 +468,17 @@ async fn refused_recipient_is_retried_with_backoff_then_failed_with_the_reason(b
 
     // Attempt 2 is due 60 s after attempt 1; attempt 3 only 120 s after attempt 2.
     let t1 = t0 + Duration::from_secs(61);
-    let second = email::deliver_pending(&db, &district.clever_id, &config, t1)
+    let second = email::deliver_pending(&db, &district.key, &config, t1)
         .await
         .expect("deliver");
     assert_eq!((second.sent, second.retrying), (0, 1), "{second:#?}");
-    let early = email::deliver_pending(
-        &db,
-        &district.clever_id,
-        &config,
-        t1 + Duration::from_secs(60),
-    )
-    .await
-    .expect("deliver");
+    let early = email::deliver_pending(&db, &district.key, &config, t1 + Duration::from_secs(60))
+        .await
+        .expect("deliver");
     assert_eq!((early.retrying, early.waiting), (0, 1), "{early:#?}");
-    let third = email::deliver_pending(
-        &db,
-        &district.clever_id,
-        &config,
-        t1 + Duration::from_secs(121),
-    )
-    .await
-    .expect("deliver");
+    let third = email::deliver_pending(&db, &district.key, &config, t1 + Duration::from_secs(121))
+        .await
+        .expect("deliver");
     assert_eq!((third.failed, third.retrying), (1, 0), "{third:#?}");
     assert!(third.problems[0].gave_up);
     let row = outbox_row(&db, refused).await;
@@ -498,7 +488,7 @@ async fn refused_recipient_is_retried_with_backoff_then_failed_with_the_reason(b
 
     let after = email::deliver_pending(
         &db,
-        &district.clever_id,
+        &district.key,
         &config,
         t1 + Duration::from_secs(86_400),
     )
@@ -515,7 +505,7 @@ async fn password_link_redeems_once_and_only_once(backend: Backend) {
     let district = seed(&db, &[("Ada", Some("ada@school.example"))]).await;
     let teacher = district.teachers[0];
     let now = at!("2026-12-01T08:00:00Z");
-    email::deliver_pending(&db, &district.clever_id, &config(sink.port), now)
+    email::deliver_pending(&db, &district.key, &config(sink.port), now)
         .await
         .expect("deliver");
     let token = token_in(&sink.messages()[0]);
@@ -552,7 +542,7 @@ async fn expired_password_link_fails(backend: Backend) {
     let sink = SmtpSink::start();
     let district = seed(&db, &[("Ada", Some("ada@school.example"))]).await;
     let now = at!("2026-12-01T08:00:00Z");
-    email::deliver_pending(&db, &district.clever_id, &config(sink.port), now)
+    email::deliver_pending(&db, &district.key, &config(sink.port), now)
         .await
         .expect("deliver");
     let token = token_in(&sink.messages()[0]);
@@ -583,7 +573,7 @@ async fn lost_sent_mark_resends_once_with_a_fresh_link(backend: Backend) {
     let config = config(sink.port);
     let district = seed(&db, &[("Ada", Some("ada@school.example"))]).await;
     let now = at!("2026-12-01T08:00:00Z");
-    email::deliver_pending(&db, &district.clever_id, &config, now)
+    email::deliver_pending(&db, &district.key, &config, now)
         .await
         .expect("deliver");
     // Undo the mark as a crash between send and mark would have left it: claimed, pending.
@@ -596,21 +586,16 @@ async fn lost_sent_mark_resends_once_with_a_fresh_link(backend: Backend) {
     .await
     .expect("simulate the crash");
 
-    let within = email::deliver_pending(&db, &district.clever_id, &config, now)
+    let within = email::deliver_pending(&db, &district.key, &config, now)
         .await
         .expect("deliver");
     assert_eq!(
         within.sent, 0,
         "a claimed row is left alone until its lease ends"
     );
-    let after = email::deliver_pending(
-        &db,
-        &district.clever_id,
-        &config,
-        now + Duration::from_secs(120),
-    )
-    .await
-    .expect("deliver");
+    let after = email::deliver_pending(&db, &district.key, &config, now + Duration::from_secs(120))
+        .await
+        .expect("deliver");
     assert_eq!(after.sent, 1);
     let messages = sink.messages();
     assert_eq!(messages.len(), 2);
@@ -644,8 +629,8 @@ async fn overlapping_passes_send_each_message_once(backend: Backend) {
     .await;
     let now = at!("2026-12-01T08:00:00Z");
     let (a, b) = tokio::join!(
-        email::deliver_pending(&db, &district.clever_id, &config, now),
-        email::deliver_pending(&db, &district.clever_id, &config, now),
+        email::deliver_pending(&db, &district.key, &config, now),
+        email::deliver_pending(&db, &district.key, &config, now),
     );
     let (a, b) = (a.expect("pass a"), b.expect("pass b"));
     assert_eq!(a.sent + b.sent, 5, "{a:#?} {b:#?}");
@@ -680,7 +665,7 @@ async fn interrupted_pass_is_finished_by_the_next_without_repeats(backend: Backe
     let now = at!("2026-12-01T08:00:00Z");
     let cut = tokio::time::timeout(
         Duration::from_millis(1000),
-        email::deliver_pending(&db, &district.clever_id, &config, now),
+        email::deliver_pending(&db, &district.key, &config, now),
     )
     .await;
     assert!(
@@ -691,7 +676,7 @@ async fn interrupted_pass_is_finished_by_the_next_without_repeats(backend: Backe
     assert_eq!(outbox_row(&db, district.outbox[0]).await.status, "sent");
 
     config.throttle_per_minute = 6000;
-    let rest = email::deliver_pending(&db, &district.clever_id, &config, now)
+    let rest = email::deliver_pending(&db, &district.key, &config, now)
         .await
         .expect("deliver the rest");
     assert_eq!(rest.sent, 2, "{rest:#?}");
@@ -734,7 +719,7 @@ async fn rows_of_a_held_run_are_not_sent(backend: Backend) {
         .expect("point the row at the held run");
 
     let now = at!("2026-12-01T08:00:00Z");
-    let report = email::deliver_pending(&db, &district.clever_id, &config(sink.port), now)
+    let report = email::deliver_pending(&db, &district.key, &config(sink.port), now)
         .await
         .expect("deliver");
     assert_eq!(report, email::DeliveryReport::default());

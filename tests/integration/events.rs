@@ -78,38 +78,38 @@ async fn roster(db: &TestDb) -> Vec<String> {
     for (what, sql) in [
         (
             "student",
-            "SELECT s.clever_id, s.sis_id, s.first_name, s.last_name, s.grade, s.email, sc.clever_id \
+            "SELECT s.source_id, s.sis_id, s.first_name, s.last_name, s.grade, s.email, sc.source_id \
              FROM students s LEFT JOIN schools sc ON sc.id = s.school_id WHERE s.archived_at IS NULL",
         ),
         (
             "teacher",
-            "SELECT t.clever_id, t.sis_id, t.email, t.first_name, t.last_name, t.title \
+            "SELECT t.source_id, t.sis_id, t.email, t.first_name, t.last_name, t.title \
              FROM teachers t WHERE t.archived_at IS NULL",
         ),
         (
             "class",
-            "SELECT c.clever_id, c.name, c.subject, c.grade, c.source, s.clever_id FROM classes c \
+            "SELECT c.source_id, c.name, c.subject, c.grade, c.source, s.source_id FROM classes c \
              JOIN schools s ON s.id = c.school_id WHERE c.archived_at IS NULL",
         ),
         (
             "school",
-            "SELECT clever_id, name FROM schools WHERE archived_at IS NULL",
+            "SELECT source_id, name FROM schools WHERE archived_at IS NULL",
         ),
         (
             "member",
-            "SELECT c.clever_id, s.clever_id, m.source FROM class_students m \
+            "SELECT c.source_id, s.source_id, m.source FROM class_students m \
              JOIN classes c ON c.id = m.class_id JOIN students s ON s.id = m.student_id \
              WHERE m.ended_at IS NULL",
         ),
         (
             "teaches",
-            "SELECT c.clever_id, t.clever_id, m.role, m.source FROM class_teachers m \
+            "SELECT c.source_id, t.source_id, m.role, m.source FROM class_teachers m \
              JOIN classes c ON c.id = m.class_id JOIN teachers t ON t.id = m.teacher_id \
              WHERE m.ended_at IS NULL",
         ),
         (
             "account",
-            "SELECT t.clever_id, o.kind FROM email_outbox o JOIN teachers t ON t.id = o.teacher_id",
+            "SELECT t.source_id, o.kind FROM email_outbox o JOIN teachers t ON t.id = o.teacher_id",
         ),
     ] {
         all.extend(
@@ -273,7 +273,7 @@ async fn a_killed_events_run_loses_and_repeats_nothing(backend: Backend) {
     assert_eq!(roster(&db).await, roster(&fresh).await);
     assert_eq!(
         db.scalar(&format!(
-            "SELECT COUNT(*) FROM email_outbox o JOIN teachers t ON t.id = o.teacher_id WHERE t.clever_id = '{hired}'"
+            "SELECT COUNT(*) FROM email_outbox o JOIN teachers t ON t.id = o.teacher_id WHERE t.source_id = '{hired}'"
         ))
         .await,
         1

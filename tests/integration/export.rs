@@ -87,7 +87,7 @@ async fn fill(db: &Db) {
     ] {
         exec(
             db,
-            "INSERT INTO districts (id, clever_id, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
+            "INSERT INTO districts (id, key, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
             &[&id, &clever, &name, &n],
         )
         .await;
@@ -100,7 +100,7 @@ async fn fill(db: &Db) {
         let clever = format!("5c{id:022x}");
         exec(
             db,
-            "INSERT INTO schools (id, district_id, clever_id, sis_id, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+            "INSERT INTO schools (id, district_id, source_id, sis_id, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
             &[&id, &district, &clever.as_str(), &sis, &name, &n],
         )
         .await;
@@ -115,7 +115,7 @@ async fn fill(db: &Db) {
         let clever = format!("5t{id:022x}");
         exec(
             db,
-            "INSERT INTO teachers (id, district_id, clever_id, sis_id, first_name, last_name, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+            "INSERT INTO teachers (id, district_id, source_id, sis_id, first_name, last_name, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
             &[&id, &district, &clever.as_str(), &sis, &first, &last, &n],
         )
         .await;
@@ -129,7 +129,7 @@ async fn fill(db: &Db) {
         let clever = format!("5k{id:022x}");
         exec(
             db,
-            "INSERT INTO classes (id, district_id, clever_id, sis_id, school_id, name, subject, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+            "INSERT INTO classes (id, district_id, source_id, sis_id, school_id, name, subject, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
             &[&id, &district, &clever.as_str(), &clever.as_str(), &school, &name, &subject, &n],
         )
         .await;
@@ -160,7 +160,7 @@ async fn fill(db: &Db) {
         let (state, number) = (format!("ST{id}"), format!("N{id}"));
         exec(
             db,
-            "INSERT INTO students (id, district_id, clever_id, sis_id, state_id, student_number, grade, school_id, archived_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, '3', $7, $8, $9, $9)",
+            "INSERT INTO students (id, district_id, source_id, sis_id, state_id, student_number, grade, school_id, archived_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, '3', $7, $8, $9, $9)",
             &[&id, &district, &clever.as_str(), &sis, &state.as_str(), &number.as_str(), &school, &archived, &n],
         )
         .await;
@@ -284,7 +284,7 @@ async fn expected_growth(db: &Db) -> BTreeMap<(String, String, String), Value> {
     let sessions = sqlx::query(
         "SELECT s.sis_id, p.subject, p.domain, p.started_at, p.minutes, p.questions, p.correct \
          FROM practice_sessions p JOIN students s ON s.id = p.student_id \
-         JOIN districts d ON d.id = s.district_id WHERE d.clever_id = $1",
+         JOIN districts d ON d.id = s.district_id WHERE d.key = $1",
     )
     .bind(DISTRICT)
     .fetch_all(&db.pool)
@@ -316,7 +316,7 @@ async fn expected_growth(db: &Db) -> BTreeMap<(String, String, String), Value> {
     let levels = sqlx::query(
         "SELECT s.sis_id, l.subject, l.domain, l.measured_at, l.level \
          FROM domain_levels l JOIN students s ON s.id = l.student_id \
-         JOIN districts d ON d.id = s.district_id WHERE d.clever_id = $1 ORDER BY l.measured_at",
+         JOIN districts d ON d.id = s.district_id WHERE d.key = $1 ORDER BY l.measured_at",
     )
     .bind(DISTRICT)
     .fetch_all(&db.pool)

@@ -87,8 +87,8 @@ async fn loaded(db: &TestDb) -> Roster {
     };
     let students = db
         .rows(
-            "SELECT s.clever_id, COALESCE(s.first_name, ''), COALESCE(s.grade, ''), \
-             COALESCE(sc.clever_id, '') FROM students s LEFT JOIN schools sc ON sc.id = s.school_id \
+            "SELECT s.source_id, COALESCE(s.first_name, ''), COALESCE(s.grade, ''), \
+             COALESCE(sc.source_id, '') FROM students s LEFT JOIN schools sc ON sc.id = s.school_id \
              WHERE s.archived_at IS NULL",
         )
         .await
@@ -103,14 +103,14 @@ async fn loaded(db: &TestDb) -> Roster {
     Roster {
         students,
         teachers: set(db
-            .rows("SELECT clever_id FROM teachers WHERE archived_at IS NULL")
+            .rows("SELECT source_id FROM teachers WHERE archived_at IS NULL")
             .await),
         classes: set(db
-            .rows("SELECT clever_id FROM classes WHERE archived_at IS NULL")
+            .rows("SELECT source_id FROM classes WHERE archived_at IS NULL")
             .await),
         students_in: pairs(
             db.rows(
-                "SELECT c.clever_id, s.clever_id FROM class_students m \
+                "SELECT c.source_id, s.source_id FROM class_students m \
                  JOIN classes c ON c.id = m.class_id JOIN students s ON s.id = m.student_id \
                  WHERE m.ended_at IS NULL",
             )
@@ -118,7 +118,7 @@ async fn loaded(db: &TestDb) -> Roster {
         ),
         teachers_in: db
             .rows(
-                "SELECT c.clever_id, t.clever_id, m.role FROM class_teachers m \
+                "SELECT c.source_id, t.source_id, m.role FROM class_teachers m \
                  JOIN classes c ON c.id = m.class_id JOIN teachers t ON t.id = m.teacher_id \
                  WHERE m.ended_at IS NULL",
             )
@@ -135,7 +135,7 @@ async fn loaded(db: &TestDb) -> Roster {
 /// The (class, student) memberships whose `column` (started_run or ended_run) is `run`.
 async fn students_in_run(db: &TestDb, column: &str, run: i64) -> BTreeSet<(String, String)> {
     db.rows(&format!(
-        "SELECT c.clever_id, s.clever_id FROM class_students m \
+        "SELECT c.source_id, s.source_id FROM class_students m \
          JOIN classes c ON c.id = m.class_id JOIN students s ON s.id = m.student_id \
          WHERE m.{column} = {run}"
     ))
@@ -151,7 +151,7 @@ async fn students_in_run(db: &TestDb, column: &str, run: i64) -> BTreeSet<(Strin
 /// The clever ids of `entity` changed by `action` in `run`, from the change log.
 async fn logged(db: &TestDb, entity: &str, action: &str, run: i64) -> BTreeSet<String> {
     db.rows(&format!(
-        "SELECT clever_id FROM sync_changes WHERE run_id = {run} AND entity = '{entity}' AND action = '{action}'"
+        "SELECT source_id FROM sync_changes WHERE run_id = {run} AND entity = '{entity}' AND action = '{action}'"
     ))
     .await
     .into_iter()
@@ -292,7 +292,7 @@ async fn history_is_exactly_the_change_between_runs(backend: Backend) {
     assert_eq!(logged(&db, "student", "update", second).await, changed);
     assert_eq!(
         db.rows(&format!(
-            "SELECT clever_id FROM students WHERE created_run = {second}"
+            "SELECT source_id FROM students WHERE created_run = {second}"
         ))
         .await,
         minus(&students_b, &students_a)
@@ -330,7 +330,7 @@ async fn history_is_exactly_the_change_between_runs(backend: Backend) {
     let stays = db
         .scalar(&format!(
             "SELECT COUNT(*) FROM class_students m JOIN students s ON s.id = m.student_id \
-             WHERE s.clever_id = '{}'",
+             WHERE s.source_id = '{}'",
             minus(&students_a, &students_b)
                 .first()
                 .expect("a student left in B")

@@ -478,7 +478,7 @@ async fn a_service_runs_each_pipeline_at_each_of_its_times() {
     let outbox = |district: &str, status: &str| {
         format!(
             "SELECT COUNT(*) FROM email_outbox o JOIN districts d ON d.id = o.district_id \
-             WHERE d.clever_id = '{district}' AND o.status = '{status}'"
+             WHERE d.key = '{district}' AND o.status = '{status}'"
         )
     };
     let sent = db.scalar(&outbox(&every_two.id, "sent")).await;
@@ -766,7 +766,7 @@ async fn two_services_run_each_time_once() {
         let students = db
             .scalar(&format!(
                 "SELECT COUNT(*) FROM students s JOIN districts d ON d.id = s.district_id \
-                 WHERE d.clever_id = '{}'",
+                 WHERE d.key = '{}'",
                 district.id
             ))
             .await as usize;

@@ -107,13 +107,13 @@ async fn assert_demo_loaded(db: &TestDb, schools: usize) {
     );
     // Contacts and district admins are neither students nor teachers.
     let loaded: BTreeSet<String> = db
-        .rows("SELECT clever_id FROM students UNION SELECT clever_id FROM teachers")
+        .rows("SELECT source_id FROM students UNION SELECT source_id FROM teachers")
         .await
         .into_iter()
         .collect();
     assert!(loaded.is_disjoint(&facts.contacts));
     assert_eq!(
-        db.scalar("SELECT COUNT(*) FROM admins a JOIN teachers t ON t.clever_id = a.clever_id")
+        db.scalar("SELECT COUNT(*) FROM admins a JOIN teachers t ON t.source_id = a.source_id")
             .await,
         0
     );
@@ -284,7 +284,7 @@ async fn roster_changes_keep_history_and_identity(backend: Backend) {
     let student = sim.read(|d| d.section_students(&section)[0].clone());
     let membership = format!(
         "SELECT m.started_at, m.ended_at FROM class_students m JOIN classes c ON c.id = m.class_id \
-         JOIN students s ON s.id = m.student_id WHERE c.clever_id = '{section}' AND s.clever_id = '{student}' \
+         JOIN students s ON s.id = m.student_id WHERE c.source_id = '{section}' AND s.source_id = '{student}' \
          ORDER BY m.id"
     );
 
@@ -298,7 +298,7 @@ async fn roster_changes_keep_history_and_identity(backend: Backend) {
     assert!(!rows[0].ends_with("|NULL"), "ended: {rows:?}");
     assert_eq!(
         db.scalar(&format!(
-            "SELECT COUNT(*) FROM students WHERE clever_id = '{student}' AND archived_at IS NULL"
+            "SELECT COUNT(*) FROM students WHERE source_id = '{student}' AND archived_at IS NULL"
         ))
         .await,
         1
@@ -317,14 +317,14 @@ async fn roster_changes_keep_history_and_identity(backend: Backend) {
     let sections = sim.read(|d| d.sections_of(&teacher));
     let lineups: Vec<Vec<String>> =
         sim.read(|d| sections.iter().map(|s| d.section_teachers(s)).collect());
-    let teacher_row = format!("SELECT id FROM teachers WHERE clever_id = '{teacher}'");
+    let teacher_row = format!("SELECT id FROM teachers WHERE source_id = '{teacher}'");
     let id_before = db.rows(&teacher_row).await;
     sim.update(|d| d.remove_user(&teacher));
     let report = run().await;
     assert_eq!(report.plan.counts().get("teacher.archive"), Some(&1));
     assert_eq!(
         db.scalar(&format!(
-            "SELECT COUNT(*) FROM teachers WHERE clever_id = '{teacher}' AND archived_at IS NOT NULL"
+            "SELECT COUNT(*) FROM teachers WHERE source_id = '{teacher}' AND archived_at IS NOT NULL"
         ))
         .await,
         1
@@ -345,7 +345,7 @@ async fn roster_changes_keep_history_and_identity(backend: Backend) {
     assert_eq!(id_before, id_after, "the same teacher row");
     assert_eq!(
         db.scalar(&format!(
-            "SELECT COUNT(*) FROM email_outbox o JOIN teachers t ON t.id = o.teacher_id WHERE t.clever_id = '{teacher}'"
+            "SELECT COUNT(*) FROM email_outbox o JOIN teachers t ON t.id = o.teacher_id WHERE t.source_id = '{teacher}'"
         ))
         .await,
         1
@@ -403,7 +403,7 @@ async fn unusable_records_are_quarantined_not_lost(backend: Backend) {
         .expect("run");
     assert_eq!(report.exit_code(), 1);
     let quarantined = db
-        .rows("SELECT kind, clever_id, reason FROM quarantine ORDER BY kind")
+        .rows("SELECT kind, source_id, reason FROM quarantine ORDER BY kind")
         .await;
     assert_eq!(quarantined.len(), 2, "{quarantined:?}");
     assert!(quarantined[0].starts_with(&format!("section.students|{section}|")));
@@ -488,7 +488,7 @@ async fn unreadable_records_keep_their_rows_and_duplicates_are_quarantined(backe
     assert!(report.plan.is_empty(), "nothing changes: {}", report.plan);
     assert_eq!(db.fingerprint().await, before);
     let quarantined = db
-        .rows("SELECT kind, clever_id, reason FROM quarantine ORDER BY kind, clever_id")
+        .rows("SELECT kind, source_id, reason FROM quarantine ORDER BY kind, source_id")
         .await;
     let reasons: Vec<&str> = quarantined.iter().map(String::as_str).collect();
     assert!(
@@ -512,7 +512,7 @@ async fn unreadable_records_keep_their_rows_and_duplicates_are_quarantined(backe
     );
     assert_eq!(
         db.rows(&format!(
-            "SELECT first_name FROM teachers WHERE clever_id = '{teacher_id}'"
+            "SELECT first_name FROM teachers WHERE source_id = '{teacher_id}'"
         ))
         .await,
         [teacher["data"]["name"]["first"].as_str().expect("a name")],

@@ -87,7 +87,7 @@ fn expected() -> Expected {
 
 async fn active(db: &TestDb, table: &str) -> BTreeSet<String> {
     db.rows(&format!(
-        "SELECT clever_id FROM {table} WHERE archived_at IS NULL"
+        "SELECT source_id FROM {table} WHERE archived_at IS NULL"
     ))
     .await
     .into_iter()
@@ -202,7 +202,7 @@ async fn plugin_groups_load_and_explain_names_their_author(backend: Backend) {
         .await
         .expect("run");
     let groups = db
-        .rows("SELECT clever_id FROM classes WHERE source = 'plugin:flex-groups' ORDER BY 1")
+        .rows("SELECT source_id FROM classes WHERE source = 'plugin:flex-groups' ORDER BY 1")
         .await;
     assert!(!groups.is_empty());
     assert!(
@@ -212,8 +212,8 @@ async fn plugin_groups_load_and_explain_names_their_author(backend: Backend) {
     );
     let member = db
         .rows(&format!(
-            "SELECT s.clever_id FROM class_students m JOIN students s ON s.id = m.student_id \
-             JOIN classes c ON c.id = m.class_id WHERE c.clever_id = '{}'",
+            "SELECT s.source_id FROM class_students m JOIN students s ON s.id = m.student_id \
+             JOIN classes c ON c.id = m.class_id WHERE c.source_id = '{}'",
             groups[0]
         ))
         .await;

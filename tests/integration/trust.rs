@@ -291,7 +291,7 @@ async fn explain_answers_transfers_and_filters(backend: Backend) {
     let by_sis = explain(&db_handle, DISTRICT, Subject::Student, &sis_id)
         .await
         .expect("explain by SIS id");
-    assert_eq!(by_sis.clever_id, mover);
+    assert_eq!(by_sis.source_id, mover);
 
     // A filter drops every section of one student: they follow their sections out.
     let dropped = sim.read(|d| d.section_students(&to)[1].clone());

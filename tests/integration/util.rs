@@ -133,17 +133,20 @@ impl TestDb {
     pub async fn fingerprint(&self) -> Vec<String> {
         let mut all = Vec::new();
         for (table, columns) in [
-            ("districts", "id, clever_id, name, updated_at"),
-            ("schools", "id, clever_id, name, updated_at, archived_at"),
-            ("terms", "id, clever_id, updated_at, archived_at"),
-            ("courses", "id, clever_id, updated_at, archived_at"),
-            ("teachers", "id, clever_id, updated_at, archived_at"),
+            (
+                "districts",
+                "id, key, source_kind, source_id, name, updated_at",
+            ),
+            ("schools", "id, source_id, name, updated_at, archived_at"),
+            ("terms", "id, source_id, updated_at, archived_at"),
+            ("courses", "id, source_id, updated_at, archived_at"),
+            ("teachers", "id, source_id, updated_at, archived_at"),
             (
                 "students",
-                "id, clever_id, school_id, updated_at, archived_at",
+                "id, source_id, school_id, updated_at, archived_at",
             ),
-            ("admins", "id, clever_id, updated_at, archived_at"),
-            ("classes", "id, clever_id, updated_at, archived_at"),
+            ("admins", "id, source_id, updated_at, archived_at"),
+            ("classes", "id, source_id, updated_at, archived_at"),
             (
                 "class_teachers",
                 "id, class_id, teacher_id, role, source, started_at, ended_at",

@@ -373,13 +373,13 @@ async fn welcome_emails_reach_each_new_teacher_once_across_reruns(backend: Backe
          WHERE t.email = '{address}'"
     );
     let old_token = demo.db.rows(&token_of).await;
-    let clever_id = demo
+    let source_id = demo
         .db
         .rows(&format!(
-            "SELECT clever_id FROM teachers WHERE email = '{address}'"
+            "SELECT source_id FROM teachers WHERE email = '{address}'"
         ))
         .await;
-    let (code, stdout, stderr) = rosterflow(&["email", "resend", demo.path(), &clever_id[0]], &[]);
+    let (code, stdout, stderr) = rosterflow(&["email", "resend", demo.path(), &source_id[0]], &[]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert_eq!(demo.send().0, 0);
     let recipients = received(&sink);

@@ -117,7 +117,7 @@ pub enum EmailError {
 /// A district that has not been loaded yet has nothing to send.
 pub async fn deliver_pending(
     db: &Db,
-    district_clever_id: &str,
+    district_key: &str,
     config: &EmailConfig,
     now: DateTime<Utc>,
 ) -> Result<DeliveryReport, EmailError> {
@@ -129,9 +129,9 @@ pub async fn deliver_pending(
         problems: vec![format!("email.from: {error}")],
     })?;
     let mut report = DeliveryReport::default();
-    let Some(district_id) = outbox::district_id(db, district_clever_id).await? else {
+    let Some(district_id) = outbox::district_id(db, district_key).await? else {
         tracing::debug!(
-            district = district_clever_id,
+            district = district_key,
             "district not loaded yet: no welcome emails to send"
         );
         return Ok(report);
@@ -214,7 +214,7 @@ pub async fn deliver_pending(
                 outbox::mark_sent(db, &row, teacher_id, started.now()).await?;
                 report.sent += 1;
                 tracing::info!(
-                    district = district_clever_id,
+                    district = district_key,
                     outbox_id = row.id,
                     teacher_id = teacher_id.0,
                     attempt,
@@ -230,7 +230,7 @@ pub async fn deliver_pending(
                     give_up,
                 );
                 outbox::attempt_failed(db, row.id, &reason, give_up).await?;
-                log_failure(district_clever_id, &row, attempt, give_up, &reason);
+                log_failure(district_key, &row, attempt, give_up, &reason);
                 report.problem(&row, reason, give_up);
             }
             Err(error) => {
@@ -242,7 +242,7 @@ pub async fn deliver_pending(
                 let give_up = attempt >= config.max_attempts;
                 let reason = failure_reason(cause.clone(), attempt, give_up);
                 outbox::attempt_failed(db, row.id, &reason, give_up).await?;
-                log_failure(district_clever_id, &row, attempt, give_up, &reason);
+                log_failure(district_key, &row, attempt, give_up, &reason);
                 report.problem(&row, reason, give_up);
                 skip_rest(db, config, &mut report, rows, &cause, started.now()).await?;
                 break;
@@ -268,11 +268,10 @@ pub enum ResendError {
 /// Queues a new welcome email for `teacher` (a Clever id or SIS id) of the district, for a lost
 /// or expired link: the next delivery pass sends it with a new single-use token, which voids
 /// the old link.
-pub async fn resend(db: &Db, district_clever_id: &str, teacher: &str) -> Result<(), ResendError> {
+pub async fn resend(db: &Db, district_key: &str, teacher: &str) -> Result<(), ResendError> {
     let teacher_row =
-        rosterflow_store::roster::find(db, "teachers", "teacher", district_clever_id, teacher)
-            .await?;
-    let district_id = outbox::district_id(db, district_clever_id)
+        rosterflow_store::roster::find(db, "teachers", "teacher", district_key, teacher).await?;
+    let district_id = outbox::district_id(db, district_key)
         .await?
         .ok_or_else(|| ResendError::NotInvited {
             teacher: teacher.to_owned(),

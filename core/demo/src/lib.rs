@@ -96,11 +96,11 @@ fn database(what: &'static str) -> impl FnOnce(sqlx::Error) -> GrowthError {
 
 /// Demo only: replaces the district's demo practice with `options.weeks` weeks of invented
 /// sessions (math and ELA, every domain) and weekly level measurements that grow, for every
-/// student of district `district_clever_id` who is not archived. Deterministic from
+/// student of district `district_key` who is not archived. Deterministic from
 /// `options.seed`. Never call this from a pipeline run.
 pub async fn seed_demo_practice(
     db: &Db,
-    district_clever_id: &str,
+    district_key: &str,
     options: &SeedOptions,
 ) -> Result<SeedReport, GrowthError> {
     if options.weeks == 0 || options.weeks > 60 {
@@ -116,14 +116,14 @@ pub async fn seed_demo_practice(
             ),
         });
     }
-    let district: Option<i64> = sqlx::query_scalar("SELECT id FROM districts WHERE clever_id = $1")
-        .bind(district_clever_id)
+    let district: Option<i64> = sqlx::query_scalar("SELECT id FROM districts WHERE key = $1")
+        .bind(district_key)
         .fetch_optional(&db.pool)
         .await
         .map_err(database("look up the district"))?;
     let Some(district) = district else {
         return Err(GrowthError::UnknownDistrict {
-            district: district_clever_id.to_owned(),
+            district: district_key.to_owned(),
         });
     };
 
@@ -186,7 +186,7 @@ pub async fn seed_demo_practice(
         .await
         .map_err(database("commit the demo practice"))?;
     tracing::info!(
-        district = district_clever_id,
+        district = district_key,
         students = report.students,
         sessions = report.sessions,
         levels = report.levels,

@@ -115,27 +115,27 @@ async fn seed(db: &Db, students: i64) {
     let now = "2026-07-01T00:00:00.000000Z";
     let statements = [
         format!(
-            "INSERT INTO districts (id, clever_id, name, created_at, updated_at) \
+            "INSERT INTO districts (id, source_id, name, created_at, updated_at) \
              VALUES (1, '{DISTRICT}', 'Bench District', '{now}', '{now}')"
         ),
         format!(
             "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 40) \
-             INSERT INTO schools (id, district_id, clever_id, sis_id, name, created_at, updated_at) \
+             INSERT INTO schools (id, district_id, source_id, sis_id, name, created_at, updated_at) \
              SELECT x, 1, printf('5c%022x', x), 'SCH' || x, 'School ' || x, '{now}', '{now}' FROM n"
         ),
         format!(
             "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < {students}) \
-             INSERT INTO students (id, district_id, clever_id, sis_id, state_id, student_number, grade, school_id, created_at, updated_at) \
+             INSERT INTO students (id, district_id, source_id, sis_id, state_id, student_number, grade, school_id, created_at, updated_at) \
              SELECT x, 1, printf('5s%022x', x), 'S' || x, 'ST' || x, 'N' || x, '' || (x % 6), 1 + x % 40, '{now}', '{now}' FROM n"
         ),
         format!(
             "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < {students} / 25 + 1) \
-             INSERT INTO teachers (id, district_id, clever_id, sis_id, first_name, last_name, school_id, created_at, updated_at) \
+             INSERT INTO teachers (id, district_id, source_id, sis_id, first_name, last_name, school_id, created_at, updated_at) \
              SELECT x, 1, printf('5t%022x', x), 'T' || x, 'Pat', 'Teacher' || x, 1 + x % 40, '{now}', '{now}' FROM n"
         ),
         format!(
             "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < {students} / 25 + 1) \
-             INSERT INTO classes (id, district_id, clever_id, sis_id, school_id, name, subject, grade, created_at, updated_at) \
+             INSERT INTO classes (id, district_id, source_id, sis_id, school_id, name, subject, grade, created_at, updated_at) \
              SELECT x, 1, printf('5k%022x', x), 'C' || x, 1 + x % 40, 'Math ' || x, 'math', '3', '{now}', '{now}' FROM n"
         ),
         format!(

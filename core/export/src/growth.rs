@@ -24,7 +24,7 @@ use rosterflow_store::db::timestamp as db_timestamp;
 /// The growth columns, in file order. The data dictionary is in `pipelines/README.md`.
 pub(crate) const COLUMNS: &[Column] = &[
     Column {
-        name: "student_clever_id",
+        name: "student_source_id",
         kind: Kind::Text,
     },
     Column {
@@ -131,7 +131,7 @@ pub(crate) const COLUMNS: &[Column] = &[
 
 /// A page of the district's students, in id order, with their school.
 pub(crate) const STUDENTS_SQL: &str = "\
-SELECT s.id, s.clever_id, s.sis_id, s.state_id, s.student_number, s.grade, s.archived_at, \
+SELECT s.id, s.source_id, s.sis_id, s.state_id, s.student_number, s.grade, s.archived_at, \
        sc.sis_id, sc.name \
 FROM students s LEFT JOIN schools sc ON sc.id = s.school_id \
 WHERE s.district_id = $1 AND s.id > $2 \
@@ -190,7 +190,7 @@ ORDER BY c.id, CASE WHEN ct.role = 'primary' THEN 0 ELSE 1 END, t.last_name, t.f
 #[derive(Debug)]
 pub(crate) struct Student {
     pub id: i64,
-    pub clever_id: Option<String>,
+    pub source_id: Option<String>,
     pub sis_id: Option<String>,
     pub state_id: Option<String>,
     pub student_number: Option<String>,
@@ -204,7 +204,7 @@ impl Student {
     pub fn from_row(row: &Row<'_>) -> Result<Student, ExportError> {
         Ok(Student {
             id: row.int(0)?.unwrap_or_default(),
-            clever_id: row.string(1)?,
+            source_id: row.string(1)?,
             sis_id: row.string(2)?,
             state_id: row.string(3)?,
             student_number: row.string(4)?,
@@ -520,7 +520,7 @@ impl Cells for GrowthRow<'_> {
         let g = self.growth;
         let p = &g.practice;
         match column {
-            0 => Value::Text(text(&s.clever_id)),
+            0 => Value::Text(text(&s.source_id)),
             1 => Value::Text(text(&s.sis_id)),
             2 => Value::Text(text(&s.state_id)),
             3 => Value::Text(text(&s.student_number)),
@@ -911,7 +911,7 @@ mod tests {
     fn every_column_hands_out_its_kind() {
         let student = Student {
             id: 1,
-            clever_id: Some("c".into()),
+            source_id: Some("c".into()),
             sis_id: Some("s".into()),
             state_id: None,
             student_number: None,

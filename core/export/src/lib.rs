@@ -193,7 +193,7 @@ pub enum ExportError {
     },
 }
 
-/// Writes the configured datasets of district `district_clever_id` for the period `config`
+/// Writes the configured datasets of district `district_key` for the period `config`
 /// selects at `now`, and reports the files.
 ///
 /// Reads one consistent snapshot of the Freckle DB and only the district's rows. On SQLite, file
@@ -202,7 +202,7 @@ pub enum ExportError {
 /// read-only repeatable-read transaction.
 pub async fn run(
     db: &Db,
-    district_clever_id: &str,
+    district_key: &str,
     config: &ExportConfig,
     now: DateTime<Utc>,
 ) -> Result<ExportReport, ExportError> {
@@ -222,14 +222,14 @@ pub async fn run(
         .open()?;
 
     let mut source = Source::open(db).await?;
-    let district = source.district(district_clever_id).await?;
+    let district = source.district(district_key).await?;
     let as_of = now.min(period.end);
     let mut files = Vec::new();
     for &dataset in &config.datasets {
         let columns = dataset.allowed(config.columns.as_deref());
         let key = format!(
             "{dataset}/district={}/school_year={}/{dataset}.parquet",
-            district.clever_id, period.school_year
+            district.key, period.school_year
         );
         let staged = destination.stage(&key)?;
         let job = source::Job {
@@ -255,7 +255,7 @@ pub async fn run(
         let written = written?;
         let location = destination.commit(staged, &key).await?;
         tracing::info!(
-            district = %district.clever_id,
+            district = %district.key,
             dataset = %dataset,
             rows = written.rows,
             bytes = written.bytes,
@@ -275,7 +275,7 @@ pub async fn run(
     }
     source.close().await;
     Ok(ExportReport {
-        district: district.clever_id,
+        district: district.key,
         school_year: period.school_year,
         period_start: period.start,
         period_end: period.end,

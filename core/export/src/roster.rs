@@ -18,7 +18,7 @@ use rosterflow_store::db::timestamp as db_timestamp;
 /// The roster history columns, in file order. The data dictionary is in `pipelines/README.md`.
 pub(crate) const COLUMNS: &[Column] = &[
     Column {
-        name: "student_clever_id",
+        name: "student_source_id",
         kind: Kind::Text,
     },
     Column {
@@ -54,7 +54,7 @@ pub(crate) const COLUMNS: &[Column] = &[
         kind: Kind::Dict,
     },
     Column {
-        name: "class_clever_id",
+        name: "class_source_id",
         kind: Kind::Dict,
     },
     Column {
@@ -78,7 +78,7 @@ pub(crate) const COLUMNS: &[Column] = &[
         kind: Kind::Dict,
     },
     Column {
-        name: "teacher_clever_id",
+        name: "teacher_source_id",
         kind: Kind::Dict,
     },
     Column {
@@ -110,9 +110,9 @@ SELECT s.id FROM students s WHERE s.district_id = $1 AND s.id > $2 ORDER BY s.id
 /// The stays of a page of students in classes, each joined with the teacher stays that overlap
 /// it (stays are half-open: `[started_at, ended_at)`, an open end sorting after every instant).
 const STAYS_SQL: &str = "\
-SELECT s.clever_id, s.sis_id, s.state_id, s.student_number, s.archived_at, s.grade, \
-       sc.sis_id, sc.name, c.clever_id, c.sis_id, c.name, c.subject, c.period, cs.source, \
-       t.clever_id, t.sis_id, t.first_name, t.last_name, ct.role, \
+SELECT s.source_id, s.sis_id, s.state_id, s.student_number, s.archived_at, s.grade, \
+       sc.sis_id, sc.name, c.source_id, c.sis_id, c.name, c.subject, c.period, cs.source, \
+       t.source_id, t.sis_id, t.first_name, t.last_name, ct.role, \
        cs.started_at, cs.ended_at, ct.started_at, ct.ended_at \
 FROM students s \
 JOIN class_students cs ON cs.student_id = s.id \
@@ -129,7 +129,7 @@ ORDER BY s.id, cs.started_at, cs.class_id, ct.started_at, ct.teacher_id";
 /// One row of the dataset.
 #[derive(Debug, Default)]
 pub(crate) struct Stay {
-    student_clever_id: Option<String>,
+    student_source_id: Option<String>,
     student_sis_id: Option<String>,
     student_state_id: Option<String>,
     student_number: Option<String>,
@@ -137,13 +137,13 @@ pub(crate) struct Stay {
     grade: Option<String>,
     school_sis_id: Option<String>,
     school_name: Option<String>,
-    class_clever_id: Option<String>,
+    class_source_id: Option<String>,
     class_sis_id: Option<String>,
     class_name: Option<String>,
     class_subject: Option<String>,
     class_period: Option<String>,
     membership_source: Option<String>,
-    teacher_clever_id: Option<String>,
+    teacher_source_id: Option<String>,
     teacher_sis_id: Option<String>,
     teacher_name: Option<String>,
     teacher_role: Option<String>,
@@ -161,7 +161,7 @@ impl Cells for StayRow<'_> {
     fn cell(&self, column: usize) -> Value<'_> {
         let s = self.stay;
         Value::Text(match column {
-            0 => text(&s.student_clever_id),
+            0 => text(&s.student_source_id),
             1 => text(&s.student_sis_id),
             2 => text(&s.student_state_id),
             3 => text(&s.student_number),
@@ -170,13 +170,13 @@ impl Cells for StayRow<'_> {
             6 => (!self.district_name.is_empty()).then_some(self.district_name),
             7 => text(&s.school_sis_id),
             8 => text(&s.school_name),
-            9 => text(&s.class_clever_id),
+            9 => text(&s.class_source_id),
             10 => text(&s.class_sis_id),
             11 => text(&s.class_name),
             12 => text(&s.class_subject),
             13 => text(&s.class_period),
             14 => text(&s.membership_source),
-            15 => text(&s.teacher_clever_id),
+            15 => text(&s.teacher_source_id),
             16 => text(&s.teacher_sis_id),
             17 => text(&s.teacher_name),
             18 => text(&s.teacher_role),
@@ -258,7 +258,7 @@ pub(crate) fn read(
                     .collect::<Vec<_>>()
                     .join(" ");
                 stays.push(Stay {
-                    student_clever_id: row.string(0)?,
+                    student_source_id: row.string(0)?,
                     student_sis_id: row.string(1)?,
                     student_state_id: row.string(2)?,
                     student_number: row.string(3)?,
@@ -266,13 +266,13 @@ pub(crate) fn read(
                     grade: row.string(5)?,
                     school_sis_id: row.string(6)?,
                     school_name: row.string(7)?,
-                    class_clever_id: row.string(8)?,
+                    class_source_id: row.string(8)?,
                     class_sis_id: row.string(9)?,
                     class_name: row.string(10)?,
                     class_subject: row.string(11)?,
                     class_period: row.string(12)?,
                     membership_source: row.string(13)?,
-                    teacher_clever_id: row.string(14)?,
+                    teacher_source_id: row.string(14)?,
                     teacher_sis_id: row.string(15)?,
                     teacher_name: Some(name).filter(|n| !n.is_empty()),
                     teacher_role: row.string(18)?,

@@ -20,7 +20,7 @@ use rosterflow_store::db::{Backend, Db};
 #[derive(Debug, Clone)]
 pub(crate) struct District {
     pub id: i64,
-    pub clever_id: String,
+    pub key: String,
     pub name: String,
 }
 
@@ -175,9 +175,9 @@ impl Source {
         })
     }
 
-    /// Looks the district up by its Clever id.
-    pub async fn district(&mut self, clever_id: &str) -> Result<District, ExportError> {
-        const SQL: &str = "SELECT id, name FROM districts WHERE clever_id = $1";
+    /// Looks the district up by its key.
+    pub async fn district(&mut self, key: &str) -> Result<District, ExportError> {
+        const SQL: &str = "SELECT id, name FROM districts WHERE key = $1";
         let found = match &mut self.kind {
             Kind::Sqlite(connection) => {
                 let mut statement =
@@ -187,13 +187,12 @@ impl Source {
                             what: "the district",
                             source,
                         })?;
-                let mut rows =
-                    statement
-                        .query([clever_id])
-                        .map_err(|source| ExportError::Sqlite {
-                            what: "the district",
-                            source,
-                        })?;
+                let mut rows = statement
+                    .query([key])
+                    .map_err(|source| ExportError::Sqlite {
+                        what: "the district",
+                        source,
+                    })?;
                 match rows.next().map_err(|source| ExportError::Sqlite {
                     what: "the district",
                     source,
@@ -210,7 +209,7 @@ impl Source {
             }
             Kind::Pool { tx, .. } => {
                 let row = sqlx::query(SQL)
-                    .bind(clever_id)
+                    .bind(key)
                     .fetch_optional(&mut **tx)
                     .await
                     .map_err(|source| ExportError::Database {
@@ -232,11 +231,11 @@ impl Source {
         match found {
             Some((Some(id), name)) => Ok(District {
                 id,
-                clever_id: clever_id.to_owned(),
+                key: key.to_owned(),
                 name: name.unwrap_or_default(),
             }),
             _ => Err(ExportError::UnknownDistrict {
-                district: clever_id.to_owned(),
+                district: key.to_owned(),
             }),
         }
     }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use rosterflow_extract::config::SourceConfig;
-use rosterflow_model::is_clever_id;
+use rosterflow_model::{is_clever_id, is_district_key};
 use rosterflow_plan::safety::SafetyConfig;
 use rosterflow_store::db::Db;
 use rosterflow_store::runs::{self, RunsError};
@@ -66,8 +66,11 @@ pub struct PipelineFile {
 pub struct PipelineTable {
     /// The pipeline's name, used in run history and logs (e.g. `"springfield"`).
     pub name: String,
-    /// The Clever district id this pipeline syncs. When set, a source that returns another
-    /// district is refused; when absent, the district the token sees is used.
+    /// The district this pipeline syncs, as the Freckle DB keys it: its row, its run lock and
+    /// its export partition. For a Clever source it is the district's Clever id: a source that
+    /// returns another district is refused, and when absent the district the token sees is
+    /// used. A OneRoster source must name it (1 to 64 letters, digits, `-` or `_`). A district
+    /// that moves to another source keeps its key.
     #[serde(default)]
     pub district_id: Option<String>,
 }
@@ -98,7 +101,7 @@ impl Pipeline {
         &self.file.pipeline.name
     }
 
-    /// The Clever district the file names, if it names one.
+    /// The district's key the file names, if it names one.
     pub fn district_id(&self) -> Option<&str> {
         self.file.pipeline.district_id.as_deref()
     }
@@ -260,12 +263,21 @@ fn validate(pipeline: &Pipeline) -> Vec<Problem> {
     if file.pipeline.name.trim().is_empty() {
         problem("pipeline.name: must not be empty".into());
     }
-    if let Some(id) = &file.pipeline.district_id
-        && !is_clever_id(id)
-    {
-        problem(format!(
+    let clever = matches!(
+        file.source,
+        SourceConfig::Clever(_) | SourceConfig::CleverReplay(_)
+    );
+    match &file.pipeline.district_id {
+        Some(id) if clever && !is_clever_id(id) => problem(format!(
             "pipeline.district_id: {id:?} is not a Clever id (24 hex digits)"
-        ));
+        )),
+        Some(id) if !is_district_key(id) => problem(format!(
+            "pipeline.district_id: {id:?} cannot key a district: use 1 to 64 letters, digits, '-' or '_'"
+        )),
+        None if !clever => problem(
+            "pipeline.district_id: a OneRoster pipeline must name its district's key (for example \"springfield\"); a district that moves from Clever keeps its Clever id".into(),
+        ),
+        _ => {}
     }
     for message in file.source.validate(file.pipeline.district_id.as_deref()) {
         problem(message);

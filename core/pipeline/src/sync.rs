@@ -15,6 +15,7 @@ use rosterflow_model::Clock;
 use rosterflow_model::Snapshot;
 use rosterflow_plan::safety;
 use rosterflow_plan::state::State;
+use rosterflow_plan::switch::SourceSwitch;
 use rosterflow_plan::{Plan, Summary};
 use rosterflow_store::db::{Db, parse_timestamp};
 use rosterflow_store::runs::{self, RunsError};
@@ -208,7 +209,7 @@ impl Runner {
         let mut store = Store::lock(db, &held.district, lock)
             .await
             .map_err(store_error)?;
-        let state = store.read_state().await.map_err(store_error)?;
+        let mut state = store.read_state().await.map_err(store_error)?;
         if state.last_run != held.based_on_run {
             return Err(SyncError::Outdated {
                 pipeline: name,
@@ -219,6 +220,9 @@ impl Runner {
                 },
             });
         }
+        match_new_source(&mut store, &held.snapshot, &mut state)
+            .await
+            .map_err(store_error)?;
         let plan = rosterflow_model::blocking(|| Plan::compute(&held.snapshot, &state));
         let outcome = store
             .apply(&plan, RunRecord::Approve { run, by })
@@ -293,6 +297,10 @@ impl Runner {
         // the runs of a district never overlap in its history.
         let started_at = self.clock.now();
         let (snapshot, source) = pulled_roster;
+        let mut state = state;
+        match_new_source(&mut store, &snapshot, &mut state)
+            .await
+            .map_err(store_error)?;
         tracing::info!(target: rosterflow_model::PROGRESS, "planning");
         let plan = rosterflow_model::blocking(|| Plan::compute(&snapshot, &state));
         let summary = plan.summary();
@@ -346,7 +354,17 @@ impl Runner {
 
     /// Pulls the pipeline's district: whole, or (`sync = "events"`) the events since the
     /// district's checkpoint.
+    /// Pulls the pipeline's district and gives it its key in the Freckle DB: the one the pipeline
+    /// names, or else (a Clever source) the district's Clever id.
     async fn pull(&self, pipeline: &Pipeline) -> Result<(Snapshot, Source), SyncError> {
+        let (mut snapshot, source) = self.pull_source(pipeline).await?;
+        if let Some(key) = pipeline.district_id() {
+            snapshot.district.id = key.into();
+        }
+        Ok((snapshot, source))
+    }
+
+    async fn pull_source(&self, pipeline: &Pipeline) -> Result<(Snapshot, Source), SyncError> {
         let name = pipeline.name();
         let extract_error = |source| SyncError::Extract {
             pipeline: name.to_owned(),
@@ -431,4 +449,33 @@ fn full_source() -> Source {
 async fn read_state(mut store: Store) -> (Store, Result<State, StoreError>) {
     let state = store.read_state().await;
     (store, state)
+}
+
+/// When the roster comes from another source than the district's rows (a district moving from
+/// Clever to OneRoster, or back), matches the rows to the new records by SIS id, so the plan keeps
+/// them (see [`rosterflow_plan::switch`]).
+async fn match_new_source(
+    store: &mut Store,
+    snapshot: &Snapshot,
+    state: &mut State,
+) -> Result<(), StoreError> {
+    let Some(from) = state
+        .source
+        .filter(|_| state.switches_to(snapshot.district.source))
+    else {
+        return Ok(());
+    };
+    let rows = store.read_sis_rows().await?;
+    let switch =
+        rosterflow_model::blocking(|| SourceSwitch::match_by_sis_id(snapshot, state, from, &rows));
+    tracing::warn!(
+        district = %snapshot.district.id,
+        from = %from,
+        to = %snapshot.district.source,
+        matched = switch.matches.len(),
+        unmatched = switch.unmatched.len(),
+        "the district's source changes: rows matched by SIS id"
+    );
+    state.switch_source(switch);
+    Ok(())
 }

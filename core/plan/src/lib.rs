@@ -22,6 +22,7 @@
 pub mod safety;
 pub mod schema;
 pub mod state;
+pub mod switch;
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -410,6 +411,23 @@ impl<'a> Plan<'a> {
         })
     }
 
+    /// A change row per row that takes a record of the district's new source (see [`switch`]):
+    /// its new key, with the old one and the SIS id that matched them.
+    pub fn switch_rows(&self) -> impl Iterator<Item = ChangeRow<'a>> + '_ {
+        let matches = self.state.switch.iter().flat_map(|s| &s.matches);
+        matches.map(|m| ChangeRow {
+            entity: m.entity,
+            key: &m.to,
+            member: None,
+            action: "rekey",
+            reason: Cow::Borrowed("matched by SIS id in the district's new source"),
+            author: Cow::Borrowed("sync"),
+            detail: Some(
+                serde_json::json!({ "from": m.from.as_str(), "sis_id": m.sis_id }).to_string(),
+            ),
+        })
+    }
+
     pub fn retag_rows(&self) -> impl Iterator<Item = ChangeRow<'a>> + '_ {
         self.retags.iter().map(move |retag| ChangeRow {
             entity: retag.entity,
@@ -779,6 +797,8 @@ pub struct Summary {
     pub new_accounts: usize,
     pub quarantined: usize,
     pub skipped: Skipped,
+    /// Every match and unmatched record of a change of source, when the plan makes one.
+    pub source_switch: Option<String>,
 }
 
 impl Summary {
@@ -805,6 +825,7 @@ impl Plan<'_> {
             new_accounts: self.new_accounts.len(),
             quarantined: self.snapshot.quarantine.len(),
             skipped: self.snapshot.skipped,
+            source_switch: self.state.switch.as_ref().map(ToString::to_string),
         }
     }
 }
@@ -827,12 +848,15 @@ impl fmt::Display for Summary {
             writeln!(f, "quarantined records: {}", self.quarantined)?;
         }
         let skipped = &self.skipped;
-        if skipped.contacts + skipped.staff + skipped.other_district > 0 {
+        if skipped.contacts + skipped.staff + skipped.other_district + skipped.disabled > 0 {
             writeln!(
                 f,
-                "not loaded: {} contact(s), {} staff-only user(s), {} record(s) of other districts",
-                skipped.contacts, skipped.staff, skipped.other_district
+                "not loaded: {} contact(s), {} staff-only user(s), {} record(s) of other districts, {} disabled user(s)",
+                skipped.contacts, skipped.staff, skipped.other_district, skipped.disabled
             )?;
+        }
+        if let Some(switch) = &self.source_switch {
+            write!(f, "{switch}")?;
         }
         Ok(())
     }

@@ -69,6 +69,9 @@ impl SafetyConfig {
 /// Every reason to hold `plan`; empty when it may be applied.
 pub fn check(plan: &Plan<'_>, config: &SafetyConfig) -> Vec<String> {
     let mut reasons = Vec::new();
+    if let Some(switch) = &plan.state.switch {
+        reasons.push(switch.hold_reason());
+    }
     for (entity, before) in &plan.active_before {
         let in_source = plan.in_source.get(entity).copied().unwrap_or_default();
         if *before >= config.min_records && in_source == 0 && *entity != Entity::District {

@@ -15,7 +15,7 @@ use rosterflow_model::{
 pub enum Kind {
     Text,
     Flag,
-    /// The row id of another entity's record, which the roster names by Clever id.
+    /// The row id of another entity's record, which the roster names by its source id.
     Ref(Entity),
 }
 
@@ -24,7 +24,7 @@ pub enum Kind {
 pub enum Value<'a> {
     Text(Option<Cow<'a, str>>),
     Flag(bool),
-    /// The Clever id of the referenced record.
+    /// The source id of the referenced record.
     Ref(Option<&'a str>),
 }
 
@@ -61,10 +61,13 @@ const fn column<R>(
     Column { name, kind, value }
 }
 
-/// A table whose rows the sync keys by Clever id.
+/// A table whose rows the sync keys by their record's [`Record::key`], unique within their
+/// district.
 pub struct Table<R: 'static> {
     pub entity: Entity,
     pub name: &'static str,
+    /// The column that holds the key: `source_id`, or the district's own `key`.
+    pub key_column: &'static str,
     /// The columns the sync writes (at most 32: changes are kept as a bit set).
     pub columns: &'static [Column<R>],
     /// Whether rows belong to a district and can be archived (the district's own row cannot).
@@ -74,7 +77,7 @@ pub struct Table<R: 'static> {
 /// A roster record that has a row in a synced table.
 pub trait Record: Sized + 'static {
     const TABLE: Table<Self>;
-    /// The Clever id.
+    /// The record's id at its source (the district's key, for the district).
     fn key(&self) -> &str;
     /// The school the record belongs to, for per-school safety checks.
     fn school(&self) -> Option<&str>;
@@ -122,6 +125,7 @@ pub const ENTITIES: [Entity; 8] = [
 pub struct Layout {
     pub entity: Entity,
     pub name: &'static str,
+    pub key_column: &'static str,
     pub in_district: bool,
     pub columns: Vec<(&'static str, Kind)>,
 }
@@ -132,6 +136,7 @@ impl Layout {
         Layout {
             entity: table.entity,
             name: table.name,
+            key_column: table.key_column,
             in_district: table.in_district,
             columns: table.columns.iter().map(|c| (c.name, c.kind)).collect(),
         }
@@ -176,9 +181,18 @@ impl Record for District {
     const TABLE: Table<Self> = Table {
         entity: Entity::District,
         name: "districts",
-        columns: &[column("name", Kind::Text, |d, _| {
-            Value::Text(Some(Cow::Borrowed(&d.name)))
-        })],
+        key_column: "key",
+        columns: &[
+            column("name", Kind::Text, |d, _| {
+                Value::Text(Some(Cow::Borrowed(&d.name)))
+            }),
+            column("source_kind", Kind::Text, |d, _| {
+                Value::Text(Some(Cow::Borrowed(d.source.as_str())))
+            }),
+            column("source_id", Kind::Text, |d, _| {
+                Value::Text(Some(Cow::Borrowed(&d.source_id)))
+            }),
+        ],
         in_district: false,
     };
     fn key(&self) -> &str {
@@ -193,6 +207,7 @@ impl Record for School {
     const TABLE: Table<Self> = Table {
         entity: Entity::School,
         name: "schools",
+        key_column: "source_id",
         columns: &[
             column("name", Kind::Text, |s, _| {
                 Value::Text(Some(Cow::Borrowed(&s.name)))
@@ -218,6 +233,7 @@ impl Record for Term {
     const TABLE: Table<Self> = Table {
         entity: Entity::Term,
         name: "terms",
+        key_column: "source_id",
         columns: &[
             column("name", Kind::Text, |t, _| text(&t.name)),
             column("start_date", Kind::Text, |t, _| text(&t.start_date)),
@@ -238,6 +254,7 @@ impl Record for Course {
     const TABLE: Table<Self> = Table {
         entity: Entity::Course,
         name: "courses",
+        key_column: "source_id",
         columns: &[
             column("name", Kind::Text, |c, _| text(&c.name)),
             column("number", Kind::Text, |c, _| text(&c.number)),
@@ -257,6 +274,7 @@ impl Record for Teacher {
     const TABLE: Table<Self> = Table {
         entity: Entity::Teacher,
         name: "teachers",
+        key_column: "source_id",
         columns: &[
             column("sis_id", Kind::Text, |t, _| text(&t.sis_id)),
             column("email", Kind::Text, |t, _| text(&t.email)),
@@ -282,6 +300,7 @@ impl Record for Student {
     const TABLE: Table<Self> = Table {
         entity: Entity::Student,
         name: "students",
+        key_column: "source_id",
         columns: &[
             column("sis_id", Kind::Text, |s, _| text(&s.sis_id)),
             column("state_id", Kind::Text, |s, _| text(&s.state_id)),
@@ -307,6 +326,7 @@ impl Record for Admin {
     const TABLE: Table<Self> = Table {
         entity: Entity::Admin,
         name: "admins",
+        key_column: "source_id",
         columns: &[
             column("email", Kind::Text, |a, _| text(&a.email)),
             column("first_name", Kind::Text, |a, _| text(&a.name.first)),
@@ -328,6 +348,7 @@ impl Record for Section {
     const TABLE: Table<Self> = Table {
         entity: Entity::Class,
         name: "classes",
+        key_column: "source_id",
         columns: &[
             column("sis_id", Kind::Text, |s, _| text(&s.sis_id)),
             column("school_id", Kind::Ref(Entity::School), |s, _| {

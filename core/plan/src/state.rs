@@ -5,21 +5,27 @@
 //! The store reads it; the planner diffs a snapshot against it. No column value is kept, only
 //! its [`fingerprint`]: enough to tell which columns changed, at a few bytes a column.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 
 use indexmap::IndexMap;
 use rustc_hash::{FxBuildHasher, FxHasher};
 
-use rosterflow_model::{DecisionAction, Entity, Id};
+use rosterflow_model::{DecisionAction, Entity, Id, SourceKind};
 
 use crate::schema::{Kind, Value};
+use crate::switch::SourceSwitch;
 
 /// A district's rows as the sync sees them.
 #[derive(Debug, Default)]
 pub struct State {
     /// The district's row, once it has one.
     pub district: Option<i64>,
+    /// The source the district's rows came from, once it has a row.
+    pub source: Option<SourceKind>,
+    /// The change of source this run makes, with the rows it matched (already keyed by their
+    /// new ids in `tables`).
+    pub switch: Option<SourceSwitch>,
     /// The last committed run of the district.
     pub last_run: Option<i64>,
     /// Rows with a Clever id, per synced entity.
@@ -38,6 +44,31 @@ impl State {
             .get_mut(&entity)
             .expect("a loaded table")
             .archive(key);
+    }
+
+    /// Whether the roster now comes from another source than the district's rows: then its
+    /// rows are matched by SIS id ([`State::switch_source`]) before planning.
+    pub fn switches_to(&self, source: SourceKind) -> bool {
+        self.source.is_some_and(|from| from != source) && self.switch.is_none()
+    }
+
+    /// Keys the matched rows by their new ids, so the plan updates them instead of archiving
+    /// them and creating new ones; the store writes the new keys first.
+    pub fn switch_source(&mut self, switch: SourceSwitch) {
+        for entity in crate::switch::MATCHED {
+            let renames: HashMap<i64, &Id> = switch
+                .matches
+                .iter()
+                .filter(|m| m.entity == entity)
+                .map(|m| (m.row, &m.to))
+                .collect();
+            if let Some(table) = self.tables.get_mut(&entity)
+                && !renames.is_empty()
+            {
+                table.rekey(&renames);
+            }
+        }
+        self.switch = Some(switch);
     }
 
     /// The rows of `entity` (empty when the table was not read).
@@ -128,6 +159,18 @@ impl TableState {
             columns,
             ..TableState::empty()
         }
+    }
+
+    /// Gives the rows in `renames` (by row id) their new keys, keeping the order.
+    fn rekey(&mut self, renames: &HashMap<i64, &Id>) {
+        let rows = std::mem::take(&mut self.rows);
+        self.rows = rows
+            .into_iter()
+            .map(|(key, existing)| match renames.get(&existing.id) {
+                Some(&new) => (new.clone(), existing),
+                None => (key, existing),
+            })
+            .collect();
     }
 
     /// Adds a row; rows come in ascending row id order, each with one fingerprint per column.

@@ -489,7 +489,7 @@ async fn run_page(
         div.scroll { table {
             thead { tr { th { "Record" } th { "Reason" } th { "Suggested fix" } } }
             tbody { @for row in quarantined.iter().take(LISTED) { tr {
-                td { (row.entity) " " (row.clever_id.as_deref().unwrap_or("")) }
+                td { (row.entity) " " (row.source_id.as_deref().unwrap_or("")) }
                 td { (row.reason) }
                 td { (row.suggested_fix.as_deref().unwrap_or("")) }
             } } }
@@ -499,7 +499,7 @@ async fn run_page(
         div.scroll { table {
             thead { tr { th { "Record" } th { "Change" } th { "Reason" } th { "By" } } }
             tbody { @for row in changes.iter().take(LISTED) { tr {
-                td { (row.entity) " " (row.clever_id.as_deref().unwrap_or(""))
+                td { (row.entity) " " (row.source_id.as_deref().unwrap_or(""))
                     @if let Some(member) = &row.member_id { " · " (member) } }
                 td { (row.action) @if let Some(detail) = &row.detail { " (" (detail) ")" } }
                 td { (row.reason) }

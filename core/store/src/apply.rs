@@ -17,6 +17,8 @@ pub(crate) enum Step {
     Run,
     /// A new district's row names the run that made it.
     DistrictMadeBy,
+    /// Rows matched to the records of the district's new source take their new keys.
+    Rekey,
     /// Every synced table's creates, updates, restores and archives, referenced tables first.
     Tables,
     /// Memberships that start, end or change.
@@ -39,6 +41,14 @@ pub(crate) fn program(plan: &Plan<'_>) -> Vec<Step> {
     let mut steps = vec![Step::District, Step::Fence, Step::Run];
     if plan.creates_district() {
         steps.push(Step::DistrictMadeBy);
+    }
+    if plan
+        .state
+        .switch
+        .as_ref()
+        .is_some_and(|s| !s.matches.is_empty())
+    {
+        steps.push(Step::Rekey);
     }
     steps.extend([
         Step::Tables,

@@ -64,7 +64,7 @@ impl Subject {
 #[derive(Debug, Clone)]
 pub struct Explanation {
     pub subject: Subject,
-    pub clever_id: String,
+    pub source_id: String,
     pub sis_id: Option<String>,
     /// `None` when the record was never loaded (dropped before it reached the DB).
     pub state: Option<Standing>,
@@ -129,7 +129,7 @@ pub struct HistoryEntry {
 #[derive(sqlx::FromRow)]
 struct RecordRow {
     id: i64,
-    clever_id: Option<String>,
+    source_id: Option<String>,
     sis_id: Option<String>,
     archived_at: Option<String>,
     archived_reason: Option<String>,
@@ -172,10 +172,10 @@ pub async fn explain(
     let table = subject.table();
     let row: Option<RecordRow> =
         sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT t.id, t.clever_id, t.sis_id, t.archived_at, t.archived_reason, t.created_run FROM {table} t \
-             JOIN districts d ON d.id = t.district_id WHERE d.clever_id = $1 \
-             AND (t.clever_id = $2 OR t.sis_id = $2) \
-             ORDER BY CASE WHEN t.clever_id = $2 THEN 0 ELSE 1 END, CASE WHEN t.archived_at IS NULL THEN 0 ELSE 1 END, t.id DESC LIMIT 1"
+            "SELECT t.id, t.source_id, t.sis_id, t.archived_at, t.archived_reason, t.created_run FROM {table} t \
+             JOIN districts d ON d.id = t.district_id WHERE d.key = $1 \
+             AND (t.source_id = $2 OR t.sis_id = $2) \
+             ORDER BY CASE WHEN t.source_id = $2 THEN 0 ELSE 1 END, CASE WHEN t.archived_at IS NULL THEN 0 ELSE 1 END, t.id DESC LIMIT 1"
         )))
         .bind(district)
         .bind(id)
@@ -184,17 +184,17 @@ pub async fn explain(
         .map_err(sql("finding the record"))?;
     let last_run: Option<i64> = sqlx::query_scalar(
         "SELECT MAX(r.id) FROM sync_runs r JOIN districts d ON d.id = r.district_id \
-         WHERE d.clever_id = $1 AND r.status IN ('committed', 'approved')",
+         WHERE d.key = $1 AND r.status IN ('committed', 'approved')",
     )
     .bind(district)
     .fetch_one(pool)
     .await
     .map_err(sql("reading run history"))?;
 
-    let (row_id, created_run, clever_id, sis_id, state) = match row {
+    let (row_id, created_run, source_id, sis_id, state) = match row {
         Some(RecordRow {
             id: row_id,
-            clever_id,
+            source_id,
             sis_id,
             archived_at,
             archived_reason,
@@ -212,7 +212,7 @@ pub async fn explain(
             (
                 Some(row_id),
                 created_run,
-                clever_id.unwrap_or_else(|| id.to_owned()),
+                source_id.unwrap_or_else(|| id.to_owned()),
                 sis_id,
                 Some(Standing {
                     archived_at,
@@ -227,10 +227,10 @@ pub async fn explain(
     // The decisions in force: what the latest run's transforms decided.
     let decisions: Vec<(String, String, String)> = sqlx::query_as(
         "SELECT s.action, s.author, s.detail FROM sync_decisions s JOIN districts d ON d.id = s.district_id \
-         WHERE d.clever_id = $1 AND s.clever_id = $2 AND s.entity = $3 AND s.ended_run IS NULL ORDER BY s.id",
+         WHERE d.key = $1 AND s.source_id = $2 AND s.entity = $3 AND s.ended_run IS NULL ORDER BY s.id",
     )
     .bind(district)
-    .bind(clever_id.clone())
+    .bind(source_id.clone())
     .bind(subject.entity().as_str())
     .fetch_all(pool)
     .await
@@ -244,10 +244,10 @@ pub async fn explain(
     let logged: Vec<LoggedChange> = sqlx::query_as(
         "SELECT c.run_id, c.action, c.member_id, c.reason, c.author, c.detail, c.entity FROM sync_changes c \
          JOIN sync_runs r ON r.id = c.run_id JOIN districts d ON d.id = r.district_id \
-         WHERE d.clever_id = $1 AND (c.clever_id = $2 OR c.member_id = $2) ORDER BY c.id",
+         WHERE d.key = $1 AND (c.source_id = $2 OR c.member_id = $2) ORDER BY c.id",
     )
     .bind(district)
-    .bind(clever_id.clone())
+    .bind(source_id.clone())
     .fetch_all(pool)
     .await
     .map_err(sql("reading changes"))?
@@ -270,14 +270,14 @@ pub async fn explain(
         let queries: Vec<(String, &'static str)> = match subject {
             Subject::Student => vec![(
                 format!(
-                    "SELECT c.clever_id AS other, c.name AS other_name, NULL AS role, {COLUMNS} \
+                    "SELECT c.source_id AS other, c.name AS other_name, NULL AS role, {COLUMNS} \
                      FROM class_students m JOIN classes c ON c.id = m.class_id WHERE m.student_id = $1 ORDER BY m.started_at, m.id"
                 ),
                 "student of",
             )],
             Subject::Teacher => vec![(
                 format!(
-                    "SELECT c.clever_id AS other, c.name AS other_name, m.role, {COLUMNS} \
+                    "SELECT c.source_id AS other, c.name AS other_name, m.role, {COLUMNS} \
                      FROM class_teachers m JOIN classes c ON c.id = m.class_id WHERE m.teacher_id = $1 ORDER BY m.started_at, m.id"
                 ),
                 "teacher of",
@@ -285,14 +285,14 @@ pub async fn explain(
             Subject::Class => vec![
                 (
                     format!(
-                        "SELECT t.clever_id AS other, NULL AS other_name, m.role, {COLUMNS} \
+                        "SELECT t.source_id AS other, NULL AS other_name, m.role, {COLUMNS} \
                          FROM class_teachers m JOIN teachers t ON t.id = m.teacher_id WHERE m.class_id = $1 ORDER BY m.started_at, m.id"
                     ),
                     "teacher",
                 ),
                 (
                     format!(
-                        "SELECT s.clever_id AS other, NULL AS other_name, NULL AS role, {COLUMNS} \
+                        "SELECT s.source_id AS other, NULL AS other_name, NULL AS role, {COLUMNS} \
                          FROM class_students m JOIN students s ON s.id = m.student_id WHERE m.class_id = $1 ORDER BY m.started_at, m.id"
                     ),
                     "student",
@@ -321,7 +321,7 @@ pub async fn explain(
         }
         if subject == Subject::Student {
             shares = sqlx::query_scalar(
-                "SELECT t.clever_id FROM student_shares s JOIN teachers t ON t.id = s.teacher_id \
+                "SELECT t.source_id FROM student_shares s JOIN teachers t ON t.id = s.teacher_id \
                  WHERE s.student_id = $1 AND s.revoked_at IS NULL ORDER BY s.id",
             )
             .bind(row_id)
@@ -351,7 +351,7 @@ pub async fn explain(
     changes.extend(logged.into_iter().map(|row| HistoryEntry {
         run: row.run_id,
         action: row.action,
-        subject: row.member_id.filter(|m| *m != clever_id),
+        subject: row.member_id.filter(|m| *m != source_id),
         reason: row.reason,
         author: row.author,
         detail: row.detail,
@@ -386,12 +386,12 @@ pub async fn explain(
     // In run order; within a run, the record before its memberships.
     changes.sort_by_key(|c| (c.run, c.subject.is_some()));
 
-    let pending = pending_changes(db, district, &clever_id).await?;
+    let pending = pending_changes(db, district, &source_id).await?;
 
     Ok(Explanation {
         pending,
         subject,
-        clever_id,
+        source_id,
         sis_id,
         state,
         last_run,
@@ -414,11 +414,11 @@ pub async fn explain(
 async fn pending_changes(
     db: &Db,
     district: &str,
-    clever_id: &str,
+    source_id: &str,
 ) -> Result<Option<(i64, Vec<crate::report::ReportRow>)>, ExplainError> {
     let held: Option<i64> = sqlx::query_scalar(
         "SELECT MAX(r.id) FROM sync_runs r JOIN districts d ON d.id = r.district_id \
-         WHERE d.clever_id = $1 AND r.status = 'held'",
+         WHERE d.key = $1 AND r.status = 'held'",
     )
     .bind(district)
     .fetch_one(&db.pool)
@@ -435,8 +435,8 @@ async fn pending_changes(
         .into_iter()
         .filter(|row| {
             row.kind == "change"
-                && (row.clever_id.as_deref() == Some(clever_id)
-                    || row.member_id.as_deref() == Some(clever_id))
+                && (row.source_id.as_deref() == Some(source_id)
+                    || row.member_id.as_deref() == Some(source_id))
         })
         .collect();
     Ok(Some((run, rows)))
@@ -490,7 +490,7 @@ impl Explanation {
 impl fmt::Display for Explanation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = self.subject.entity().as_str();
-        write!(f, "{kind} {}", self.clever_id)?;
+        write!(f, "{kind} {}", self.source_id)?;
         if let Some(sis) = &self.sis_id {
             write!(f, " (SIS id {sis})")?;
         }
@@ -548,8 +548,8 @@ impl fmt::Display for Explanation {
                 writeln!(f, "  change nothing here")?;
             }
             for row in rows {
-                let other = match (&row.clever_id, &row.member_id) {
-                    (Some(class), Some(member)) if *member == self.clever_id => {
+                let other = match (&row.source_id, &row.member_id) {
+                    (Some(class), Some(member)) if *member == self.source_id => {
                         format!(" in class {class}")
                     }
                     (_, Some(member)) => format!(" {member}"),

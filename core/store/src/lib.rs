@@ -35,10 +35,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::db::{Backend, Db};
-use rosterflow_model::{Entity, Id};
+use rosterflow_model::{Entity, Id, SourceKind};
 use rosterflow_plan::Plan;
 use rosterflow_plan::schema::{self, Record};
 use rosterflow_plan::state::{self, State};
+use rosterflow_plan::switch::{Match, SisRow};
 
 /// Why reading or writing the Freckle DB failed. Messages name the step, never the URL.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +86,7 @@ pub enum StoreError {
     #[error("the plan names a {entity} that has no row: nothing was applied")]
     Missing { entity: Entity },
     #[error(
-        "clever id {key} of {entity} already belongs to another district or to a manual record"
+        "{entity} {key} of the district already has a row the sync does not manage (a manual record)"
     )]
     Taken { entity: Entity, key: String },
     #[error("run {run} is {status}, not held: only a held run can be {action}")]
@@ -213,7 +214,7 @@ enum Inner {
 }
 
 impl Store {
-    /// Takes the run lock of `district` (a Clever id).
+    /// Takes the run lock of `district` (its key).
     pub async fn lock(db: &Db, district: &str, options: LockOptions) -> Result<Store, StoreError> {
         let LockOptions { wait, lease } = options;
         tracing::debug!(
@@ -249,6 +250,18 @@ impl Store {
                 tokio::task::spawn_blocking(move || reader.read_state()).await?
             }
             Inner::Postgres(store) => store.read_state().await,
+        }
+    }
+
+    /// The district's live rows that have a SIS id, to match them to the records of a new
+    /// source (see [`rosterflow_plan::switch`]).
+    pub async fn read_sis_rows(&mut self) -> Result<Vec<SisRow>, StoreError> {
+        match &mut self.inner {
+            Inner::Sqlite(store) => {
+                let reader = store.reader();
+                tokio::task::spawn_blocking(move || reader.read_sis_rows()).await?
+            }
+            Inner::Postgres(store) => store.read_sis_rows().await,
         }
     }
 
@@ -336,6 +349,39 @@ impl RowIds {
         let position = *self.referenced.get(&(entity, Id::from(key)))?;
         self.at(entity, position)
     }
+}
+
+/// The stored name of a district's source kind; an unknown name (a newer rosterflow's) reads as
+/// none, which never matches a pipeline's source.
+fn source_kind(name: &str) -> Option<SourceKind> {
+    name.parse().ok()
+}
+
+/// Reads the live, sync-managed rows of `entity` with a SIS id: (row id, key, SIS id) of
+/// district `$1`.
+fn sis_rows_sql(entity: Entity) -> String {
+    let table = schema::layout(entity).name;
+    let managed = if matches!(entity, Entity::Class | Entity::Teacher) {
+        " AND managed_by = 'sis'"
+    } else {
+        ""
+    };
+    format!(
+        "SELECT id, source_id, sis_id FROM {table} WHERE district_id = $1 AND archived_at IS NULL \
+         AND source_id IS NOT NULL AND sis_id IS NOT NULL AND sis_id <> ''{managed} ORDER BY id"
+    )
+}
+
+/// Gives row `$2` the key `$1` (a district changing source).
+fn rekey_sql(entity: Entity) -> String {
+    let table = schema::layout(entity).name;
+    format!("UPDATE {table} SET source_id = $1 WHERE id = $2")
+}
+
+/// Where a matched row's key is parked while keys move, so that two rows may swap theirs: a
+/// value no source sends (sources' ids have no control characters).
+fn parked_key(m: &Match) -> String {
+    format!("\u{1}switching:{}", m.row)
 }
 
 /// What the source sent that the roster does not load, as recorded on a run row.

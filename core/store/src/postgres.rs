@@ -28,12 +28,16 @@ use super::schema::{
 use super::state::{
     Cell, Existing, MembershipState, OpenDecision, Role, State, TableState, fingerprint,
 };
-use super::{RowIds, RunOutcome, RunRecord, StoreError, counts_json, skipped_json};
+use super::{
+    RowIds, RunOutcome, RunRecord, StoreError, counts_json, parked_key, sis_rows_sql, skipped_json,
+    source_kind,
+};
 use crate::apply::{Step, fence, program};
 use crate::db::timestamp;
 use crate::runs::sql;
 use copy::{Encoder, Lines};
-use rosterflow_model::{DecisionAction, Entity};
+use rosterflow_model::{DecisionAction, Entity, Id};
+use rosterflow_plan::switch::{MATCHED, Match, SisRow};
 use rosterflow_plan::{Plan, RecordAction, member_entity};
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -156,6 +160,35 @@ impl PgStore {
         })
     }
 
+    pub async fn read_sis_rows(&mut self) -> Result<Vec<SisRow>> {
+        let mut connection = self.connection.lock().await;
+        let step = || "reading SIS ids to match";
+        let district: Option<i64> = sqlx::query_scalar(sql::DISTRICT_ID)
+            .bind(&self.district)
+            .fetch_optional(&mut *connection)
+            .await
+            .map_err(StoreError::postgres(step()))?;
+        let mut rows = Vec::new();
+        let Some(district) = district else {
+            return Ok(rows);
+        };
+        for entity in MATCHED {
+            let read: Vec<(i64, String, String)> =
+                sqlx::query_as(AssertSqlSafe(sis_rows_sql(entity)))
+                    .bind(district)
+                    .fetch_all(&mut *connection)
+                    .await
+                    .map_err(StoreError::postgres(step()))?;
+            rows.extend(read.into_iter().map(|(row, key, sis_id)| SisRow {
+                entity,
+                row,
+                key: Id::from(key),
+                sis_id,
+            }));
+        }
+        Ok(rows)
+    }
+
     pub async fn read_state(&mut self) -> Result<State> {
         let mut connection = self.connection.lock().await;
         let mut tx = connection
@@ -167,15 +200,17 @@ impl PgStore {
             .execute(&mut *tx)
             .await
             .map_err(StoreError::postgres("starting to read the district"))?;
-        let district: Option<i64> = sqlx::query_scalar(sql::DISTRICT_ID)
+        let district: Option<(i64, String)> = sqlx::query_as(sql::DISTRICT_SOURCE)
             .bind(&self.district)
             .fetch_optional(&mut *tx)
             .await
             .map_err(StoreError::postgres("reading the district"))?;
         let mut state = State {
-            district,
+            district: district.as_ref().map(|(id, _)| *id),
+            source: district.as_ref().and_then(|(_, kind)| source_kind(kind)),
             ..State::default()
         };
+        let district = district.map(|(id, _)| id);
         let Some(district) = district else {
             return Ok(state);
         };
@@ -214,7 +249,7 @@ impl PgStore {
             state.memberships.insert(table.entity, open);
         }
         let decisions: Vec<(i64, String, String, String, String, String)> = sqlx::query_as(
-            "SELECT id, entity, clever_id, action, author, detail FROM sync_decisions \
+            "SELECT id, entity, source_id, action, author, detail FROM sync_decisions \
              WHERE district_id = $1 AND ended_run IS NULL ORDER BY id",
         )
         .bind(district)
@@ -275,6 +310,7 @@ impl PgStore {
                         .await
                         .map_err(StoreError::postgres("recording the new district"))?;
                 }
+                Step::Rekey => writer.rekey(&mut tx).await?,
                 Step::Tables => writer.tables(&mut tx).await?,
                 Step::Memberships => writer.memberships(&mut tx).await?,
                 Step::ChangeLog => writer.change_log(&mut tx).await?,
@@ -401,15 +437,16 @@ async fn read_table(
         ("false", format!("id = {district}"))
     };
     let managed = if matches!(entity, Entity::Class | Entity::Teacher) {
-        " AND managed_by = 'clever'"
+        " AND managed_by = 'sis'"
     } else {
         ""
     };
     let sql = format!(
-        "COPY (SELECT id, clever_id, {archived}, {school}, {} FROM {} \
-         WHERE {scope} AND clever_id IS NOT NULL{managed} ORDER BY id) TO STDOUT",
+        "COPY (SELECT id, {key}, {archived}, {school}, {} FROM {} \
+         WHERE {scope} AND {key} IS NOT NULL{managed} ORDER BY id) TO STDOUT",
         columns.join(", "),
-        layout.name
+        layout.name,
+        key = layout.key_column,
     );
     let mut table = TableState::new(layout.columns.len());
     let mut fingerprints = Vec::with_capacity(layout.columns.len());
@@ -455,6 +492,8 @@ async fn ensure_district(
     sqlx::query(sql::ENSURE_DISTRICT)
         .bind(district.id.as_str())
         .bind(&district.name)
+        .bind(district.source.as_str())
+        .bind(district.source_id.as_str())
         .bind(now)
         .execute(&mut **tx)
         .await
@@ -537,7 +576,7 @@ struct TableWork {
     name: &'static str,
     columns: Vec<&'static str>,
     in_district: bool,
-    /// New rows: id, every synced column, then clever_id, created_at, updated_at, district_id,
+    /// New rows: id, every synced column, then source_id, created_at, updated_at, district_id,
     /// created_run.
     creates: Encoder,
     create_count: u64,
@@ -682,7 +721,7 @@ impl<'a> Writer<'_, 'a> {
         let columns = work.columns.join(", ");
         if work.create_count > 0 {
             let sql = format!(
-                "COPY {} (id, {columns}, clever_id, created_at, updated_at, district_id, created_run) FROM STDIN",
+                "COPY {} (id, {columns}, source_id, created_at, updated_at, district_id, created_run) FROM STDIN",
                 work.name
             );
             let bulk = Bulk::begin(tx, work.name, work.create_count).await?;
@@ -919,13 +958,64 @@ impl<'a> Writer<'_, 'a> {
     }
 
     /// What rows cannot say for themselves: updates, restores, archives and role changes.
+    /// Rows matched to the records of the district's new source take their new keys: one array
+    /// statement per table, parking every key first so that two rows may swap theirs.
+    async fn rekey(&self, tx: &mut Transaction<'_, Postgres>) -> Result<()> {
+        let matches: Vec<&Match> = self
+            .plan
+            .state
+            .switch
+            .iter()
+            .flat_map(|s| &s.matches)
+            .collect();
+        for parking in [true, false] {
+            for entity in MATCHED {
+                let of_entity = matches.iter().filter(|m| m.entity == entity);
+                let (keys, rows): (Vec<String>, Vec<i64>) = of_entity
+                    .map(|m| {
+                        let key = if parking {
+                            parked_key(m)
+                        } else {
+                            m.to.to_string()
+                        };
+                        (key, m.row)
+                    })
+                    .unzip();
+                if rows.is_empty() {
+                    continue;
+                }
+                let sql = format!(
+                    "UPDATE {} AS t SET source_id = v.key FROM UNNEST($1::text[], $2::bigint[]) AS v(key, id) \
+                     WHERE t.id = v.id",
+                    layout(entity).name
+                );
+                let written = sqlx::query(AssertSqlSafe(sql))
+                    .bind(&keys)
+                    .bind(&rows)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(StoreError::postgres("giving matched rows their new keys"))?
+                    .rows_affected();
+                if written != rows.len() as u64 {
+                    return Err(StoreError::Changed {
+                        entity,
+                        expected: rows.len() as u64,
+                        found: written,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn change_log(&self, tx: &mut Transaction<'_, Postgres>) -> Result<()> {
         let mut encoder = Encoder::default();
         let rows = self
             .plan
             .record_rows()
             .filter(|row| row.action != RecordAction::Create.as_str())
-            .chain(self.plan.retag_rows());
+            .chain(self.plan.retag_rows())
+            .chain(self.plan.switch_rows());
         for row in rows {
             encoder.int(Some(self.run_id));
             encoder.text(Some(row.entity.as_str()));
@@ -939,7 +1029,7 @@ impl<'a> Writer<'_, 'a> {
         }
         copy_in(
             tx,
-            "COPY sync_changes (run_id, entity, clever_id, member_id, action, reason, author, detail) FROM STDIN",
+            "COPY sync_changes (run_id, entity, source_id, member_id, action, reason, author, detail) FROM STDIN",
             encoder.take(),
         )
         .await
@@ -999,7 +1089,7 @@ impl<'a> Writer<'_, 'a> {
         }
         copy_in(
             tx,
-            "COPY sync_decisions (run_id, district_id, entity, clever_id, action, author, detail) FROM STDIN",
+            "COPY sync_decisions (run_id, district_id, entity, source_id, action, author, detail) FROM STDIN",
             encoder.take(),
         )
         .await
@@ -1026,11 +1116,12 @@ impl<'a> Writer<'_, 'a> {
             encoder.text(Some(&record.reason));
             encoder.text(record.suggested_fix.as_deref());
             encoder.text(Some(&record.record));
+            encoder.text(record.origin.as_deref());
             encoder.end_row();
         }
         copy_in(
             tx,
-            "COPY quarantine (run_id, kind, clever_id, reason, suggested_fix, record) FROM STDIN",
+            "COPY quarantine (run_id, kind, source_id, reason, suggested_fix, record, origin) FROM STDIN",
             encoder.take(),
         )
         .await
@@ -1190,20 +1281,21 @@ async fn copy_in(
     Ok(())
 }
 
-/// A unique-key violation on insert means the Clever id is held by a row the sync does not own.
+/// A unique-key violation on insert means the source id is held by a row the sync does not own.
 fn taken_or(source: sqlx::Error, entity: Entity, step: String) -> StoreError {
     let unique = source
         .as_database_error()
         .filter(|e| e.kind() == sqlx::error::ErrorKind::UniqueViolation)
         .and_then(|e| e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>());
     match unique {
-        // "Key (clever_id)=(5a25...) already exists."
+        // "Key (district_id, source_id)=(3, 5a25...) already exists."
         Some(error) => StoreError::Taken {
             entity,
             key: error
                 .detail()
-                .and_then(|d| d.split_once(")=(")?.1.split_once(')'))
-                .map(|(key, _)| key.to_owned())
+                .and_then(|d| d.split_once(")=(")?.1.rsplit_once(')'))
+                .map(|(values, _)| values.split_once(", ").map_or(values, |(_, key)| key))
+                .map(str::to_owned)
                 .unwrap_or_default(),
         },
         None => StoreError::Postgres { step, source },

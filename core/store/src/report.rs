@@ -79,7 +79,7 @@ pub struct ReportRow {
     /// `change` or `quarantine`.
     pub kind: &'static str,
     pub entity: String,
-    pub clever_id: Option<String>,
+    pub source_id: Option<String>,
     pub member_id: Option<String>,
     pub action: String,
     pub reason: String,
@@ -93,7 +93,7 @@ pub struct ReportRow {
 impl ReportRow {
     fn change(
         entity: &str,
-        clever_id: Option<String>,
+        source_id: Option<String>,
         member_id: Option<String>,
         action: &str,
         reason: String,
@@ -104,7 +104,7 @@ impl ReportRow {
             kind: "change",
             suggested_fix: suggest(action, &reason, &author),
             entity: entity.to_owned(),
-            clever_id,
+            source_id,
             member_id,
             action: action.to_owned(),
             reason,
@@ -183,7 +183,7 @@ pub async fn read(db: &Db, run: i64) -> Result<RunReport, ReportError> {
         _ => committed_changes(db, run).await?,
     };
     let quarantined: Vec<(String, Option<String>, String, Option<String>)> = sqlx::query_as(
-        "SELECT kind, clever_id, reason, suggested_fix FROM quarantine WHERE run_id = $1 ORDER BY id",
+        "SELECT kind, source_id, reason, suggested_fix FROM quarantine WHERE run_id = $1 ORDER BY id",
     )
     .bind(run)
     .fetch_all(pool)
@@ -192,10 +192,10 @@ pub async fn read(db: &Db, run: i64) -> Result<RunReport, ReportError> {
     rows.extend(
         quarantined
             .into_iter()
-            .map(|(entity, clever_id, reason, suggested_fix)| ReportRow {
+            .map(|(entity, source_id, reason, suggested_fix)| ReportRow {
                 kind: "quarantine",
                 entity,
-                clever_id,
+                source_id,
                 member_id: None,
                 action: "quarantine".to_owned(),
                 reason,
@@ -233,7 +233,7 @@ async fn committed_changes(db: &Db, run: i64) -> Result<Vec<ReportRow>, ReportEr
             "'sync'"
         };
         let created: Vec<(Option<String>, String)> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT clever_id, {author} FROM {} WHERE created_run = $1 ORDER BY id",
+            "SELECT source_id, {author} FROM {} WHERE created_run = $1 ORDER BY id",
             layout.name
         )))
         .bind(run)
@@ -262,7 +262,7 @@ async fn committed_changes(db: &Db, run: i64) -> Result<Vec<ReportRow>, ReportEr
         Option<String>,
     );
     let logged: Vec<Logged> = sqlx::query_as(
-        "SELECT entity, clever_id, member_id, action, reason, author, detail FROM sync_changes \
+        "SELECT entity, source_id, member_id, action, reason, author, detail FROM sync_changes \
          WHERE run_id = $1 ORDER BY id",
     )
     .bind(run)
@@ -284,7 +284,7 @@ async fn committed_changes(db: &Db, run: i64) -> Result<Vec<ReportRow>, ReportEr
         };
         let query = |when: &str| {
             format!(
-                "SELECT c.clever_id, u.clever_id, m.source, {role}, m.ended_reason, m.ended_by \
+                "SELECT c.source_id, u.source_id, m.source, {role}, m.ended_reason, m.ended_by \
                  FROM {} m JOIN classes c ON c.id = m.class_id JOIN {} u ON u.id = m.{} \
                  WHERE m.{when} = $1 ORDER BY m.id",
                 table.name,
@@ -398,7 +398,7 @@ impl RunReport {
             writer.write_record([
                 "kind",
                 "entity",
-                "clever_id",
+                "source_id",
                 "member_id",
                 "action",
                 "reason",

@@ -71,10 +71,10 @@ pub async fn find(
     district: &str,
     id: &str,
 ) -> Result<i64, RosterError> {
-    for column in ["clever_id", "sis_id"] {
+    for column in ["source_id", "sis_id"] {
         let ids: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
             "SELECT t.id FROM {table} t JOIN districts d ON d.id = t.district_id \
-             WHERE d.clever_id = $1 AND t.{column} = $2"
+             WHERE d.key = $1 AND t.{column} = $2"
         )))
         .bind(district)
         .bind(id)
@@ -109,7 +109,7 @@ async fn unlocked_class(db: &Db, district: &str, class: &str) -> Result<i64, Ros
             .fetch_one(&db.pool)
             .await
             .map_err(sql("reading the class"))?;
-    if managed_by == "clever" {
+    if managed_by == "sis" {
         return Err(RosterError::Locked {
             class: class.to_owned(),
             name,

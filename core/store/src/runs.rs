@@ -47,11 +47,14 @@ pub enum RunsError {
 /// The run bookkeeping both backends write inside a run's transaction, written once. Every
 /// parameter is `$n`, numbered in order of first use, which SQLite and PostgreSQL read alike.
 pub(crate) mod sql {
-    /// The district's row, created on its first run: ($1 clever id, $2 name, $3 now).
-    pub const ENSURE_DISTRICT: &str = "INSERT INTO districts (clever_id, name, created_at, updated_at) \
-        VALUES ($1, $2, $3, $3) ON CONFLICT (clever_id) DO NOTHING";
+    /// The district's row, created on its first run: ($1 key, $2 name, $3 source kind,
+    /// $4 source id, $5 now).
+    pub const ENSURE_DISTRICT: &str = "INSERT INTO districts (key, name, source_kind, source_id, \
+        created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (key) DO NOTHING";
     /// The row id of district $1.
-    pub const DISTRICT_ID: &str = "SELECT id FROM districts WHERE clever_id = $1";
+    pub const DISTRICT_ID: &str = "SELECT id FROM districts WHERE key = $1";
+    /// The row id of district $1 and the source its rows came from.
+    pub const DISTRICT_SOURCE: &str = "SELECT id, source_kind FROM districts WHERE key = $1";
     /// The last run that changed district $1.
     pub const LAST_COMMITTED_RUN: &str = "SELECT MAX(id) FROM sync_runs \
         WHERE district_id = $1 AND status IN ('committed', 'approved')";
@@ -107,19 +110,18 @@ pub async fn hold(
         rosterflow_model::blocking(|| packed::pack(snapshot)).map_err(RunsError::Snapshot)?;
     let now = timestamp(Utc::now());
     let mut tx = db.pool.begin().await.map_err(sql("holding the run"))?;
-    sqlx::query(
-        "INSERT INTO districts (clever_id, name, created_at, updated_at) VALUES ($1, $2, $3, $3) \
-         ON CONFLICT (clever_id) DO NOTHING",
-    )
-    .bind(snapshot.district.id.as_str())
-    .bind(&snapshot.district.name)
-    .bind(&now)
-    .execute(&mut *tx)
-    .await
-    .map_err(sql("holding the run"))?;
+    sqlx::query(sql::ENSURE_DISTRICT)
+        .bind(snapshot.district.id.as_str())
+        .bind(&snapshot.district.name)
+        .bind(snapshot.district.source.as_str())
+        .bind(snapshot.district.source_id.as_str())
+        .bind(&now)
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("holding the run"))?;
     let run: i64 = sqlx::query_scalar(
         "INSERT INTO sync_runs (district_id, pipeline, status, started_at, finished_at, changes, quarantined, counts, error, based_on_run, snapshot, skipped, scheduled_for, requested_by) \
-         SELECT d.id, $2, 'held', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM districts d WHERE d.clever_id = $1 RETURNING id",
+         SELECT d.id, $2, 'held', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM districts d WHERE d.key = $1 RETURNING id",
     )
     .bind(snapshot.district.id.as_str())
     .bind(start.pipeline)
@@ -157,7 +159,7 @@ pub async fn held(
         Option<String>,
     );
     let row: Option<Row> = sqlx::query_as(
-        "SELECT r.status, r.pipeline, d.clever_id, r.based_on_run, r.snapshot, r.error \
+        "SELECT r.status, r.pipeline, d.key, r.based_on_run, r.snapshot, r.error \
          FROM sync_runs r LEFT JOIN districts d ON d.id = r.district_id WHERE r.id = $1",
     )
     .bind(run)
@@ -271,7 +273,7 @@ pub async fn record_failure(
 ) -> Result<i64, RunsError> {
     sqlx::query_scalar(
         "INSERT INTO sync_runs (district_id, pipeline, status, started_at, finished_at, error, scheduled_for, requested_by) \
-         VALUES ((SELECT id FROM districts WHERE clever_id = $1), $2, 'failed', $3, $4, $5, $6, $7) RETURNING id",
+         VALUES ((SELECT id FROM districts WHERE key = $1), $2, 'failed', $3, $4, $5, $6, $7) RETURNING id",
     )
     .bind(district)
     .bind(start.pipeline)
@@ -387,7 +389,7 @@ pub async fn history(db: &Db, pipeline: &str, limit: i64) -> Result<Vec<RunSumma
 /// The district the pipeline's latest run loaded (none if it has not run).
 pub async fn latest_district(db: &Db, pipeline: &str) -> Result<Option<String>, RunsError> {
     sqlx::query_scalar(
-        "SELECT d.clever_id FROM sync_runs r JOIN districts d ON d.id = r.district_id \
+        "SELECT d.key FROM sync_runs r JOIN districts d ON d.id = r.district_id \
          WHERE r.pipeline = $1 ORDER BY r.id DESC LIMIT 1",
     )
     .bind(pipeline)
@@ -499,7 +501,7 @@ pub struct StoredCheckpoint {
 pub async fn checkpoint(db: &Db, district: &str) -> Result<Option<StoredCheckpoint>, RunsError> {
     let row: Option<(Option<String>, Vec<u8>, String, String)> = sqlx::query_as(
         "SELECT c.event_cursor, c.roster, c.full_sync_at, c.saved_at FROM source_checkpoints c \
-         JOIN districts d ON d.id = c.district_id WHERE d.clever_id = $1",
+         JOIN districts d ON d.id = c.district_id WHERE d.key = $1",
     )
     .bind(district)
     .fetch_optional(&db.pool)

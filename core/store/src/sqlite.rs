@@ -20,12 +20,14 @@ use super::state::{
     Cell, Existing, MembershipState, OpenDecision, Role, State, TableState, fingerprint,
 };
 use super::{
-    RowIds, RunOutcome, RunRecord, StoreError, counts_json, skipped_json, waiting_for_lock,
+    RowIds, RunOutcome, RunRecord, StoreError, counts_json, parked_key, rekey_sql, sis_rows_sql,
+    skipped_json, source_kind, waiting_for_lock,
 };
 use crate::apply::{Step, fence, program};
 use crate::db::{sqlite_file, timestamp};
 use crate::runs::sql;
-use rosterflow_model::{DecisionAction, Entity};
+use rosterflow_model::{DecisionAction, Entity, Id};
+use rosterflow_plan::switch::{MATCHED, SisRow};
 use rosterflow_plan::{Plan, RecordAction, member_entity};
 
 /// How long a write waits for another writer (the Freckle app, another district's run).
@@ -128,6 +130,7 @@ impl SqliteStore {
                     )
                     .map_err(StoreError::sqlite("recording the new district"))?;
                 }
+                Step::Rekey => writer.rekey()?,
                 Step::Tables => visit_tables(plan.snapshot, &mut writer)?,
                 Step::Memberships => writer.memberships()?,
                 Step::ChangeLog => writer.change_log()?,
@@ -166,19 +169,19 @@ impl Reader {
         let tx = connection
             .transaction()
             .map_err(StoreError::sqlite("starting to read the district"))?;
-        let district: Option<i64> = tx
-            .query_row(
-                "SELECT id FROM districts WHERE clever_id = ?1",
-                [&self.district],
-                |row| row.get(0),
-            )
+        let district: Option<(i64, String)> = tx
+            .query_row(sql::DISTRICT_SOURCE, [&self.district], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
             .map(Some)
             .or_else(none_if_no_rows)
             .map_err(StoreError::sqlite("reading the district"))?;
         let mut state = State {
-            district,
+            district: district.as_ref().map(|(id, _)| *id),
+            source: district.as_ref().and_then(|(_, kind)| source_kind(kind)),
             ..State::default()
         };
+        let district = district.map(|(id, _)| id);
         let Some(district) = district else {
             return Ok(state);
         };
@@ -220,7 +223,7 @@ impl Reader {
         }
         let mut statement = tx
             .prepare(
-                "SELECT id, entity, clever_id, action, author, detail FROM sync_decisions \
+                "SELECT id, entity, source_id, action, author, detail FROM sync_decisions \
                  WHERE district_id = ?1 AND ended_run IS NULL ORDER BY id",
             )
             .map_err(StoreError::sqlite("reading decisions"))?;
@@ -257,6 +260,41 @@ impl Reader {
     }
 }
 
+impl Reader {
+    pub fn read_sis_rows(self) -> Result<Vec<SisRow>> {
+        let connection = open(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let step = || "reading SIS ids to match".to_owned();
+        let district: Option<i64> = connection
+            .query_row(sql::DISTRICT_ID, [&self.district], |row| row.get(0))
+            .map(Some)
+            .or_else(none_if_no_rows)
+            .map_err(StoreError::sqlite(step()))?;
+        let mut rows = Vec::new();
+        let Some(district) = district else {
+            return Ok(rows);
+        };
+        for entity in MATCHED {
+            let mut statement = connection
+                .prepare(&sis_rows_sql(entity))
+                .map_err(StoreError::sqlite(step()))?;
+            let read = statement
+                .query_map([district], |row| {
+                    Ok(SisRow {
+                        entity,
+                        row: row.get(0)?,
+                        key: Id::from(row.get::<_, String>(1)?),
+                        sis_id: row.get(2)?,
+                    })
+                })
+                .map_err(StoreError::sqlite(step()))?;
+            for row in read {
+                rows.push(row.map_err(StoreError::sqlite(step()))?);
+            }
+        }
+        Ok(rows)
+    }
+}
+
 /// The district's rows of one synced table, with their columns' fingerprints.
 fn read_table(tx: &Transaction<'_>, entity: Entity, district: i64) -> Result<TableState> {
     let layout = layout(entity);
@@ -273,15 +311,16 @@ fn read_table(tx: &Transaction<'_>, entity: Entity, district: i64) -> Result<Tab
     };
     // Manual classes and teachers belong to Freckle users, not to the sync.
     let managed = if matches!(entity, Entity::Class | Entity::Teacher) {
-        " AND managed_by = 'clever'"
+        " AND managed_by = 'sis'"
     } else {
         ""
     };
     let sql = format!(
-        "SELECT id, clever_id, {archived}, {school}, {} FROM {} \
-         WHERE {scope} AND clever_id IS NOT NULL{managed} ORDER BY id",
+        "SELECT id, {key}, {archived}, {school}, {} FROM {} \
+         WHERE {scope} AND {key} IS NOT NULL{managed} ORDER BY id",
         columns.join(", "),
-        layout.name
+        layout.name,
+        key = layout.key_column,
     );
     let step = || format!("reading {}", layout.name);
     let mut statement = tx.prepare(&sql).map_err(StoreError::sqlite(step()))?;
@@ -339,7 +378,13 @@ fn ensure_district(tx: &Transaction<'_>, plan: &Plan<'_>, now: &str) -> Result<i
     let district = &plan.snapshot.district;
     tx.execute(
         sql::ENSURE_DISTRICT,
-        params![district.id.as_str(), district.name, now],
+        params![
+            district.id.as_str(),
+            district.name,
+            district.source.as_str(),
+            district.source_id.as_str(),
+            now
+        ],
     )
     .map_err(StoreError::sqlite("creating the district"))?;
     tx.query_row(sql::DISTRICT_ID, [district.id.as_str()], |row| row.get(0))
@@ -448,7 +493,7 @@ impl<'a> TableVisitor<'a> for Writer<'_, 'a> {
             .in_district
             .then(|| {
                 self.tx.prepare_cached(&format!(
-                    "INSERT INTO {} ({}, clever_id, created_at, updated_at, district_id, created_run) \
+                    "INSERT INTO {} ({}, source_id, created_at, updated_at, district_id, created_run) \
                      VALUES ({}, ?{}, ?{}, ?{}, ?{}, ?{})",
                     table.name,
                     columns.join(", "),
@@ -696,12 +741,35 @@ impl<'a> Writer<'_, 'a> {
         Ok(())
     }
 
+    /// Rows matched to the records of the district's new source take their new keys.
+    fn rekey(&self) -> Result<()> {
+        let matches = self.plan.state.switch.iter().flat_map(|s| &s.matches);
+        for parking in [true, false] {
+            for m in matches.clone() {
+                let key = if parking {
+                    parked_key(m)
+                } else {
+                    m.to.to_string()
+                };
+                let written = self
+                    .tx
+                    .prepare_cached(&rekey_sql(m.entity))
+                    .and_then(|mut update| update.execute(params![key, m.row]))
+                    .map_err(StoreError::sqlite("giving matched rows their new keys"))?;
+                if written != 1 {
+                    return Err(changed(m.entity, written));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// What rows cannot say for themselves: updates, restores, archives and role changes.
     fn change_log(&self) -> Result<()> {
         let mut insert = self
             .tx
             .prepare_cached(
-                "INSERT INTO sync_changes (run_id, entity, clever_id, member_id, action, reason, author, detail) \
+                "INSERT INTO sync_changes (run_id, entity, source_id, member_id, action, reason, author, detail) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .map_err(StoreError::sqlite("recording changes"))?;
@@ -709,7 +777,8 @@ impl<'a> Writer<'_, 'a> {
             .plan
             .record_rows()
             .filter(|row| row.action != RecordAction::Create.as_str())
-            .chain(self.plan.retag_rows());
+            .chain(self.plan.retag_rows())
+            .chain(self.plan.switch_rows());
         for row in rows {
             insert
                 .execute(params![
@@ -765,7 +834,7 @@ impl<'a> Writer<'_, 'a> {
         let mut start = self
             .tx
             .prepare_cached(
-                "INSERT INTO sync_decisions (run_id, district_id, entity, clever_id, action, author, detail) \
+                "INSERT INTO sync_decisions (run_id, district_id, entity, source_id, action, author, detail) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )
             .map_err(StoreError::sqlite("recording decisions"))?;
@@ -800,8 +869,8 @@ impl<'a> Writer<'_, 'a> {
         let mut insert = self
             .tx
             .prepare_cached(
-                "INSERT INTO quarantine (run_id, kind, clever_id, reason, suggested_fix, record) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO quarantine (run_id, kind, source_id, reason, suggested_fix, record, origin) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )
             .map_err(StoreError::sqlite("recording quarantined records"))?;
         for record in &self.plan.snapshot.quarantine {
@@ -812,7 +881,8 @@ impl<'a> Writer<'_, 'a> {
                     record.id.as_deref(),
                     record.reason,
                     record.suggested_fix,
-                    record.record
+                    record.record,
+                    record.origin
                 ])
                 .map_err(StoreError::sqlite("recording quarantined records"))?;
         }

@@ -41,9 +41,9 @@ fn db_error(operation: &'static str) -> impl FnOnce(sqlx::Error) -> EmailError {
 }
 
 /// The district's row id for a Clever district id, if the district has been loaded.
-pub(crate) async fn district_id(db: &Db, clever_id: &str) -> Result<Option<i64>, EmailError> {
-    let row: Option<(i64,)> = sqlx::query_as("SELECT id FROM districts WHERE clever_id = $1")
-        .bind(clever_id)
+pub(crate) async fn district_id(db: &Db, key: &str) -> Result<Option<i64>, EmailError> {
+    let row: Option<(i64,)> = sqlx::query_as("SELECT id FROM districts WHERE key = $1")
+        .bind(key)
         .fetch_optional(&db.pool)
         .await
         .map_err(db_error("look up the district"))?;
