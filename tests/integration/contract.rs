@@ -234,3 +234,111 @@ async fn a_district_that_changes_source_keeps_its_rows_on_sqlite() {
 async fn a_district_that_changes_source_keeps_its_rows_on_postgres() {
     switch_sources(Backend::Postgres).await;
 }
+
+/// Migration 0007 keys rows by their source id within their district: a Freckle DB made before
+/// it keeps every row and id, manual rows stay manual, and foreign keys are enforced after it.
+async fn migrating_keeps_every_row(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    sqlx::any::install_default_drivers();
+    let (url, mut migrator) = match backend {
+        Backend::Sqlite => (
+            format!("{}?mode=rwc", db.url),
+            sqlx::migrate!("../core/store/migrations/sqlite"),
+        ),
+        Backend::Postgres => (
+            db.url.clone(),
+            sqlx::migrate!("../core/store/migrations/postgres"),
+        ),
+    };
+    let before: Vec<_> = migrator
+        .migrations
+        .iter()
+        .filter(|m| m.version < 7)
+        .cloned()
+        .collect();
+    migrator.migrations = std::borrow::Cow::Owned(before);
+    let old = sqlx::AnyPool::connect(&url).await.expect("connect");
+    migrator
+        .run(&old)
+        .await
+        .expect("the migrations before 0007");
+    sqlx::raw_sql(
+        "INSERT INTO districts (id, clever_id, name, created_at, updated_at) \
+             VALUES (7, '5a0c91b95c7cc000010d417c', 'Demo', 't', 't'); \
+         INSERT INTO schools (id, district_id, clever_id, name, created_at, updated_at) \
+             VALUES (3, 7, '5a25ff950a5f621109000004', 'School', 't', 't'); \
+         INSERT INTO teachers (id, district_id, clever_id, school_id, managed_by, created_at, updated_at) \
+             VALUES (5, 7, '5a25ff950a5f621109000005', 3, 'clever', 't', 't'), \
+                    (6, 7, NULL, 3, 'manual', 't', 't'); \
+         INSERT INTO students (id, district_id, clever_id, sis_id, school_id, created_at, updated_at) \
+             VALUES (9, 7, '5a25ff950a5f621109000009', '1001', 3, 't', 't'); \
+         INSERT INTO sync_runs (id, district_id, pipeline, status, started_at) \
+             VALUES (1, 7, 'demo', 'committed', 't'); \
+         INSERT INTO quarantine (id, run_id, kind, clever_id, reason, record) \
+             VALUES (1, 1, 'user', 'x', 'why', '{}');",
+    )
+    .execute(&old)
+    .await
+    .expect("rows as the old contract had them");
+    old.close().await;
+
+    let handle = db.open().await;
+    let rows = |sql: &'static str| db.rows(sql);
+    assert_eq!(
+        rows("SELECT id, key, source_kind, source_id FROM districts").await,
+        ["7|5a0c91b95c7cc000010d417c|clever|5a0c91b95c7cc000010d417c"]
+    );
+    assert_eq!(
+        rows("SELECT id, source_id, managed_by FROM teachers ORDER BY id").await,
+        ["5|5a25ff950a5f621109000005|sis", "6|NULL|manual"]
+    );
+    assert_eq!(
+        rows("SELECT id, source_id, sis_id, school_id FROM students").await,
+        ["9|5a25ff950a5f621109000009|1001|3"]
+    );
+    assert_eq!(
+        rows("SELECT source_id, origin FROM quarantine").await,
+        ["x|NULL"]
+    );
+    let insert = |sql: &'static str| sqlx::raw_sql(sql).execute(&handle.pool);
+    insert(
+        "INSERT INTO districts (id, key, source_kind, source_id, name, created_at, updated_at) \
+         VALUES (8, 'springfield', 'oneroster', '1', 'Springfield', 't', 't')",
+    )
+    .await
+    .expect("a OneRoster district");
+    insert(
+        "INSERT INTO students (district_id, source_id, created_at, updated_at) \
+         VALUES (8, '5a25ff950a5f621109000009', 't', 't')",
+    )
+    .await
+    .expect("another district may use the same source id");
+    assert!(
+        insert(
+            "INSERT INTO students (district_id, source_id, created_at, updated_at) \
+             VALUES (7, '5a25ff950a5f621109000009', 't', 't')"
+        )
+        .await
+        .is_err(),
+        "a source id is unique within its district"
+    );
+    assert!(
+        insert(
+            "INSERT INTO students (district_id, source_id, school_id, created_at, updated_at) \
+             VALUES (7, 'new', 999, 't', 't')"
+        )
+        .await
+        .is_err(),
+        "foreign keys are enforced after the migration"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrating_to_source_keys_keeps_every_row_on_sqlite() {
+    migrating_keeps_every_row(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrating_to_source_keys_keeps_every_row_on_postgres() {
+    migrating_keeps_every_row(Backend::Postgres).await;
+}
