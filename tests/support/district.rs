@@ -9,11 +9,13 @@
 //!
 //! Where the data comes from: [`Dataset::demo`] (the real Clever demo district, `demo.rs` supplies
 //! the schools, terms and courses it only references), [`generate`] (a synthetic district of any
-//! size, `generate.rs`) or [`Dataset::from_recording`].
+//! size, `generate.rs`) or [`Dataset::from_recording`]. `oneroster.rs` writes a dataset as
+//! OneRoster (CSV feeds and REST JSON).
 
 mod demo;
 mod generate;
 pub(crate) mod json;
+pub(crate) mod oneroster;
 
 use std::fs;
 use std::io;
@@ -26,6 +28,7 @@ use serde_json::value::RawValue;
 use crate::clever_sim::paging::{self, Cursor, ListQuery};
 
 pub use generate::{GenSpec, generate};
+pub use oneroster::{Ids, OneRosterFile, OneRosterVersion, OneRosterWrite, ceds_grade};
 
 /// One collection of the Clever Data API (plus the Events API feed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
