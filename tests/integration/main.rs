@@ -8,6 +8,7 @@ mod admin;
 mod contract;
 mod events;
 mod history;
+mod oneroster;
 mod runner;
 mod sync;
 mod transforms;

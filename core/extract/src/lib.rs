@@ -5,13 +5,17 @@
 //! - [`replay`]: a directory of raw pages recorded from Clever, replayed byte for byte.
 //! - [`wire`]: Clever's JSON, read tolerantly, turned into the model page by page.
 //! - [`events`]: incremental pulls through the Events API, from a checkpoint of the raw roster.
+//! - [`oneroster`]: OneRoster CSV feeds (1.1, 1.2), bulk or delta, from a folder, a zip or an
+//!   object store; its docs hold the OneRoster-to-model mapping.
 //!
-//! Any pull can be recorded with a [`Recorder`]: the raw bytes of every page, in the layout
-//! [`replay`] reads (`DIR/<collection>/0001.json`, `0002.json`, ...).
+//! Any pull can be recorded with a [`Recorder`]: for Clever the raw bytes of every page, in
+//! the layout [`replay`] reads (`DIR/<collection>/0001.json`, `0002.json`, ...); for OneRoster
+//! the manifest and each file read, a feed that `path = "DIR"` reads again.
 
 pub mod clever;
 pub mod config;
 pub mod events;
+pub mod oneroster;
 pub mod replay;
 pub mod wire;
 
@@ -143,6 +147,57 @@ pub enum ExtractError {
     },
     #[error("the recording {} has no districts page: is it a recording?", dir.display())]
     NotARecording { dir: PathBuf },
+    #[error("source.path {path:?}: {reason}")]
+    Location { path: String, reason: String },
+    #[error("cannot read {url}")]
+    Store {
+        url: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error(
+        "{location} has no manifest.csv: a OneRoster CSV feed needs one (columns propertyName,value); is source.path right?"
+    )]
+    NoManifest { location: String },
+    #[error("{location}: manifest.csv {reason}")]
+    Manifest { location: String, reason: String },
+    #[error(
+        "manifest.csv marks {file} {mode}, but {location} has no {file}: add the file, or mark it absent"
+    )]
+    MissingFile {
+        location: String,
+        file: &'static str,
+        mode: &'static str,
+    },
+    #[error(
+        "{file}: the header has no {column} column, which OneRoster {version} requires (headers are case-sensitive)"
+    )]
+    MissingColumn {
+        file: &'static str,
+        column: &'static str,
+        version: &'static str,
+    },
+    #[error("{file}: {reason}")]
+    Csv { file: String, reason: String },
+    #[error("{location}: {reason}")]
+    Zip { location: String, reason: String },
+    #[error(
+        "a delta needs a bulk load first: manifest.csv marks {files} delta, but there is no roster from an earlier load to apply it to; send a bulk feed once"
+    )]
+    DeltaWithoutBulk { files: String },
+    #[error(
+        "a OneRoster {feed} delta cannot apply to the OneRoster {roster} roster of the last load: send a bulk feed"
+    )]
+    VersionChanged {
+        roster: &'static str,
+        feed: &'static str,
+    },
+    #[error(
+        "the feed holds several district orgs ({found:?}): set source.district to the sourcedId of the one this pipeline loads"
+    )]
+    SeveralDistrictOrgs { found: Vec<String> },
+    #[error("orgs.csv holds no org of type district: a OneRoster feed must include its district")]
+    NoDistrictOrg,
 }
 
 impl ExtractError {
@@ -151,6 +206,14 @@ impl ExtractError {
         match self {
             ExtractError::Status { status, .. } => matches!(status, 429 | 500 | 502 | 503 | 504),
             ExtractError::Http { .. } | ExtractError::Page { .. } => true,
+            // A store that refuses the request will refuse it again; anything else (the
+            // network, the service) may pass.
+            ExtractError::Store { source, .. } => !matches!(
+                source,
+                object_store::Error::PermissionDenied { .. }
+                    | object_store::Error::Unauthenticated { .. }
+                    | object_store::Error::NotFound { .. }
+            ),
             _ => false,
         }
     }
@@ -193,10 +256,18 @@ impl Recorder {
             .and_then(|()| std::fs::write(&path, body))
             .map_err(|source| ExtractError::Io { path, source })
     }
+
+    /// Saves a file of a OneRoster feed under its name in the feed (`users.csv`), byte for
+    /// byte.
+    pub fn save_file(&self, name: &str, body: &[u8]) -> Result<(), ExtractError> {
+        let path = self.dir.join(name);
+        std::fs::write(&path, body).map_err(|source| ExtractError::Io { path, source })
+    }
 }
 
 /// Pulls `district` (or the one the source sees, when `None`) from `source`, recording the
-/// pages if asked.
+/// pages if asked. A OneRoster feed is pulled as a bulk feed (a delta is refused): deltas need
+/// [`oneroster::pull_csv`] and the roster of the previous load.
 pub async fn pull(
     source: &SourceConfig,
     district: Option<&str>,
@@ -208,6 +279,9 @@ pub async fn pull(
         SourceConfig::CleverReplay(config) => {
             blocking(|| replay::read(&config.dir, district, recorder))
         }
+        // `district` is the pipeline's key for the district, not a OneRoster id: the feed's
+        // district org is `source.district`, or its only one.
+        SourceConfig::OneRosterCsv(config) => oneroster::pull(config, recorder).await,
     }
 }
 

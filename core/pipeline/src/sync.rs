@@ -8,8 +8,9 @@ use chrono::{DateTime, Utc};
 
 use crate::config::Pipeline;
 use crate::failure::exit;
-use rosterflow_extract::config::{SourceConfig, SyncMode};
+use rosterflow_extract::config::{OneRosterCsvConfig, SourceConfig, SyncMode};
 use rosterflow_extract::events::{self, PullKind};
+use rosterflow_extract::oneroster;
 use rosterflow_extract::{self as extract, ExtractError};
 use rosterflow_model::Clock;
 use rosterflow_model::Snapshot;
@@ -256,7 +257,7 @@ impl Runner {
             tracing::info!(
                 pipeline = %name,
                 district = %snapshot.district.id,
-                source = source.kind.as_str(),
+                source = source.kind,
                 schools = snapshot.schools.len(),
                 sections = snapshot.sections.len(),
                 students = snapshot.students.len(),
@@ -337,7 +338,7 @@ impl Runner {
         let run = RunRecord::New {
             start,
             source: SourceRun {
-                kind: source.kind.as_str(),
+                kind: source.kind,
                 note: source.note.as_deref(),
                 checkpoint,
             },
@@ -370,6 +371,11 @@ impl Runner {
             pipeline: name.to_owned(),
             source,
         };
+        if let (SourceConfig::OneRosterCsv(config), Some(district)) =
+            (&pipeline.file.source, pipeline.district_id())
+        {
+            return self.pull_oneroster(pipeline, config, district).await;
+        }
         let (SourceConfig::Clever(config), Some(district)) =
             (&pipeline.file.source, &pipeline.file.pipeline.district_id)
         else {
@@ -390,6 +396,9 @@ impl Runner {
                 pipeline: name.to_owned(),
                 source,
             })?;
+        // A OneRoster roster is not a Clever events checkpoint: a full pull starts one.
+        let stored =
+            stored.filter(|stored| stored.cursor.as_deref() != Some(oneroster::CHECKPOINT_CURSOR));
         let previous = stored.and_then(|stored| {
             Some(events::Checkpoint {
                 cursor: stored.cursor,
@@ -405,9 +414,49 @@ impl Runner {
         Ok((
             pulled.snapshot,
             Source {
-                kind: pulled.kind,
+                kind: pulled.kind.as_str(),
                 note: Some(pulled.note),
                 checkpoint: Some(pulled.checkpoint),
+            },
+        ))
+    }
+
+    /// Pulls a OneRoster CSV feed: a delta applies to the raw roster the district's last run
+    /// saved, and the roster after it is saved with this run.
+    async fn pull_oneroster(
+        &self,
+        pipeline: &Pipeline,
+        config: &OneRosterCsvConfig,
+        district: &str,
+    ) -> Result<(Snapshot, Source), SyncError> {
+        let name = pipeline.name();
+        let stored = runs::checkpoint(&self.db, district)
+            .await
+            .map_err(|source| SyncError::Runs {
+                pipeline: name.to_owned(),
+                source,
+            })?
+            // A Clever events checkpoint is not a OneRoster roster.
+            .filter(|stored| stored.cursor.as_deref() == Some(oneroster::CHECKPOINT_CURSOR));
+        let pulled = oneroster::pull_csv(config, stored.as_ref().map(|s| s.roster.as_slice()))
+            .await
+            .map_err(|source| SyncError::Extract {
+                pipeline: name.to_owned(),
+                source,
+            })?;
+        tracing::info!(pipeline = name, kind = pulled.kind.as_str(), note = %pulled.note, "source read");
+        let now = self.clock.now();
+        Ok((
+            pulled.snapshot,
+            Source {
+                kind: pulled.kind.as_str(),
+                note: Some(pulled.note),
+                checkpoint: Some(events::Checkpoint {
+                    cursor: Some(oneroster::CHECKPOINT_CURSOR.to_owned()),
+                    roster: pulled.roster,
+                    full_sync_at: now,
+                    saved_at: now,
+                }),
             },
         ))
     }
@@ -431,7 +480,8 @@ impl Runner {
 
 /// How a run read its source.
 struct Source {
-    kind: PullKind,
+    /// How the source was read, as stored with the run (`full`, `events`, `bulk`, `delta`).
+    kind: &'static str,
     note: Option<String>,
     /// An events sync's new checkpoint, saved with the run.
     checkpoint: Option<events::Checkpoint>,
@@ -439,7 +489,7 @@ struct Source {
 
 fn full_source() -> Source {
     Source {
-        kind: PullKind::Full,
+        kind: PullKind::Full.as_str(),
         note: None,
         checkpoint: None,
     }

@@ -1,0 +1,197 @@
+//! Districts on OneRoster CSV: the same district loaded from Clever and from OneRoster 1.1 and
+//! 1.2 files leaves the same Freckle DB, ids aside; a delta feed applied to the bulk equals the
+//! next bulk; two districts whose feeds share sourcedIds live side by side.
+
+use rosterflow_tests::district::{
+    Dataset, GenSpec, Ids, OneRosterVersion, OneRosterWrite, generate,
+};
+
+use crate::util::{Backend, TestDb, pipeline, replay_source, run};
+use rosterflow_pipeline::sync::RunOptions;
+
+/// What OneRoster carries of a district, by SIS id and name (ids differ between sources).
+const COMPARED: [&str; 5] = [
+    "SELECT sis_id, first_name, last_name, email, grade, CASE WHEN archived_at IS NULL THEN 'live' ELSE 'archived' END FROM students",
+    "SELECT sis_id, first_name, last_name, email FROM teachers",
+    "SELECT c.sis_id, c.name, COALESCE(c.subject, ''), COALESCE(c.grade, ''), COALESCE(c.period, ''), s.name \
+     FROM classes c JOIN schools s ON s.id = c.school_id",
+    "SELECT c.sis_id, s.sis_id FROM class_students m JOIN classes c ON c.id = m.class_id \
+     JOIN students s ON s.id = m.student_id WHERE m.ended_at IS NULL",
+    "SELECT c.sis_id, t.sis_id, m.role FROM class_teachers m JOIN classes c ON c.id = m.class_id \
+     JOIN teachers t ON t.id = m.teacher_id WHERE m.ended_at IS NULL",
+];
+
+async fn compared(db: &TestDb) -> Vec<Vec<String>> {
+    let mut tables = Vec::new();
+    for sql in COMPARED {
+        let mut rows = db.rows(sql).await;
+        rows.sort();
+        tables.push(rows);
+    }
+    tables
+}
+
+fn oneroster_source(dir: &std::path::Path) -> String {
+    format!("type = \"oneroster_csv\"\npath = \"{}\"", dir.display())
+}
+
+fn with_key(key: &str) -> String {
+    format!("[pipeline]\ndistrict_id = \"{key}\"\n")
+}
+
+/// Loads `dataset` from a Clever recording and from OneRoster 1.1 and 1.2 files into three
+/// databases: the three read back the same.
+async fn the_same_district_from_clever_and_oneroster(backend: Backend) {
+    let dataset = generate(GenSpec::new(400));
+    let clever = TestDb::new(backend).await;
+    let recording = clever.dir.path().join("recording");
+    dataset.write_recording(&recording, 100).expect("record");
+    let from_clever = pipeline(
+        clever.dir.path(),
+        "clever",
+        &replay_source(&recording),
+        &clever.url,
+        "",
+    );
+    run(&from_clever, &RunOptions::default())
+        .await
+        .expect("load from Clever");
+    let expected = compared(&clever).await;
+    assert!(
+        expected[0].len() >= 400,
+        "the district's students were loaded"
+    );
+    for version in [OneRosterVersion::V1_1, OneRosterVersion::V1_2] {
+        let db = TestDb::new(backend).await;
+        let feed = db.dir.path().join("feed");
+        dataset
+            .write_oneroster(&feed, &OneRosterWrite::new(version))
+            .expect("write the feed");
+        let file = pipeline_with_key(&db, &feed, "springfield");
+        let result = run(&file, &RunOptions::default())
+            .await
+            .expect("load from OneRoster");
+        assert_eq!(result.plan.quarantined, 0, "{version:?}: {}", result.plan);
+        let loaded = compared(&db).await;
+        for (sql, (want, got)) in COMPARED.iter().zip(expected.iter().zip(&loaded)) {
+            let missing: Vec<_> = want.iter().filter(|r| !got.contains(r)).take(3).collect();
+            let extra: Vec<_> = got.iter().filter(|r| !want.contains(r)).take(3).collect();
+            assert!(
+                missing.is_empty() && extra.is_empty() && want.len() == got.len(),
+                "{version:?}, {sql}: {} rows from Clever, {} from OneRoster; missing {missing:?}, extra {extra:?}",
+                want.len(),
+                got.len()
+            );
+        }
+        assert_eq!(
+            db.rows("SELECT key, source_kind FROM districts").await,
+            ["springfield|oneroster"]
+        );
+    }
+}
+
+/// A pipeline reading the feed at `feed` into `db` under the district key `key`.
+fn pipeline_with_key(
+    db: &TestDb,
+    feed: &std::path::Path,
+    key: &str,
+) -> rosterflow_pipeline::config::Pipeline {
+    let text = crate::util::pipeline_text(key, &oneroster_source(feed), &db.url, "").replacen(
+        "[pipeline]\n",
+        &with_key(key),
+        1,
+    );
+    let path = db.dir.path().join(format!("{key}.toml"));
+    std::fs::write(&path, text).expect("write pipeline");
+    rosterflow_pipeline::config::load(&path, &Default::default()).expect("a valid pipeline")
+}
+
+/// A bulk, then the delta to a changed district: the DB equals a bulk load of the changed one.
+async fn a_delta_applied_to_the_bulk_equals_the_next_bulk(backend: Backend) {
+    let before = generate(GenSpec::new(200));
+    let mut after: Dataset = before.clone();
+    let students = after.ids_with_role(rosterflow_tests::district::Role::Student);
+    for student in &students[..5] {
+        after.remove_user(student);
+    }
+    let ids = Ids::sequential("s");
+    let options = OneRosterWrite::new(OneRosterVersion::V1_2)
+        .with_ids(ids)
+        .at("2026-12-01T02:00:00Z");
+    let db = TestDb::new(backend).await;
+    let bulk = db.dir.path().join("bulk");
+    let delta = db.dir.path().join("delta");
+    before.write_oneroster(&bulk, &options).expect("bulk");
+    Dataset::write_oneroster_delta(&before, &after, &delta, &options).expect("delta");
+    let first = pipeline_with_key(&db, &bulk, "springfield");
+    run(&first, &RunOptions::default()).await.expect("the bulk");
+    let second = pipeline_with_key(&db, &delta, "springfield");
+    run(&second, &RunOptions::default())
+        .await
+        .expect("the delta");
+
+    let fresh = TestDb::new(backend).await;
+    let next = fresh.dir.path().join("next");
+    after
+        .write_oneroster(&next, &options)
+        .expect("the next bulk");
+    run(
+        &pipeline_with_key(&fresh, &next, "springfield"),
+        &RunOptions::default(),
+    )
+    .await
+    .expect("the next bulk");
+    let live = "SELECT source_id FROM students WHERE archived_at IS NULL ORDER BY source_id";
+    assert_eq!(db.rows(live).await, fresh.rows(live).await);
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM students WHERE archived_at IS NOT NULL")
+            .await,
+        5
+    );
+    let kinds = db
+        .rows("SELECT source_kind FROM sync_runs ORDER BY id")
+        .await;
+    assert_eq!(kinds, ["bulk", "delta"]);
+
+    // A delta with no bulk before it is refused, and loads nothing.
+    let empty = TestDb::new(backend).await;
+    let refused = run(
+        &pipeline_with_key(&empty, &delta, "springfield"),
+        &RunOptions::default(),
+    )
+    .await;
+    let message = rosterflow_model::error_chain(&refused.expect_err("a delta needs a bulk"));
+    assert!(message.contains("bulk"), "{message}");
+}
+
+/// Two districts whose feeds both number their records from 1 share one DB.
+async fn two_districts_with_the_same_sourced_ids(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    for (key, seed) in [("north", 1), ("south", 2)] {
+        let dataset = generate(GenSpec::new(100).with_seed(seed));
+        let feed = db.dir.path().join(key);
+        dataset
+            .write_oneroster(
+                &feed,
+                &OneRosterWrite::new(OneRosterVersion::V1_1).with_ids(Ids::sequential("")),
+            )
+            .expect("write the feed");
+        run(&pipeline_with_key(&db, &feed, key), &RunOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("load {key}: {}", rosterflow_model::error_chain(&e)));
+    }
+    let shared = db
+        .scalar(
+            "SELECT COUNT(*) FROM students a JOIN students b ON a.source_id = b.source_id \
+             AND a.district_id < b.district_id",
+        )
+        .await;
+    assert!(shared > 0, "the two feeds share sourcedIds");
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM districts").await, 2);
+}
+
+crate::on_both_backends!(
+    the_same_district_from_clever_and_oneroster,
+    a_delta_applied_to_the_bulk_equals_the_next_bulk,
+    two_districts_with_the_same_sourced_ids,
+);
