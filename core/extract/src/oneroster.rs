@@ -1169,7 +1169,9 @@ e3,,,k2,s1,u-tch,teacher,
 
     /// The names are stored with each run.
     #[test]
-    fn feed_kinds_keep_their_stored_names() {
+    fn feed_kinds_and_the_checkpoint_cursor_keep_their_stored_names() {
+        assert!(!rosterflow_model::is_clever_id(CHECKPOINT_CURSOR));
+        assert_eq!(CHECKPOINT_CURSOR, "oneroster-csv");
         let names: Vec<&str> = <FeedKind as strum::VariantArray>::VARIANTS
             .iter()
             .map(|k| k.as_str())
