@@ -9,13 +9,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 
 use object_store::ObjectStore;
 use object_store::path::Path as StorePath;
+use rosterflow_storage::{Scheme, StoreUrl};
 use tokio::io::AsyncWriteExt;
-use url::Url;
 
 use super::ExportError;
 use super::file::Output;
@@ -25,95 +24,21 @@ use super::file::Output;
 pub(crate) enum Destination {
     Local(PathBuf),
     Store {
-        url: Url,
-        scheme: Scheme,
+        url: StoreUrl,
         options: BTreeMap<String, String>,
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Scheme {
-    S3,
-    Gcs,
-    Azure,
-    File,
-}
-
-/// Object-store settings that are secrets: they come from the environment, never from a pipeline
-/// file that is shared and versioned.
-const CREDENTIALS: &[&str] = &[
-    "aws_access_key_id",
-    "aws_secret_access_key",
-    "aws_session_token",
-    "aws_sse_customer_key_base64",
-    "google_service_account_key",
-    "google_bearer_token",
-    "azure_storage_account_key",
-    "azure_storage_client_secret",
-    "azure_storage_sas_key",
-    "azure_storage_token",
-    "azure_fabric_session_token",
-    "azure_storage_encryption_key",
-];
-
 impl Destination {
-    /// Reads `dir`: a URL with a known scheme, or else a local path. Returns a problem to report.
+    /// Reads `dir`: a store URL, or else a local path. Returns a problem to report.
     pub fn parse(dir: &str, options: &BTreeMap<String, String>) -> Result<Destination, String> {
-        if !dir.contains("://") {
+        let Some(url) = StoreUrl::parse(dir) else {
             return Ok(Destination::Local(PathBuf::from(dir)));
-        }
-        let url = Url::parse(dir).map_err(|e| format!("{dir:?} is not a valid URL: {e}"))?;
-        let scheme = match url.scheme() {
-            "s3" | "s3a" => Scheme::S3,
-            "gs" => Scheme::Gcs,
-            "az" | "azure" | "abfs" | "abfss" | "adl" => Scheme::Azure,
-            "file" => Scheme::File,
-            other => {
-                return Err(format!(
-                    "unsupported scheme {other}://: use a local directory, s3://, gs://, az:// or file://"
-                ));
-            }
         };
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(
-                "credentials do not belong in the URL: use the AWS_*, GOOGLE_* or AZURE_* environment variables"
-                    .to_owned(),
-            );
-        }
-        if scheme == Scheme::File && url.to_file_path().is_err() {
-            return Err(format!("{dir:?} is not an absolute file:// path"));
-        }
-        for key in options.keys() {
-            // The setting's canonical name, whichever alias the file used.
-            let canonical: Option<String> = match scheme {
-                Scheme::S3 => object_store::aws::AmazonS3ConfigKey::from_str(key)
-                    .ok()
-                    .map(|k| k.as_ref().to_owned()),
-                Scheme::Gcs => object_store::gcp::GoogleConfigKey::from_str(key)
-                    .ok()
-                    .map(|k| k.as_ref().to_owned()),
-                Scheme::Azure => object_store::azure::AzureConfigKey::from_str(key)
-                    .ok()
-                    .map(|k| k.as_ref().to_owned()),
-                Scheme::File => None,
-            };
-            let Some(canonical) = canonical else {
-                return Err(format!(
-                    "storage option {key:?} is not a setting of the {} store",
-                    url.scheme()
-                ));
-            };
-            if CREDENTIALS.contains(&canonical.as_str()) {
-                return Err(format!(
-                    "storage option {key:?} is a credential: set {} in the environment, not in \
-                     the pipeline file",
-                    canonical.to_ascii_uppercase()
-                ));
-            }
-        }
+        let url = url?;
+        url.check_options(options)?;
         Ok(Destination::Store {
             url,
-            scheme,
             options: options.clone(),
         })
     }
@@ -122,65 +47,21 @@ impl Destination {
     pub fn open(self) -> Result<OpenDestination, ExportError> {
         match self {
             Destination::Local(dir) => Ok(OpenDestination::Local(dir)),
-            Destination::Store {
-                url,
-                scheme,
-                options,
-            } => {
-                let shown = url.as_str().trim_end_matches('/').to_owned();
-                let config = |source| ExportError::StoreConfig {
-                    url: shown.clone(),
-                    source,
-                };
-                install_crypto_provider();
-                let store: Arc<dyn ObjectStore> = match scheme {
-                    Scheme::S3 => {
-                        let mut builder =
-                            object_store::aws::AmazonS3Builder::from_env().with_url(url.as_str());
-                        for (key, value) in &options {
-                            if let Ok(key) = key.parse() {
-                                builder = builder.with_config(key, value);
-                            }
-                        }
-                        Arc::new(builder.build().map_err(config)?)
-                    }
-                    Scheme::Gcs => {
-                        let mut builder = object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                            .with_url(url.as_str());
-                        for (key, value) in &options {
-                            if let Ok(key) = key.parse() {
-                                builder = builder.with_config(key, value);
-                            }
-                        }
-                        Arc::new(builder.build().map_err(config)?)
-                    }
-                    Scheme::Azure => {
-                        let mut builder = object_store::azure::MicrosoftAzureBuilder::from_env()
-                            .with_url(url.as_str());
-                        for (key, value) in &options {
-                            if let Ok(key) = key.parse() {
-                                builder = builder.with_config(key, value);
-                            }
-                        }
-                        Arc::new(builder.build().map_err(config)?)
-                    }
-                    Scheme::File => {
-                        let root = url.to_file_path().unwrap_or_default();
-                        std::fs::create_dir_all(&root).map_err(|source| ExportError::Io {
-                            path: root.clone(),
+            Destination::Store { url, options } => {
+                let shown = url.shown().to_owned();
+                if url.scheme() == Scheme::File {
+                    let root = url.url().to_file_path().unwrap_or_default();
+                    std::fs::create_dir_all(&root).map_err(|source| ExportError::Io {
+                        path: root.clone(),
+                        source,
+                    })?;
+                }
+                let (store, prefix) =
+                    url.open(&options)
+                        .map_err(|source| ExportError::StoreConfig {
+                            url: shown.clone(),
                             source,
                         })?;
-                        Arc::new(
-                            object_store::local::LocalFileSystem::new_with_prefix(&root)
-                                .map_err(config)?,
-                        )
-                    }
-                };
-                // Buckets and containers are the URL's host; the rest of the path is a prefix.
-                let prefix = match scheme {
-                    Scheme::File => StorePath::ROOT,
-                    _ => StorePath::from_url_path(url.path()).map_err(|e| config(e.into()))?,
-                };
                 Ok(OpenDestination::Store {
                     store,
                     prefix,
@@ -189,13 +70,6 @@ impl Destination {
             }
         }
     }
-}
-
-/// reqwest is built without a default TLS crypto provider (the workspace picks ring): make
-/// sure one is installed before a store client is built.
-fn install_crypto_provider() {
-    // An error means a provider is already installed, which is all that is needed.
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// A destination ready to take files.

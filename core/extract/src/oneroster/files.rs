@@ -4,15 +4,12 @@
 //! those. Everything is read into memory: a zip is never extracted to disk, and an archive
 //! with an entry whose name would leave it (`../x`, `/etc/x`) is refused whole.
 
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use rosterflow_storage::StoreUrl;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
-use std::sync::Arc;
-
-use object_store::path::Path as StorePath;
-use object_store::{ObjectStore, ObjectStoreExt};
-use url::Url;
 
 use super::manifest::{self, CsvFile, MANIFEST, Manifest, Mode};
 use crate::config::OneRosterCsvConfig;
@@ -48,125 +45,48 @@ pub(crate) enum Location {
     Dir(PathBuf),
     Zip(PathBuf),
     Store {
-        url: Url,
-        scheme: Scheme,
+        url: StoreUrl,
         /// An archive (`.zip`), or else a folder (the URL ends with `/`).
         zip: bool,
     },
 }
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Scheme {
-    S3,
-    Gcs,
-    Azure,
-    File,
-}
-
-/// Object-store settings that are secrets: they come from the environment, never from a
-/// pipeline file that is shared and versioned.
-const CREDENTIALS: &[&str] = &[
-    "aws_access_key_id",
-    "aws_secret_access_key",
-    "aws_session_token",
-    "aws_sse_customer_key_base64",
-    "google_service_account_key",
-    "google_bearer_token",
-    "azure_storage_account_key",
-    "azure_storage_client_secret",
-    "azure_storage_sas_key",
-    "azure_storage_token",
-    "azure_fabric_session_token",
-    "azure_storage_encryption_key",
-];
 
 fn is_zip_name(name: &str) -> bool {
     name.to_ascii_lowercase().ends_with(".zip")
 }
 
 impl Location {
-    /// Reads `path`: a URL with a known scheme, or else a local path (a `.zip` or a directory).
-    /// Returns the problem to report.
+    /// Reads `path`: a store URL, or else a local path (a `.zip` or a directory). Returns the
+    /// problem to report.
     pub(crate) fn parse(path: &str) -> Result<Location, String> {
-        if !path.contains("://") {
+        let Some(url) = StoreUrl::parse(path) else {
             let path = PathBuf::from(path);
             return Ok(if is_zip_name(&path.to_string_lossy()) {
                 Location::Zip(path)
             } else {
                 Location::Dir(path)
             });
-        }
-        let url = Url::parse(path).map_err(|e| format!("{path:?} is not a valid URL: {e}"))?;
-        let scheme = match url.scheme() {
-            "s3" | "s3a" => Scheme::S3,
-            "gs" => Scheme::Gcs,
-            "az" | "azure" | "abfs" | "abfss" | "adl" => Scheme::Azure,
-            "file" => Scheme::File,
-            other => {
-                return Err(format!(
-                    "unsupported scheme {other}://: use a local path, s3://, gs://, az:// or file://"
-                ));
-            }
         };
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(
-                "credentials do not belong in the URL: use the AWS_*, GOOGLE_* or AZURE_* environment variables"
-                    .to_owned(),
-            );
-        }
-        if scheme == Scheme::File && url.to_file_path().is_err() {
-            return Err(format!("{path:?} is not an absolute file:// path"));
-        }
-        let zip = is_zip_name(url.path());
-        if !zip && !url.path().ends_with('/') {
+        let url = url?;
+        let zip = is_zip_name(url.url().path());
+        if !zip && !url.url().path().ends_with('/') {
             return Err(format!(
                 "{path:?} names neither a .zip nor a folder: end a folder's URL with /"
             ));
         }
-        Ok(Location::Store { url, scheme, zip })
+        Ok(Location::Store { url, zip })
     }
 
     /// Checks `storage_options` for this location: settings of its store, never credentials.
     pub(crate) fn check_options(&self, options: &BTreeMap<String, String>) -> Result<(), String> {
         match self {
-            Location::Store { url, scheme, .. } => options
-                .keys()
-                .try_for_each(|key| check_option(*scheme, url.scheme(), key)),
+            Location::Store { url, .. } => url.check_options(options),
             Location::Dir(_) | Location::Zip(_) if options.is_empty() => Ok(()),
             Location::Dir(_) | Location::Zip(_) => {
                 Err("only apply to an object-store URL (s3://, gs://, az://)".to_owned())
             }
         }
     }
-}
-
-/// An object-store setting must be one of the store's, and never a credential.
-fn check_option(scheme: Scheme, shown: &str, key: &str) -> Result<(), String> {
-    // The setting's canonical name, whichever alias the file used.
-    let canonical: Option<String> = match scheme {
-        Scheme::S3 => object_store::aws::AmazonS3ConfigKey::from_str(key)
-            .ok()
-            .map(|k| k.as_ref().to_owned()),
-        Scheme::Gcs => object_store::gcp::GoogleConfigKey::from_str(key)
-            .ok()
-            .map(|k| k.as_ref().to_owned()),
-        Scheme::Azure => object_store::azure::AzureConfigKey::from_str(key)
-            .ok()
-            .map(|k| k.as_ref().to_owned()),
-        Scheme::File => None,
-    };
-    let Some(canonical) = canonical else {
-        return Err(format!(
-            "storage option {key:?} is not a setting of the {shown} store"
-        ));
-    };
-    if CREDENTIALS.contains(&canonical.as_str()) {
-        return Err(format!(
-            "storage option {key:?} is a credential: set {} in the environment, not in the pipeline file",
-            canonical.to_ascii_uppercase()
-        ));
-    }
-    Ok(())
 }
 
 /// Reads the feed `config` points at: its manifest, then each file the manifest sends. Local
@@ -192,9 +112,14 @@ pub(crate) async fn read(config: &OneRosterCsvConfig) -> Result<Feed, ExtractErr
             })?;
             read_zip(bytes, &path.display().to_string())
         }),
-        Location::Store { url, scheme, zip } => {
-            let (store, path) = open_store(&url, scheme, &config.storage_options)?;
-            let shown = url.as_str().to_owned();
+        Location::Store { url, zip } => {
+            let shown = url.url().as_str().to_owned();
+            let (store, path) =
+                url.open(&config.storage_options)
+                    .map_err(|error| ExtractError::Location {
+                        path: shown.clone(),
+                        reason: error.to_string(),
+                    })?;
             if zip {
                 let bytes = get(store.as_ref(), &path, &shown).await?.ok_or_else(|| {
                     ExtractError::Location {
@@ -312,56 +237,6 @@ fn manifest_folder<R: Read + std::io::Seek>(
             several.join(", ")
         )),
     }
-}
-
-/// reqwest is built without a default TLS crypto provider (the workspace picks ring): make
-/// sure one is installed before a store client is built.
-fn install_crypto_provider() {
-    // An error means a provider is already installed, which is all that is needed.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// Builds the store client (credentials from the environment) and the object path of `url`.
-/// Nothing is contacted yet.
-fn open_store(
-    url: &Url,
-    scheme: Scheme,
-    options: &BTreeMap<String, String>,
-) -> Result<(Arc<dyn ObjectStore>, StorePath), ExtractError> {
-    let config = |reason: String| ExtractError::Location {
-        path: url.to_string(),
-        reason,
-    };
-    install_crypto_provider();
-    macro_rules! configured {
-        ($builder:expr) => {{
-            let mut builder = $builder.with_url(url.as_str());
-            for (key, value) in options {
-                if let Ok(key) = key.parse() {
-                    builder = builder.with_config(key, value);
-                }
-            }
-            Arc::new(builder.build().map_err(|e| config(e.to_string()))?)
-        }};
-    }
-    let store: Arc<dyn ObjectStore> = match scheme {
-        Scheme::S3 => configured!(object_store::aws::AmazonS3Builder::from_env()),
-        Scheme::Gcs => configured!(object_store::gcp::GoogleCloudStorageBuilder::from_env()),
-        Scheme::Azure => configured!(object_store::azure::MicrosoftAzureBuilder::from_env()),
-        Scheme::File => Arc::new(object_store::local::LocalFileSystem::new()),
-    };
-    // Buckets and containers are the URL's host; the rest of the path is the key or prefix.
-    let path = match scheme {
-        Scheme::File => {
-            let file = url
-                .to_file_path()
-                .map_err(|()| config("not an absolute file:// path".to_owned()))?;
-            StorePath::from_absolute_path(file)
-        }
-        _ => StorePath::from_url_path(url.path()),
-    }
-    .map_err(|e| config(e.to_string()))?;
-    Ok((store, path))
 }
 
 /// One object, or `None` when there is none.
