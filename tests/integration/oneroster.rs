@@ -7,7 +7,7 @@ use rosterflow_tests::district::{
 };
 
 use crate::util::{Backend, TestDb, pipeline, replay_source, run};
-use rosterflow_pipeline::sync::RunOptions;
+use rosterflow_pipeline::sync::{RunOptions, RunStatus};
 
 /// What OneRoster carries of a district, by SIS id and name (ids differ between sources).
 const COMPARED: [&str; 5] = [
@@ -190,7 +190,89 @@ async fn two_districts_with_the_same_sourced_ids(backend: Backend) {
     assert_eq!(db.scalar("SELECT COUNT(*) FROM districts").await, 2);
 }
 
+/// A district loaded from Clever moves to OneRoster under the same key: the run that switches is
+/// held, a dry run lists every match, and once approved every student keeps their row (and with
+/// it their history and growth data) under the new id.
+async fn a_district_that_moves_from_clever_to_oneroster_keeps_its_students(backend: Backend) {
+    let dataset = generate(GenSpec::new(300));
+    let key = dataset.ids(rosterflow_tests::district::Collection::Districts)[0].clone();
+    let db = TestDb::new(backend).await;
+    let recording = db.dir.path().join("recording");
+    dataset.write_recording(&recording, 100).expect("record");
+    let clever = pipeline(
+        db.dir.path(),
+        "clever",
+        &replay_source(&recording),
+        &db.url,
+        "",
+    );
+    run(&clever, &RunOptions::default())
+        .await
+        .expect("load from Clever");
+    let rows_before = db.rows("SELECT id, sis_id FROM students ORDER BY id").await;
+
+    let feed = db.dir.path().join("feed");
+    let options = OneRosterWrite::new(OneRosterVersion::V1_2).with_ids(Ids::sequential("or-"));
+    dataset
+        .write_oneroster(&feed, &options)
+        .expect("write the feed");
+    let oneroster = pipeline_with_key(&db, &feed, &key);
+    let dry = run(
+        &oneroster,
+        &RunOptions {
+            dry_run: true,
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .expect("a dry run");
+    let listing = dry
+        .plan
+        .source_switch
+        .clone()
+        .expect("the dry run lists the switch");
+    assert_eq!(
+        listing.matches("  matched    student ").count(),
+        rows_before.len(),
+        "{listing}"
+    );
+    let held = run(&oneroster, &RunOptions::default())
+        .await
+        .expect("the switch");
+    let RunStatus::Held { run_id, reasons } = held.status else {
+        panic!("a change of source is held: {:?}", held.status);
+    };
+    assert!(
+        reasons[0].starts_with("the district's source changes from clever to oneroster"),
+        "{reasons:?}"
+    );
+    crate::util::approve(&oneroster, &db.open().await, run_id)
+        .await
+        .expect("approve the switch");
+
+    assert_eq!(
+        db.rows("SELECT id, sis_id FROM students ORDER BY id").await,
+        rows_before,
+        "every student keeps their row"
+    );
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM students WHERE source_id NOT LIKE 'or-%'")
+            .await,
+        0,
+        "every student is keyed by their OneRoster id"
+    );
+    assert_eq!(
+        db.rows("SELECT key, source_kind FROM districts").await,
+        [format!("{key}|oneroster")]
+    );
+    let again = run(&oneroster, &RunOptions::default())
+        .await
+        .expect("a resync");
+    assert!(again.plan.is_empty(), "{}", again.plan);
+}
+
 crate::on_both_backends!(
+    a_district_that_moves_from_clever_to_oneroster_keeps_its_students,
     the_same_district_from_clever_and_oneroster,
     a_delta_applied_to_the_bulk_equals_the_next_bulk,
     two_districts_with_the_same_sourced_ids,
