@@ -10,6 +10,9 @@
 //!    API (renames, grade changes, moves between sections, removed and new students, new
 //!    teachers), printed as it is made. Archives stay far below the 10% safety hold.
 //!
+//! Before them, the same district is written as a OneRoster 1.2 CSV feed and loaded into an
+//! empty DB of its own: the time to compare with the first sync from Clever.
+//!
 //! Each run prints its wall time, rows per second (rows = users + sections + memberships served:
 //! what the sync reads), the child's peak RSS, its exit code, and a check of the Freckle DB
 //! against the served district: active students, teachers and classes, and open class-student
@@ -54,7 +57,9 @@ use std::time::{Duration, Instant};
 
 use rosterflow_tests::binary::{self, Profile, repo};
 use rosterflow_tests::clever_sim::{CleverSim, SimOptions};
-use rosterflow_tests::district::{Collection, Dataset, GenSpec, Role, generate};
+use rosterflow_tests::district::{
+    Collection, Dataset, GenSpec, OneRosterVersion, OneRosterWrite, Role, generate,
+};
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::{AnyConnection, AssertSqlSafe, Connection};
@@ -199,6 +204,8 @@ enum Step {
     OnePercent,
     EventsCheckpoint,
     Events,
+    /// The same district (before any change) as OneRoster 1.2 CSV, into an empty DB.
+    OneRosterFirst,
 }
 
 impl Step {
@@ -227,6 +234,7 @@ impl fmt::Display for Step {
             Step::OnePercent => "1% change resync",
             Step::EventsCheckpoint => "events mode: first (full) run",
             Step::Events => "1000 events",
+            Step::OneRosterFirst => "OneRoster CSV: first load",
         })
     }
 }
@@ -305,7 +313,7 @@ impl Bench<'_> {
         let plain_db = scratch.path().join("plain.db");
         let plain = self.first_of_size && self.students <= PLAIN_MAX_STUDENTS;
 
-        let mut outcomes = Vec::new();
+        let mut outcomes = vec![self.oneroster_first_load(&sim, &district, scratch.path())];
         for step in Step::ALL {
             if step == Step::OnePercent {
                 let started = Instant::now();
@@ -361,6 +369,48 @@ impl Bench<'_> {
         }
         self.runtime.block_on(sim.stop());
         outcomes
+    }
+
+    /// Loads the district as a OneRoster 1.2 CSV feed (written to disk first, not timed) into
+    /// an empty DB of its own: the time to compare with the first sync from Clever.
+    fn oneroster_first_load(&self, sim: &CleverSim, district: &str, scratch: &Path) -> Outcome {
+        let dir = scratch.join("oneroster");
+        let feed = dir.join("feed");
+        std::fs::create_dir_all(&dir).expect("a directory for the OneRoster load");
+        let started = Instant::now();
+        sim.read(|d| d.write_oneroster(&feed, &OneRosterWrite::new(OneRosterVersion::V1_2)))
+            .expect("write the OneRoster feed");
+        println!(
+            "oneroster: the feed written in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        let db = FreckleDb::create(self.backend, &dir, self.runtime.handle());
+        let pipeline = dir.join("bench-oneroster.toml");
+        std::fs::write(
+            &pipeline,
+            format!(
+                "[pipeline]\nname = \"bench-oneroster\"\ndistrict_id = \"{district}\"\n\n\
+                 [source]\ntype = \"oneroster_csv\"\npath = \"{}\"\n\n[load]\ndatabase = \"{}\"\n",
+                feed.display(),
+                db.url
+            ),
+        )
+        .expect("write the OneRoster pipeline");
+        let source = sim.read(Counts::of_source);
+        let measured = measure::run(
+            self.bin.as_os_str(),
+            &["run".into(), pipeline.into()],
+            &dir,
+            "rosterflow-oneroster",
+        );
+        let in_db = self.runtime.block_on(Counts::of_freckle_db(&db.url));
+        self.outcome(
+            self.backend.to_string(),
+            Step::OneRosterFirst,
+            &source,
+            measured,
+            in_db,
+        )
     }
 
     /// Prints one run's figures and what it printed (with its log's tail when it failed), and
