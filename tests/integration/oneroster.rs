@@ -271,7 +271,42 @@ async fn a_district_that_moves_from_clever_to_oneroster_keeps_its_students(backe
     assert!(again.plan.is_empty(), "{}", again.plan);
 }
 
+/// Through the binary: a record that cannot be used is quarantined, and the run's report names
+/// the file and line it came from; a feed without its manifest is refused and loads nothing.
+async fn bad_feeds_are_quarantined_or_refused(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let feed = db.dir.path().join("feed");
+    generate(GenSpec::new(100))
+        .write_oneroster(&feed, &OneRosterWrite::new(OneRosterVersion::V1_1))
+        .expect("write the feed");
+    let enrollments = feed.join("enrollments.csv");
+    let mut text = std::fs::read_to_string(&enrollments).expect("read enrollments");
+    let line = text.lines().count() + 1;
+    text.push_str("bad-enrollment,,,no-such-class,no-such-school,no-such-user,student,,,\r\n");
+    std::fs::write(&enrollments, text).expect("plant a bad enrollment");
+    let file = pipeline_with_key(&db, &feed, "springfield");
+    let path = file.path.to_string_lossy().into_owned();
+    let (code, _, stderr) = crate::util::rosterflow(&["run", &path], &[]);
+    assert_eq!(code, 1, "applied with a quarantined record: {stderr}");
+    let (code, report, stderr) = crate::util::rosterflow(&["report", &path, "1"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        report.contains(&format!("\"origin\": \"enrollments.csv:{line}\"")),
+        "{report}"
+    );
+
+    std::fs::remove_file(feed.join("manifest.csv")).expect("remove the manifest");
+    let empty = TestDb::new(backend).await;
+    let refused = pipeline_with_key(&empty, &feed, "springfield");
+    let path = refused.path.to_string_lossy().into_owned();
+    let (code, _, stderr) = crate::util::rosterflow(&["run", &path], &[]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("has no manifest.csv"), "{stderr}");
+    assert_eq!(empty.scalar("SELECT COUNT(*) FROM students").await, 0);
+}
+
 crate::on_both_backends!(
+    bad_feeds_are_quarantined_or_refused,
     a_district_that_moves_from_clever_to_oneroster_keeps_its_students,
     the_same_district_from_clever_and_oneroster,
     a_delta_applied_to_the_bulk_equals_the_next_bulk,

@@ -489,7 +489,8 @@ async fn run_page(
         div.scroll { table {
             thead { tr { th { "Record" } th { "Reason" } th { "Suggested fix" } } }
             tbody { @for row in quarantined.iter().take(LISTED) { tr {
-                td { (row.entity) " " (row.source_id.as_deref().unwrap_or("")) }
+                td { (row.entity) " " (row.source_id.as_deref().unwrap_or(""))
+                    @if let Some(origin) = &row.origin { br; small { (origin) } } }
                 td { (row.reason) }
                 td { (row.suggested_fix.as_deref().unwrap_or("")) }
             } } }

@@ -72,6 +72,13 @@ impl StoreUrl {
                     .to_owned(),
             );
         }
+        if url.query().is_some() || url.fragment().is_some() {
+            // A query is where a SAS token would sit, and URLs are shown in logs and errors.
+            return Err(
+                "a store URL takes no query or fragment: credentials come from the environment, settings from storage_options"
+                    .to_owned(),
+            );
+        }
         if scheme == Scheme::File && url.to_file_path().is_err() {
             return Err(format!("{text:?} is not an absolute file:// path"));
         }
@@ -179,6 +186,7 @@ mod tests {
         assert!(problem("ftp://host/x").contains("unsupported scheme ftp://"));
         assert!(problem("s3://key:secret@bucket/x").contains("credentials do not belong"));
         assert!(problem("file://relative/x").contains("absolute file://"));
+        assert!(problem("az://container/feed.zip?sig=secret").contains("no query"));
     }
 
     #[test]

@@ -35,11 +35,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::db::{Backend, Db};
-use rosterflow_model::{Entity, Id, SourceKind};
+use rosterflow_model::{Entity, Id, SourceKind, is_district_key};
 use rosterflow_plan::Plan;
 use rosterflow_plan::schema::{self, Record};
 use rosterflow_plan::state::{self, State};
-use rosterflow_plan::switch::{Match, SisRow};
+use rosterflow_plan::switch::SisRow;
 
 /// Why reading or writing the Freckle DB failed. Messages name the step, never the URL.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +48,8 @@ pub enum StoreError {
         "another run of district {district} is in progress: waited {waited_secs} s for it to finish"
     )]
     Busy { district: String, waited_secs: u64 },
+    #[error("{key:?} cannot key a district: use 1 to 64 letters, digits, '-' or '_'")]
+    BadKey { key: String },
     #[error("the sync needs a SQLite file: an in-memory database cannot be shared")]
     InMemory,
     #[error("cannot lock {path}")]
@@ -216,6 +218,12 @@ enum Inner {
 impl Store {
     /// Takes the run lock of `district` (its key).
     pub async fn lock(db: &Db, district: &str, options: LockOptions) -> Result<Store, StoreError> {
+        // The key names the lock file beside a SQLite DB.
+        if !is_district_key(district) {
+            return Err(StoreError::BadKey {
+                key: district.to_owned(),
+            });
+        }
         let LockOptions { wait, lease } = options;
         tracing::debug!(
             district,
@@ -376,12 +384,6 @@ fn sis_rows_sql(entity: Entity) -> String {
 fn rekey_sql(entity: Entity) -> String {
     let table = schema::layout(entity).name;
     format!("UPDATE {table} SET source_id = $1 WHERE id = $2")
-}
-
-/// Where a matched row's key is parked while keys move, so that two rows may swap theirs: a
-/// value no source sends (sources' ids have no control characters).
-fn parked_key(m: &Match) -> String {
-    format!("\u{1}switching:{}", m.row)
 }
 
 /// What the source sent that the roster does not load, as recorded on a run row.

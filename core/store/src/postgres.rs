@@ -29,8 +29,7 @@ use super::state::{
     Cell, Existing, MembershipState, OpenDecision, Role, State, TableState, fingerprint,
 };
 use super::{
-    RowIds, RunOutcome, RunRecord, StoreError, counts_json, parked_key, sis_rows_sql, skipped_json,
-    source_kind,
+    RowIds, RunOutcome, RunRecord, StoreError, counts_json, sis_rows_sql, skipped_json, source_kind,
 };
 use crate::apply::{Step, fence, program};
 use crate::db::timestamp;
@@ -959,7 +958,8 @@ impl<'a> Writer<'_, 'a> {
 
     /// What rows cannot say for themselves: updates, restores, archives and role changes.
     /// Rows matched to the records of the district's new source take their new keys: one array
-    /// statement per table, parking every key first so that two rows may swap theirs.
+    /// statement per table. No new key is any row's key (the matcher leaves such records to the
+    /// row they already have).
     async fn rekey(&self, tx: &mut Transaction<'_, Postgres>) -> Result<()> {
         let matches: Vec<&Match> = self
             .plan
@@ -968,41 +968,33 @@ impl<'a> Writer<'_, 'a> {
             .iter()
             .flat_map(|s| &s.matches)
             .collect();
-        for parking in [true, false] {
-            for entity in MATCHED {
-                let of_entity = matches.iter().filter(|m| m.entity == entity);
-                let (keys, rows): (Vec<String>, Vec<i64>) = of_entity
-                    .map(|m| {
-                        let key = if parking {
-                            parked_key(m)
-                        } else {
-                            m.to.to_string()
-                        };
-                        (key, m.row)
-                    })
-                    .unzip();
-                if rows.is_empty() {
-                    continue;
-                }
-                let sql = format!(
-                    "UPDATE {} AS t SET source_id = v.key FROM UNNEST($1::text[], $2::bigint[]) AS v(key, id) \
-                     WHERE t.id = v.id",
-                    layout(entity).name
-                );
-                let written = sqlx::query(AssertSqlSafe(sql))
-                    .bind(&keys)
-                    .bind(&rows)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(StoreError::postgres("giving matched rows their new keys"))?
-                    .rows_affected();
-                if written != rows.len() as u64 {
-                    return Err(StoreError::Changed {
-                        entity,
-                        expected: rows.len() as u64,
-                        found: written,
-                    });
-                }
+        for entity in MATCHED {
+            let (keys, rows): (Vec<&str>, Vec<i64>) = matches
+                .iter()
+                .filter(|m| m.entity == entity)
+                .map(|m| (m.to.as_str(), m.row))
+                .unzip();
+            if rows.is_empty() {
+                continue;
+            }
+            let sql = format!(
+                "UPDATE {} AS t SET source_id = v.key FROM UNNEST($1::text[], $2::bigint[]) AS v(key, id) \
+                 WHERE t.id = v.id",
+                layout(entity).name
+            );
+            let written = sqlx::query(AssertSqlSafe(sql))
+                .bind(&keys)
+                .bind(&rows)
+                .execute(&mut **tx)
+                .await
+                .map_err(StoreError::postgres("giving matched rows their new keys"))?
+                .rows_affected();
+            if written != rows.len() as u64 {
+                return Err(StoreError::Changed {
+                    entity,
+                    expected: rows.len() as u64,
+                    found: written,
+                });
             }
         }
         Ok(())

@@ -88,6 +88,9 @@ pub struct ReportRow {
     pub suggested_fix: Option<String>,
     /// The columns an update changed, or a membership's role.
     pub detail: Option<String>,
+    /// Where the source sent a quarantined record, when that says more than its id: a file and
+    /// line, a URL.
+    pub origin: Option<String>,
 }
 
 impl ReportRow {
@@ -110,6 +113,7 @@ impl ReportRow {
             reason,
             author,
             detail,
+            origin: None,
         }
     }
 }
@@ -182,28 +186,34 @@ pub async fn read(db: &Db, run: i64) -> Result<RunReport, ReportError> {
         }
         _ => committed_changes(db, run).await?,
     };
-    let quarantined: Vec<(String, Option<String>, String, Option<String>)> = sqlx::query_as(
-        "SELECT kind, source_id, reason, suggested_fix FROM quarantine WHERE run_id = $1 ORDER BY id",
+    type Quarantined = (
+        String,
+        Option<String>,
+        String,
+        Option<String>,
+        Option<String>,
+    );
+    let quarantined: Vec<Quarantined> = sqlx::query_as(
+        "SELECT kind, source_id, reason, suggested_fix, origin FROM quarantine WHERE run_id = $1 ORDER BY id",
     )
     .bind(run)
     .fetch_all(pool)
     .await
     .map_err(sql("reading the run's quarantine"))?;
-    rows.extend(
-        quarantined
-            .into_iter()
-            .map(|(entity, source_id, reason, suggested_fix)| ReportRow {
-                kind: "quarantine",
-                entity,
-                source_id,
-                member_id: None,
-                action: "quarantine".to_owned(),
-                reason,
-                author: "source".to_owned(),
-                suggested_fix,
-                detail: None,
-            }),
-    );
+    rows.extend(quarantined.into_iter().map(
+        |(entity, source_id, reason, suggested_fix, origin)| ReportRow {
+            kind: "quarantine",
+            entity,
+            source_id,
+            member_id: None,
+            action: "quarantine".to_owned(),
+            reason,
+            author: "source".to_owned(),
+            suggested_fix,
+            detail: None,
+            origin,
+        },
+    ));
     Ok(RunReport {
         run,
         pipeline,
@@ -405,6 +415,7 @@ impl RunReport {
                 "author",
                 "suggested_fix",
                 "detail",
+                "origin",
             ])?;
         }
         for row in &self.rows {

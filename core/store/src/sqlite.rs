@@ -20,8 +20,8 @@ use super::state::{
     Cell, Existing, MembershipState, OpenDecision, Role, State, TableState, fingerprint,
 };
 use super::{
-    RowIds, RunOutcome, RunRecord, StoreError, counts_json, parked_key, rekey_sql, sis_rows_sql,
-    skipped_json, source_kind, waiting_for_lock,
+    RowIds, RunOutcome, RunRecord, StoreError, counts_json, rekey_sql, sis_rows_sql, skipped_json,
+    source_kind, waiting_for_lock,
 };
 use crate::apply::{Step, fence, program};
 use crate::db::{sqlite_file, timestamp};
@@ -741,24 +741,18 @@ impl<'a> Writer<'_, 'a> {
         Ok(())
     }
 
-    /// Rows matched to the records of the district's new source take their new keys.
+    /// Rows matched to the records of the district's new source take their new keys. No new key
+    /// is any row's key (the matcher leaves such records to the row they already have).
     fn rekey(&self) -> Result<()> {
         let matches = self.plan.state.switch.iter().flat_map(|s| &s.matches);
-        for parking in [true, false] {
-            for m in matches.clone() {
-                let key = if parking {
-                    parked_key(m)
-                } else {
-                    m.to.to_string()
-                };
-                let written = self
-                    .tx
-                    .prepare_cached(&rekey_sql(m.entity))
-                    .and_then(|mut update| update.execute(params![key, m.row]))
-                    .map_err(StoreError::sqlite("giving matched rows their new keys"))?;
-                if written != 1 {
-                    return Err(changed(m.entity, written));
-                }
+        for m in matches {
+            let written = self
+                .tx
+                .prepare_cached(&rekey_sql(m.entity))
+                .and_then(|mut update| update.execute(params![m.to.as_str(), m.row]))
+                .map_err(StoreError::sqlite("giving matched rows their new keys"))?;
+            if written != 1 {
+                return Err(changed(m.entity, written));
             }
         }
         Ok(())

@@ -174,6 +174,10 @@ fn read_dir(dir: &Path) -> Result<Feed, ExtractError> {
     assemble(&dir.display().to_string(), read(MANIFEST)?, read)
 }
 
+/// The most one file of a zipped feed may inflate to: a 1M-student district's enrollments are
+/// well under 1 GiB.
+const MAX_ENTRY_BYTES: u64 = 2 << 30;
+
 /// Reads a feed zipped, from memory. The files may sit at the archive's root or in one
 /// top-level folder (`feed/manifest.csv`), as zipping a folder makes them.
 pub(crate) fn read_zip(bytes: Vec<u8>, location: &str) -> Result<Feed, ExtractError> {
@@ -196,10 +200,19 @@ pub(crate) fn read_zip(bytes: Vec<u8>, location: &str) -> Result<Feed, ExtractEr
             Err(zip::result::ZipError::FileNotFound) => return Ok(None),
             Err(error) => return Err(refuse(format!("cannot read {entry}: {error}"))),
         };
-        // The declared size is a hint only: never trust it for more than a start.
+        // The declared size is a hint only: never trust it for more than a start, and stop an
+        // entry that inflates past what any district's file holds (a zip bomb).
         let mut bytes = Vec::with_capacity(file.size().min(1 << 26) as usize);
-        file.read_to_end(&mut bytes)
+        file.by_ref()
+            .take(MAX_ENTRY_BYTES + 1)
+            .read_to_end(&mut bytes)
             .map_err(|error| refuse(format!("cannot read {entry}: {error}")))?;
+        if bytes.len() as u64 > MAX_ENTRY_BYTES {
+            return Err(refuse(format!(
+                "{entry} inflates to more than {} GiB: refusing the archive",
+                MAX_ENTRY_BYTES >> 30
+            )));
+        }
         Ok(Some(bytes))
     };
     let manifest = read(MANIFEST)?;

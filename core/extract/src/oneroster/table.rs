@@ -286,6 +286,12 @@ pub(crate) fn usable_id(id: &str) -> Result<(), String> {
             "{:?} holds a control character",
             id.chars().take(40).collect::<String>()
         ))
+    } else if id.starts_with("plugin:") {
+        // The key of a plugin's group in the same tables (`plugin:<name>:<group>`).
+        Err(format!(
+            "{:?} starts with \"plugin:\", which names the groups plugins make",
+            id.chars().take(40).collect::<String>()
+        ))
     } else {
         Ok(())
     }
@@ -396,7 +402,14 @@ mod tests {
         ] {
             assert!(usable_id(good).is_ok(), "{good:?}");
         }
-        for bad in ["", "a\u{0}b", "a\nb", "tab\there", &"x".repeat(256)] {
+        for bad in [
+            "",
+            "a\u{0}b",
+            "a\nb",
+            "tab\there",
+            &"x".repeat(256),
+            "plugin:flex:g1",
+        ] {
             assert!(usable_id(bad).is_err(), "{bad:?}");
         }
     }
