@@ -9,6 +9,7 @@ mod contract;
 mod events;
 mod history;
 mod oneroster;
+mod oneroster_rest;
 mod runner;
 mod sync;
 mod transforms;

@@ -16,11 +16,14 @@ pub enum SourceConfig {
     CleverReplay(ReplaySourceConfig),
     /// A OneRoster CSV feed (1.1 or 1.2, bulk or delta): a folder, a `.zip`, or an object store.
     OneRosterCsv(OneRosterCsvConfig),
+    /// A OneRoster REST service (1.1 or 1.2) behind OAuth 2 client credentials.
+    OneRosterRest(OneRosterRestConfig),
 }
 
 impl tagged::TaggedTable for SourceConfig {
     const WHAT: &'static str = "source";
-    const KINDS: &'static [&'static str] = &["clever", "clever_replay", "oneroster_csv"];
+    const KINDS: &'static [&'static str] =
+        &["clever", "clever_replay", "oneroster_csv", "oneroster_rest"];
 
     fn build<'de, D: serde::Deserializer<'de>>(
         kind: &str,
@@ -33,6 +36,9 @@ impl tagged::TaggedTable for SourceConfig {
             }
             "oneroster_csv" => {
                 OneRosterCsvConfig::deserialize(rest).map(SourceConfig::OneRosterCsv)
+            }
+            "oneroster_rest" => {
+                OneRosterRestConfig::deserialize(rest).map(SourceConfig::OneRosterRest)
             }
             _ => return None,
         })
@@ -121,6 +127,102 @@ pub struct OneRosterCsvConfig {
     pub district: Option<String>,
 }
 
+/// A OneRoster REST service, read whole or (`sync = "delta"`) by the changes since the last
+/// pull (see the `oneroster::rest` module; the mapping is the CSV source's).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OneRosterRestConfig {
+    /// The service's API root, without a collection:
+    /// `https://sis.example.org/ims/oneroster/rostering/v1p2` (1.2) or
+    /// `https://sis.example.org/ims/oneroster/v1p1` (1.1). The version is read from its last
+    /// segment (`v1p1`, `v1p2`) unless `version` says it.
+    pub base_url: String,
+    /// `"1.1"` or `"1.2"`, when `base_url` does not end with `v1p1` or `v1p2`, or when a
+    /// service serves the other version's records at its path.
+    #[serde(default)]
+    pub version: Option<RestVersion>,
+    /// The OAuth 2 token endpoint (client credentials grant).
+    pub token_url: String,
+    /// The OAuth 2 client id.
+    pub client_id: String,
+    /// The OAuth 2 client secret, normally `"${ONEROSTER_SECRET}"`. Never logged.
+    pub client_secret: Secret,
+    /// The scopes to ask for, space-separated (for 1.2 usually
+    /// `https://purl.imsglobal.org/spec/or/v1p2/scope/roster-core.readonly`). Without it none
+    /// is asked for, and the service grants its default.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// Records per page (`limit`). A service that serves fewer per page is followed all the
+    /// same.
+    #[serde(default = "default_page_limit")]
+    pub limit: u32,
+    /// How long one request may take before it is retried.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// How many times one request is tried before the pull fails (rate-limit waits included).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// The first retry delay; it doubles on each retry, with jitter.
+    #[serde(default = "default_backoff_base_ms")]
+    pub backoff_base_ms: u64,
+    /// The longest retry delay, and the longest wait a `Retry-After` may ask for.
+    #[serde(default = "default_backoff_max_secs")]
+    pub backoff_max_secs: u64,
+    /// Where a user's SIS id comes from: `"identifier"` (the default), or
+    /// `{ user_id_type = "SIS" }` for the `userIds` entry of that type.
+    #[serde(default)]
+    pub sis_id: SisIdSource,
+    /// The `sourcedId` of the district org to load, when the service holds several. Without
+    /// it, the service must hold exactly one.
+    #[serde(default)]
+    pub district: Option<String>,
+    /// How runs read the service: `full` pulls every collection each run; `delta` pulls the
+    /// whole district once, then only the records changed since the last pull
+    /// (`filter=dateLastModified>...`; `tobedeleted` records remove), with a full pull every
+    /// `full_sync_every_days`.
+    #[serde(default)]
+    pub sync: RestSyncMode,
+    /// With `sync = "delta"`: a full pull at least this often, which also catches deletions
+    /// a service does not serve.
+    #[serde(default = "default_full_sync_every_days")]
+    pub full_sync_every_days: u32,
+}
+
+/// The OneRoster version a REST service speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum RestVersion {
+    #[serde(rename = "1.1")]
+    V1_1,
+    #[serde(rename = "1.2")]
+    V1_2,
+}
+
+impl RestVersion {
+    /// The version written as `version`, or else the one `base_url` ends with.
+    pub fn of(config: &OneRosterRestConfig) -> Option<RestVersion> {
+        config.version.or_else(|| {
+            let url = url::Url::parse(&config.base_url).ok()?;
+            let last = url.path_segments()?.rev().find(|s| !s.is_empty())?;
+            match last.to_ascii_lowercase().as_str() {
+                "v1p1" => Some(RestVersion::V1_1),
+                "v1p2" => Some(RestVersion::V1_2),
+                _ => None,
+            }
+        })
+    }
+}
+
+/// How a OneRoster REST source is read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RestSyncMode {
+    /// Every collection, every run.
+    #[default]
+    Full,
+    /// The records changed since the last pull, with a full pull now and then.
+    Delta,
+}
+
 /// Where a OneRoster user's SIS id comes from.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "SisIdSetting")]
@@ -195,7 +297,9 @@ impl SourceConfig {
             SourceConfig::OneRosterCsv(feed) if !feed.path.contains("://") => {
                 feed.path = base.join(&feed.path).to_string_lossy().into_owned();
             }
-            SourceConfig::Clever(_) | SourceConfig::OneRosterCsv(_) => {}
+            SourceConfig::Clever(_)
+            | SourceConfig::OneRosterCsv(_)
+            | SourceConfig::OneRosterRest(_) => {}
         }
     }
 
@@ -247,8 +351,90 @@ impl SourceConfig {
                 }
             }
             SourceConfig::OneRosterCsv(feed) => feed.validate(&mut problems),
+            SourceConfig::OneRosterRest(rest) => rest.validate(&mut problems),
         }
         problems
+    }
+}
+
+/// `sis_id` and `district`, as both OneRoster sources have them.
+fn check_sis_id_and_district(
+    sis_id: &SisIdSource,
+    district: Option<&str>,
+    problems: &mut Vec<String>,
+) {
+    if let SisIdSource::UserIdType(kind) = sis_id
+        && kind.trim().is_empty()
+    {
+        problems.push("source.sis_id: user_id_type must not be empty".into());
+    }
+    if let Some(district) = district
+        && let Err(why) = crate::oneroster::usable_id(district)
+    {
+        problems.push(format!("source.district: the sourcedId {why}"));
+    }
+}
+
+/// What is wrong with `url` (the value of `key`) as an address to request: it must be http(s),
+/// without credentials, a query or a fragment.
+fn check_http_url(key: &str, url: &str) -> Option<String> {
+    if !url.starts_with("https://") && !url.starts_with("http://") {
+        return Some(format!(
+            "{key}: {url:?} must start with https:// (or http:// for a local simulator)"
+        ));
+    }
+    match url::Url::parse(url) {
+        Err(error) => Some(format!("{key}: {url:?} is not a valid URL: {error}")),
+        Ok(parsed) if !parsed.username().is_empty() || parsed.password().is_some() => Some(
+            format!("{key}: credentials do not belong in the URL: use client_id and client_secret"),
+        ),
+        Ok(parsed) if parsed.query().is_some() || parsed.fragment().is_some() => Some(format!(
+            "{key}: {url:?} must not carry a query or a fragment"
+        )),
+        Ok(_) => None,
+    }
+}
+
+impl OneRosterRestConfig {
+    /// Adds what is wrong with the table to `problems`, each starting with its key.
+    fn validate(&self, problems: &mut Vec<String>) {
+        let base_url = check_http_url("source.base_url", &self.base_url);
+        let base_ok = base_url.is_none();
+        problems.extend(base_url);
+        if base_ok && RestVersion::of(self).is_none() {
+            problems.push(format!(
+                "source.version: {:?} does not end with v1p1 or v1p2: set version = \"1.1\" or \"1.2\"",
+                self.base_url
+            ));
+        }
+        problems.extend(check_http_url("source.token_url", &self.token_url));
+        if self.client_id.trim().is_empty() {
+            problems.push("source.client_id: is empty".into());
+        }
+        if self.client_secret.expose().trim().is_empty() {
+            problems.push("source.client_secret: is empty".into());
+        }
+        if self.scope.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            problems.push(
+                "source.scope: is blank: leave it out to get the service's default scopes".into(),
+            );
+        }
+        if !(1..=10_000).contains(&self.limit) {
+            problems.push(format!(
+                "source.limit: {} is out of range: ask for 1 to 10000 records a page",
+                self.limit
+            ));
+        }
+        if self.timeout_secs == 0 {
+            problems.push("source.timeout_secs: must be at least 1".into());
+        }
+        if self.max_attempts == 0 {
+            problems.push("source.max_attempts: must be at least 1".into());
+        }
+        if self.full_sync_every_days == 0 {
+            problems.push("source.full_sync_every_days: must be at least 1".into());
+        }
+        check_sis_id_and_district(&self.sis_id, self.district.as_deref(), problems);
     }
 }
 
@@ -258,16 +444,7 @@ impl OneRosterCsvConfig {
         if let Err(problem) = self.check_path() {
             problems.push(problem);
         }
-        if let SisIdSource::UserIdType(kind) = &self.sis_id
-            && kind.trim().is_empty()
-        {
-            problems.push("source.sis_id: user_id_type must not be empty".into());
-        }
-        if let Some(district) = &self.district
-            && let Err(why) = crate::oneroster::usable_id(district)
-        {
-            problems.push(format!("source.district: the sourcedId {why}"));
-        }
+        check_sis_id_and_district(&self.sis_id, self.district.as_deref(), problems);
     }
 
     /// `path` and its `storage_options`. A local path that does not exist yet is fine: feeds
@@ -365,6 +542,104 @@ mod tests {
             problems(r#""path": " ""#),
             ["source.path: must not be empty"]
         );
+    }
+
+    fn rest(fields: &str) -> Result<OneRosterRestConfig, String> {
+        let source: SourceConfig = serde_json::from_str(&format!(
+            r#"{{"type": "oneroster_rest", "token_url": "https://sis.example.org/oauth/token",
+                "client_id": "rosterflow", "client_secret": "s3cret", {fields}}}"#
+        ))
+        .map_err(|e| e.to_string())?;
+        match source {
+            SourceConfig::OneRosterRest(rest) => Ok(rest),
+            other => panic!("not a OneRoster REST source: {other:?}"),
+        }
+    }
+
+    fn rest_problems(fields: &str) -> Vec<String> {
+        SourceConfig::OneRosterRest(rest(fields).expect("parses")).validate(Some("springfield"))
+    }
+
+    #[test]
+    fn a_oneroster_rest_source_reads_its_fields_and_defaults() {
+        let plain = rest(r#""base_url": "https://sis.example.org/ims/oneroster/rostering/v1p2""#)
+            .expect("parses");
+        assert_eq!(plain.limit, 1000);
+        assert_eq!(plain.sync, RestSyncMode::Full);
+        assert_eq!(plain.full_sync_every_days, 7);
+        assert_eq!(plain.sis_id, SisIdSource::Identifier);
+        assert_eq!(plain.scope, None);
+        assert_eq!(RestVersion::of(&plain), Some(RestVersion::V1_2));
+        assert!(
+            !format!("{plain:?}").contains("s3cret"),
+            "the secret stays out of debug output"
+        );
+        let v1p1 =
+            rest(r#""base_url": "https://sis.example.org/ims/oneroster/v1p1/""#).expect("parses");
+        assert_eq!(RestVersion::of(&v1p1), Some(RestVersion::V1_1));
+        let told = rest(
+            r#""base_url": "https://sis.example.org/ims/oneroster/v1p1", "version": "1.2",
+               "sync": "delta", "full_sync_every_days": 3, "scope": "a b", "limit": 500,
+               "sis_id": {"user_id_type": "SIS"}, "district": "d-1""#,
+        )
+        .expect("parses");
+        assert_eq!(
+            RestVersion::of(&told),
+            Some(RestVersion::V1_2),
+            "version wins"
+        );
+        assert_eq!(told.sync, RestSyncMode::Delta);
+        assert_eq!(told.sis_id, SisIdSource::UserIdType("SIS".into()));
+        assert!(rest_problems(r#""base_url": "https://h/ims/oneroster/v1p1""#).is_empty());
+        assert!(rest(r#""base_url": "https://h/x/v1p2", "secret": "x""#).is_err());
+        assert!(rest(r#""base_url": "https://h/x/v1p2", "version": "2.0""#).is_err());
+        assert!(rest(r#""base_url": "https://h/x/v1p2", "sync": "events""#).is_err());
+    }
+
+    #[test]
+    fn every_rest_problem_starts_with_its_key() {
+        let found = rest_problems(
+            r#""base_url": "ftp://h/v1p2", "limit": 0, "timeout_secs": 0, "max_attempts": 0,
+               "full_sync_every_days": 0, "scope": " ", "sis_id": {"user_id_type": ""},
+               "district": """#,
+        );
+        let keys: Vec<&str> = found
+            .iter()
+            .map(|p| p.split(':').next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "source.base_url",
+                "source.scope",
+                "source.limit",
+                "source.timeout_secs",
+                "source.max_attempts",
+                "source.full_sync_every_days",
+                "source.sis_id",
+                "source.district"
+            ],
+            "{found:?}"
+        );
+        let found = SourceConfig::OneRosterRest(OneRosterRestConfig {
+            client_id: " ".into(),
+            client_secret: Secret::new(""),
+            token_url: "https://user:pw@h/token".into(),
+            ..rest(r#""base_url": "https://h/api/v1p2?x=1""#).expect("parses")
+        })
+        .validate(None);
+        assert_eq!(found.len(), 4, "{found:?}");
+        assert!(found[0].starts_with("source.base_url: "), "{found:?}");
+        assert!(
+            found[1].starts_with("source.token_url: credentials"),
+            "{found:?}"
+        );
+        assert!(!found[1].contains("pw"), "{found:?}");
+        assert!(found[2].starts_with("source.client_id: "), "{found:?}");
+        assert!(found[3].starts_with("source.client_secret: "), "{found:?}");
+        let found = rest_problems(r#""base_url": "https://h/api""#);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].starts_with("source.version: "), "{found:?}");
     }
 
     #[test]

@@ -6,11 +6,14 @@
 //! - [`wire`]: Clever's JSON, read tolerantly, turned into the model page by page.
 //! - [`events`]: incremental pulls through the Events API, from a checkpoint of the raw roster.
 //! - [`oneroster`]: OneRoster CSV feeds (1.1, 1.2), bulk or delta, from a folder, a zip or an
-//!   object store; its docs hold the OneRoster-to-model mapping.
+//!   object store; its docs hold the OneRoster-to-model mapping. [`oneroster::rest`]: OneRoster
+//!   REST services (1.1, 1.2), whole or by the changes since the last pull, into the same raw
+//!   roster and mapping.
 //!
 //! Any pull can be recorded with a [`Recorder`]: for Clever the raw bytes of every page, in
 //! the layout [`replay`] reads (`DIR/<collection>/0001.json`, `0002.json`, ...); for OneRoster
-//! the manifest and each file read, a feed that `path = "DIR"` reads again.
+//! the manifest and each file read, a feed that `path = "DIR"` reads again; for OneRoster REST
+//! each page as served (`DIR/users-0001.json`), for reading, not for replay.
 
 pub mod clever;
 pub mod config;
@@ -198,6 +201,25 @@ pub enum ExtractError {
     SeveralDistrictOrgs { found: Vec<String> },
     #[error("orgs.csv holds no org of type district: a OneRoster feed must include its district")]
     NoDistrictOrg,
+    #[error(
+        "the OneRoster token endpoint {url} refused the client ({status}: {reason}): check source.client_id and source.client_secret (usually ONEROSTER_SECRET), and source.scope"
+    )]
+    ClientRefused {
+        url: String,
+        status: u16,
+        /// The endpoint's OAuth error and description (never the secret).
+        reason: String,
+    },
+    #[error(
+        "the OneRoster service refused a fresh access token ({status}) for {url}: check that the client may read this district's rosters (its scopes)"
+    )]
+    AccessRefused { url: String, status: u16 },
+    #[error("the OneRoster service answered {status} for {url}: {message}")]
+    Service {
+        status: u16,
+        url: String,
+        message: String,
+    },
 }
 
 impl ExtractError {
@@ -205,6 +227,9 @@ impl ExtractError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ExtractError::Status { status, .. } => matches!(status, 429 | 500 | 502 | 503 | 504),
+            ExtractError::Service { status, .. } => {
+                matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+            }
             ExtractError::Http { .. } | ExtractError::Page { .. } => true,
             // A store that refuses the request will refuse it again; anything else (the
             // network, the service) may pass.
@@ -267,7 +292,8 @@ impl Recorder {
 
 /// Pulls `district` (or the one the source sees, when `None`) from `source`, recording the
 /// pages if asked. A OneRoster feed is pulled as a bulk feed (a delta is refused): deltas need
-/// [`oneroster::pull_csv`] and the roster of the previous load.
+/// [`oneroster::pull_csv`] and the roster of the previous load. A OneRoster REST service is
+/// pulled whole ([`oneroster::pull_rest`] pulls the changes since a previous pull).
 pub async fn pull(
     source: &SourceConfig,
     district: Option<&str>,
@@ -282,6 +308,7 @@ pub async fn pull(
         // `district` is the pipeline's key for the district, not a OneRoster id: the feed's
         // district org is `source.district`, or its only one.
         SourceConfig::OneRosterCsv(config) => oneroster::pull(config, recorder).await,
+        SourceConfig::OneRosterRest(config) => oneroster::rest::pull(config, recorder).await,
     }
 }
 

@@ -1,5 +1,7 @@
 //! OneRoster CSV feeds (1.1 and 1.2), bulk or delta, from a folder, a `.zip` or an object
-//! store (`[source] type = "oneroster_csv"`).
+//! store (`[source] type = "oneroster_csv"`), and OneRoster REST services (`[source] type =
+//! "oneroster_rest"`, see [`rest`]), both read into the same raw roster and mapped by the table
+//! below.
 //!
 //! # Layout
 //!
@@ -11,6 +13,8 @@
 //!   delta files change it.
 //! - `snapshot`: the raw roster mapped to the model, by the table below.
 //! - `vocab`: OneRoster's enums, and its grades and subjects in the model's words.
+//! - [`rest`]: the REST service: OAuth 2, paging, and its JSON records read into the raw
+//!   roster, whole or by the changes since the last pull.
 //!
 //! # Reading a feed
 //!
@@ -101,10 +105,12 @@
 mod feed;
 pub(crate) mod files;
 mod manifest;
+pub mod rest;
 mod snapshot;
 mod table;
 mod vocab;
 
+pub use rest::{RestPrevious, RestPull, RestPullKind, pull_rest};
 pub(crate) use table::usable_id;
 
 use chrono::{DateTime, Utc};
@@ -114,8 +120,9 @@ use crate::{ExtractError, Recorder};
 use manifest::Mode;
 use rosterflow_model::{Snapshot, blocking, packed};
 
-/// The cursor a OneRoster roster is saved under in a district's source checkpoint, so that
-/// it is never mistaken for a Clever events checkpoint (or the other way round).
+/// The cursor a OneRoster roster (of a CSV feed or a REST service: the roster says which) is
+/// saved under in a district's source checkpoint, so that it is never mistaken for a Clever
+/// events checkpoint (or the other way round).
 pub const CHECKPOINT_CURSOR: &str = "oneroster-csv";
 
 /// How a feed was sent. The names (`bulk`, `delta`) are stored with the run.

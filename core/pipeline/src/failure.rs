@@ -35,6 +35,18 @@ impl SyncError {
                 ExtractError::Unauthorized { .. }
                 | ExtractError::WrongDistrict { .. }
                 | ExtractError::SeveralDistricts { .. } => Failure::Config,
+                // OneRoster: what only the feed's or the service's settings can fix.
+                ExtractError::NoManifest { .. }
+                | ExtractError::Manifest { .. }
+                | ExtractError::MissingFile { .. }
+                | ExtractError::MissingColumn { .. }
+                | ExtractError::SeveralDistrictOrgs { .. }
+                | ExtractError::NoDistrictOrg
+                | ExtractError::DeltaWithoutBulk { .. }
+                | ExtractError::VersionChanged { .. }
+                | ExtractError::Location { .. }
+                | ExtractError::ClientRefused { .. }
+                | ExtractError::AccessRefused { .. } => Failure::Config,
                 ExtractError::Exhausted { .. } => Failure::Transient,
                 source if source.is_retryable() => Failure::Transient,
                 _ => Failure::Failed,
@@ -154,6 +166,80 @@ mod tests {
         assert_eq!(failure.exit_code(), exit::CONFIG);
         assert!(!failure.is_retried());
         assert_eq!(failure.outcome(), "config_error");
+    }
+
+    fn extract(source: ExtractError) -> SyncError {
+        SyncError::Extract {
+            pipeline: "p".into(),
+            source,
+        }
+    }
+
+    #[test]
+    fn oneroster_settings_the_source_refuses_are_the_admins_to_fix() {
+        let refused = [
+            ExtractError::NoManifest {
+                location: "/feeds/today".into(),
+            },
+            ExtractError::Manifest {
+                location: "/feeds/today".into(),
+                reason: "has no oneroster.version".into(),
+            },
+            ExtractError::MissingFile {
+                location: "/feeds/today".into(),
+                file: "users.csv",
+                mode: "bulk",
+            },
+            ExtractError::MissingColumn {
+                file: "users.csv",
+                column: "role",
+                version: "1.1",
+            },
+            ExtractError::SeveralDistrictOrgs {
+                found: vec!["d1".into(), "d2".into()],
+            },
+            ExtractError::NoDistrictOrg,
+            ExtractError::DeltaWithoutBulk {
+                files: "users.csv".into(),
+            },
+            ExtractError::VersionChanged {
+                roster: "1.1",
+                feed: "1.2",
+            },
+            ExtractError::Location {
+                path: "ftp://x/".into(),
+                reason: "unsupported scheme".into(),
+            },
+            ExtractError::ClientRefused {
+                url: "https://sis.example.org/oauth/token".into(),
+                status: 401,
+                reason: "invalid_client: unknown client or wrong secret".into(),
+            },
+            ExtractError::AccessRefused {
+                url: "https://sis.example.org/ims/oneroster/v1p1/users".into(),
+                status: 403,
+            },
+        ];
+        for source in refused {
+            let shown = source.to_string();
+            let failure = Failure::of(&extract(source));
+            assert_eq!(failure, Failure::Config, "{shown}");
+            assert_eq!(failure.exit_code(), exit::CONFIG, "{shown}");
+            assert!(!failure.is_retried(), "{shown}");
+        }
+        // A busy service is tried again; a record it cannot serve is a failed run.
+        let busy = extract(ExtractError::Service {
+            status: 503,
+            url: "https://sis.example.org/ims/oneroster/v1p1/users".into(),
+            message: "server_busy".into(),
+        });
+        assert_eq!(busy.failure(), Failure::Transient);
+        let refused = extract(ExtractError::Service {
+            status: 400,
+            url: "https://sis.example.org/ims/oneroster/v1p1/users".into(),
+            message: "invalid_filter_field".into(),
+        });
+        assert_eq!(refused.failure(), Failure::Failed);
     }
 
     #[test]

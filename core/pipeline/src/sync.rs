@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::config::Pipeline;
 use crate::failure::exit;
-use rosterflow_extract::config::{OneRosterCsvConfig, SourceConfig, SyncMode};
+use rosterflow_extract::config::{OneRosterCsvConfig, OneRosterRestConfig, SourceConfig, SyncMode};
 use rosterflow_extract::events::{self, PullKind};
 use rosterflow_extract::oneroster;
 use rosterflow_extract::{self as extract, ExtractError};
@@ -376,6 +376,11 @@ impl Runner {
         {
             return self.pull_oneroster(pipeline, config, district).await;
         }
+        if let (SourceConfig::OneRosterRest(config), Some(district)) =
+            (&pipeline.file.source, pipeline.district_id())
+        {
+            return self.pull_oneroster_rest(pipeline, config, district).await;
+        }
         let (SourceConfig::Clever(config), Some(district)) =
             (&pipeline.file.source, &pipeline.file.pipeline.district_id)
         else {
@@ -461,6 +466,53 @@ impl Runner {
         ))
     }
 
+    /// Pulls a OneRoster REST service: whole, or (`sync = "delta"`) the changes since the pull
+    /// whose raw roster the district's last run saved. The roster after it is saved with this
+    /// run, with the time the pull started (and when the district was last pulled whole).
+    async fn pull_oneroster_rest(
+        &self,
+        pipeline: &Pipeline,
+        config: &OneRosterRestConfig,
+        district: &str,
+    ) -> Result<(Snapshot, Source), SyncError> {
+        let name = pipeline.name();
+        let stored = runs::checkpoint(&self.db, district)
+            .await
+            .map_err(|source| SyncError::Runs {
+                pipeline: name.to_owned(),
+                source,
+            })?
+            // A Clever events checkpoint is not a OneRoster roster.
+            .filter(|stored| stored.cursor.as_deref() == Some(oneroster::CHECKPOINT_CURSOR));
+        let previous = stored.as_ref().and_then(|stored| {
+            Some(oneroster::RestPrevious {
+                roster: &stored.roster,
+                full_sync_at: parse_timestamp(&stored.full_sync_at)?,
+            })
+        });
+        let started = self.clock.now();
+        let pulled = oneroster::pull_rest(config, previous, started)
+            .await
+            .map_err(|source| SyncError::Extract {
+                pipeline: name.to_owned(),
+                source,
+            })?;
+        tracing::info!(pipeline = name, kind = pulled.kind.as_str(), note = %pulled.note, "source read");
+        Ok((
+            pulled.snapshot,
+            Source {
+                kind: pulled.kind.as_str(),
+                note: Some(pulled.note),
+                checkpoint: Some(events::Checkpoint {
+                    cursor: Some(oneroster::CHECKPOINT_CURSOR.to_owned()),
+                    roster: pulled.roster,
+                    full_sync_at: pulled.full_sync_at,
+                    saved_at: started,
+                }),
+            },
+        ))
+    }
+
     /// Writes the pipeline's exports once a run has committed, when it asks for that. A failed
     /// export is reported, not a failed run: the sync has committed.
     async fn export_after_sync(&self, pipeline: &Pipeline, district: &str) {
@@ -480,7 +532,8 @@ impl Runner {
 
 /// How a run read its source.
 struct Source {
-    /// How the source was read, as stored with the run (`full`, `events`, `bulk`, `delta`).
+    /// How the source was read, as stored with the run (`full`, `events`, `bulk`, `delta`;
+    /// OneRoster REST: `full`, `delta`).
     kind: &'static str,
     note: Option<String>,
     /// An events sync's new checkpoint, saved with the run.

@@ -14,6 +14,9 @@
 //! - A `sourcedId` twice in one file: the first record is used, the later ones quarantined.
 //! - Records keep the feed's order (a delta's new records go last): enrollments' order decides
 //!   which teacher comes first after the primary ones.
+//! - The REST source (`super::rest`) builds the same roster: its records are read through
+//!   [`Cells`] by the same rules, flattened to the CSV binding's columns, and its roster
+//!   remembers the service ([`Binding::Rest`]) so that a record's origin is its URL.
 
 use std::collections::{HashMap, HashSet};
 
@@ -22,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::files::Feed;
 use super::manifest::{CsvFile, Mode, Version};
+use super::rest;
 use super::table::{Row, Sheet};
 use super::vocab::{
     ClassType, EnrollmentRole, OrgType, Role, RoleType, SessionType, Status, parse_bool, parse_word,
@@ -75,12 +79,26 @@ impl<R> Default for Records<R> {
     }
 }
 
+/// Where a roster's records were sent from, which says where each was (its origin).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Binding {
+    /// CSV files: a record's origin is its file and line.
+    #[default]
+    Csv,
+    /// A REST service at this API root: a record's origin is its URL.
+    Rest { base_url: String },
+}
+
 /// Every file's records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Roster {
     pub version: Version,
-    /// When the feed that last changed this roster was read.
+    /// When the feed that last changed this roster was read (for the REST source: when the
+    /// pull started, which the next delta pull asks for changes since).
     pub read_at: DateTime<Utc>,
+    /// Rosters saved before the REST source are CSV ones.
+    #[serde(default)]
+    pub binding: Binding,
     pub orgs: Records<Org>,
     pub sessions: Records<Session>,
     pub courses: Records<CourseRecord>,
@@ -181,19 +199,98 @@ pub(crate) struct Enrollment {
     pub primary: bool,
 }
 
+/// One record's cells by the CSV binding's column names: a row of a CSV file, or a REST
+/// record flattened to the same columns. Records are read through it, so that both bindings
+/// are held to the same rules.
+pub(crate) trait Cells {
+    /// The cell of `column` as sent; `None` when it is absent or blank.
+    fn raw(&self, column: &str) -> Option<&str>;
+    /// The text of `column`, without NULs.
+    fn text(&self, column: &str) -> Option<String>;
+    /// The text of a required `column`.
+    fn required(&self, column: &str) -> Result<String, String>;
+    /// The id in a required `column`.
+    fn id(&self, column: &str) -> Result<Id, String>;
+    /// The id in an optional `column`; one that is there must be usable.
+    fn optional_id(&self, column: &str) -> Result<Option<Id>, String>;
+    /// The values of a multi-value `column`, blanks dropped.
+    fn list(&self, column: &str) -> Vec<String>;
+    /// The usable ids of a multi-value `column`.
+    fn ids(&self, column: &str) -> Vec<Id>;
+    /// `userIds`: (type, id) pairs.
+    fn user_ids(&self) -> Vec<(String, String)>;
+    /// Why a required `column` cannot be read: it is blank.
+    fn blank(&self, column: &str) -> String {
+        format!("required cell {column} is blank")
+    }
+    /// The record's place in its file, counted from 1 (a CSV line).
+    fn line(&self) -> u64;
+    /// Where the record was: `users.csv:17`, or a URL.
+    fn origin(&self) -> String;
+    /// Where the record of `file` at `line` (an earlier one) was.
+    fn origin_at(&self, file: CsvFile, line: u64) -> String {
+        format!("{}:{line}", file.file_name())
+    }
+    /// The file's name in messages: `users.csv`.
+    fn place(&self, file: CsvFile) -> String {
+        file.file_name().to_owned()
+    }
+    /// The record as JSON, for quarantine (never a password).
+    fn json(&self) -> String;
+}
+
+impl Cells for Row {
+    fn raw(&self, column: &str) -> Option<&str> {
+        Row::raw(self, column)
+    }
+    fn text(&self, column: &str) -> Option<String> {
+        Row::text(self, column)
+    }
+    fn required(&self, column: &str) -> Result<String, String> {
+        Row::required(self, column)
+    }
+    fn id(&self, column: &str) -> Result<Id, String> {
+        Row::id(self, column)
+    }
+    fn optional_id(&self, column: &str) -> Result<Option<Id>, String> {
+        Row::optional_id(self, column)
+    }
+    fn list(&self, column: &str) -> Vec<String> {
+        Row::list(self, column)
+    }
+    fn ids(&self, column: &str) -> Vec<Id> {
+        Row::ids(self, column)
+    }
+    fn user_ids(&self) -> Vec<(String, String)> {
+        Row::text(self, "userIds")
+            .map(|t| user_ids(&t))
+            .unwrap_or_default()
+    }
+    fn line(&self) -> u64 {
+        Row::line(self)
+    }
+    fn origin(&self) -> String {
+        Row::origin(self)
+    }
+    fn json(&self) -> String {
+        Row::json(self)
+    }
+}
+
 /// A record of one file, read from an `active` row.
 pub(crate) trait Record: Sized {
     const FILE: CsvFile;
     fn id(&self) -> &Id;
     /// Reads the row whose (usable) `sourcedId` is `id`; the error says what is wrong.
-    fn read(id: Id, row: &Row, version: Version) -> Result<Self, String>;
+    fn read<C: Cells>(id: Id, row: &C, version: Version) -> Result<Self, String>;
 }
 
 /// A required cell holding one of `T`'s words.
-fn word<T: std::str::FromStr + strum::VariantNames>(row: &Row, column: &str) -> Result<T, String> {
-    let value = row
-        .raw(column)
-        .ok_or_else(|| format!("required cell {column} is blank"))?;
+fn word<T: std::str::FromStr + strum::VariantNames>(
+    row: &impl Cells,
+    column: &str,
+) -> Result<T, String> {
+    let value = row.raw(column).ok_or_else(|| row.blank(column))?;
     parse_word(column, value)
 }
 
@@ -202,7 +299,7 @@ impl Record for Org {
     fn id(&self) -> &Id {
         &self.id
     }
-    fn read(id: Id, row: &Row, _: Version) -> Result<Self, String> {
+    fn read<C: Cells>(id: Id, row: &C, _: Version) -> Result<Self, String> {
         Ok(Org {
             id,
             line: row.line(),
@@ -219,7 +316,7 @@ impl Record for Session {
     fn id(&self) -> &Id {
         &self.id
     }
-    fn read(id: Id, row: &Row, _: Version) -> Result<Self, String> {
+    fn read<C: Cells>(id: Id, row: &C, _: Version) -> Result<Self, String> {
         let _: SessionType = word(row, "type")?;
         row.required("schoolYear")?;
         Ok(Session {
@@ -237,7 +334,7 @@ impl Record for CourseRecord {
     fn id(&self) -> &Id {
         &self.id
     }
-    fn read(id: Id, row: &Row, _: Version) -> Result<Self, String> {
+    fn read<C: Cells>(id: Id, row: &C, _: Version) -> Result<Self, String> {
         Ok(CourseRecord {
             id,
             line: row.line(),
@@ -253,7 +350,7 @@ impl Record for Class {
     fn id(&self) -> &Id {
         &self.id
     }
-    fn read(id: Id, row: &Row, _: Version) -> Result<Self, String> {
+    fn read<C: Cells>(id: Id, row: &C, _: Version) -> Result<Self, String> {
         let _: ClassType = word(row, "classType")?;
         row.required("termSourcedIds")?;
         Ok(Class {
@@ -277,11 +374,11 @@ impl Record for User {
     fn id(&self) -> &Id {
         &self.id
     }
-    fn read(id: Id, row: &Row, version: Version) -> Result<Self, String> {
+    fn read<C: Cells>(id: Id, row: &C, version: Version) -> Result<Self, String> {
         let enabled = parse_bool(
             "enabledUser",
             row.raw("enabledUser")
-                .ok_or("required cell enabledUser is blank")?,
+                .ok_or_else(|| row.blank("enabledUser"))?,
         )?;
         row.required("username")?;
         let (role, orgs) = match version {
@@ -300,10 +397,7 @@ impl Record for User {
             family_name: row.required("familyName")?,
             identifier: row.text("identifier"),
             email: row.text("email"),
-            user_ids: row
-                .text("userIds")
-                .map(|t| user_ids(&t))
-                .unwrap_or_default(),
+            user_ids: row.user_ids(),
             grades: row.list("grades"),
             role,
             orgs,
@@ -320,7 +414,7 @@ impl Record for RoleRecord {
     fn id(&self) -> &Id {
         &self.id
     }
-    fn read(id: Id, row: &Row, _: Version) -> Result<Self, String> {
+    fn read<C: Cells>(id: Id, row: &C, _: Version) -> Result<Self, String> {
         Ok(RoleRecord {
             id,
             line: row.line(),
@@ -337,7 +431,7 @@ impl Record for Enrollment {
     fn id(&self) -> &Id {
         &self.id
     }
-    fn read(id: Id, row: &Row, _: Version) -> Result<Self, String> {
+    fn read<C: Cells>(id: Id, row: &C, _: Version) -> Result<Self, String> {
         row.id("schoolSourcedId")?;
         Ok(Enrollment {
             id,
@@ -378,36 +472,69 @@ pub(crate) fn user_ids(text: &str) -> Vec<(String, String)> {
 }
 
 /// One file's rows as read: (id, record) in file order, `None` for a record to delete.
-struct Batch<R> {
+pub(crate) struct Batch<R> {
     entries: Vec<(Id, Option<R>)>,
     problems: Vec<Problem>,
 }
 
+impl<R> Batch<R> {
+    /// Every id the batch names: its records, its removals and its problems that have one.
+    pub(crate) fn ids(&self) -> impl Iterator<Item = &Id> {
+        self.entries
+            .iter()
+            .map(|(id, _)| id)
+            .chain(self.problems.iter().filter_map(|p| p.id.as_ref()))
+    }
+
+    /// How many rows it holds, read or not.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len() + self.problems.len()
+    }
+}
+
 const FIX_RECORD: &str = "correct the record in the feed's source and send the feed again";
 
-/// Reads a whole file.
-fn read_batch<R: Record>(
-    bytes: &[u8],
+/// What became of a row given to a [`Reader`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Read {
+    /// Read: an `active` record.
+    Record,
+    /// A `tobedeleted` row.
+    Removal,
+    /// Could not be used: a problem.
+    Refused,
+}
+
+/// Reads the rows of one file into a [`Batch`], one at a time (a REST collection arrives page
+/// by page): ids checked, a `sourcedId` seen before quarantined, `tobedeleted` rows removals.
+pub(crate) struct Reader<R> {
     mode: Mode,
     version: Version,
-) -> Result<Batch<R>, ExtractError> {
-    let file = R::FILE.file_name();
-    let mut required = R::FILE.required_columns(version).to_vec();
-    if mode == Mode::Delta {
-        required.extend(["status", "dateLastModified"]);
+    batch: Batch<R>,
+    /// The line each id was first read at.
+    first_lines: HashMap<Id, u64>,
+}
+
+impl<R: Record> Reader<R> {
+    pub(crate) fn new(mode: Mode, version: Version) -> Reader<R> {
+        Reader {
+            mode,
+            version,
+            batch: Batch {
+                entries: Vec::new(),
+                problems: Vec::new(),
+            },
+            first_lines: HashMap::new(),
+        }
     }
-    let sheet = Sheet::open(file, bytes, &required, version.as_str())?;
-    let mut batch = Batch {
-        entries: Vec::new(),
-        problems: Vec::new(),
-    };
-    let mut first_lines: HashMap<Id, u64> = HashMap::new();
-    for row in sheet.rows() {
+
+    /// Reads one row (or keeps the problem that made it unreadable).
+    pub(crate) fn push<C: Cells>(&mut self, row: Result<C, Problem>) -> Read {
         let row = match row {
             Ok(row) => row,
             Err(problem) => {
-                batch.problems.push(problem);
-                continue;
+                self.batch.problems.push(problem);
+                return Read::Refused;
             }
         };
         let problem = |id: Option<Id>, reason: String, unreadable: bool| Problem {
@@ -421,32 +548,75 @@ fn read_batch<R: Record>(
         let id = match row.id("sourcedId") {
             Ok(id) => id,
             Err(reason) => {
-                batch.problems.push(problem(None, reason, false));
-                continue;
+                self.batch.problems.push(problem(None, reason, false));
+                return Read::Refused;
             }
         };
-        if let Some(first) = first_lines.get(&id) {
-            batch.problems.push(Problem {
-                origin: format!("{} (first at {file}:{first})", row.origin()),
+        if let Some(&first) = self.first_lines.get(&id) {
+            self.batch.problems.push(Problem {
+                origin: format!(
+                    "{} (first at {})",
+                    row.origin(),
+                    row.origin_at(R::FILE, first)
+                ),
                 reason: format!(
-                    "another record of {file} has sourcedId {id}: the first one is used"
+                    "another record of {} has sourcedId {id}: the first one is used",
+                    row.place(R::FILE)
                 ),
                 fix: Some("give every record of a file its own sourcedId".to_owned()),
                 ..problem(Some(id), String::new(), false)
             });
-            continue;
+            return Read::Refused;
         }
-        first_lines.insert(id.clone(), row.line());
-        match entry::<R>(id.clone(), &row, mode, version) {
-            Ok(entry) => batch.entries.push((id, entry)),
-            Err(reason) => batch.problems.push(problem(Some(id), reason, true)),
+        self.first_lines.insert(id.clone(), row.line());
+        match entry::<R>(id.clone(), &row, self.mode, self.version) {
+            Ok(entry) => {
+                let read = if entry.is_some() {
+                    Read::Record
+                } else {
+                    Read::Removal
+                };
+                self.batch.entries.push((id, entry));
+                read
+            }
+            Err(reason) => {
+                self.batch.problems.push(problem(Some(id), reason, true));
+                Read::Refused
+            }
         }
     }
-    Ok(batch)
+
+    pub(crate) fn finish(self) -> Batch<R> {
+        self.batch
+    }
+}
+
+/// Reads a whole file.
+fn read_batch<R: Record>(
+    bytes: &[u8],
+    mode: Mode,
+    version: Version,
+) -> Result<Batch<R>, ExtractError> {
+    let file = R::FILE.file_name();
+    let mut required = R::FILE.required_columns(version).to_vec();
+    if mode == Mode::Delta {
+        required.extend(["status", "dateLastModified"]);
+    }
+    let sheet = Sheet::open(file, bytes, &required, version.as_str())?;
+    let mut reader = Reader::new(mode, version);
+    for row in sheet.rows() {
+        reader.push(row);
+    }
+    Ok(reader.finish())
 }
 
 /// What a row asks for: its record, or (`tobedeleted`) its removal.
-fn entry<R: Record>(id: Id, row: &Row, mode: Mode, version: Version) -> Result<Option<R>, String> {
+fn entry<R: Record>(
+    id: Id,
+    row: &impl Cells,
+    mode: Mode,
+    version: Version,
+) -> Result<Option<R>, String> {
     let status = match mode {
         // Bulk files leave status blank; one that fills it in is taken at its word.
         Mode::Bulk => row
@@ -473,14 +643,20 @@ impl<R: Record> Records<R> {
         version: Version,
     ) -> Result<Vec<Problem>, ExtractError> {
         let batch = read_batch::<R>(bytes, mode, version)?;
-        Ok(match mode {
+        Ok(self.load_batch(batch, mode))
+    }
+
+    /// Replaces the collection with `batch` (bulk), or applies it (delta). Problems of a
+    /// delta that have no id are returned: they belong to this load only.
+    pub(crate) fn load_batch(&mut self, batch: Batch<R>, mode: Mode) -> Vec<Problem> {
+        match mode {
             Mode::Bulk => {
                 self.rows = batch.entries.into_iter().filter_map(|(_, r)| r).collect();
                 self.problems = batch.problems;
                 Vec::new()
             }
             Mode::Delta => self.apply(batch),
-        })
+        }
     }
 
     /// Applies a delta: each id it names is replaced, added or removed, and its earlier
@@ -563,6 +739,13 @@ pub(crate) fn load(
         };
         let roster: Roster =
             packed::unpack(previous).map_err(|source| ExtractError::Roster { source })?;
+        // A delta file changes the files of the last feed, not what a REST service served.
+        if roster.binding != Binding::Csv {
+            return Err(ExtractError::VersionChanged {
+                roster: "REST",
+                feed: version.as_str(),
+            });
+        }
         if roster.version != version {
             return Err(ExtractError::VersionChanged {
                 roster: roster.version.as_str(),
@@ -572,7 +755,7 @@ pub(crate) fn load(
         let over = roster.read_at;
         (roster, Some(over))
     } else {
-        (Roster::empty(version, now), None)
+        (Roster::new(version, now, Binding::Csv), None)
     };
     roster.read_at = now;
     let mut passing = Vec::new();
@@ -597,10 +780,12 @@ pub(crate) fn load(
 }
 
 impl Roster {
-    fn empty(version: Version, now: DateTime<Utc>) -> Roster {
+    /// An empty roster, read at `now`.
+    pub(crate) fn new(version: Version, now: DateTime<Utc>, binding: Binding) -> Roster {
         Roster {
             version,
             read_at: now,
+            binding,
             orgs: Records::default(),
             sessions: Records::default(),
             courses: Records::default(),
@@ -608,6 +793,15 @@ impl Roster {
             users: Records::default(),
             roles: Records::default(),
             enrollments: Records::default(),
+        }
+    }
+
+    /// Where the record `id` of `file`, at `line` of its file, was sent from: `users.csv:17`,
+    /// or (REST) the record's URL.
+    pub(crate) fn origin_of(&self, file: CsvFile, id: &str, line: u64) -> String {
+        match &self.binding {
+            Binding::Csv => format!("{}:{line}", file.file_name()),
+            Binding::Rest { base_url } => rest::record_url(base_url, file, id),
         }
     }
 

@@ -196,7 +196,7 @@ impl<'r> Mapper<'r> {
             kind: file.record_kind().to_owned(),
             id: Some(id.clone()),
             reason,
-            origin: Some(format!("{}:{line}", file.file_name())),
+            origin: Some(self.roster.origin_of(file, id, line)),
             suggested_fix: Some(fix.to_owned()),
             record: record.to_string(),
         });
