@@ -305,7 +305,82 @@ async fn bad_feeds_are_quarantined_or_refused(backend: Backend) {
     assert_eq!(empty.scalar("SELECT COUNT(*) FROM students").await, 0);
 }
 
+/// A delta that trips a safety hold keeps the roster it read with the held run: approving it
+/// moves the district's checkpoint along, so the next delta applies over it; discarding it
+/// drops the checkpoint, so the next delta is refused until a bulk feed comes.
+async fn a_held_delta_moves_the_checkpoint_when_approved(backend: Backend) {
+    let first = generate(GenSpec::new(200));
+    let students = first.ids_with_role(rosterflow_tests::district::Role::Student);
+    let mut second = first.clone();
+    for student in &students[..80] {
+        second.remove_user(student);
+    }
+    let mut third = second.clone();
+    third.remove_user(&students[100]);
+    let options = OneRosterWrite::new(OneRosterVersion::V1_2)
+        .with_ids(Ids::sequential("s"))
+        .at("2026-12-01T02:00:00Z");
+    let db = TestDb::new(backend).await;
+    let feed = |name: &str| db.dir.path().join(name);
+    first
+        .write_oneroster(&feed("bulk"), &options)
+        .expect("bulk");
+    Dataset::write_oneroster_delta(&first, &second, &feed("delta1"), &options).expect("delta 1");
+    Dataset::write_oneroster_delta(&second, &third, &feed("delta2"), &options).expect("delta 2");
+    run(
+        &pipeline_with_key(&db, &feed("bulk"), "springfield"),
+        &RunOptions::default(),
+    )
+    .await
+    .expect("the bulk");
+    let delta1 = pipeline_with_key(&db, &feed("delta1"), "springfield");
+    let held = run(&delta1, &RunOptions::default()).await.expect("delta 1");
+    let RunStatus::Held { run_id, .. } = held.status else {
+        panic!("archiving 40% of the students is held: {:?}", held.status);
+    };
+    crate::util::approve(&delta1, &db.open().await, run_id)
+        .await
+        .expect("approve delta 1");
+    run(
+        &pipeline_with_key(&db, &feed("delta2"), "springfield"),
+        &RunOptions::default(),
+    )
+    .await
+    .expect("delta 2");
+    let live = "SELECT COUNT(*) FROM students WHERE archived_at IS NULL";
+    assert_eq!(
+        db.scalar(live).await as usize,
+        third
+            .ids_with_role(rosterflow_tests::district::Role::Student)
+            .len(),
+        "delta 2 applied over the roster delta 1 left"
+    );
+
+    let other = TestDb::new(backend).await;
+    run(
+        &pipeline_with_key(&other, &feed("bulk"), "springfield"),
+        &RunOptions::default(),
+    )
+    .await
+    .expect("the bulk");
+    let delta1 = pipeline_with_key(&other, &feed("delta1"), "springfield");
+    let held = run(&delta1, &RunOptions::default()).await.expect("delta 1");
+    let run_id = held.status.run_id().expect("held");
+    rosterflow_store::runs::discard(&other.open().await, "springfield", run_id, None)
+        .await
+        .expect("discard delta 1");
+    let refused = run(
+        &pipeline_with_key(&other, &feed("delta2"), "springfield"),
+        &RunOptions::default(),
+    )
+    .await;
+    let message =
+        rosterflow_model::error_chain(&refused.expect_err("a delta over a discarded one"));
+    assert!(message.contains("bulk"), "{message}");
+}
+
 crate::on_both_backends!(
+    a_held_delta_moves_the_checkpoint_when_approved,
     bad_feeds_are_quarantined_or_refused,
     a_district_that_moves_from_clever_to_oneroster_keeps_its_students,
     the_same_district_from_clever_and_oneroster,

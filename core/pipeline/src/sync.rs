@@ -313,14 +313,24 @@ impl Runner {
             });
         }
         let start = options.start(&name, started_at);
+        let checkpoint = source.checkpoint.as_ref().map(|c| Checkpoint {
+            cursor: c.cursor.as_deref(),
+            roster: &c.roster,
+            full_sync_at: c.full_sync_at,
+            saved_at: c.saved_at,
+        });
         let reasons = safety::check(&plan, &pipeline.file.safety);
         if !reasons.is_empty() {
-            let run_id = runs::hold(db, start, &snapshot, &summary, state.last_run, &reasons)
-                .await
-                .map_err(|source| SyncError::Runs {
-                    pipeline: name.clone(),
-                    source,
-                })?;
+            // The checkpoint waits with the run: approving it moves the district's along.
+            let based_on = state.last_run;
+            let run_id = runs::hold(
+                db, start, &snapshot, &summary, based_on, &reasons, checkpoint,
+            )
+            .await
+            .map_err(|source| SyncError::Runs {
+                pipeline: name.clone(),
+                source,
+            })?;
             tracing::warn!(pipeline = %name, run = run_id, reasons = %reasons.join("; "), "run held for approval");
             return Ok(RunResult {
                 status: RunStatus::Held { run_id, reasons },
@@ -329,12 +339,6 @@ impl Runner {
         }
         tracing::info!(pipeline = %name, changes = summary.change_count(), "applying plan");
         tracing::info!(target: rosterflow_model::PROGRESS, "applying {} changes", summary.change_count());
-        let checkpoint = source.checkpoint.as_ref().map(|c| Checkpoint {
-            cursor: c.cursor.as_deref(),
-            roster: &c.roster,
-            full_sync_at: c.full_sync_at,
-            saved_at: c.saved_at,
-        });
         let run = RunRecord::New {
             start,
             source: SourceRun {

@@ -564,6 +564,18 @@ async fn record_run(
                     action: "approved",
                 });
             }
+            let moving = || StoreError::postgres("moving the held run's checkpoint");
+            sqlx::query(sql::ADOPT_HELD_CHECKPOINT)
+                .bind(district)
+                .bind(run)
+                .execute(&mut **tx)
+                .await
+                .map_err(moving())?;
+            sqlx::query(sql::FORGET_HELD_CHECKPOINT)
+                .bind(run)
+                .execute(&mut **tx)
+                .await
+                .map_err(moving())?;
             Ok(run)
         }
     }

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::AssertSqlSafe;
 
-use crate::RunStart;
+use crate::{Checkpoint, RunStart};
 use crate::db::{Db, timestamp};
 use rosterflow_model::{Snapshot, packed};
 use rosterflow_plan::Summary;
@@ -77,6 +77,14 @@ pub(crate) mod sql {
         (district_id, run_id, event_cursor, roster, full_sync_at, saved_at) VALUES ($1, $2, $3, $4, $5, $6) \
         ON CONFLICT (district_id) DO UPDATE SET run_id = excluded.run_id, event_cursor = excluded.event_cursor, \
         roster = excluded.roster, full_sync_at = excluded.full_sync_at, saved_at = excluded.saved_at";
+    /// Approving held run $2 of district $1 makes the checkpoint its pull made the district's.
+    pub const ADOPT_HELD_CHECKPOINT: &str = "INSERT INTO source_checkpoints \
+        (district_id, run_id, event_cursor, roster, full_sync_at, saved_at) \
+        SELECT $1, run_id, event_cursor, roster, full_sync_at, saved_at FROM held_checkpoints WHERE run_id = $2 \
+        ON CONFLICT (district_id) DO UPDATE SET run_id = excluded.run_id, event_cursor = excluded.event_cursor, \
+        roster = excluded.roster, full_sync_at = excluded.full_sync_at, saved_at = excluded.saved_at";
+    /// Held run $1's checkpoint, once the run is decided.
+    pub const FORGET_HELD_CHECKPOINT: &str = "DELETE FROM held_checkpoints WHERE run_id = $1";
 }
 
 fn sql(step: &'static str) -> impl FnOnce(sqlx::Error) -> RunsError {
@@ -105,6 +113,7 @@ pub async fn hold(
     summary: &Summary,
     based_on_run: Option<i64>,
     reasons: &[String],
+    checkpoint: Option<Checkpoint<'_>>,
 ) -> Result<i64, RunsError> {
     let compressed =
         rosterflow_model::blocking(|| packed::pack(snapshot)).map_err(RunsError::Snapshot)?;
@@ -139,6 +148,20 @@ pub async fn hold(
     .fetch_one(&mut *tx)
     .await
     .map_err(sql("recording the held run"))?;
+    if let Some(checkpoint) = checkpoint {
+        sqlx::query(
+            "INSERT INTO held_checkpoints (run_id, event_cursor, roster, full_sync_at, saved_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(run)
+        .bind(checkpoint.cursor)
+        .bind(checkpoint.roster)
+        .bind(timestamp(checkpoint.full_sync_at))
+        .bind(timestamp(checkpoint.saved_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("keeping the held run's checkpoint"))?;
+    }
     tx.commit().await.map_err(sql("holding the run"))?;
     Ok(run)
 }
@@ -200,6 +223,7 @@ pub async fn held(
 
 /// Drops a held run of `pipeline`; nothing of it is applied.
 pub async fn discard(db: &Db, pipeline: &str, run: i64, by: Option<&str>) -> Result<(), RunsError> {
+    let mut tx = db.pool.begin().await.map_err(sql("discarding the run"))?;
     let discarded = sqlx::query(
         "UPDATE sync_runs SET status = 'discarded', finished_at = $1, snapshot = NULL, decided_by = $4 \
          WHERE id = $2 AND status = 'held' AND pipeline = $3",
@@ -208,12 +232,30 @@ pub async fn discard(db: &Db, pipeline: &str, run: i64, by: Option<&str>) -> Res
     .bind(run)
     .bind(pipeline)
     .bind(by)
-    .execute(&db.pool)
+    .execute(&mut *tx)
     .await
     .map_err(sql("discarding the run"))?;
     if discarded.rows_affected() == 1 {
+        // A source read past changes that were then discarded (a OneRoster delta is sent once):
+        // the district's checkpoint no longer describes its rows, so the next run pulls whole
+        // (a delta feed is refused until a bulk one comes).
+        sqlx::query(
+            "DELETE FROM source_checkpoints WHERE district_id = (SELECT district_id FROM sync_runs WHERE id = $1) \
+             AND EXISTS (SELECT 1 FROM held_checkpoints WHERE run_id = $1)",
+        )
+        .bind(run)
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("dropping the discarded run's checkpoint"))?;
+        sqlx::query(sql::FORGET_HELD_CHECKPOINT)
+            .bind(run)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql("dropping the discarded run's checkpoint"))?;
+        tx.commit().await.map_err(sql("discarding the run"))?;
         return Ok(());
     }
+    drop(tx);
     let found: Option<(String, String)> =
         sqlx::query_as("SELECT status, pipeline FROM sync_runs WHERE id = $1")
             .bind(run)

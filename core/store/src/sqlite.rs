@@ -453,6 +453,9 @@ fn record_run(
                     action: "approved",
                 });
             }
+            tx.execute(sql::ADOPT_HELD_CHECKPOINT, params![district, run])
+                .and_then(|_| tx.execute(sql::FORGET_HELD_CHECKPOINT, [run]))
+                .map_err(StoreError::sqlite("moving the held run's checkpoint"))?;
             Ok(run)
         }
     }
