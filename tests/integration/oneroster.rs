@@ -379,7 +379,68 @@ async fn a_held_delta_moves_the_checkpoint_when_approved(backend: Backend) {
     assert!(message.contains("bulk"), "{message}");
 }
 
+/// And back: a district that began on OneRoster under its own key moves to the Clever API,
+/// naming its Clever district in `source.district_id`; every student keeps their row.
+async fn a_district_that_moves_from_oneroster_to_clever_keeps_its_students(backend: Backend) {
+    let dataset = generate(GenSpec::new(200));
+    let clever_district = dataset.ids(rosterflow_tests::district::Collection::Districts)[0].clone();
+    let db = TestDb::new(backend).await;
+    let feed = db.dir.path().join("feed");
+    dataset
+        .write_oneroster(
+            &feed,
+            &OneRosterWrite::new(OneRosterVersion::V1_1).with_ids(Ids::sequential("or-")),
+        )
+        .expect("write the feed");
+    run(
+        &pipeline_with_key(&db, &feed, "springfield"),
+        &RunOptions::default(),
+    )
+    .await
+    .expect("load from OneRoster");
+    let rows_before = db.rows("SELECT id, sis_id FROM students ORDER BY id").await;
+
+    let sim = rosterflow_tests::clever_sim::CleverSim::start(dataset, Default::default()).await;
+    let source = format!(
+        "{}\ndistrict_id = \"{clever_district}\"",
+        crate::util::sim_source(&sim.base_url(), &sim.token(), 1000)
+    );
+    let text = crate::util::pipeline_text("springfield-clever", &source, &db.url, "").replacen(
+        "[pipeline]\n",
+        &with_key("springfield"),
+        1,
+    );
+    let path = db.dir.path().join("springfield-clever.toml");
+    std::fs::write(&path, text).expect("write pipeline");
+    let clever =
+        rosterflow_pipeline::config::load(&path, &Default::default()).expect("a valid pipeline");
+    let held = run(&clever, &RunOptions::default())
+        .await
+        .expect("the switch");
+    let run_id = held.status.run_id().expect("held");
+    assert!(
+        matches!(held.status, RunStatus::Held { .. }),
+        "{:?}",
+        held.status
+    );
+    crate::util::approve(&clever, &db.open().await, run_id)
+        .await
+        .expect("approve the switch");
+    assert_eq!(
+        db.rows("SELECT id, sis_id FROM students ORDER BY id").await,
+        rows_before,
+        "every student keeps their row"
+    );
+    assert_eq!(
+        db.rows("SELECT key, source_kind, source_id FROM districts")
+            .await,
+        [format!("springfield|clever|{clever_district}")]
+    );
+    sim.stop().await;
+}
+
 crate::on_both_backends!(
+    a_district_that_moves_from_oneroster_to_clever_keeps_its_students,
     a_held_delta_moves_the_checkpoint_when_approved,
     bad_feeds_are_quarantined_or_refused,
     a_district_that_moves_from_clever_to_oneroster_keeps_its_students,

@@ -442,7 +442,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let recorder = Recorder::create(&record)?;
             let snapshot = extract::pull(
                 &pipeline.file.source,
-                pipeline.district_id(),
+                pipeline.source_district(),
                 Some(&recorder),
             )
             .await?;

@@ -59,6 +59,10 @@ pub struct CleverSourceConfig {
     pub base_url: String,
     /// The district's bearer token, normally `"${CLEVER_TOKEN}"`. Never logged.
     pub token: Secret,
+    /// The Clever district to read, when the pipeline's `district_id` (the district's key) is
+    /// not its Clever id: a district that came to Clever from another source keeps its key.
+    #[serde(default)]
+    pub district_id: Option<String>,
     /// Records per page (Clever allows at most 10000).
     #[serde(default = "default_page_limit")]
     pub limit: u32,
@@ -314,6 +318,13 @@ impl SourceConfig {
                         "source.sync: \"events\" needs pipeline.district_id (the district whose events are followed)"
                             .into(),
                     );
+                }
+                if let Some(id) = &clever.district_id
+                    && !rosterflow_model::is_clever_id(id)
+                {
+                    problems.push(format!(
+                        "source.district_id: {id:?} is not a Clever id (24 hex digits)"
+                    ));
                 }
                 if clever.full_sync_every_days == 0 {
                     problems.push("source.full_sync_every_days: must be at least 1".into());

@@ -106,6 +106,18 @@ impl Pipeline {
         self.file.pipeline.district_id.as_deref()
     }
 
+    /// The district's id at its Clever source, when the file says it: the Clever source's own
+    /// `district_id`, or else the pipeline's (the key of a Clever district is its Clever id).
+    /// A source that returns another district is refused. None for OneRoster sources, which
+    /// name their district org in their own settings.
+    pub fn source_district(&self) -> Option<&str> {
+        match &self.file.source {
+            SourceConfig::Clever(clever) => clever.district_id.as_deref().or(self.district_id()),
+            SourceConfig::CleverReplay(_) => self.district_id(),
+            _ => None,
+        }
+    }
+
     /// The pipeline's district: the one it names, or else the one its latest run loaded (none
     /// if it has not run).
     pub async fn district(&self, db: &Db) -> Result<Option<String>, RunsError> {
@@ -267,9 +279,10 @@ fn validate(pipeline: &Pipeline) -> Vec<Problem> {
         file.source,
         SourceConfig::Clever(_) | SourceConfig::CleverReplay(_)
     );
+    let own_district = matches!(&file.source, SourceConfig::Clever(c) if c.district_id.is_some());
     match &file.pipeline.district_id {
-        Some(id) if clever && !is_clever_id(id) => problem(format!(
-            "pipeline.district_id: {id:?} is not a Clever id (24 hex digits)"
+        Some(id) if clever && !own_district && !is_clever_id(id) => problem(format!(
+            "pipeline.district_id: {id:?} is not a Clever id (24 hex digits): a district whose key is not its Clever id names it in source.district_id"
         )),
         Some(id) if !is_district_key(id) => problem(format!(
             "pipeline.district_id: {id:?} cannot key a district: use 1 to 64 letters, digits, '-' or '_'"
@@ -279,7 +292,7 @@ fn validate(pipeline: &Pipeline) -> Vec<Problem> {
         ),
         _ => {}
     }
-    for message in file.source.validate(file.pipeline.district_id.as_deref()) {
+    for message in file.source.validate(pipeline.source_district()) {
         problem(message);
     }
     if let Err(error) = rosterflow_store::db::Backend::of_url(&file.load.database) {
@@ -350,6 +363,49 @@ database = "sqlite://springfield.db"
         assert_eq!(clever.base_url, "https://api.clever.com");
         assert_eq!(clever.limit, 500);
         assert_eq!(pipeline.file.safety.archive_max_percent, 10.0);
+    }
+
+    /// A pipeline's `district_id` is its district's key: a Clever id for a Clever source,
+    /// unless the source names its Clever district itself; required for OneRoster.
+    #[test]
+    fn district_keys_follow_the_source() {
+        let clever_id = "5a0c91b95c7cc000010d417c";
+        let tok = env(&[("CLEVER_TOKEN", "tok")]);
+        let with = |pipeline: &str, source: &str| {
+            CLEVER
+                .replace(
+                    "name = \"springfield\"",
+                    &format!("name = \"springfield\"\n{pipeline}"),
+                )
+                .replace("limit = 500", &format!("limit = 500\n{source}"))
+        };
+        let problems = |text: &str| match parse(Path::new("p.toml"), text, &tok) {
+            Ok(_) => String::new(),
+            Err(error) => error.to_string(),
+        };
+        assert_eq!(
+            problems(&with(&format!("district_id = \"{clever_id}\""), "")),
+            ""
+        );
+        assert!(
+            problems(&with("district_id = \"springfield\"", ""))
+                .contains("names it in source.district_id")
+        );
+        let moved = with(
+            "district_id = \"springfield\"",
+            &format!("district_id = \"{clever_id}\""),
+        );
+        assert_eq!(problems(&moved), "");
+        let pipeline = parse(Path::new("p.toml"), &moved, &tok).expect("valid");
+        assert_eq!(pipeline.source_district(), Some(clever_id));
+        assert!(problems(&with("district_id = \"../etc\"", "")).contains("not a Clever id"));
+        let oneroster =
+            "[pipeline]\nname = \"o\"\n\n[source]\ntype = \"oneroster_csv\"\npath = \"feed\"\n\n[load]\n";
+        let refused = problems(oneroster);
+        assert!(
+            refused.contains("a OneRoster pipeline must name its district's key"),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -357,8 +357,6 @@ impl Runner {
         })
     }
 
-    /// Pulls the pipeline's district: whole, or (`sync = "events"`) the events since the
-    /// district's checkpoint.
     /// Pulls the pipeline's district and gives it its key in the Freckle DB: the one the pipeline
     /// names, or else (a Clever source) the district's Clever id.
     async fn pull(&self, pipeline: &Pipeline) -> Result<(Snapshot, Source), SyncError> {
@@ -369,6 +367,8 @@ impl Runner {
         Ok((snapshot, source))
     }
 
+    /// Pulls the pipeline's district: whole, or by the changes since the district's checkpoint
+    /// (Clever's events, a OneRoster delta).
     async fn pull_source(&self, pipeline: &Pipeline) -> Result<(Snapshot, Source), SyncError> {
         let name = pipeline.name();
         let extract_error = |source| SyncError::Extract {
@@ -385,16 +385,19 @@ impl Runner {
         {
             return self.pull_oneroster_rest(pipeline, config, district).await;
         }
-        let (SourceConfig::Clever(config), Some(district)) =
-            (&pipeline.file.source, &pipeline.file.pipeline.district_id)
-        else {
-            let snapshot = extract::pull(&pipeline.file.source, pipeline.district_id(), None)
+        let source_district = pipeline.source_district();
+        let (SourceConfig::Clever(config), Some(district), Some(clever_district)) = (
+            &pipeline.file.source,
+            pipeline.district_id(),
+            source_district,
+        ) else {
+            let snapshot = extract::pull(&pipeline.file.source, source_district, None)
                 .await
                 .map_err(extract_error)?;
             return Ok((snapshot, full_source()));
         };
         if config.sync != SyncMode::Events {
-            let snapshot = extract::pull(&pipeline.file.source, pipeline.district_id(), None)
+            let snapshot = extract::pull(&pipeline.file.source, source_district, None)
                 .await
                 .map_err(extract_error)?;
             return Ok((snapshot, full_source()));
@@ -416,7 +419,7 @@ impl Runner {
                 saved_at: parse_timestamp(&stored.saved_at)?,
             })
         });
-        let pulled = events::pull(config, district, previous, self.clock.now())
+        let pulled = events::pull(config, clever_district, previous, self.clock.now())
             .await
             .map_err(extract_error)?;
         tracing::info!(pipeline = name, kind = pulled.kind.as_str(), note = %pulled.note, "source read");
