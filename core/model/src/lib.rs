@@ -42,7 +42,7 @@ pub struct Snapshot {
     pub skipped: Skipped,
     /// Records the source or a transform could not use, with the reason.
     pub quarantine: Vec<Quarantined>,
-    /// Clever ids of records that arrived but could not be read: their Freckle rows and
+    /// Ids of records that arrived but could not be read: their Freckle rows and
     /// memberships stay exactly as they are until a readable version arrives.
     pub unreadable: Vec<Id>,
     /// Who dropped or created what, for reports and `explain`.
@@ -382,7 +382,7 @@ impl Snapshot {
                     kind: "section".into(),
                     id: Some(section.id.clone()),
                     reason: format!("section names school {} that is not shared", section.school),
-                    suggested_fix: Some("share the school in Clever, or drop the section".into()),
+                    suggested_fix: Some("share the school with the application at the source (Clever, the OneRoster feed), or drop the section".into()),
                     record: serde_json::to_string(section).unwrap_or_default(),
                 });
                 return false;

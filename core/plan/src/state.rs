@@ -1,5 +1,5 @@
 //! What the planner knows of the Freckle DB before a run: for each synced table the district's
-//! rows (Clever id, row id, archived or not, school, and a fingerprint of each synced column),
+//! rows (source id, row id, archived or not, school, and a fingerprint of each synced column),
 //! the open sync-owned memberships as pairs of row ids, and the transform decisions in force.
 //!
 //! The store reads it; the planner diffs a snapshot against it. No column value is kept, only
@@ -28,7 +28,7 @@ pub struct State {
     pub switch: Option<SourceSwitch>,
     /// The last committed run of the district.
     pub last_run: Option<i64>,
-    /// Rows with a Clever id, per synced entity.
+    /// Rows with a source id, per synced entity.
     pub tables: BTreeMap<Entity, TableState>,
     /// Open memberships the sync owns (`sis` and `plugin:` sources), per membership entity.
     pub memberships: BTreeMap<Entity, MembershipState>,
@@ -127,7 +127,7 @@ pub struct Existing {
     pub school: Option<i64>,
 }
 
-/// The district's rows of one table, by Clever id, in ascending row id order.
+/// The district's rows of one table, by source id, in ascending row id order.
 #[derive(Debug)]
 pub struct TableState {
     columns: usize,
@@ -204,7 +204,7 @@ impl TableState {
         self.rows.is_empty()
     }
 
-    /// The row of a Clever id, with its position.
+    /// The row of a source id, with its position.
     pub fn get(&self, key: &str) -> Option<(usize, &Existing)> {
         self.rows.get_full(key).map(|(index, _, row)| (index, row))
     }
@@ -213,7 +213,7 @@ impl TableState {
         self.rows.get(key).map(|row| row.id)
     }
 
-    /// The Clever id and row at a position.
+    /// The source id and row at a position.
     pub fn at(&self, index: usize) -> (&str, &Existing) {
         let (key, row) = self
             .rows
@@ -239,7 +239,7 @@ impl TableState {
         self.rows.get_mut(key).expect("a loaded row").archived = true;
     }
 
-    /// Every row with its position and Clever id.
+    /// Every row with its position and source id.
     pub fn iter(&self) -> impl Iterator<Item = (usize, &str, &Existing)> {
         self.rows
             .iter()
