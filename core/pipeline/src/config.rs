@@ -399,8 +399,7 @@ database = "sqlite://springfield.db"
         let pipeline = parse(Path::new("p.toml"), &moved, &tok).expect("valid");
         assert_eq!(pipeline.source_district(), Some(clever_id));
         assert!(problems(&with("district_id = \"../etc\"", "")).contains("not a Clever id"));
-        let oneroster =
-            "[pipeline]\nname = \"o\"\n\n[source]\ntype = \"oneroster_csv\"\npath = \"feed\"\n\n[load]\n";
+        let oneroster = "[pipeline]\nname = \"o\"\n\n[source]\ntype = \"oneroster_csv\"\npath = \"feed\"\n\n[load]\n";
         let refused = problems(oneroster);
         assert!(
             refused.contains("a OneRoster pipeline must name its district's key"),

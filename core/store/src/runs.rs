@@ -8,8 +8,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::AssertSqlSafe;
 
-use crate::{Checkpoint, RunStart};
 use crate::db::{Db, timestamp};
+use crate::{Checkpoint, RunStart};
 use rosterflow_model::{Snapshot, packed};
 use rosterflow_plan::Summary;
 
