@@ -235,7 +235,7 @@ mod tests {
 
     use super::*;
     use crate::config::SisIdSource;
-    use rosterflow_model::{Quarantined, SourceKind};
+    use rosterflow_model::{Entity, Quarantined, SourceKind};
 
     const MANIFEST_1_2: &str = "propertyName,value
 manifest.version,1.0
@@ -848,7 +848,20 @@ e3,,,k2,s1,u-tch,teacher,
             "{:?}",
             users[2]
         );
-        assert_eq!(s.unreadable, ["u-bad"], "its Freckle row stays as it is");
+        let unreadable: Vec<(Entity, &str)> = s
+            .unreadable
+            .iter()
+            .map(|(e, id)| (*e, id.as_str()))
+            .collect();
+        assert_eq!(
+            unreadable,
+            [
+                (Entity::Teacher, "u-bad"),
+                (Entity::Student, "u-bad"),
+                (Entity::Admin, "u-bad")
+            ],
+            "its Freckle row stays as it is, whatever kind of user it was"
+        );
         assert!(
             s.sections[1].students.iter().any(|id| id == "u-bad"),
             "and so do its memberships"

@@ -21,8 +21,8 @@ use serde_json::value::RawValue;
 use super::{Collection, ExtractError};
 use rosterflow_model::is_clever_id;
 use rosterflow_model::{
-    Admin, Course, District, Id, Name, Quarantined, School, Section, Snapshot, Source, SourceKind,
-    Student, Teacher, Term,
+    Admin, Course, District, Entity, Id, Name, Quarantined, School, Section, Snapshot, Source,
+    SourceKind, Student, Teacher, Term, USERS,
 };
 
 /// One list response: `{"data":[{"data":{..},"uri":".."}],"links":[{"rel":"next","uri":".."}]}`.
@@ -423,7 +423,7 @@ impl Part {
                     return Some(());
                 }
                 let Some(school) = s.school else {
-                    self.unreadable(kind, id, "section has no school", json);
+                    self.unreadable(collection, id, "section has no school", json);
                     return Some(());
                 };
                 let mut teachers = s.teachers;
@@ -472,7 +472,7 @@ impl Part {
                 Some((id, theirs)) if of_other_district(&theirs) => {
                     self.skip(collection, id, SkipWhy::OtherDistrict);
                 }
-                Some((id, _)) => self.unreadable(kind, id, &reason, json),
+                Some((id, _)) => self.unreadable(collection, id, &reason, json),
                 None => self.quarantine(kind, None, &reason, json),
             },
         }
@@ -529,7 +529,12 @@ impl Part {
             } else if roles.staff.is_some() {
                 self.skip(Collection::Users, id, SkipWhy::Staff);
             } else {
-                self.unreadable("user", id, "user holds no role rosterflow knows", json);
+                self.unreadable(
+                    Collection::Users,
+                    id,
+                    "user holds no role rosterflow knows",
+                    json,
+                );
             }
         }
         Some(())
@@ -545,9 +550,18 @@ impl Part {
 
     /// Quarantines a record that arrived with an id but cannot be used: its Freckle row, if
     /// any, stays exactly as it is.
-    fn unreadable(&mut self, kind: &str, id: Id, reason: &str, json: &str) {
-        self.quarantine(kind, Some(&id), reason, json);
-        self.records.unreadable.push(id);
+    fn unreadable(&mut self, collection: Collection, id: Id, reason: &str, json: &str) {
+        self.quarantine(collection.record_kind(), Some(&id), reason, json);
+        let entities: &[Entity] = match collection {
+            Collection::Districts => &[Entity::District],
+            Collection::Schools => &[Entity::School],
+            Collection::Terms => &[Entity::Term],
+            Collection::Courses => &[Entity::Course],
+            Collection::Sections => &[Entity::Class],
+            Collection::Users => &USERS,
+        };
+        let unreadable = entities.iter().map(|&entity| (entity, id.clone()));
+        self.records.unreadable.extend(unreadable);
     }
 
     fn quarantine(&mut self, kind: &str, id: Option<&str>, reason: &str, json: &str) {
@@ -664,7 +678,7 @@ impl SnapshotBuilder {
                 (Some(collection), Some(id)) => !touched(collection, id),
                 _ => true,
             });
-        records.unreadable.retain(|id| {
+        records.unreadable.retain(|(_, id)| {
             !Collection::ALL
                 .into_iter()
                 .any(|collection| touched(collection, id))
@@ -899,7 +913,7 @@ fn readable_wins(snapshot: &mut Snapshot) {
     let keep: Vec<bool> = snapshot
         .unreadable
         .iter()
-        .map(|id| !readable.contains(id))
+        .map(|(_, id)| !readable.contains(id))
         .collect();
     let mut keep = keep.into_iter();
     snapshot.unreadable.retain(|_| keep.next().unwrap_or(true));
@@ -1028,7 +1042,14 @@ mod tests {
                         {"data":{"id":"u3","roles":{"staff":{"title":"Principal"}}}}],"links":[]}"#,
         );
         assert!(snapshot.students.is_empty());
-        assert_eq!(snapshot.unreadable, ["u1", "u2"]);
+        let unreadable_students: Vec<&str> = snapshot
+            .unreadable
+            .iter()
+            .filter(|(entity, _)| *entity == Entity::Student)
+            .map(|(_, id)| id.as_str())
+            .collect();
+        assert_eq!(unreadable_students, ["u1", "u2"]);
+        assert_eq!(snapshot.unreadable.len(), 6, "a user is each kind of user");
         assert_eq!(snapshot.quarantine.len(), 2);
         assert!(
             snapshot.quarantine[0]

@@ -42,9 +42,12 @@ pub struct Snapshot {
     pub skipped: Skipped,
     /// Records the source or a transform could not use, with the reason.
     pub quarantine: Vec<Quarantined>,
-    /// Ids of records that arrived but could not be read: their Freckle rows and
-    /// memberships stay exactly as they are until a readable version arrives.
-    pub unreadable: Vec<Id>,
+    /// Records that arrived but could not be read, by entity and id (a OneRoster org, class and
+    /// user may share an id): their Freckle rows and memberships stay exactly as they are until
+    /// a readable version arrives. A user whose record could not be read is listed as each kind
+    /// of user ([`USERS`]): what it is could not be read.
+    #[serde(default, deserialize_with = "unreadable::deserialize")]
+    pub unreadable: Vec<(Entity, Id)>,
     /// Who dropped or created what, for reports and `explain`.
     pub decisions: Vec<Decision>,
 }
@@ -357,13 +360,23 @@ impl DecisionAction {
     }
 }
 
+/// The entities a user record becomes: its roles decide which.
+pub const USERS: [Entity; 3] = [Entity::Student, Entity::Teacher, Entity::Admin];
+
 impl Snapshot {
+    /// Marks the user `id` unreadable, as each kind of user.
+    pub fn unreadable_user(&mut self, id: &Id) {
+        self.unreadable
+            .extend(USERS.iter().map(|&entity| (entity, id.clone())));
+    }
+
     /// Removes references to records that are not in the snapshot (a section naming a student the
     /// source never sent) and quarantines them, and drops sections whose school is unknown.
     pub fn quarantine_dangling_references(&mut self) {
         let schools: HashSet<&str> = self.schools.iter().map(|s| s.id.as_str()).collect();
         // Records that arrived unreadable (quarantined already) are not dangling references.
-        let unreadable: HashSet<Id> = self.unreadable.iter().cloned().collect();
+        let unreadable: HashSet<(Entity, Id)> = self.unreadable.iter().cloned().collect();
+        let is_unreadable = |entity: Entity, id: &str| unreadable.contains(&(entity, Id::from(id)));
         let students: HashSet<&str> = self.students.iter().map(|s| s.id.as_str()).collect();
         let teachers: HashSet<&str> = self.teachers.iter().map(|t| t.id.as_str()).collect();
         let terms: HashSet<&str> = self.terms.iter().map(|t| t.id.as_str()).collect();
@@ -372,8 +385,8 @@ impl Snapshot {
         // A record that names an unreadable school cannot be judged either: it stays as it is.
         let mut frozen = Vec::new();
         self.sections.retain_mut(|section| {
-            if unreadable.contains(section.school.as_str()) {
-                frozen.push(section.id.clone());
+            if is_unreadable(Entity::School, &section.school) {
+                frozen.push((Entity::Class, section.id.clone()));
                 return false;
             }
             if !schools.contains(section.school.as_str()) {
@@ -390,9 +403,10 @@ impl Snapshot {
             let section_id = section.id.clone();
             // A reference to an unreadable member stays: its membership is left as it is, and a
             // teacher keeps their place (the first one is the primary).
-            let mut keep = |list: &mut Vec<Id>, known: &HashSet<&str>, role: &str| {
+            let mut keep = |list: &mut Vec<Id>, known: &HashSet<&str>, entity: Entity| {
+                let role = entity.as_str();
                 list.retain(|member| {
-                    let ok = known.contains(member.as_str()) || unreadable.contains(member.as_str());
+                    let ok = known.contains(member.as_str()) || is_unreadable(entity, member);
                     if !ok {
                         quarantine.push(Quarantined {
                             origin: None,
@@ -411,8 +425,8 @@ impl Snapshot {
                     ok
                 });
             };
-            keep(&mut section.students, &students, "student");
-            keep(&mut section.teachers, &teachers, "teacher");
+            keep(&mut section.students, &students, Entity::Student);
+            keep(&mut section.teachers, &teachers, Entity::Teacher);
             if section.term.as_deref().is_some_and(|t| !terms.contains(t)) {
                 section.term = None;
             }
@@ -422,19 +436,22 @@ impl Snapshot {
             true
         });
         self.quarantine.extend(quarantine);
-        let unreadable_school =
-            |school: &Option<Id>| school.as_deref().is_some_and(|s| unreadable.contains(s));
+        let unreadable_school = |school: &Option<Id>| {
+            school
+                .as_deref()
+                .is_some_and(|s| is_unreadable(Entity::School, s))
+        };
         self.students.retain(|s| {
             let keep = !unreadable_school(&s.school);
             if !keep {
-                frozen.push(s.id.clone());
+                frozen.push((Entity::Student, s.id.clone()));
             }
             keep
         });
         self.teachers.retain(|t| {
             let keep = !unreadable_school(&t.school);
             if !keep {
-                frozen.push(t.id.clone());
+                frozen.push((Entity::Teacher, t.id.clone()));
             }
             keep
         });
@@ -451,6 +468,34 @@ impl Snapshot {
                 *school = None;
             }
         }
+    }
+}
+
+mod unreadable {
+    use serde::{Deserialize, Deserializer};
+
+    use super::{Entity, Id};
+
+    /// A snapshot held by an older rosterflow lists unreadable records by id alone: such an id
+    /// stands for every entity, as it did then.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Kinded(Entity, Id),
+        Plain(Id),
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<(Entity, Id)>, D::Error> {
+        let stored = Vec::<Stored>::deserialize(deserializer)?;
+        Ok(stored
+            .into_iter()
+            .flat_map(|record| match record {
+                Stored::Kinded(entity, id) => vec![(entity, id)],
+                Stored::Plain(id) => Entity::ALL.iter().map(|&e| (e, id.clone())).collect(),
+            })
+            .collect())
     }
 }
 
@@ -501,6 +546,19 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A roster held by an older rosterflow named unreadable records by id alone: such an id
+    /// still holds every entity that has it.
+    #[test]
+    fn unreadable_ids_of_an_older_held_roster_hold_every_entity() {
+        let mut json = serde_json::to_value(Snapshot::default()).expect("serializes");
+        json["unreadable"] = serde_json::json!(["x", ["student", "y"]]);
+        let snapshot: Snapshot = serde_json::from_value(json).expect("deserializes");
+        assert_eq!(snapshot.unreadable.len(), Entity::ALL.len() + 1);
+        assert!(snapshot.unreadable.contains(&(Entity::Class, "x".into())));
+        assert!(snapshot.unreadable.contains(&(Entity::Student, "y".into())));
+        assert!(!snapshot.unreadable.contains(&(Entity::Teacher, "y".into())));
+    }
 
     #[test]
     fn district_keys_are_safe_in_a_path() {

@@ -203,7 +203,7 @@ pub struct ChangeRow<'a> {
 struct Context<'a> {
     dropped: HashMap<(Entity, &'a str), &'a Decision>,
     created: HashMap<(Entity, &'a str), &'a Decision>,
-    unreadable: HashSet<&'a str>,
+    unreadable: HashSet<(Entity, &'a str)>,
     /// Members (entity, row) of classes that could not be read: they stay as they are, even
     /// when a transform drops them for want of another class.
     held: HashSet<(Entity, i64)>,
@@ -221,15 +221,19 @@ impl<'a> Plan<'a> {
                 .map(|d| ((d.entity, d.id.as_str()), d))
                 .collect()
         };
-        let unreadable: HashSet<&str> = snapshot.unreadable.iter().map(|id| id.as_str()).collect();
+        let unreadable: HashSet<(Entity, &str)> = snapshot
+            .unreadable
+            .iter()
+            .map(|(entity, id)| (*entity, id.as_str()))
+            .collect();
         let classes = state.table(Entity::Class);
         let mut held = HashSet::new();
         for table in MEMBERSHIPS {
             let open = state.members(table.entity);
             for (position, &class) in open.classes().iter().enumerate() {
-                let unread = classes
-                    .find_row(class)
-                    .is_some_and(|index| unreadable.contains(classes.at(index).0));
+                let unread = classes.find_row(class).is_some_and(|index| {
+                    unreadable.contains(&(Entity::Class, classes.at(index).0))
+                });
                 if unread {
                     let members = open.of_class_at(position).0;
                     held.extend(members.iter().map(|&row| (table.member, row)));
@@ -464,7 +468,7 @@ impl<'a> Plan<'a> {
             let key = self
                 .key_of_row(table.member, member_row)
                 .unwrap_or_default();
-            if context.unreadable.contains(key) {
+            if context.unreadable.contains(&(table.member, key)) {
                 return None;
             }
             Some(if positions.contains_key(key) {
@@ -569,13 +573,16 @@ impl<'a> Plan<'a> {
             let key = self
                 .key_of_row(Entity::Class, class_row)
                 .unwrap_or_default();
-            if context.unreadable.contains(key) {
+            if context.unreadable.contains(&(Entity::Class, key)) {
                 continue;
             }
             let reason = EndReason::ClassGone(context.dropped.get(&(Entity::Class, key)).copied());
             for &member_row in open.of_class_at(position).0 {
                 let member = self.key_of_row(table.member, member_row);
-                if context.unreadable.contains(member.unwrap_or_default()) {
+                if context
+                    .unreadable
+                    .contains(&(table.member, member.unwrap_or_default()))
+                {
                     continue;
                 }
                 ends.push(End {
@@ -702,7 +709,7 @@ impl<'a> TableVisitor<'a> for RecordDiff<'_, 'a> {
             .filter(|&(position, key, row)| {
                 !seen[position]
                     && !row.archived
-                    && !context.unreadable.contains(key)
+                    && !context.unreadable.contains(&(entity, key))
                     && !context.held.contains(&(entity, row.id))
             })
             .map(|(position, key, row)| {
@@ -1212,7 +1219,10 @@ mod tests {
         after.students.retain(|s| s.id != "s3");
         after.sections.retain(|s| s.id != "art");
         after.sections[0].students.retain(|s| s != "s3");
-        after.unreadable = vec!["s3".into(), "art".into()];
+        after.unreadable = vec![
+            (Entity::Student, "s3".into()),
+            (Entity::Class, "art".into()),
+        ];
         assert_eq!(diff(&before, &after), Vec::<String>::new());
     }
 
@@ -1222,9 +1232,26 @@ mod tests {
         let mut after = before.clone();
         // t1, math's primary teacher, arrives unreadable; the source still lists them first.
         after.teachers.retain(|t| t.id != "t1");
-        after.unreadable = vec!["t1".into()];
+        after.unreadable = vec![(Entity::Teacher, "t1".into())];
         after.quarantine_dangling_references();
         assert_eq!(diff(&before, &after), Vec::<String>::new());
+    }
+
+    /// OneRoster ids are unique within a file only: an unreadable class does not shield the
+    /// student who shares its id.
+    #[test]
+    fn an_unreadable_record_holds_only_its_own_entity() {
+        let before = district();
+        let mut after = before.clone();
+        after.students.retain(|s| s.id != "s4");
+        after.unreadable = vec![(Entity::Class, "s4".into())];
+        let plan_changes = diff(&before, &after);
+        assert!(
+            plan_changes
+                .iter()
+                .any(|c| c.starts_with("student archive s4")),
+            "{plan_changes:?}"
+        );
     }
 
     #[test]
@@ -1233,7 +1260,7 @@ mod tests {
         let mut after = before.clone();
         // art arrives unreadable; a sharing rule then drops s4, whose only other class it was.
         after.sections.retain(|s| s.id != "art");
-        after.unreadable = vec!["art".into()];
+        after.unreadable = vec![(Entity::Class, "art".into())];
         after.students.retain(|s| s.id != "s4");
         after.decisions = vec![dropped(Entity::Student, "s4")];
         let plan_changes = diff(&before, &after);

@@ -9,8 +9,8 @@ use super::vocab::{self, EnrollmentRole, OrgType, Role, RoleKind, RoleType};
 use crate::ExtractError;
 use crate::config::SisIdSource;
 use rosterflow_model::{
-    Admin, Course, District, Id, Name, Quarantined, School, Section, Snapshot, Source, SourceKind,
-    Student, Teacher, Term,
+    Admin, Course, District, Entity, Id, Name, Quarantined, School, Section, Snapshot, Source,
+    SourceKind, Student, Teacher, Term, USERS,
 };
 
 /// Builds the snapshot of the district `selected` (or the feed's only one) from `roster`;
@@ -129,7 +129,9 @@ struct Mapper<'r> {
     orgs: HashMap<&'r str, &'r Org>,
     /// The feed has one district: every record is its.
     single: bool,
-    unreadable: HashSet<Id>,
+    /// Records that could not be read, by the file they came from (a sourcedId is unique
+    /// within its file only).
+    unreadable: HashSet<(CsvFile, Id)>,
     snapshot: Snapshot,
 }
 
@@ -170,7 +172,7 @@ impl<'r> Mapper<'r> {
             && file != CsvFile::Roles
             && let Some(id) = &problem.id
         {
-            self.unreadable.insert(id.clone());
+            self.unreadable.insert((file, id.clone()));
         }
         self.snapshot.quarantine.push(Quarantined {
             kind: file.record_kind().to_owned(),
@@ -258,7 +260,10 @@ impl<'r> Mapper<'r> {
                 fates.insert(class.id.as_str(), ClassFate::Elsewhere);
                 continue;
             }
-            if !schools.contains(class.school.as_str()) && !self.unreadable.contains(&class.school)
+            if !schools.contains(class.school.as_str())
+                && !self
+                    .unreadable
+                    .contains(&(CsvFile::Orgs, class.school.clone()))
             {
                 self.quarantine_reference(
                     CsvFile::Classes,
@@ -378,7 +383,7 @@ impl<'r> Mapper<'r> {
                 "give the user a role in roles.csv",
                 serde_json::json!({ "sourcedId": user.id }),
             );
-            self.unreadable.insert(user.id.clone());
+            self.unreadable.insert((CsvFile::Users, user.id.clone()));
             return UserFate::Unreadable;
         }
         let kinds: Vec<RoleKind> = held
@@ -482,7 +487,12 @@ impl<'r> Mapper<'r> {
             let at = match classes.get(enrollment.class.as_str()) {
                 Some(ClassFate::Loaded(at)) => *at,
                 Some(ClassFate::Elsewhere) => continue,
-                None if self.unreadable.contains(&enrollment.class) => continue,
+                None if self
+                    .unreadable
+                    .contains(&(CsvFile::Classes, enrollment.class.clone())) =>
+                {
+                    continue;
+                }
                 None => {
                     self.quarantine_reference(
                         CsvFile::Enrollments,
@@ -507,7 +517,12 @@ impl<'r> Mapper<'r> {
                     }
                 }
                 Some(UserFate::Unreadable) => true,
-                None if self.unreadable.contains(&enrollment.user) => true,
+                None if self
+                    .unreadable
+                    .contains(&(CsvFile::Users, enrollment.user.clone())) =>
+                {
+                    true
+                }
                 Some(UserFate::Disabled) => continue,
                 Some(UserFate::NotLoaded) => false,
                 Some(UserFate::OtherDistrict) => {
@@ -571,7 +586,21 @@ impl<'r> Mapper<'r> {
     }
 
     fn finish(mut self) -> Snapshot {
-        let mut unreadable: Vec<Id> = self.unreadable.into_iter().collect();
+        let mut unreadable: Vec<(Entity, Id)> = self
+            .unreadable
+            .into_iter()
+            .flat_map(|(file, id)| {
+                let entities: &[Entity] = match file {
+                    CsvFile::Orgs => &[Entity::School],
+                    CsvFile::AcademicSessions => &[Entity::Term],
+                    CsvFile::Courses => &[Entity::Course],
+                    CsvFile::Classes => &[Entity::Class],
+                    CsvFile::Users => &USERS,
+                    CsvFile::Roles | CsvFile::Enrollments => &[],
+                };
+                entities.iter().map(move |&entity| (entity, id.clone()))
+            })
+            .collect();
         unreadable.sort();
         let snapshot = &mut self.snapshot;
         snapshot.unreadable = unreadable;
