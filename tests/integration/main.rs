@@ -21,4 +21,5 @@ mod email;
 mod export;
 mod install;
 mod serve;
+mod sign_in;
 mod welcome;

@@ -21,9 +21,9 @@ use crate::email::SmtpSink;
 use crate::util::{Backend, TestDb, eventually, pipeline_text, rosterflow, rosterflow_bin};
 
 /// A `rosterflow serve` process, killed if the test ends without stopping it.
-struct Service {
+pub(crate) struct Service {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     log: PathBuf,
 }
 
@@ -39,7 +39,19 @@ impl Service {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Service {
-        let port = free_port();
+        Service::start_at(free_port(), dir, database, name, extra, env)
+    }
+
+    /// Starts a service listening on `port` (with `pipelines/` of `dir`, logging to
+    /// `dir/<name>.log`), and waits until it answers.
+    pub(crate) fn start_at(
+        port: u16,
+        dir: &Path,
+        database: &str,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Service {
         let log = dir.join(format!("{name}.log"));
         let listen = format!("127.0.0.1:{port}");
         let child = Command::new(rosterflow_bin())
@@ -78,13 +90,13 @@ impl Service {
     }
 
     /// A GET on the service's HTTP port: (status, body); status 0 when nothing answers.
-    fn get(&self, path: &str) -> (u16, String) {
+    pub(crate) fn get(&self, path: &str) -> (u16, String) {
         let (status, _, body) = self.request("GET", path, None, None);
         (status, body)
     }
 
     /// A request with an optional cookie and form body: (status, headers, body).
-    fn request(
+    pub(crate) fn request(
         &self,
         method: &str,
         path: &str,
@@ -121,7 +133,7 @@ impl Service {
         (status, headers.to_owned(), body.to_owned())
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -131,7 +143,7 @@ impl Service {
     }
 
     /// One sample of `/metrics`, by name and labels (some or all of them), from the text.
-    fn sample(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    pub(crate) fn sample(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let (_, text) = self.get("/metrics");
         text.lines().find_map(|line| {
             let (series, value) = line.rsplit_once(' ')?;
@@ -167,7 +179,7 @@ impl Service {
     }
 
     /// SIGTERM, then the exit code.
-    fn stop(&mut self) -> i32 {
+    pub(crate) fn stop(&mut self) -> i32 {
         self.signal(libc::SIGTERM);
         self.wait(Duration::from_secs(60))
     }
@@ -180,7 +192,7 @@ impl Drop for Service {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port")

@@ -9,22 +9,59 @@
 //! Tests inject faults ([`Fault`]), read the request log, and change the district between syncs
 //! with [`CleverSim::update`].
 //!
+//! # Instant Login (SSO)
+//! The simulator also serves Clever's OAuth 2.0 authorization code grant at the same base URL
+//! (in production `https://clever.com` for OAuth, `https://api.clever.com` for the API). A test
+//! registers the app ([`CleverSim::register_app`]) and says who is signed in to Clever
+//! ([`CleverSim::sign_in_as`] with a [`Login`]), or starts a login as the portal does
+//! ([`CleverSim::portal_login_url`]: the first redirect URI, a `code`, no `state`).
+//! - `GET /oauth/authorize?response_type=code&client_id&redirect_uri` (optional `state`,
+//!   `district_id`, `nonce`): 400 (an HTML page, no redirect) for an unknown `client_id`, a
+//!   `redirect_uri` that is not exactly a registered one, or another `response_type`; Clever's
+//!   sign-in page (200 HTML titled [`SIGN_IN_PAGE`]) when nobody is signed in, or the login is of
+//!   another district than `district_id`; else 302 to the redirect URI (its own query kept) with
+//!   `code` and, only if given, `state`. Without `redirect_uri`, the first registered one
+//!   (Clever's default).
+//! - `POST /oauth/tokens`: HTTP Basic `client_id:client_secret` (else 401 `invalid_client`), a
+//!   JSON or form body with `code`, `grant_type=authorization_code` and `redirect_uri` (another
+//!   content type: 400 `invalid_request`). A code unknown, used, older than
+//!   [`SimOptions::code_lifetime`], or presented with another client or redirect URI than it was
+//!   issued for: 400 `invalid_grant`. Else 200 `{"access_token","token_type":"bearer"}`.
+//!   [`CleverSim::code_exchanges`] counts the exchanges and the refusals (every 400 and 401).
+//! - With a login token (rate limited per token like the district token): `/v3.0/me` (also
+//!   `/v3.1/me` and `/me`), `/userinfo` (the login's role only), `/v3.0/users/{own id}` and
+//!   `/v3.0/districts/{own district}`; any other path, or another id, is 403
+//!   `{"message":"Resource not in token's scopes"}` (Clever's message for a token outside its
+//!   scopes; its docs add that the body may even be HTML, which [`Fault::Html`] covers). `/me`'s
+//!   `self` link is `/me`, as in Clever's documented example (dev.clever.com/docs/links).
+//!
+//! Choices where Clever's documentation is silent: the 403 status of an out-of-scope request;
+//! a failed exchange does not use up the code (a used one stays used, the token it gave keeps
+//! working); login tokens do not expire; `authorized_by` is `"district"`; `/userinfo` has no
+//! `email` when the user has none, `schools` from the login's role, and `user_id` from that
+//! role's `legacy_id` (the v3 id when it has none); `school_admin` logins are users with the v3
+//! `staff` role; the district token's `forbidden` mode leaves login tokens alone; `nonce` is
+//! accepted and no `id_token` is issued (OIDC is off unless Clever turns it on for an app).
+//!
 //! Not simulated: the `count` parameter (ignored: its v3 response shape is undocumented),
-//! sub-resource paths such as `/schools/{id}/sections` (501), SSO tokens, `/me`, and v3.1-only
+//! sub-resource paths such as `/schools/{id}/sections` (501), the district tokens listing
+//! (`GET /oauth/tokens`, 501), `/me` with the district token, Instant Login links
+//! (`/oauth/instant-login`), OIDC, Clever Library (teacher-authorized) logins, and v3.1-only
 //! fields (`/v3.1/...` serves the same records as `/v3.0/...`).
 //!
 //! # Layout
 //! - `clever_sim.rs`: [`CleverSim`] (start, stop, controls) and [`SimOptions`];
 //! - `connection.rs`: the listener, whose connections a handler can drop without a response;
 //! - `handler.rs`: one request from fault to auth to rate limit to route;
+//! - `oauth.rs`: Instant Login: [`SsoApp`], [`Login`], codes, login tokens and what they read;
 //! - `paging.rs`: range pagination and the page JSON (shared with recordings);
 //! - `rate_limit.rs`: per-token fixed windows;
 //! - `faults.rs`: [`Fault`] and the queue of upcoming faults.
 //!
 //! ```no_run
 //! # async fn demo() {
-//! use rosterflow_tests::clever_sim::{CleverSim, Fault, SimOptions};
-//! use rosterflow_tests::district::{Collection, Dataset};
+//! use rosterflow_tests::clever_sim::{CleverSim, Fault, Login, SimOptions, SsoApp};
+//! use rosterflow_tests::district::{Collection, Dataset, Role};
 //!
 //! let sim = CleverSim::start(Dataset::demo(), SimOptions::default()).await;
 //! let url = format!("{}/v3.0/users?limit=500", sim.base_url());
@@ -36,12 +73,24 @@
 //! });
 //! // ... sync again, then check what was requested:
 //! assert!(sim.requests().iter().all(|r| r.status != Some(401)));
+//!
+//! // Instant Login: the service under test sends the browser to /oauth/authorize...
+//! sim.register_app(SsoApp {
+//!     client_id: "app-id".into(),
+//!     client_secret: "app-secret".into(),
+//!     redirect_uris: vec!["http://127.0.0.1:8080/auth/clever".into()],
+//! });
+//! let teacher = sim.read(|d| d.ids_with_role(Role::Teacher)[0].clone());
+//! sim.sign_in_as(Some(Login::user(&teacher, "teacher")));
+//! // ... or Clever starts the login from the portal:
+//! let arrival = sim.portal_login_url(&Login::user(&teacher, "teacher"));
 //! # }
 //! ```
 
 mod connection;
 mod faults;
 mod handler;
+mod oauth;
 pub(crate) mod paging;
 mod rate_limit;
 
@@ -58,9 +107,11 @@ use tokio::task::JoinHandle;
 use crate::district::Dataset;
 use connection::{KillSwitch, SimListener};
 use faults::FaultPlan;
+use oauth::OAuthState;
 use rate_limit::RateLimiter;
 
 pub use faults::Fault;
+pub use oauth::{Login, SIGN_IN_PAGE, SsoApp};
 
 /// The bearer token the simulator accepts unless told otherwise.
 pub const DEFAULT_TOKEN: &str = "sim-district-token";
@@ -86,6 +137,8 @@ pub struct SimOptions {
     pub empty_last_page: bool,
     /// What an events request gets when its cursor names no stored event (expired or made up).
     pub unknown_event_cursor: UnknownCursor,
+    /// How long an Instant Login authorization code can be exchanged (Clever: one minute).
+    pub code_lifetime: Duration,
 }
 
 impl Default for SimOptions {
@@ -99,6 +152,7 @@ impl Default for SimOptions {
             max_limit: 10_000,
             empty_last_page: true,
             unknown_event_cursor: UnknownCursor::Range,
+            code_lifetime: Duration::from_secs(60),
         }
     }
 }
@@ -151,6 +205,8 @@ pub(crate) struct Shared {
     options: Mutex<SimOptions>,
     faults: Mutex<FaultPlan>,
     limiter: Mutex<RateLimiter>,
+    /// Instant Login: the app, who is signed in, codes and login tokens.
+    oauth: Mutex<OAuthState>,
     log: Mutex<Vec<LoggedRequest>>,
     /// The path and query of each request as it arrives, before it is answered.
     received: Mutex<Vec<String>>,
@@ -192,6 +248,7 @@ impl CleverSim {
             options: Mutex::new(options),
             faults: Mutex::new(FaultPlan::default()),
             limiter: Mutex::new(RateLimiter::default()),
+            oauth: Mutex::new(OAuthState::default()),
             log: Mutex::new(Vec::new()),
             received: Mutex::new(Vec::new()),
             requests: AtomicU64::new(0),
@@ -287,6 +344,39 @@ impl CleverSim {
         lock(&self.shared.limiter).reset();
     }
 
+    /// Registers the app whose logins this simulator serves (replacing any earlier one; codes
+    /// and tokens already issued stay).
+    pub fn register_app(&self, app: SsoApp) {
+        lock(&self.shared.oauth).register_app(app);
+    }
+
+    /// Who `/oauth/authorize` issues codes for; `None`: it shows Clever's sign-in page
+    /// ([`SIGN_IN_PAGE`]) instead. Nobody is signed in at start.
+    ///
+    /// # Panics
+    /// If a [`Login::user`] names no user of the district, or one without that role.
+    pub fn sign_in_as(&self, login: Option<Login>) {
+        let identity = login.map(|login| self.read(|d| oauth::identify(&login, d)));
+        lock(&self.shared.oauth).sign_in(identity);
+    }
+
+    /// A login that Clever starts (the portal or an Instant Login link): the app's first
+    /// registered redirect URI with a fresh `code` for `login` (its lifetime starts now) and no
+    /// `state`. Who is signed in does not change.
+    ///
+    /// # Panics
+    /// Without a registered app, or as [`CleverSim::sign_in_as`] for `login`.
+    pub fn portal_login_url(&self, login: &Login) -> String {
+        let identity = self.read(|d| oauth::identify(login, d));
+        lock(&self.shared.oauth).portal_login_url(identity)
+    }
+
+    /// How many times `POST /oauth/tokens` exchanged a code successfully, and refused one
+    /// (any 400 or 401 it answered; injected faults are not counted).
+    pub fn code_exchanges(&self) -> (usize, usize) {
+        lock(&self.shared.oauth).code_exchanges()
+    }
+
     /// Every request answered (or dropped) so far, in order.
     pub fn requests(&self) -> Vec<LoggedRequest> {
         lock(&self.shared.log).clone()
@@ -341,24 +431,24 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// What came back for one raw HTTP/1.1 request.
-    struct Reply {
+    pub(super) struct Reply {
         /// `None` when the connection closed before a status line.
-        status: Option<u16>,
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
+        pub(super) status: Option<u16>,
+        pub(super) headers: Vec<(String, String)>,
+        pub(super) body: Vec<u8>,
         /// Whether the body arrived whole (per Content-Length or the last chunk).
-        complete: bool,
+        pub(super) complete: bool,
     }
 
     impl Reply {
-        fn header(&self, name: &str) -> Option<&str> {
+        pub(super) fn header(&self, name: &str) -> Option<&str> {
             self.headers
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(name))
                 .map(|(_, v)| v.as_str())
         }
 
-        fn json(&self) -> Value {
+        pub(super) fn json(&self) -> Value {
             serde_json::from_slice(&self.body).unwrap_or_else(|e| {
                 panic!("json body ({e}): {}", String::from_utf8_lossy(&self.body))
             })
@@ -366,18 +456,36 @@ mod tests {
     }
 
     /// A minimal HTTP client, so these tests depend on nothing but tokio: one request per
-    /// connection, the raw bytes parsed by hand.
+    /// connection, the raw bytes parsed by hand (a redirect is a reply like any other).
     async fn get_with(sim: &CleverSim, uri: &str, token: Option<&str>) -> Reply {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| ("Authorization", a))
+            .into_iter()
+            .collect();
+        send(sim, "GET", uri, &headers, "").await
+    }
+
+    /// Sends one request with `headers` and, unless empty, `body` (with its Content-Length).
+    pub(super) async fn send(
+        sim: &CleverSim,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Reply {
         let mut stream = tokio::net::TcpStream::connect(sim.addr())
             .await
             .expect("connect");
-        let auth = token
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        let request = format!(
-            "GET {uri} HTTP/1.1\r\nHost: {}\r\n{auth}Connection: close\r\n\r\n",
-            sim.addr()
-        );
+        let mut request = format!("{method} {uri} HTTP/1.1\r\nHost: {}\r\n", sim.addr());
+        for (k, v) in headers {
+            request.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if !body.is_empty() {
+            request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        request.push_str(&format!("Connection: close\r\n\r\n{body}"));
         stream.write_all(request.as_bytes()).await.expect("send");
         let mut raw = Vec::new();
         let read = tokio::time::timeout(Duration::from_secs(20), async {

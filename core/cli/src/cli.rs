@@ -161,7 +161,7 @@ enum Command {
     },
     /// Run every pipeline of a directory on its `[schedule]`, deliver welcome emails between
     /// runs, and answer /healthz, /readyz and /metrics, until SIGTERM.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -206,9 +206,67 @@ struct ServeArgs {
     /// The token that signs in to the admin console (off without it).
     #[arg(long, env = "ROSTERFLOW_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Signing in with Clever: the Clever app's client id (off without it). Its secret is read
+    /// from ROSTERFLOW_CLEVER_CLIENT_SECRET, and the Freckle app's from ROSTERFLOW_APP_SECRET.
+    #[arg(long, env = "ROSTERFLOW_CLEVER_CLIENT_ID")]
+    clever_client_id: Option<String>,
+    /// The redirect URI registered with Clever (the first one): this service's
+    /// `/sign-in/clever/callback`, as browsers reach it.
+    #[arg(long, env = "ROSTERFLOW_CLEVER_REDIRECT_URI")]
+    clever_redirect_uri: Option<url::Url>,
+    /// Where the Freckle app receives a signed-in person (`?grant=...` is added).
+    #[arg(long, env = "ROSTERFLOW_APP_LANDING_URL")]
+    app_landing_url: Option<url::Url>,
+    /// Clever's OAuth server.
+    #[arg(long, default_value = "https://clever.com")]
+    clever_oauth_url: url::Url,
+    /// Clever's API.
+    #[arg(long, default_value = "https://api.clever.com")]
+    clever_api_url: url::Url,
 }
 
 impl ServeArgs {
+    /// The sign-in settings, when a Clever client id is given: every other one is then needed.
+    fn sign_in(&self) -> anyhow::Result<Option<serve::sign_in::SignInOptions>> {
+        let Some(client_id) = self.clever_client_id.clone().filter(|id| !id.is_empty()) else {
+            return Ok(None);
+        };
+        let secret = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        let client_secret = secret("ROSTERFLOW_CLEVER_CLIENT_SECRET");
+        let app_secret = secret("ROSTERFLOW_APP_SECRET");
+        let missing: Vec<&str> = [
+            ("ROSTERFLOW_CLEVER_CLIENT_SECRET", client_secret.is_none()),
+            ("--clever-redirect-uri", self.clever_redirect_uri.is_none()),
+            ("--app-landing-url", self.app_landing_url.is_none()),
+            ("ROSTERFLOW_APP_SECRET", app_secret.is_none()),
+        ]
+        .into_iter()
+        .filter_map(|(name, missing)| missing.then_some(name))
+        .collect();
+        let (Some(client_secret), Some(redirect_uri), Some(landing_url), Some(app_secret)) = (
+            client_secret,
+            self.clever_redirect_uri.clone(),
+            self.app_landing_url.clone(),
+            app_secret,
+        ) else {
+            anyhow::bail!(
+                "signing in with Clever (--clever-client-id) also needs {}",
+                missing.join(", ")
+            );
+        };
+        Ok(Some(serve::sign_in::SignInOptions {
+            clever: serve::sign_in::clever::CleverApp {
+                client_id,
+                client_secret: rosterflow_model::Secret::new(client_secret),
+                redirect_uri,
+                oauth_url: self.clever_oauth_url.clone(),
+                api_url: self.clever_api_url.clone(),
+            },
+            landing_url,
+            app_secret: rosterflow_model::Secret::new(app_secret),
+        }))
+    }
+
     fn options(self) -> serve::ServeOptions {
         let worker = self.worker.unwrap_or_else(|| {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -234,6 +292,7 @@ impl ServeArgs {
                 .admin_token
                 .filter(|token| !token.is_empty())
                 .map(rosterflow_model::Secret::new),
+            sign_in: None,
         }
     }
 }
@@ -325,6 +384,10 @@ fn serve_outcome(result: Result<(), serve::ServeError>) -> anyhow::Result<u8> {
         Err(error @ serve::ServeError::AlreadyServed { .. }) => {
             eprintln!("error: {error}");
             Ok(exit::BUSY)
+        }
+        Err(error @ serve::ServeError::Setup(_)) => {
+            eprintln!("error: {error}");
+            Ok(exit::CONFIG)
         }
         Err(error) => Err(error.into()),
     }
@@ -690,13 +753,23 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             Ok(code)
         }
         Command::Serve(args) => {
+            let sign_in = match args.sign_in() {
+                Ok(sign_in) => sign_in,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return Ok(exit::CONFIG);
+                }
+            };
             let listen = args.listen;
             let listener = serve::http::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
             let metrics = serve::http::install_recorder().map_err(anyhow::Error::msg)?;
             let served = serve::serve(
-                args.options(),
+                serve::ServeOptions {
+                    sign_in,
+                    ..args.options()
+                },
                 listener,
                 metrics,
                 Clock::System,

@@ -353,6 +353,20 @@ pub fn parse_page(
     Ok(part)
 }
 
+/// The teacher one Clever user record describes (the `data` of `/v3.0/users/{id}`), read as a
+/// sync reads it: a sign-in creates a teacher the nightly sync has not loaded yet, and the next
+/// sync finds the same row. `Ok(None)` when the record is of another district or holds no
+/// teacher role; an error says why a record cannot be read.
+pub fn teacher_of_user(json: &str, district: &str) -> Result<Option<Teacher>, String> {
+    let raw: &RawValue = serde_json::from_str(json).map_err(|error| error.to_string())?;
+    let mut part = Part::default();
+    part.add_record(Collection::Users, raw, Some(district));
+    if let Some(unreadable) = part.records.quarantine.pop() {
+        return Err(unreadable.reason);
+    }
+    Ok(part.records.teachers.pop())
+}
+
 impl Part {
     fn add_record(&mut self, collection: Collection, raw: &RawValue, district: Option<&str>) {
         let json = raw.get();

@@ -25,3 +25,6 @@ pub const HTTP_RETRIES: &str = "rosterflow_http_retries_total";
 pub const RATE_LIMIT_WAITS: &str = "rosterflow_rate_limit_waits_total";
 /// Time each plugin run took, by plugin, in seconds.
 pub const PLUGIN_SECONDS: &str = "rosterflow_plugin_duration_seconds";
+/// Sign-ins with Clever by outcome (`signed_in`, `created`, and each reason for a refusal: see
+/// `Outcome` in the store's `sign_in` module).
+pub const SSO_LOGINS: &str = "rosterflow_sso_logins_total";

@@ -59,6 +59,20 @@ pub struct PipelineFile {
     /// When `rosterflow serve` runs the pipeline; without it, only when someone runs it.
     #[serde(default)]
     pub schedule: Option<crate::schedule::ScheduleConfig>,
+    /// How the district's people sign in with Clever through `rosterflow serve`.
+    #[serde(default)]
+    pub sign_in: SignInTable,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignInTable {
+    /// Whether a teacher who is in Clever but not yet synced (hired today) gets their account at
+    /// their first sign-in, rather than a page asking them to come back after the next sync. The
+    /// next sync finds the same row (no duplicate, no second welcome email) and archives it if
+    /// the district's filters leave the teacher out. Students are never created at sign-in.
+    #[serde(default)]
+    pub just_in_time: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -6,6 +6,7 @@
 //!   that explains a student, teacher or class by SIS id or Clever id.
 //! - `/runs/{id}`: a run's changes by type and its quarantined records with reasons and
 //!   suggested fixes (a held run's: what its plan would change), downloadable as CSV.
+//! - `/sign-ins`: the latest sign-ins with Clever and refusals: who, as what, and why.
 //!
 //! Signing in takes the admin token (`ROSTERFLOW_ADMIN_TOKEN`) and a name; every action is
 //! recorded in run history as `console:<name>`. Every POST carries its session's CSRF token.
@@ -46,6 +47,7 @@ pub fn routes() -> Router<Arc<Service>> {
         .route("/runs/{id}/report.csv", get(run_csv))
         .route("/runs/{id}/{decision}", post(decide))
         .route("/explain", get(explain_page))
+        .route("/sign-ins", get(sign_ins_page))
 }
 
 /// A signed-in request, or the response that refuses it.
@@ -262,6 +264,7 @@ async fn dashboard(
                 }
             }
         } }
+        @if service.sign_in.is_some() { p { a href="/sign-ins" { "Sign-ins with Clever" } } }
         @if !problems.is_empty() {
             h2 { "Pipeline files that cannot be served" }
             @for (path, problem) in &problems {
@@ -708,4 +711,32 @@ async fn decide(
         }
         Err(message) => failure(StatusCode::CONFLICT, Some(&admin), message),
     }
+}
+
+async fn sign_ins_page(State(service): State<Arc<Service>>, admin: Admin) -> Response {
+    let logged = match rosterflow_store::sign_in::recent(service.db(), None, 200).await {
+        Ok(logged) => logged,
+        Err(error) => return server_error(&admin, &error),
+    };
+    let body = html! {
+        @if service.sign_in.is_none() { p.problem { "Signing in with Clever is off in this service." } }
+        div.scroll { table {
+            thead { tr {
+                th { "When" } th { "Outcome" } th { "District" } th { "Role" } th { "Account" }
+                th { "Clever user" } th { "Why" }
+            } }
+            tbody { @for row in &logged { tr {
+                td { (row.at) }
+                td class=(if row.outcome.as_str() == "signed_in" || row.outcome.as_str() == "created" { "" } else { "failed" }) { (row.outcome) }
+                td { (row.district_key.as_deref().or(row.clever_district.as_deref()).unwrap_or("")) }
+                td { (row.role.as_deref().unwrap_or("")) }
+                td { @if let (Some(kind), Some(id)) = (&row.account_kind, row.account_id) {
+                    (kind) " " (id) @if let Some(name) = &row.name { ": " (name) }
+                } }
+                td { (row.clever_user.as_deref().unwrap_or("")) }
+                td { (row.detail.as_deref().unwrap_or("")) }
+            } } }
+        } }
+    };
+    page("Sign-ins with Clever", Some(&admin), body).into_response()
 }

@@ -31,6 +31,7 @@ pub async fn serve(
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .merge(super::console::routes())
+        .merge(super::sign_in::routes())
         .with_state(service);
     axum::serve(listener, app)
         .with_graceful_shutdown(stop)

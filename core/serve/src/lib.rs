@@ -17,6 +17,7 @@ pub mod console;
 pub mod directory;
 pub mod http;
 pub mod queue;
+pub mod sign_in;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions, TryLockError};
@@ -74,6 +75,8 @@ pub struct ServeOptions {
     pub worker: String,
     /// The token that signs in to the admin console; without it the console is off.
     pub admin_token: Option<rosterflow_model::Secret>,
+    /// Signing in with Clever; without it, off.
+    pub sign_in: Option<sign_in::SignInOptions>,
 }
 
 /// How much longer than the lease a scheduled run waits for its district's lock.
@@ -119,6 +122,8 @@ pub struct Service {
     queue: Queue,
     /// The console's keys; `None` when no admin token was given.
     console: Option<console::session::Keys>,
+    /// Signing in with Clever; `None` when off.
+    sign_in: Option<sign_in::SignIn>,
     metrics: PrometheusHandle,
     /// Where the scheduler, the runs and the console read the time.
     clock: Clock,
@@ -240,6 +245,10 @@ pub async fn serve(
         Some(token) => Some(console::session::Keys::new(token.expose())),
         None => None,
     };
+    let sign_in = match options.sign_in.clone() {
+        Some(settings) => Some(sign_in::SignIn::new(settings).map_err(ServeError::Setup)?),
+        None => None,
+    };
     let runner = Runner::new(db, Plugins::new(options.plugin_cache.clone())).with_clock(clock);
     let service = Arc::new(Service {
         options,
@@ -250,6 +259,7 @@ pub async fn serve(
         next_runs: RwLock::default(),
         queue,
         console,
+        sign_in,
         metrics,
         clock,
         scheduler_beat: AtomicI64::new(0),
@@ -653,6 +663,13 @@ async fn deliver_emails(service: Arc<Service>) {
     let mut ticks = tokio::time::interval(service.options.email_every);
     loop {
         ticks.tick().await;
+        // The mailer's pass also clears sign-in records that have expired.
+        if service.sign_in.is_some()
+            && let Err(error) =
+                rosterflow_store::sign_in::purge(service.db(), service.clock.now()).await
+        {
+            tracing::error!(error = %rosterflow_model::error_chain(&error), "cannot purge expired sign-in records");
+        }
         let pipelines = service.pipelines();
         for (name, served) in pipelines.iter() {
             if service.stopping() {

@@ -7,6 +7,7 @@ use std::fmt;
 use sqlx::AssertSqlSafe;
 
 use crate::db::Db;
+use crate::sign_in::AccountKind;
 use rosterflow_model::Entity;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,8 @@ pub enum ExplainError {
     },
     #[error("cannot read the held run")]
     Held(#[source] Box<crate::report::ReportError>),
+    #[error("cannot tell whether the record can sign in")]
+    SignIn(#[source] Box<crate::sign_in::SignInError>),
 }
 
 fn sql(step: &'static str) -> impl FnOnce(sqlx::Error) -> ExplainError {
@@ -79,6 +82,8 @@ pub struct Explanation {
     pub changes: Vec<HistoryEntry>,
     /// What the district's latest held run would change about the record, if a run is held.
     pub pending: Option<(i64, Vec<crate::report::ReportRow>)>,
+    /// For a student or teacher: whether they can sign in with Clever, and if not, why.
+    pub sign_in: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -388,7 +393,14 @@ pub async fn explain(
 
     let pending = pending_changes(db, district, &source_id).await?;
 
+    let sign_in = match subject {
+        Subject::Class => None,
+        Subject::Student | Subject::Teacher => {
+            Some(sign_in_answer(db, district, subject, &source_id).await?)
+        }
+    };
     Ok(Explanation {
+        sign_in,
         pending,
         subject,
         source_id,
@@ -407,6 +419,32 @@ pub async fn explain(
         shares,
         changes,
     })
+}
+
+/// Whether a student or teacher can sign in with Clever, in words.
+async fn sign_in_answer(
+    db: &Db,
+    district: &str,
+    subject: Subject,
+    source_id: &str,
+) -> Result<String, ExplainError> {
+    let source: Option<String> =
+        sqlx::query_scalar("SELECT source_kind FROM districts WHERE key = $1")
+            .bind(district)
+            .fetch_optional(&db.pool)
+            .await
+            .map_err(sql("reading the district"))?;
+    if source.as_deref() != Some("clever") {
+        return Ok("no: the district is not rostered through Clever".to_owned());
+    }
+    let kind = match subject {
+        Subject::Teacher => AccountKind::Teacher,
+        _ => AccountKind::Student,
+    };
+    let standing = crate::sign_in::standing(db, district, kind, source_id)
+        .await
+        .map_err(|error| ExplainError::SignIn(Box::new(error)))?;
+    Ok(standing.describe())
 }
 
 /// What the district's latest held run would change about a record: its plan, computed again
@@ -495,6 +533,9 @@ impl fmt::Display for Explanation {
             write!(f, " (SIS id {sis})")?;
         }
         writeln!(f, ": {}", self.verdict())?;
+        if let Some(answer) = &self.sign_in {
+            writeln!(f, "sign in with Clever: {answer}")?;
+        }
         if !self.memberships.is_empty() {
             writeln!(f, "memberships:")?;
             for m in &self.memberships {

@@ -27,6 +27,7 @@ mod postgres;
 pub mod report;
 pub mod roster;
 pub mod runs;
+pub mod sign_in;
 mod sqlite;
 
 use std::collections::{BTreeMap, HashMap};

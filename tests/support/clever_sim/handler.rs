@@ -1,7 +1,9 @@
 //! What the simulator does with one request, in the order Clever's edge would: count it, apply
-//! an injected fault, check the bearer token, count it against the rate limit, route it
-//! (`/{v3.0|v3.1}/{collection}` lists, `/{version}/{collection}/{id}` single records, both for
-//! the events feed too), and log the outcome.
+//! an injected fault, send the OAuth endpoints (`/oauth/authorize`, `/oauth/tokens`) to
+//! `oauth.rs`, check the bearer token (the district token, or a login token), count it against
+//! the rate limit, route it (`/{v3.0|v3.1}/{collection}` lists, `/{version}/{collection}/{id}`
+//! single records, both for the events feed too; a login token's few paths in `oauth.rs`), and
+//! log the outcome.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,43 +16,49 @@ use futures_util::{StreamExt, stream};
 use serde_json::Value;
 
 use super::connection::KillSwitch;
+use super::oauth;
 use super::paging::{self, Cursor, ListQuery};
 use super::rate_limit::{Verdict, unix_secs_after};
 use super::{Fault, LoggedRequest, Shared, SimOptions, UnknownCursor, lock};
 use crate::district::{Collection, Dataset, Record, Role};
 
 const JSON: &str = "application/json; charset=utf-8";
-const HTML: &str = "text/html; charset=utf-8";
+pub(super) const HTML: &str = "text/html; charset=utf-8";
+/// The largest request body read (a token request is a few hundred bytes).
+const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The value of `X-RateLimit-Bucket`.
 const BUCKET: &str = "district-token";
 
-/// A response before it becomes HTTP: status, body, and the rate-limit headers if the request
-/// got that far.
-struct Answer {
-    status: StatusCode,
-    content_type: &'static str,
-    body: String,
-    rate: Option<Verdict>,
+/// A response before it becomes HTTP: status, body, the rate-limit headers if the request got
+/// that far, and where a redirect leads.
+pub(super) struct Answer {
+    pub(super) status: StatusCode,
+    pub(super) content_type: &'static str,
+    pub(super) body: String,
+    pub(super) rate: Option<Verdict>,
+    /// The `Location` header of a redirect.
+    pub(super) location: Option<String>,
 }
 
 impl Answer {
-    fn json(status: StatusCode, body: String) -> Answer {
+    pub(super) fn json(status: StatusCode, body: String) -> Answer {
         Answer {
             status,
             content_type: JSON,
             body,
             rate: None,
+            location: None,
         }
     }
 
-    fn message(status: StatusCode, message: &str) -> Answer {
+    pub(super) fn message(status: StatusCode, message: &str) -> Answer {
         Answer::json(
             status,
             serde_json::json!({ "message": message }).to_string(),
         )
     }
 
-    fn html(status: StatusCode) -> Answer {
+    pub(super) fn html(status: StatusCode) -> Answer {
         let body = format!(
             "<!DOCTYPE html>\n<html><head><title>{status}</title></head>\
              <body><h1>{status}</h1><p>Something went wrong.</p></body></html>\n"
@@ -60,15 +68,17 @@ impl Answer {
             content_type: HTML,
             body,
             rate: None,
+            location: None,
         }
     }
 
-    fn empty(status: StatusCode) -> Answer {
+    pub(super) fn empty(status: StatusCode) -> Answer {
         Answer {
             status,
             content_type: JSON,
             body: String::new(),
             rate: None,
+            location: None,
         }
     }
 }
@@ -80,11 +90,12 @@ pub(crate) async fn handle(
     request: Request,
 ) -> Response {
     let n = sim.requests.fetch_add(1, Ordering::SeqCst) + 1;
-    let method = request.method().clone();
-    let uri = request
-        .uri()
+    let (parts, body) = request.into_parts();
+    let method = parts.method.clone();
+    let uri = parts
+        .uri
         .path_and_query()
-        .map_or_else(|| request.uri().path().to_string(), |pq| pq.to_string());
+        .map_or_else(|| parts.uri.path().to_string(), |pq| pq.to_string());
     lock(&sim.received).push(uri.clone());
     let fault = lock(&sim.faults).take(n, &uri);
     let log = |status: Option<u16>| {
@@ -130,7 +141,13 @@ pub(crate) async fn handle(
             Answer::message(status, &format!("simulated failure: {status}"))
         }
         Some(Fault::Html) => Answer::html(StatusCode::OK),
-        _ => answer(&sim, &method, &uri, request.headers()),
+        _ => {
+            // An unreadable or oversized body reads as empty: the endpoints that need one refuse.
+            let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
+                .await
+                .unwrap_or_default();
+            answer(&sim, &method, &uri, &parts.headers, &body)
+        }
     };
 
     log(Some(answer.status.as_u16()));
@@ -161,6 +178,9 @@ pub(crate) async fn handle(
     if let Some(rate) = answer.rate {
         rate_headers(headers, rate);
     }
+    if let Some(location) = answer.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        headers.insert(header::LOCATION, location);
+    }
     response
 }
 
@@ -179,14 +199,24 @@ fn rate_headers(headers: &mut HeaderMap, rate: Verdict) {
     headers.insert("x-ratelimit-bucket", HeaderValue::from_static(BUCKET));
 }
 
-/// The normal answer: auth, rate limit, routing.
-fn answer(sim: &Shared, method: &Method, uri: &str, headers: &HeaderMap) -> Answer {
+/// The normal answer: the OAuth endpoints, or auth, rate limit, routing.
+fn answer(sim: &Shared, method: &Method, uri: &str, headers: &HeaderMap, body: &[u8]) -> Answer {
+    let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+    match path {
+        "/oauth/authorize" => return oauth::authorize(sim, method, query),
+        "/oauth/tokens" => return oauth::tokens(sim, method, headers, body),
+        _ => {}
+    }
     let options = lock(&sim.options).clone();
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let Some(token) = bearer.filter(|t| *t == options.token) else {
+        let login = bearer.and_then(|t| Some((t, lock(&sim.oauth).identity(t)?)));
+        if let Some((token, who)) = login {
+            return login_answer(sim, &options, token, &who, method, path);
+        }
         return Answer::message(
             StatusCode::UNAUTHORIZED,
             "Unauthorized: invalid or missing bearer token",
@@ -206,6 +236,30 @@ fn answer(sim: &Shared, method: &Method, uri: &str, headers: &HeaderMap) -> Answ
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         route(&dataset, &options, uri)
+    };
+    answer.rate = Some(rate);
+    answer
+}
+
+/// A request with a login (SSO) token: rate limited per token like any other, then the few
+/// paths such a token may read.
+fn login_answer(
+    sim: &Shared,
+    options: &SimOptions,
+    token: &str,
+    who: &oauth::Identity,
+    method: &Method,
+    path: &str,
+) -> Answer {
+    let rate = lock(&sim.limiter).check(token, options.rate_limit, options.rate_limit_window);
+    let mut answer = if rate.allowed {
+        let dataset = sim
+            .dataset
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        oauth::login_api(&dataset, who, method, path)
+    } else {
+        Answer::empty(StatusCode::TOO_MANY_REQUESTS)
     };
     answer.rate = Some(rate);
     answer
@@ -231,7 +285,8 @@ fn route(dataset: &Dataset, options: &SimOptions, uri: &str) -> Answer {
     }
 }
 
-fn single(dataset: &Dataset, version: &str, collection: Collection, id: &str) -> Answer {
+/// One record in `{"data":..,"links":[{"rel":"self",..}]}`, or 404.
+pub(super) fn single(dataset: &Dataset, version: &str, collection: Collection, id: &str) -> Answer {
     let Some(json) = dataset.raw(collection, id) else {
         return Answer::message(StatusCode::NOT_FOUND, "Resource not found");
     };
@@ -408,7 +463,7 @@ fn event_matches(record: &Record, types: &[String], school: Option<&str>) -> boo
 }
 
 /// Percent-decodes a query component (`+` is a space).
-fn decode(s: &str) -> String {
+pub(super) fn decode(s: &str) -> String {
     let hex = |b: &u8| (*b as char).to_digit(16).map(|d| d as u8);
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
