@@ -15,12 +15,12 @@ use crate::util::{Backend, TestDb, pipeline_text, rosterflow};
 
 const CLIENT_ID: &str = "freckle-sso-app";
 const CLIENT_SECRET: &str = "clever-client-secret-0123456789";
-const APP_SECRET: &str = "freckle-app-secret-0123456789abcdef";
-const LANDING: &str = "http://127.0.0.1:9/freckle/landing";
+pub(crate) const APP_SECRET: &str = "freckle-app-secret-0123456789abcdef";
+pub(crate) const LANDING: &str = "http://127.0.0.1:9/freckle/landing";
 
 /// A browser: cookies by name, redirects not followed.
 #[derive(Default)]
-struct Browser {
+pub(crate) struct Browser {
     cookies: BTreeMap<String, String>,
 }
 
@@ -83,10 +83,10 @@ enum Ended {
     Page(u16, String),
 }
 
-fn grant_of(location: &str) -> Option<String> {
+fn grant_of(landing: &str, location: &str) -> Option<String> {
     let url = url::Url::parse(location).ok()?;
     url.as_str()
-        .starts_with(LANDING)
+        .starts_with(landing)
         .then(|| {
             url.query_pairs()
                 .find(|(k, _)| k == "grant")
@@ -96,17 +96,19 @@ fn grant_of(location: &str) -> Option<String> {
 }
 
 /// A district on the simulator, its pipeline in a served directory, synced once.
-struct World {
-    db: TestDb,
-    sim: CleverSim,
+pub(crate) struct World {
+    pub(crate) db: TestDb,
+    pub(crate) sim: CleverSim,
     service: Option<Service>,
     port: u16,
-    district: String,
+    pub(crate) district: String,
     pipeline: std::path::PathBuf,
+    /// Where the service sends a signed-in person: [`LANDING`] unless a test serves an app.
+    pub(crate) landing: String,
 }
 
 impl World {
-    async fn new(backend: Backend, dataset: Dataset, extra: &str) -> World {
+    pub(crate) async fn new(backend: Backend, dataset: Dataset, extra: &str) -> World {
         let db = TestDb::new(backend).await;
         let district = dataset.ids(Collection::Districts)[0].clone();
         let sim = CleverSim::start(dataset, SimOptions::with_token("token-sso")).await;
@@ -136,6 +138,7 @@ impl World {
             port,
             district,
             pipeline,
+            landing: LANDING.to_owned(),
         };
         world.sync();
         world
@@ -147,8 +150,9 @@ impl World {
         assert!(code == 0 || code == 1, "sync: {code}\n{stdout}{stderr}");
     }
 
-    fn start(&mut self) -> &Service {
+    pub(crate) fn start(&mut self) -> &Service {
         let redirect = format!("http://127.0.0.1:{}/sign-in/clever/callback", self.port);
+        let landing = self.landing.clone();
         let base = self.sim.base_url();
         let service = Service::start_at(
             self.port,
@@ -161,7 +165,7 @@ impl World {
                 "--clever-redirect-uri",
                 &redirect,
                 "--app-landing-url",
-                LANDING,
+                &landing,
                 "--clever-oauth-url",
                 &base,
                 "--clever-api-url",
@@ -179,7 +183,7 @@ impl World {
         self.service.as_ref().unwrap()
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
@@ -205,7 +209,11 @@ impl World {
     /// The browser arrives at the redirect URI.
     async fn arrive(&self, browser: &mut Browser, callback: &str) -> Ended {
         let answer = browser.get(callback).await;
-        match answer.location.as_deref().and_then(grant_of) {
+        match answer
+            .location
+            .as_deref()
+            .and_then(|location| grant_of(&self.landing, location))
+        {
             Some(grant) => Ended::Landed(grant),
             None => Ended::Page(answer.status, answer.body),
         }
@@ -262,12 +270,12 @@ impl World {
         stdout
     }
 
-    fn service(&self) -> &Service {
+    pub(crate) fn service(&self) -> &Service {
         self.service.as_ref().expect("started")
     }
 }
 
-fn small_district(seed: u64) -> Dataset {
+pub(crate) fn small_district(seed: u64) -> Dataset {
     generate(GenSpec::new(60).with_seed(seed))
 }
 
@@ -687,4 +695,49 @@ async fn left_out_archived_and_just_in_time_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn left_out_archived_and_just_in_time_on_postgres() {
     left_out_archived_and_just_in_time(Backend::Postgres).await;
+}
+
+/// Sign-in settings that cannot work stop the service at start, saying what is wrong (exit 78).
+#[test]
+fn incomplete_sign_in_settings_are_refused_at_start() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let pipelines = dir.path().to_str().unwrap();
+    let database = format!("sqlite://{}/freckle.db", pipelines);
+    let serve = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec!["serve", "--pipelines", pipelines, "--database", &database];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--listen", "127.0.0.1:0"]);
+        rosterflow(&args, env)
+    };
+    let (code, _, stderr) = serve(&["--clever-client-id", CLIENT_ID], &[]);
+    assert_eq!(code, 78, "{stderr}");
+    for missing in [
+        "ROSTERFLOW_CLEVER_CLIENT_SECRET",
+        "--clever-redirect-uri",
+        "--app-landing-url",
+        "ROSTERFLOW_APP_SECRET",
+    ] {
+        assert!(stderr.contains(missing), "{stderr}");
+    }
+    let (code, _, stderr) = serve(
+        &[
+            "--clever-client-id",
+            CLIENT_ID,
+            "--clever-redirect-uri",
+            "https://sync.example.org/oauth/callback",
+            "--app-landing-url",
+            "https://freckle.example.org/landing",
+        ],
+        &[
+            ("ROSTERFLOW_CLEVER_CLIENT_SECRET", CLIENT_SECRET),
+            ("ROSTERFLOW_APP_SECRET", "short"),
+        ],
+    );
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains("/sign-in/clever/callback"), "{stderr}");
+    assert!(
+        stderr.contains("ROSTERFLOW_APP_SECRET is shorter"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(CLIENT_SECRET), "{stderr}");
 }

@@ -339,7 +339,8 @@ async fn sign_in_as(
             if kind == AccountKind::Teacher && pipeline.file.sign_in.just_in_time =>
         {
             match create_teacher(service, sign_in, token, &identity, &key, &pipeline, now).await {
-                Ok(account) => (Outcome::Created, account),
+                Ok(sign_in::Created::Created(account)) => (Outcome::Created, account),
+                Ok(sign_in::Created::Found(account)) => (Outcome::SignedIn, account),
                 Err((outcome, detail)) => {
                     return refuse(service, outcome, attempt.with_detail(&detail), now).await;
                 }
@@ -410,7 +411,7 @@ async fn create_teacher(
     key: &str,
     pipeline: &Pipeline,
     now: DateTime<Utc>,
-) -> Result<sign_in::Account, (Outcome, String)> {
+) -> Result<sign_in::Created, (Outcome, String)> {
     let record = sign_in
         .clever
         .user_record(token, &identity.user)

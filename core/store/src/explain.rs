@@ -189,7 +189,8 @@ pub async fn explain(
         .map_err(sql("finding the record"))?;
     let last_run: Option<i64> = sqlx::query_scalar(
         "SELECT MAX(r.id) FROM sync_runs r JOIN districts d ON d.id = r.district_id \
-         WHERE d.key = $1 AND r.status IN ('committed', 'approved')",
+         WHERE d.key = $1 AND r.status IN ('committed', 'approved') \
+         AND COALESCE(r.source_kind, '') <> 'sign-in'",
     )
     .bind(district)
     .fetch_one(pool)

@@ -414,6 +414,9 @@ impl std::fmt::Display for RunSummary {
 }
 
 /// The columns of a [`RunSummary`].
+/// The runs that synced the source (all but those of a teacher created at sign-in).
+pub(crate) const A_SYNC: &str = "COALESCE(source_kind, '') <> 'sign-in'";
+
 const SUMMARY_COLUMNS: &str = "id, status, started_at, changes, quarantined, error, source_kind, event_cursor, source_note, requested_by, decided_by";
 
 /// The pipeline's most recent runs, newest first.
@@ -496,7 +499,15 @@ impl std::fmt::Display for PipelineStatus {
 
 /// The pipeline's status.
 pub async fn status(db: &Db, pipeline: &str) -> Result<PipelineStatus, RunsError> {
-    let last = history(db, pipeline, 1).await?.into_iter().next();
+    // The last sync: a teacher created at sign-in is a run of its own, but says nothing of how
+    // the pipeline's syncs go.
+    let last = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {SUMMARY_COLUMNS} FROM sync_runs WHERE pipeline = $1 AND {A_SYNC} ORDER BY id DESC LIMIT 1"
+    )))
+    .bind(pipeline)
+    .fetch_optional(&db.pool)
+    .await
+    .map_err(sql("reading the last run"))?;
     let held = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT {SUMMARY_COLUMNS} FROM sync_runs WHERE pipeline = $1 AND status = 'held' ORDER BY id"
     )))
@@ -504,11 +515,11 @@ pub async fn status(db: &Db, pipeline: &str) -> Result<PipelineStatus, RunsError
     .fetch_all(&db.pool)
     .await
     .map_err(sql("reading held runs"))?;
-    let (last_applied_at, quarantined): (Option<String>, Option<i64>) = sqlx::query_as(
+    let (last_applied_at, quarantined): (Option<String>, Option<i64>) = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT MAX(CASE WHEN status IN ('committed', 'approved') THEN started_at END), \
-                (SELECT quarantined FROM sync_runs WHERE pipeline = $1 AND status <> 'failed' ORDER BY id DESC LIMIT 1) \
-         FROM sync_runs WHERE pipeline = $1",
-    )
+                (SELECT quarantined FROM sync_runs WHERE pipeline = $1 AND status <> 'failed' AND {A_SYNC} ORDER BY id DESC LIMIT 1) \
+         FROM sync_runs WHERE pipeline = $1 AND {A_SYNC}"
+    )))
     .bind(pipeline)
     .fetch_one(&db.pool)
     .await

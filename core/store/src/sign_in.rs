@@ -256,8 +256,8 @@ pub async fn account(db: &Db, kind: AccountKind, id: i64) -> Result<Option<Accou
 /// (`requested_by = sign-in:clever`) that creates the row as the sync would (so the next sync
 /// finds it: no duplicate), opens their account and queues the one welcome email they get. The
 /// caller hands over the district's run lock (`_lock`, released once the teacher is committed),
-/// so this never interleaves with a run; a
-/// teacher created meanwhile by another sign-in is returned as is.
+/// so this never interleaves with a run; a teacher a run or another sign-in made meanwhile is
+/// found instead.
 pub async fn create_teacher(
     db: &Db,
     _lock: Store,
@@ -265,11 +265,11 @@ pub async fn create_teacher(
     pipeline: &str,
     teacher: &Teacher,
     now: DateTime<Utc>,
-) -> Result<Account, SignInError> {
+) -> Result<Created, SignInError> {
     if let Standing::Active(account) =
         standing(db, district_key, AccountKind::Teacher, &teacher.id).await?
     {
-        return Ok(account);
+        return Ok(Created::Found(account));
     }
     let at = timestamp(now);
     let mut tx = db.pool.begin().await.map_err(sql("beginning"))?;
@@ -381,9 +381,18 @@ pub async fn create_teacher(
     .await
     .map_err(sql("queueing the welcome email"))?;
     tx.commit().await.map_err(sql("committing"))?;
-    account(db, AccountKind::Teacher, row)
+    let account = account(db, AccountKind::Teacher, row)
         .await?
-        .ok_or_else(|| SignInError::NoDistrict(district_key.to_owned()))
+        .ok_or_else(|| SignInError::NoDistrict(district_key.to_owned()))?;
+    Ok(Created::Created(account))
+}
+
+/// What [`create_teacher`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    Created(Account),
+    /// The teacher was there when the lock was taken (a run or another sign-in made them).
+    Found(Account),
 }
 
 /// How a sign-in ended, as logged and counted (`rosterflow_sso_logins_total{outcome}`).
