@@ -247,9 +247,10 @@ async fn callback(
     let bound = cookie(&headers, STATE_COOKIE)
         .is_some_and(|cookie| bool::from(cookie.as_bytes().ct_eq(state.as_bytes())));
     let fresh = bound
-        && sign_in::take_state(service.db(), &state, now)
-            .await
-            .unwrap_or(false);
+        && match sign_in::take_state(service.db(), &state, now).await {
+            Ok(fresh) => fresh,
+            Err(error) => return database_trouble(&error),
+        };
     if !fresh {
         let detail = if bound {
             "state expired or already used"

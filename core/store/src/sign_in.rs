@@ -616,3 +616,67 @@ pub async fn purge(db: &Db, now: DateTime<Utc>) -> Result<u64, SignInError> {
     }
     Ok(purged)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_796_000_000 + seconds, 0).expect("a time")
+    }
+
+    #[tokio::test]
+    async fn states_codes_and_grants_work_once_until_they_expire_and_are_purged() {
+        let db = Db::open("sqlite::memory:").await.expect("a database");
+        save_state(&db, "state-a", at(600)).await.unwrap();
+        save_state(&db, "state-b", at(600)).await.unwrap();
+        assert!(!take_state(&db, "state-x", at(0)).await.unwrap(), "unknown");
+        assert!(take_state(&db, "state-a", at(0)).await.unwrap());
+        assert!(
+            !take_state(&db, "state-a", at(1)).await.unwrap(),
+            "used once"
+        );
+        assert!(
+            !take_state(&db, "state-b", at(600)).await.unwrap(),
+            "expired"
+        );
+
+        assert!(spend_code(&db, "code-1", at(600)).await.unwrap());
+        assert!(
+            !spend_code(&db, "code-1", at(600)).await.unwrap(),
+            "a replay"
+        );
+
+        let logged = log(&db, Outcome::SignedIn, &Attempt::default(), at(0))
+            .await
+            .unwrap();
+        save_grant(&db, "grant-1", logged, at(60)).await.unwrap();
+        save_grant(&db, "grant-2", logged, at(60)).await.unwrap();
+        // The attempt names no account: the grant is used up, and hands over nothing.
+        assert_eq!(take_grant(&db, "grant-1", at(0)).await.unwrap(), None);
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sign_in_grants")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(left, 1, "grant-1 is gone");
+
+        // Only hashes are stored.
+        let stored: Vec<String> = sqlx::query_scalar(
+            "SELECT state_hash FROM sign_in_states UNION ALL SELECT code_hash FROM sign_in_codes \
+             UNION ALL SELECT grant_hash FROM sign_in_grants",
+        )
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+        assert_eq!(stored.len(), 3);
+        assert!(
+            stored
+                .iter()
+                .all(|hash| hash.len() == 64 && !hash.contains('-'))
+        );
+
+        // At 600 s everything has expired: purged.
+        assert_eq!(purge(&db, at(59)).await.unwrap(), 0);
+        assert_eq!(purge(&db, at(600)).await.unwrap(), 3);
+    }
+}
