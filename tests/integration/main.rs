@@ -22,4 +22,5 @@ mod export;
 mod install;
 mod serve;
 mod sign_in;
+mod sign_in_browser;
 mod welcome;
