@@ -468,11 +468,11 @@ async fn forged_and_replayed_logins_are_refused(backend: Backend) {
     let mut forged = Browser::default();
     forged
         .cookies
-        .insert("rosterflow_sign_in".into(), "00".repeat(32));
+        .insert("__Host-rosterflow_sign_in".into(), "00".repeat(32));
     let start = forged.get(&world.url("/sign-in/clever")).await;
     forged
         .cookies
-        .insert("rosterflow_sign_in".into(), "00".repeat(32));
+        .insert("__Host-rosterflow_sign_in".into(), "00".repeat(32));
     let callback = forged.get(&start.location.unwrap()).await.location.unwrap();
     let Ended::Page(status, _) = world.arrive(&mut forged, &callback).await else {
         panic!("a state that does not match the cookie is refused");
@@ -492,6 +492,8 @@ async fn forged_and_replayed_logins_are_refused(backend: Backend) {
         ),
         Some(1.0)
     );
+    // Refusals that name no one add no rows: only the one sign-in is stored.
+    assert_eq!(world.db.scalar("SELECT COUNT(*) FROM sign_ins").await, 1);
 }
 
 async fn left_out_archived_and_just_in_time(backend: Backend) {

@@ -18,7 +18,7 @@ from selenium.webdriver.support.wait import WebDriverWait
 
 from chromium import chromium
 
-STATE_COOKIE = "rosterflow_sign_in"
+STATE_COOKIE = "__Host-rosterflow_sign_in"
 
 
 def main(start, landing, greetings):

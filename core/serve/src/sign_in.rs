@@ -51,8 +51,9 @@ use rosterflow_store::{LockOptions, Store};
 /// The path of the redirect URI: the registered URI must lead here.
 pub const CALLBACK_PATH: &str = "/sign-in/clever/callback";
 /// The cookie that binds a login's `state` to the browser that started it. SameSite=Lax, so
-/// that the browser sends it on the top-level redirect back from Clever.
-const STATE_COOKIE: &str = "rosterflow_sign_in";
+/// that the browser sends it on the top-level redirect back from Clever; `__Host-` (Secure,
+/// `Path=/`, no domain), so that a sibling subdomain cannot plant one.
+const STATE_COOKIE: &str = "__Host-rosterflow_sign_in";
 /// How long a started login may take at Clever.
 const STATE_LIFETIME: chrono::Duration = chrono::Duration::minutes(10);
 /// How long the Freckle app has to exchange a grant.
@@ -165,13 +166,13 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 
 fn state_cookie(state: &str) -> String {
     format!(
-        "{STATE_COOKIE}={state}; Path=/sign-in/clever; HttpOnly; Secure; SameSite=Lax; Max-Age={}",
+        "{STATE_COOKIE}={state}; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age={}",
         STATE_LIFETIME.num_seconds()
     )
 }
 
 fn clear_state_cookie() -> String {
-    format!("{STATE_COOKIE}=; Path=/sign-in/clever; HttpOnly; Secure; SameSite=Lax; Max-Age=0")
+    format!("{STATE_COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=0")
 }
 
 #[derive(Deserialize)]
@@ -324,10 +325,12 @@ async fn sign_in_as(
         Err(error) => return database_trouble(&error),
     };
     attempt.district_key = Some(key.clone());
-    let kind = match identity.role.as_str() {
-        "teacher" => AccountKind::Teacher,
-        "student" => AccountKind::Student,
-        "district_admin" => AccountKind::Admin,
+    // Clever: an app without an admin role treats district and school admins as teachers. An
+    // admin signs in to their teacher account if the sync made one; nothing is created for them.
+    let (kind, as_admin) = match identity.role.as_str() {
+        "teacher" => (AccountKind::Teacher, false),
+        "student" => (AccountKind::Student, false),
+        "district_admin" | "school_admin" => (AccountKind::Teacher, true),
         _ => return refuse(service, Outcome::RoleNotServed, attempt, now).await,
     };
     let standing = match sign_in::standing(service.db(), &key, kind, &identity.user).await {
@@ -336,6 +339,7 @@ async fn sign_in_as(
     };
     let (outcome, account) = match standing {
         Standing::Active(account) => (Outcome::SignedIn, account),
+        _ if as_admin => return refuse(service, Outcome::RoleNotServed, attempt, now).await,
         Standing::NotSynced
             if kind == AccountKind::Teacher && pipeline.file.sign_in.just_in_time =>
         {
@@ -358,10 +362,8 @@ async fn sign_in_as(
         }
     };
     attempt.account = Some((account.kind, account.id));
-    if account.kind == AccountKind::Admin {
-        // District administrators have no Freckle app account here.
-        return refuse(service, Outcome::RoleNotServed, attempt, now).await;
-    }
+    // Creating a teacher may have waited: the grant's minute starts now.
+    let now = service.clock.now();
     let logged = match sign_in::log(service.db(), outcome, &attempt, now).await {
         Ok(id) => id,
         Err(error) => return database_trouble(&error),
@@ -463,7 +465,11 @@ async fn refuse(
         detail = attempt.detail.as_deref().unwrap_or(""),
         "Clever sign-in refused"
     );
-    if let Err(error) = sign_in::log(service.db(), outcome, &attempt, now).await {
+    // A refusal before Clever said who it was (a bad state, a replayed code) names no one: it is
+    // counted and logged, but not stored, so that requests made up by anyone add no rows.
+    if attempt.clever_user.is_some()
+        && let Err(error) = sign_in::log(service.db(), outcome, &attempt, now).await
+    {
         tracing::error!(error = %rosterflow_model::error_chain(&error), "cannot log a refused sign-in");
     }
     let (status, title, text) = refusal_page(outcome);
