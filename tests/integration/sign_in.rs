@@ -105,6 +105,8 @@ pub(crate) struct World {
     pipeline: std::path::PathBuf,
     /// Where the service sends a signed-in person: [`LANDING`] unless a test serves an app.
     pub(crate) landing: String,
+    /// The app's own start of a login, if it has one.
+    app_start: Option<String>,
 }
 
 impl World {
@@ -139,6 +141,7 @@ impl World {
             district,
             pipeline,
             landing: LANDING.to_owned(),
+            app_start: None,
         };
         world.sync();
         world
@@ -153,6 +156,11 @@ impl World {
     pub(crate) fn start(&mut self) -> &Service {
         let redirect = format!("http://127.0.0.1:{}/sign-in/clever/callback", self.port);
         let landing = self.landing.clone();
+        let app_start: Vec<String> = self
+            .app_start
+            .iter()
+            .flat_map(|url| ["--app-start-url".to_owned(), url.clone()])
+            .collect();
         let base = self.sim.base_url();
         let service = Service::start_at(
             self.port,
@@ -172,7 +180,10 @@ impl World {
                 &base,
                 "--email-every-secs",
                 "1",
-            ],
+            ]
+            .into_iter()
+            .chain(app_start.iter().map(String::as_str))
+            .collect::<Vec<_>>(),
             &[
                 ("ROSTERFLOW_CLEVER_CLIENT_SECRET", CLIENT_SECRET),
                 ("ROSTERFLOW_APP_SECRET", APP_SECRET),
@@ -190,7 +201,12 @@ impl World {
     /// From the start URL to wherever the service sends the browser, signed in to Clever as
     /// `login`.
     async fn sign_in(&self, browser: &mut Browser, login: &Login) -> Ended {
-        let start = browser.get(&self.url("/sign-in/clever")).await;
+        self.sign_in_from(browser, "/sign-in/clever", login).await
+    }
+
+    /// The same, from the start URL `start` (with the app's `app_state`, say).
+    async fn sign_in_from(&self, browser: &mut Browser, start: &str, login: &Login) -> Ended {
+        let start = browser.get(&self.url(start)).await;
         assert_eq!(start.status, 303, "{}", start.body);
         self.follow(browser, login, start.location.expect("to Clever"))
             .await
@@ -311,6 +327,24 @@ async fn synced_people_sign_in(backend: Backend) {
         ))
         .await;
     assert_eq!(account["sis_id"], sis[0].as_str());
+    assert_eq!(account["app_state"], Value::Null);
+    // The app's own value for a login comes back with its grant.
+    let Ended::Landed(grant) = world
+        .sign_in_from(
+            &mut Browser::default(),
+            "/sign-in/clever?app_state=nonce-1.a_b~c",
+            &Login::user(&teacher, "teacher"),
+        )
+        .await
+    else {
+        panic!("a login with app_state lands");
+    };
+    let (_, account) = world.exchange(&grant, APP_SECRET).await;
+    assert_eq!(account["app_state"], "nonce-1.a_b~c");
+    let refused = Browser::default()
+        .get(&world.url("/sign-in/clever?app_state=%3Cscript%3E"))
+        .await;
+    assert_eq!(refused.status, 400);
     let account = world.account(&Login::user(&student, "student")).await;
     assert_eq!(account["kind"], "student");
     assert_eq!(account["id"], world.row_id("students", &student).await);
@@ -370,10 +404,10 @@ async fn synced_people_sign_in(backend: Backend) {
     );
 
     let service = world.service();
-    // Signed in: teacher, student, coach as teacher, portal teacher.
+    // Signed in: teacher (twice), student, coach as teacher, portal teacher.
     assert_eq!(
         service.sample("rosterflow_sso_logins_total", &[("outcome", "signed_in")]),
-        Some(4.0)
+        Some(5.0)
     );
     assert_eq!(
         service.sample(
@@ -395,7 +429,7 @@ async fn synced_people_sign_in(backend: Backend) {
     }
     assert_eq!(
         world.db.scalar("SELECT COUNT(*) FROM sign_ins").await,
-        7,
+        8,
         "every sign-in and refusal is logged"
     );
 }
@@ -405,7 +439,17 @@ async fn forged_and_replayed_logins_are_refused(backend: Backend) {
     let teacher = dataset.ids_with_role(Role::Teacher)[0].clone();
     let login = Login::user(&teacher, "teacher");
     let mut world = World::new(backend, dataset, "").await;
+    world.app_start = Some("http://127.0.0.1:9/freckle/start".to_owned());
     world.start();
+
+    // A login Clever starts goes through the app's own start, which binds it to the browser.
+    let portal = world.sim.portal_login_url(&login);
+    let bounced = Browser::default().get(&portal).await;
+    assert_eq!(bounced.status, 303);
+    assert_eq!(
+        bounced.location.as_deref(),
+        Some("http://127.0.0.1:9/freckle/start")
+    );
 
     // A code that reached the service once is never exchanged again, even with a fresh state.
     let mut browser = Browser::default();

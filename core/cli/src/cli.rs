@@ -217,6 +217,10 @@ struct ServeArgs {
     /// Where the Freckle app receives a signed-in person (`?grant=...` is added).
     #[arg(long, env = "ROSTERFLOW_APP_LANDING_URL")]
     app_landing_url: Option<url::Url>,
+    /// Where the Freckle app starts a login with its own `app_state`: logins Clever starts are
+    /// sent there (without it, straight back to Clever).
+    #[arg(long, env = "ROSTERFLOW_APP_START_URL")]
+    app_start_url: Option<url::Url>,
     /// Clever's OAuth server.
     #[arg(long, default_value = "https://clever.com")]
     clever_oauth_url: url::Url,
@@ -263,6 +267,7 @@ impl ServeArgs {
                 api_url: self.clever_api_url.clone(),
             },
             landing_url,
+            app_start_url: self.app_start_url.clone(),
             app_secret: rosterflow_model::Secret::new(app_secret),
         }))
     }

@@ -69,6 +69,9 @@ pub struct SignInOptions {
     pub clever: clever::CleverApp,
     /// Where the Freckle app receives a signed-in person (`?grant=...` is added).
     pub landing_url: Url,
+    /// Where the Freckle app starts a login of its own (setting its `app_state`): logins Clever
+    /// starts are sent there, so that the app can bind them to the browser too.
+    pub app_start_url: Option<Url>,
     /// What the Freckle app authenticates with when it exchanges a grant.
     pub app_secret: Secret,
 }
@@ -95,6 +98,10 @@ impl SignInOptions {
         for (what, url) in [
             ("redirect URI", &self.clever.redirect_uri),
             ("landing URL", &self.landing_url),
+            (
+                "app start URL",
+                self.app_start_url.as_ref().unwrap_or(&self.landing_url),
+            ),
             ("Clever OAuth URL", &self.clever.oauth_url),
             ("Clever API URL", &self.clever.api_url),
         ] {
@@ -115,6 +122,7 @@ impl SignInOptions {
 pub struct SignIn {
     clever: Clever,
     landing_url: Url,
+    app_start_url: Option<Url>,
     /// The app secret's SHA-256, compared with a candidate's in constant time.
     app_secret: [u8; 32],
 }
@@ -129,6 +137,7 @@ impl SignIn {
             app_secret: Sha256::digest(options.app_secret.expose()).into(),
             clever: Clever::new(options.clever)?,
             landing_url: options.landing_url,
+            app_start_url: options.app_start_url,
         })
     }
 
@@ -179,7 +188,13 @@ fn clear_state_cookie() -> String {
 struct Start {
     /// The Clever district, when the login page knows it.
     district: Option<String>,
+    /// The Freckle app's own value for this login (a nonce it keeps in its own cookie), handed
+    /// back with the grant so that the app can tell that the browser landing is the one it sent.
+    app_state: Option<String>,
 }
+
+/// The longest `app_state` kept.
+const MAX_APP_STATE_LEN: usize = 256;
 
 async fn start(State(service): State<Arc<Service>>, Query(start): Query<Start>) -> Response {
     let Some(sign_in) = &service.sign_in else {
@@ -188,14 +203,36 @@ async fn start(State(service): State<Arc<Service>>, Query(start): Query<Start>) 
     let district = start
         .district
         .filter(|district| rosterflow_model::is_clever_id(district));
-    send_to_clever(&service, sign_in, district.as_deref()).await
+    let app_state = start.app_state.filter(|value| !value.is_empty());
+    if let Some(value) = &app_state {
+        let readable = value.len() <= MAX_APP_STATE_LEN
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c));
+        if !readable {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "app_state: at most {MAX_APP_STATE_LEN} letters, digits, '-', '.', '_' or '~'\n"
+                ),
+            )
+                .into_response();
+        }
+    }
+    send_to_clever(&service, sign_in, district.as_deref(), app_state.as_deref()).await
 }
 
 /// Sends the browser to Clever with a fresh `state`, bound to it by a cookie.
-async fn send_to_clever(service: &Service, sign_in: &SignIn, district: Option<&str>) -> Response {
+async fn send_to_clever(
+    service: &Service,
+    sign_in: &SignIn,
+    district: Option<&str>,
+    app_state: Option<&str>,
+) -> Response {
     let state = random_token();
     let now = service.clock.now();
-    if let Err(error) = sign_in::save_state(service.db(), &state, now + STATE_LIFETIME).await {
+    let expires = now + STATE_LIFETIME;
+    if let Err(error) = sign_in::save_state(service.db(), &state, app_state, expires).await {
         tracing::error!(error = %rosterflow_model::error_chain(&error), "cannot start a sign-in");
         return sorry(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -240,19 +277,25 @@ async fn callback(
         );
     };
     let Some(state) = callback.state else {
-        // A login Clever started: protect it like our own by starting over with a state.
-        return send_to_clever(&service, sign_in, None).await;
+        // A login Clever started: protect it like our own by starting over with a state, through
+        // the app's own start when it has one (so that the app can bind the login too).
+        return match &sign_in.app_start_url {
+            Some(url) => leave(Redirect::to(url.as_str()).into_response()),
+            None => send_to_clever(&service, sign_in, None, None).await,
+        };
     };
     let now = service.clock.now();
     let attempt = Attempt::default();
     let bound = cookie(&headers, STATE_COOKIE)
         .is_some_and(|cookie| bool::from(cookie.as_bytes().ct_eq(state.as_bytes())));
-    let fresh = bound
-        && match sign_in::take_state(service.db(), &state, now).await {
-            Ok(fresh) => fresh,
+    let taken = match bound {
+        true => match sign_in::take_state(service.db(), &state, now).await {
+            Ok(taken) => taken,
             Err(error) => return database_trouble(&error),
-        };
-    if !fresh {
+        },
+        false => None,
+    };
+    let Some(taken) = taken else {
         let detail = if bound {
             "state expired or already used"
         } else {
@@ -265,7 +308,7 @@ async fn callback(
             now,
         )
         .await;
-    }
+    };
     match sign_in::spend_code(service.db(), &code, now + SPENT_CODE_MEMORY).await {
         Ok(true) => {}
         Ok(false) => {
@@ -302,7 +345,7 @@ async fn callback(
             .await;
         }
     };
-    sign_in_as(&service, sign_in, &token, identity, now).await
+    sign_in_as(&service, sign_in, &token, identity, taken, now).await
 }
 
 /// Decides who `identity` is in the Freckle DB, and lets them in or says why not.
@@ -311,6 +354,7 @@ async fn sign_in_as(
     sign_in: &SignIn,
     token: &LoginToken,
     identity: Identity,
+    login: sign_in::Taken,
     now: DateTime<Utc>,
 ) -> Response {
     let mut attempt = Attempt {
@@ -370,8 +414,14 @@ async fn sign_in_as(
     };
     count(outcome);
     let grant = random_token();
-    if let Err(error) =
-        sign_in::save_grant(service.db(), &grant, logged, now + GRANT_LIFETIME).await
+    if let Err(error) = sign_in::save_grant(
+        service.db(),
+        &grant,
+        logged,
+        login.app_state.as_deref(),
+        now + GRANT_LIFETIME,
+    )
+    .await
     {
         return database_trouble(&error);
     }
@@ -619,8 +669,8 @@ async fn exchange_grant(
         return json_error(StatusCode::UNAUTHORIZED, "invalid_client");
     }
     match sign_in::take_grant(service.db(), &form.grant, service.clock.now()).await {
-        Ok(Some(account)) => {
-            ([(header::CACHE_CONTROL, "no-store")], axum::Json(account)).into_response()
+        Ok(Some(handed)) => {
+            ([(header::CACHE_CONTROL, "no-store")], axum::Json(handed)).into_response()
         }
         Ok(None) => json_error(StatusCode::BAD_REQUEST, "invalid_grant"),
         Err(error) => {

@@ -519,26 +519,49 @@ pub async fn recent(
     .map_err(sql("reading the sign-ins"))
 }
 
-/// Keeps the `state` of a login the service starts, until `expires`.
-pub async fn save_state(db: &Db, state: &str, expires: DateTime<Utc>) -> Result<(), SignInError> {
-    sqlx::query("INSERT INTO sign_in_states (state_hash, expires_at) VALUES ($1, $2)")
-        .bind(hash(state))
-        .bind(timestamp(expires))
-        .execute(&db.pool)
-        .await
-        .map_err(sql("saving the state"))?;
+/// Keeps the `state` of a login the service starts, with the app's own value for it, until
+/// `expires`.
+pub async fn save_state(
+    db: &Db,
+    state: &str,
+    app_state: Option<&str>,
+    expires: DateTime<Utc>,
+) -> Result<(), SignInError> {
+    sqlx::query(
+        "INSERT INTO sign_in_states (state_hash, app_state, expires_at) VALUES ($1, $2, $3)",
+    )
+    .bind(hash(state))
+    .bind(app_state)
+    .bind(timestamp(expires))
+    .execute(&db.pool)
+    .await
+    .map_err(sql("saving the state"))?;
     Ok(())
 }
 
-/// Uses up `state`: whether it was saved and has not expired (each state works once).
-pub async fn take_state(db: &Db, state: &str, now: DateTime<Utc>) -> Result<bool, SignInError> {
-    let taken = sqlx::query("DELETE FROM sign_in_states WHERE state_hash = $1 AND expires_at > $2")
-        .bind(hash(state))
-        .bind(timestamp(now))
-        .execute(&db.pool)
-        .await
-        .map_err(sql("checking the state"))?;
-    Ok(taken.rows_affected() == 1)
+/// A login's state, used up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taken {
+    /// The app's own value for the login, if it gave one.
+    pub app_state: Option<String>,
+}
+
+/// Uses up `state`: the login it started, if it was saved and has not expired (each state
+/// works once).
+pub async fn take_state(
+    db: &Db,
+    state: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Taken>, SignInError> {
+    let taken: Option<(Option<String>,)> = sqlx::query_as(
+        "DELETE FROM sign_in_states WHERE state_hash = $1 AND expires_at > $2 RETURNING app_state",
+    )
+    .bind(hash(state))
+    .bind(timestamp(now))
+    .fetch_optional(&db.pool)
+    .await
+    .map_err(sql("checking the state"))?;
+    Ok(taken.map(|(app_state,)| Taken { app_state }))
 }
 
 /// Marks `code` exchanged, kept until `expires` (past the code's own life at Clever); false if
@@ -555,18 +578,20 @@ pub async fn spend_code(db: &Db, code: &str, expires: DateTime<Utc>) -> Result<b
     Ok(spent.rows_affected() == 1)
 }
 
-/// Keeps a grant for sign-in `sign_in` until `expires`.
+/// Keeps a grant for sign-in `sign_in` (with the app's value for the login) until `expires`.
 pub async fn save_grant(
     db: &Db,
     grant: &str,
     sign_in: i64,
+    app_state: Option<&str>,
     expires: DateTime<Utc>,
 ) -> Result<(), SignInError> {
     sqlx::query(
-        "INSERT INTO sign_in_grants (grant_hash, sign_in_id, expires_at) VALUES ($1, $2, $3)",
+        "INSERT INTO sign_in_grants (grant_hash, sign_in_id, app_state, expires_at) VALUES ($1, $2, $3, $4)",
     )
     .bind(hash(grant))
     .bind(sign_in)
+    .bind(app_state)
     .bind(timestamp(expires))
     .execute(&db.pool)
     .await
@@ -574,30 +599,40 @@ pub async fn save_grant(
     Ok(())
 }
 
-/// Uses up `grant`: the account it hands over, if it exists, has not expired and the account
-/// is still active. A grant works once.
+/// What a grant hands the Freckle app: the account, and the app's own value for the login.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Handed {
+    #[serde(flatten)]
+    pub account: Account,
+    pub app_state: Option<String>,
+}
+
+/// Uses up `grant`: what it hands over, if it exists, has not expired and the account is still
+/// active. A grant works once.
 pub async fn take_grant(
     db: &Db,
     grant: &str,
     now: DateTime<Utc>,
-) -> Result<Option<Account>, SignInError> {
-    let taken: Option<(Option<String>, Option<i64>)> = sqlx::query_as(
+) -> Result<Option<Handed>, SignInError> {
+    let taken: Option<(Option<String>, Option<i64>, Option<String>)> = sqlx::query_as(
         "DELETE FROM sign_in_grants WHERE grant_hash = $1 AND expires_at > $2 \
          RETURNING (SELECT account_kind FROM sign_ins WHERE id = sign_in_id), \
-                   (SELECT account_id FROM sign_ins WHERE id = sign_in_id)",
+                   (SELECT account_id FROM sign_ins WHERE id = sign_in_id), app_state",
     )
     .bind(hash(grant))
     .bind(timestamp(now))
     .fetch_optional(&db.pool)
     .await
     .map_err(sql("taking the grant"))?;
-    let Some((Some(kind), Some(id))) = taken else {
+    let Some((Some(kind), Some(id), app_state)) = taken else {
         return Ok(None);
     };
     let Ok(kind) = kind.parse::<AccountKind>() else {
         return Ok(None);
     };
-    account(db, kind, id).await
+    Ok(account(db, kind, id)
+        .await?
+        .map(|account| Handed { account, app_state }))
 }
 
 /// Deletes the states, spent codes and grants that have expired.
@@ -628,16 +663,25 @@ mod tests {
     #[tokio::test]
     async fn states_codes_and_grants_work_once_until_they_expire_and_are_purged() {
         let db = Db::open("sqlite::memory:").await.expect("a database");
-        save_state(&db, "state-a", at(600)).await.unwrap();
-        save_state(&db, "state-b", at(600)).await.unwrap();
-        assert!(!take_state(&db, "state-x", at(0)).await.unwrap(), "unknown");
-        assert!(take_state(&db, "state-a", at(0)).await.unwrap());
-        assert!(
-            !take_state(&db, "state-a", at(1)).await.unwrap(),
+        save_state(&db, "state-a", Some("app-1"), at(600))
+            .await
+            .unwrap();
+        save_state(&db, "state-b", None, at(600)).await.unwrap();
+        assert_eq!(
+            take_state(&db, "state-x", at(0)).await.unwrap(),
+            None,
+            "unknown"
+        );
+        let taken = take_state(&db, "state-a", at(0)).await.unwrap();
+        assert_eq!(taken.unwrap().app_state.as_deref(), Some("app-1"));
+        assert_eq!(
+            take_state(&db, "state-a", at(1)).await.unwrap(),
+            None,
             "used once"
         );
-        assert!(
-            !take_state(&db, "state-b", at(600)).await.unwrap(),
+        assert_eq!(
+            take_state(&db, "state-b", at(600)).await.unwrap(),
+            None,
             "expired"
         );
 
@@ -650,8 +694,12 @@ mod tests {
         let logged = log(&db, Outcome::SignedIn, &Attempt::default(), at(0))
             .await
             .unwrap();
-        save_grant(&db, "grant-1", logged, at(60)).await.unwrap();
-        save_grant(&db, "grant-2", logged, at(60)).await.unwrap();
+        save_grant(&db, "grant-1", logged, None, at(60))
+            .await
+            .unwrap();
+        save_grant(&db, "grant-2", logged, None, at(60))
+            .await
+            .unwrap();
         // The attempt names no account: the grant is used up, and hands over nothing.
         assert_eq!(take_grant(&db, "grant-1", at(0)).await.unwrap(), None);
         let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sign_in_grants")

@@ -17,8 +17,10 @@ CREATE TABLE sign_ins (
 CREATE INDEX sign_ins_at ON sign_ins(at);
 
 -- A login the service started: its `state`, also held by the browser's cookie; used once.
+-- `app_state` is the Freckle app's own value for the login, handed back with its grant.
 CREATE TABLE sign_in_states (
     state_hash      TEXT PRIMARY KEY,
+    app_state       TEXT,
     expires_at      TEXT NOT NULL
 );
 
@@ -31,6 +33,7 @@ CREATE TABLE sign_in_codes (
 -- A signed-in person handed to the Freckle app, which exchanges it once, server to server.
 CREATE TABLE sign_in_grants (
     grant_hash      TEXT PRIMARY KEY,
+    app_state       TEXT,
     sign_in_id      BIGINT NOT NULL REFERENCES sign_ins(id),
     expires_at      TEXT NOT NULL
 );
