@@ -33,8 +33,19 @@ struct Answer {
 
 impl Browser {
     async fn get(&mut self, url: &str) -> Answer {
-        let client = client();
-        let mut request = client.get(url);
+        self.send(client().get(url)).await
+    }
+
+    /// A form POST.
+    async fn post(&mut self, url: &str, form: &str) -> Answer {
+        let request = client()
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.to_owned());
+        self.send(request).await
+    }
+
+    async fn send(&mut self, mut request: reqwest::RequestBuilder) -> Answer {
         if !self.cookies.is_empty() {
             let cookies: Vec<String> = self
                 .cookies
@@ -355,9 +366,18 @@ async fn synced_people_sign_in(backend: Backend) {
     let (status, page) = world.refused(&Login::user(&coach, "staff")).await;
     assert_eq!(status, 403);
     assert!(page.contains("no account for this role"), "{page}");
-    // A district admin has no Freckle app account.
-    let (status, _) = world.refused(&Login::user(&admin, "district_admin")).await;
-    assert_eq!(status, 403);
+    // A district admin signs in to the console, not to the app.
+    let Ended::Page(status, page) = world
+        .sign_in(
+            &mut Browser::default(),
+            &Login::user(&admin, "district_admin"),
+        )
+        .await
+    else {
+        panic!("a district admin is not sent to the app");
+    };
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("console"), "{page}");
 
     // A user of a district this service does not serve: nothing about anyone else.
     let (status, page) = world
@@ -414,7 +434,11 @@ async fn synced_people_sign_in(backend: Backend) {
             "rosterflow_sso_logins_total",
             &[("outcome", "role_not_served")]
         ),
-        Some(2.0)
+        Some(1.0)
+    );
+    assert_eq!(
+        service.sample("rosterflow_sso_logins_total", &[("outcome", "console")]),
+        Some(1.0)
     );
     assert_eq!(
         service.sample(
@@ -786,4 +810,208 @@ fn incomplete_sign_in_settings_are_refused_at_start() {
         "{stderr}"
     );
     assert!(!stderr.contains(CLIENT_SECRET), "{stderr}");
+}
+
+/// The `csrf` value of the first form of a console page.
+fn csrf_of(page: &str) -> String {
+    let at = page
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF token");
+    let rest = &page[at + "name=\"csrf\" value=\"".len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+/// A district administrator signs in to the console with Clever and sees their district only:
+/// another district's pipeline, runs, downloads and actions answer as if they did not exist. The
+/// operator sees both, lists the sessions and ends the administrator's, which ends it at once.
+async fn district_admin_console(backend: Backend) {
+    let dataset = small_district(34);
+    let admin = dataset.ids_with_role(Role::DistrictAdmin)[0].clone();
+    let admin_email = dataset.get(Collection::Users, &admin).unwrap()["email"]
+        .as_str()
+        .expect("an email")
+        .to_owned();
+    let mut world = World::new(backend, dataset, "").await;
+    // A second district in the same Freckle DB and service.
+    let other = CleverSim::start(small_district(35), SimOptions::with_token("token-other")).await;
+    let other_district = other.read(|d| d.ids(Collection::Districts)[0].clone());
+    let source = format!(
+        "type = \"clever\"\nbase_url = \"{}\"\ntoken = \"token-other\"\nlimit = 1000",
+        other.base_url()
+    );
+    let text = pipeline_text("other", &source, &world.db.url, "").replacen(
+        "[pipeline]\n",
+        &format!("[pipeline]\ndistrict_id = \"{other_district}\"\n"),
+        1,
+    );
+    let other_pipeline = world.pipeline.with_file_name("other.toml");
+    std::fs::write(&other_pipeline, text).expect("write the pipeline");
+    let (code, out, err) = rosterflow(&["run", other_pipeline.to_str().unwrap()], &[]);
+    assert!(code == 0 || code == 1, "{out}{err}");
+    world.start();
+    let run_of =
+        |pipeline: &str| format!("SELECT MAX(id) FROM sync_runs WHERE pipeline = '{pipeline}'");
+    let own_run = world.db.scalar(&run_of("sso")).await;
+    let other_run = world.db.scalar(&run_of("other")).await;
+
+    let mut browser = Browser::default();
+    let Ended::Page(200, _) = world
+        .sign_in(&mut browser, &Login::user(&admin, "district_admin"))
+        .await
+    else {
+        panic!("the district admin signs in to the console");
+    };
+    let home = browser.get(&world.url("/")).await;
+    assert_eq!(home.status, 200, "{}", home.body);
+    assert!(home.body.contains("/pipelines/sso"), "{}", home.body);
+    assert!(!home.body.contains("/pipelines/other"), "{}", home.body);
+    assert!(home.body.contains(&admin_email), "the header names them");
+    let csrf = csrf_of(&home.body);
+    for page in [
+        "/pipelines/sso".to_owned(),
+        format!("/runs/{own_run}"),
+        format!("/runs/{own_run}/report.csv"),
+        "/sign-ins".to_owned(),
+    ] {
+        assert_eq!(browser.get(&world.url(&page)).await.status, 200, "{page}");
+    }
+    for page in [
+        "/pipelines/other".to_owned(),
+        format!("/runs/{other_run}"),
+        format!("/runs/{other_run}/report.csv"),
+        "/pipelines/other/download/roster_history.csv".to_owned(),
+        "/pipelines/other/download/growth.parquet".to_owned(),
+        "/explain?pipeline=other&subject=student&id=x".to_owned(),
+        "/sessions".to_owned(),
+    ] {
+        assert_eq!(browser.get(&world.url(&page)).await.status, 404, "{page}");
+    }
+    // Actions on the other district are refused too, and change nothing.
+    let runs_before = world.db.scalar("SELECT COUNT(*) FROM sync_runs").await;
+    let form = format!("csrf={csrf}");
+    assert_eq!(
+        browser
+            .post(&world.url("/pipelines/other/run"), &form)
+            .await
+            .status,
+        404
+    );
+    let discard = world.url(&format!("/runs/{other_run}/discard"));
+    assert_eq!(browser.post(&discard, &form).await.status, 404);
+    assert_eq!(
+        browser
+            .post(&world.url("/pipelines/sso/run"), "csrf=forged")
+            .await
+            .status,
+        403
+    );
+
+    // Their own district's roster history, with every student's SIS id, as CSV and Parquet.
+    let csv = browser
+        .get(&world.url("/pipelines/sso/download/roster_history.csv"))
+        .await;
+    assert_eq!(csv.status, 200, "{}", csv.body);
+    let header = csv.body.lines().next().expect("a header");
+    assert!(
+        header.split(',').any(|column| column == "student_sis_id"),
+        "{header}"
+    );
+    let sis = header
+        .split(',')
+        .position(|column| column == "student_sis_id")
+        .unwrap();
+    let own_students: std::collections::BTreeSet<String> = world
+        .db
+        .rows(&format!(
+            "SELECT s.sis_id FROM students s JOIN districts d ON d.id = s.district_id WHERE d.key = '{}'",
+            world.district
+        ))
+        .await
+        .into_iter()
+        .collect();
+    let rows: Vec<&str> = csv.body.lines().skip(1).collect();
+    let from = header
+        .split(',')
+        .position(|column| column == "valid_from")
+        .unwrap();
+    let first = rows[0].split(',').nth(from).unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(first).is_ok(),
+        "valid_from {first:?} is an RFC 3339 UTC time"
+    );
+    assert!(rows.len() > 10, "{} rows", rows.len());
+    for row in &rows {
+        let value = row.split(',').nth(sis).unwrap();
+        assert!(
+            own_students.contains(value),
+            "{value} is not a student of the district"
+        );
+    }
+    let parquet = browser
+        .get(&world.url("/pipelines/sso/download/growth.parquet"))
+        .await;
+    assert_eq!(parquet.status, 200, "{}", parquet.body);
+    assert_eq!(
+        world.db.scalar("SELECT COUNT(*) FROM sync_runs").await,
+        runs_before
+    );
+
+    // The operator sees every district and every session, and ends the administrator's.
+    let mut operator = Browser::default();
+    let signed_in = operator
+        .post(
+            &world.url("/login"),
+            "user=ops&token=admin-token-0123456789",
+        )
+        .await;
+    assert_eq!(signed_in.status, 303);
+    let home = operator.get(&world.url("/")).await;
+    assert!(home.body.contains("/pipelines/other"), "{}", home.body);
+    let sessions = operator.get(&world.url("/sessions")).await;
+    assert!(sessions.body.contains(&admin_email), "{}", sessions.body);
+    let id = world
+        .db
+        .scalar(&format!(
+            "SELECT id FROM console_sessions WHERE user_name = '{admin_email}'"
+        ))
+        .await;
+    let ended = operator
+        .post(
+            &world.url(&format!("/sessions/{id}/end")),
+            &format!("csrf={}", csrf_of(&sessions.body)),
+        )
+        .await;
+    assert_eq!(ended.status, 303);
+    let after = browser.get(&world.url("/pipelines/sso")).await;
+    assert_eq!(
+        after.location.as_deref(),
+        Some("/login"),
+        "the session is over"
+    );
+    // Signing out ends the operator's own session in the database.
+    let signed_out = operator
+        .post(
+            &world.url("/logout"),
+            &format!("csrf={}", csrf_of(&home.body)),
+        )
+        .await;
+    assert_eq!(signed_out.status, 303);
+    assert_eq!(
+        world
+            .db
+            .scalar("SELECT COUNT(*) FROM console_sessions")
+            .await,
+        0
+    );
+    drop(other);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn district_admin_console_on_sqlite() {
+    district_admin_console(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn district_admin_console_on_postgres() {
+    district_admin_console(Backend::Postgres).await;
 }

@@ -22,7 +22,7 @@
 //!
 //! Modules: [`config`] (the `[export]` table), `source` (reading the Freckle DB), `growth` and
 //! `roster` (the two datasets), `file` (Arrow batches and the Parquet writer), `destination`
-//! (local directory or object store).
+//! (local directory or object store), [`spreadsheet`] (a file as CSV, for the console's downloads).
 
 pub mod config;
 mod destination;
@@ -30,6 +30,7 @@ mod file;
 mod growth;
 mod roster;
 mod source;
+pub mod spreadsheet;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -8,8 +8,15 @@
 //!   suggested fixes (a held run's: what its plan would change), downloadable as CSV.
 //! - `/sign-ins`: the latest sign-ins with Clever and refusals: who, as what, and why.
 //!
-//! Signing in takes the admin token (`ROSTERFLOW_ADMIN_TOKEN`) and a name; every action is
-//! recorded in run history as `console:<name>`. Every POST carries its session's CSRF token.
+//! The operator signs in with the admin token (`ROSTERFLOW_ADMIN_TOKEN`) and a name, and sees
+//! every district; a district administrator signs in with Clever and sees only their own
+//! district's pipelines, runs, held plans, explain, sign-ins and downloads (another district's
+//! pages answer 404, as if they did not exist). Every action is recorded in run history as
+//! `console:<name>`. Every POST carries its session's CSRF token. Sessions are kept in the
+//! Freckle DB: signing out, or the operator (`/sessions`), ends one at once.
+//!
+//! - `/pipelines/{name}/download/{growth|roster_history}.{csv|parquet}`: the district's growth
+//!   data or roster history for the current school year, every student with their SIS id.
 
 pub mod session;
 
@@ -24,7 +31,6 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use chrono::Utc;
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 
@@ -43,11 +49,14 @@ pub fn routes() -> Router<Arc<Service>> {
         .route("/logout", post(logout))
         .route("/pipelines/{name}", get(pipeline_page))
         .route("/pipelines/{name}/run", post(run_now))
+        .route("/pipelines/{name}/download/{file}", get(download))
         .route("/runs/{id}", get(run_page))
         .route("/runs/{id}/report.csv", get(run_csv))
         .route("/runs/{id}/{decision}", post(decide))
         .route("/explain", get(explain_page))
         .route("/sign-ins", get(sign_ins_page))
+        .route("/sessions", get(sessions_page))
+        .route("/sessions/{id}/end", post(end_session))
 }
 
 /// A signed-in request, or the response that refuses it.
@@ -57,13 +66,15 @@ struct Admin {
 }
 
 /// Why a request does not reach the console.
-enum Refusal {
-    /// No admin token was given to the service.
+pub(crate) enum Refusal {
+    /// Neither an admin token nor sign-in with Clever was given to the service.
     ConsoleOff,
     /// A page asked for without a session: the browser is sent to sign in.
     SignIn,
     /// A POST without a session or without its CSRF token.
     Forbidden(&'static str),
+    /// The sessions could not be read.
+    Unavailable,
 }
 
 impl IntoResponse for Refusal {
@@ -71,33 +82,52 @@ impl IntoResponse for Refusal {
         match self {
             Refusal::ConsoleOff => (
                 StatusCode::NOT_FOUND,
-                "The console is off: start `rosterflow serve` with ROSTERFLOW_ADMIN_TOKEN set.\n",
+                "The console is off: start `rosterflow serve` with ROSTERFLOW_ADMIN_TOKEN set, or with sign-in with Clever.\n",
             )
                 .into_response(),
             Refusal::SignIn => Redirect::to("/login").into_response(),
             Refusal::Forbidden(why) => {
                 (StatusCode::FORBIDDEN, format!("refused: {why}\n")).into_response()
             }
+            Refusal::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The console cannot read its sessions right now; try again in a minute.\n",
+            )
+                .into_response(),
         }
     }
 }
 
-/// Checks the session cookie.
-fn admin(service: &Service, headers: &HeaderMap) -> Result<Admin, Refusal> {
-    let keys = service.console.as_ref().ok_or(Refusal::ConsoleOff)?;
-    let cookie = headers
+/// The value of cookie `name`, if the request carries it.
+pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == session::COOKIE)
-        .map(|(_, value)| value);
-    let session = cookie
-        .and_then(|cookie| keys.session(cookie, Utc::now()))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// Checks the session cookie.
+async fn admin(service: &Service, headers: &HeaderMap) -> Result<Admin, Refusal> {
+    if !service.console_on() {
+        return Err(Refusal::ConsoleOff);
+    }
+    let token = cookie(headers, session::COOKIE)
+        .filter(|token| !token.is_empty())
         .ok_or(Refusal::SignIn)?;
+    let stored = rosterflow_store::sign_in::console_session(service.db(), token, service.clock.now())
+        .await
+        .map_err(|error| {
+            tracing::error!(error = %rosterflow_model::error_chain(&error), "cannot read console sessions");
+            Refusal::Unavailable
+        })?
+        .ok_or(Refusal::SignIn)?;
+    let session = Session::new(token, stored);
     Ok(Admin {
-        csrf: keys.csrf(&session),
+        csrf: session.csrf(),
         session,
     })
 }
@@ -110,18 +140,19 @@ impl FromRequestParts<Arc<Service>> for Admin {
         parts: &mut Parts,
         service: &Arc<Service>,
     ) -> Result<Admin, Refusal> {
-        admin(service, &parts.headers)
+        admin(service, &parts.headers).await
     }
 }
 
 /// Checks the session and the form's CSRF token of a POST.
-fn poster(service: &Service, headers: &HeaderMap, csrf: &str) -> Result<Admin, Refusal> {
-    let admin = admin(service, headers).map_err(|refusal| match refusal {
-        Refusal::SignIn => Refusal::Forbidden("sign in to the console first"),
-        other => other,
-    })?;
-    let keys = service.console.as_ref().ok_or(Refusal::ConsoleOff)?;
-    if !keys.csrf_matches(&admin.session, csrf) {
+async fn poster(service: &Service, headers: &HeaderMap, csrf: &str) -> Result<Admin, Refusal> {
+    let admin = admin(service, headers)
+        .await
+        .map_err(|refusal| match refusal {
+            Refusal::SignIn => Refusal::Forbidden("sign in to the console first"),
+            other => other,
+        })?;
+    if !admin.session.csrf_matches(csrf) {
         return Err(Refusal::Forbidden(
             "the form's CSRF token is missing or not this session's",
         ));
@@ -133,6 +164,63 @@ impl Admin {
     /// How run history names this admin.
     fn author(&self) -> String {
         format!("console:{}", self.session.user)
+    }
+}
+
+/// The pipelines `admin` sees: every one for the operator, their district's for a district
+/// administrator.
+async fn visible_pipelines(
+    service: &Service,
+    admin: &Admin,
+) -> Result<BTreeMap<String, super::Served>, Response> {
+    let mut visible = BTreeMap::new();
+    for (name, served) in service.pipelines().iter() {
+        if admin.session.is_operator() {
+            visible.insert(name.clone(), served.clone());
+            continue;
+        }
+        let district = match served.pipeline.district(service.db()).await {
+            Ok(district) => district,
+            Err(error) => return Err(server_error(admin, &error)),
+        };
+        if district.is_some_and(|key| admin.session.sees(&key)) {
+            visible.insert(name.clone(), served.clone());
+        }
+    }
+    Ok(visible)
+}
+
+/// Pipeline `name`, if `admin` sees it; otherwise the page of a pipeline that is not served.
+async fn visible_pipeline(
+    service: &Service,
+    admin: &Admin,
+    name: &str,
+) -> Result<super::Served, Response> {
+    visible_pipelines(service, admin)
+        .await?
+        .remove(name)
+        .ok_or_else(|| {
+            failure(
+                StatusCode::NOT_FOUND,
+                Some(admin),
+                format!("No pipeline named {name:?} is served."),
+            )
+        })
+}
+
+/// Whether `admin` sees run `run`; otherwise the page of a run that does not exist.
+async fn visible_run(service: &Service, admin: &Admin, run: i64) -> Result<(), Response> {
+    if admin.session.is_operator() {
+        return Ok(());
+    }
+    match runs::district_of(service.db(), run).await {
+        Ok(Some(key)) if admin.session.sees(&key) => Ok(()),
+        Ok(_) => Err(failure(
+            StatusCode::NOT_FOUND,
+            Some(admin),
+            format!("Run {run} does not exist."),
+        )),
+        Err(error) => Err(server_error(admin, &error)),
     }
 }
 
@@ -160,7 +248,9 @@ fn page(title: &str, admin: Option<&Admin>, body: Markup) -> Html<String> {
                         @if let Some(admin) = admin {
                             form method="post" action="/logout" class="inline" {
                                 input type="hidden" name="csrf" value=(admin.csrf);
-                                span { (admin.session.user) " " }
+                                span { (admin.session.user)
+                                    @if let Some(district) = &admin.session.district { " · district " (district) }
+                                    " " }
                                 button { "Sign out" }
                             }
                         }
@@ -224,9 +314,16 @@ async fn dashboard(
     admin: Admin,
     Query(notice): Query<Notice>,
 ) -> Response {
-    let pipelines = service.pipelines();
+    let pipelines = match visible_pipelines(&service, &admin).await {
+        Ok(pipelines) => pipelines,
+        Err(refusal) => return refusal,
+    };
     let next = service.next_runs.read().expect("next runs lock").clone();
-    let problems = service.problems.read().expect("problems lock").clone();
+    // Files that cannot be served name no district: the operator's alone.
+    let problems = match admin.session.is_operator() {
+        true => service.problems.read().expect("problems lock").clone(),
+        false => BTreeMap::new(),
+    };
     let mut statuses = BTreeMap::new();
     for name in pipelines.keys() {
         match runs::status(service.db(), name).await {
@@ -265,6 +362,7 @@ async fn dashboard(
             }
         } }
         @if service.sign_in.is_some() { p { a href="/sign-ins" { "Sign-ins with Clever" } } }
+        @if admin.session.is_operator() { p { a href="/sessions" { "Console sessions" } } }
         @if !problems.is_empty() {
             h2 { "Pipeline files that cannot be served" }
             @for (path, problem) in &problems {
@@ -285,19 +383,24 @@ fn run_now_button(pipeline: &str, admin: &Admin) -> Markup {
 }
 
 async fn login_page(State(service): State<Arc<Service>>) -> Response {
-    if service.console.is_none() {
+    if !service.console_on() {
         return Refusal::ConsoleOff.into_response();
     }
-    page("Sign in", None, login_form(None)).into_response()
+    page("Sign in", None, login_form(&service, None)).into_response()
 }
 
-fn login_form(problem: Option<&str>) -> Markup {
+fn login_form(service: &Service, problem: Option<&str>) -> Markup {
     html! {
         @if let Some(problem) = problem { p.problem { (problem) } }
-        form method="post" action="/login" {
-            p { label { "Your name" br; input type="text" name="user" autocomplete="username" required; } }
-            p { label { "Admin token" br; input type="password" name="token" autocomplete="current-password" required; } }
-            button { "Sign in" }
+        @if service.sign_in.is_some() {
+            p { a href="/sign-in/clever" { "District administrators: sign in with Clever" } }
+        }
+        @if service.admin_token.is_some() {
+            form method="post" action="/login" {
+                p { label { "Your name" br; input type="text" name="user" autocomplete="username" required; } }
+                p { label { "Admin token" br; input type="password" name="token" autocomplete="current-password" required; } }
+                button { "Sign in" }
+            }
         }
     }
 }
@@ -309,28 +412,56 @@ struct Login {
 }
 
 async fn login(State(service): State<Arc<Service>>, Form(login): Form<Login>) -> Response {
-    let Some(keys) = &service.console else {
+    let Some(admin_token) = &service.admin_token else {
         return Refusal::ConsoleOff.into_response();
     };
-    if !keys.admits(&login.token) {
+    if !admin_token.admits(&login.token) {
         tracing::warn!(user = %login.user, "console sign-in refused: wrong admin token");
         // Slows down guessing.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let body = login_form(Some("That is not the admin token."));
+        let body = login_form(&service, Some("That is not the admin token."));
         return (StatusCode::UNAUTHORIZED, page("Sign in", None, body)).into_response();
     }
-    let Some(session) = keys.sign_in(login.user.trim(), Utc::now()) else {
-        let body = login_form(Some(
-            "A name is 1 to 64 letters, digits, '.', '_', '-' or '@'.",
-        ));
+    let user = login.user.trim();
+    if !session::valid_user(user) {
+        let body = login_form(
+            &service,
+            Some("A name is 1 to 64 letters, digits, '.', '_', '-' or '@'."),
+        );
         return (StatusCode::BAD_REQUEST, page("Sign in", None, body)).into_response();
-    };
-    tracing::info!(user = %session.user, "signed in to the console");
-    (
-        [(header::SET_COOKIE, session.set_cookie())],
-        Redirect::to("/"),
+    }
+    match open_session(&service, user, None).await {
+        Ok(cookie) => {
+            tracing::info!(user, "signed in to the console");
+            ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+        }
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// Starts a console session for `user` (of district `district`, with their admin row, for a
+/// district administrator): the `Set-Cookie` value that keeps it.
+pub(crate) async fn open_session(
+    service: &Service,
+    user: &str,
+    district: Option<(&str, i64)>,
+) -> Result<String, Refusal> {
+    let token = super::sign_in::random_token();
+    let now = service.clock.now();
+    rosterflow_store::sign_in::open_console_session(
+        service.db(),
+        &token,
+        user,
+        district,
+        now,
+        now + session::LIFETIME,
     )
-        .into_response()
+    .await
+    .map_err(|error| {
+        tracing::error!(error = %rosterflow_model::error_chain(&error), "cannot start a console session");
+        Refusal::Unavailable
+    })?;
+    Ok(session::set_cookie(&token))
 }
 
 async fn logout(
@@ -338,11 +469,17 @@ async fn logout(
     headers: HeaderMap,
     Form(form): Form<Csrf>,
 ) -> Response {
-    if let Err(refusal) = poster(&service, &headers, &form.csrf) {
-        return refusal.into_response();
+    let admin = match poster(&service, &headers, &form.csrf).await {
+        Ok(admin) => admin,
+        Err(refusal) => return refusal.into_response(),
+    };
+    if let Err(error) =
+        rosterflow_store::sign_in::close_console_session(service.db(), admin.session.token()).await
+    {
+        return server_error(&admin, &error);
     }
     (
-        [(header::SET_COOKIE, Session::clear_cookie())],
+        [(header::SET_COOKIE, session::clear_cookie())],
         Redirect::to("/login"),
     )
         .into_response()
@@ -354,12 +491,8 @@ async fn pipeline_page(
     Path(name): Path<String>,
     Query(notice): Query<Notice>,
 ) -> Response {
-    if service.pipeline(&name).is_none() {
-        return failure(
-            StatusCode::NOT_FOUND,
-            Some(&admin),
-            format!("No pipeline named {name:?} is served."),
-        );
+    if let Err(refusal) = visible_pipeline(&service, &admin, &name).await {
+        return refusal;
     }
     let history = match runs::history(service.db(), &name, 50).await {
         Ok(history) => history,
@@ -379,6 +512,14 @@ async fn pipeline_page(
                 (decision_buttons(run.id, &admin))
             }
         }
+        h2 { "Downloads" }
+        p { "The current school year, every student with their SIS id: growth data ("
+            a href={ "/pipelines/" (name) "/download/growth.csv" } download { "CSV" } ", "
+            a href={ "/pipelines/" (name) "/download/growth.parquet" } download { "Parquet" }
+            ") and roster history ("
+            a href={ "/pipelines/" (name) "/download/roster_history.csv" } download { "CSV" } ", "
+            a href={ "/pipelines/" (name) "/download/roster_history.parquet" } download { "Parquet" }
+            ")." }
         h2 { "Explain" }
         form method="get" action="/explain" {
             input type="hidden" name="pipeline" value=(name);
@@ -442,6 +583,9 @@ async fn run_page(
     Path(id): Path<i64>,
     Query(notice): Query<Notice>,
 ) -> Response {
+    if let Err(refusal) = visible_run(&service, &admin, id).await {
+        return refusal;
+    }
     let report = match report::read(service.db(), id).await {
         Ok(report) => report,
         Err(error @ report::ReportError::NoSuchRun { .. }) => {
@@ -519,6 +663,9 @@ async fn run_csv(
     admin: Admin,
     Path(id): Path<i64>,
 ) -> Response {
+    if let Err(refusal) = visible_run(&service, &admin, id).await {
+        return refusal;
+    }
     let report = match report::read(service.db(), id).await {
         Ok(report) => report,
         Err(error) => return server_error(&admin, &error),
@@ -559,12 +706,12 @@ async fn explain_page(
             format!("{:?} is not student, teacher or class", query.subject),
         );
     };
-    let district = match service.pipeline(&query.pipeline) {
-        Some(served) => match served.pipeline.district(service.db()).await {
+    let district = match visible_pipeline(&service, &admin, &query.pipeline).await {
+        Ok(served) => match served.pipeline.district(service.db()).await {
             Ok(district) => district,
             Err(error) => return server_error(&admin, &error),
         },
-        None => None,
+        Err(_) => None,
     };
     let Some(district) = district else {
         return failure(
@@ -598,16 +745,12 @@ async fn run_now(
     Path(name): Path<String>,
     Form(form): Form<Csrf>,
 ) -> Response {
-    let admin = match poster(&service, &headers, &form.csrf) {
+    let admin = match poster(&service, &headers, &form.csrf).await {
         Ok(admin) => admin,
         Err(refusal) => return refusal.into_response(),
     };
-    if service.pipeline(&name).is_none() {
-        return failure(
-            StatusCode::NOT_FOUND,
-            Some(&admin),
-            format!("No pipeline named {name:?} is served."),
-        );
+    if let Err(refusal) = visible_pipeline(&service, &admin, &name).await {
+        return refusal;
     }
     let due = Due {
         pipeline: name.clone(),
@@ -664,10 +807,13 @@ async fn decide(
     Path((run, decision)): Path<(i64, Decision)>,
     Form(form): Form<Csrf>,
 ) -> Response {
-    let admin = match poster(&service, &headers, &form.csrf) {
+    let admin = match poster(&service, &headers, &form.csrf).await {
         Ok(admin) => admin,
         Err(refusal) => return refusal.into_response(),
     };
+    if let Err(refusal) = visible_run(&service, &admin, run).await {
+        return refusal;
+    }
     let served = match run_pipeline(&service, &admin, run).await {
         Ok(served) => served,
         Err(refusal) => return refusal.into_response(),
@@ -714,7 +860,8 @@ async fn decide(
 }
 
 async fn sign_ins_page(State(service): State<Arc<Service>>, admin: Admin) -> Response {
-    let logged = match rosterflow_store::sign_in::recent(service.db(), None, 200).await {
+    let district = admin.session.district.as_deref();
+    let logged = match rosterflow_store::sign_in::recent(service.db(), district, 200).await {
         Ok(logged) => logged,
         Err(error) => return server_error(&admin, &error),
     };
@@ -739,4 +886,166 @@ async fn sign_ins_page(State(service): State<Arc<Service>>, admin: Admin) -> Res
         } }
     };
     page("Sign-ins with Clever", Some(&admin), body).into_response()
+}
+
+/// The files a console user may download, by name.
+fn download_of(file: &str) -> Option<(rosterflow_export::Dataset, bool)> {
+    use rosterflow_export::Dataset::{Growth, RosterHistory};
+    Some(match file {
+        "growth.csv" => (Growth, true),
+        "growth.parquet" => (Growth, false),
+        "roster_history.csv" => (RosterHistory, true),
+        "roster_history.parquet" => (RosterHistory, false),
+        _ => return None,
+    })
+}
+
+/// `/pipelines/{name}/download/{file}`: the district's growth data or roster history for the
+/// current school year (the pipeline's `[export]` period and columns, if it has one), made now,
+/// as Parquet or CSV.
+async fn download(
+    State(service): State<Arc<Service>>,
+    admin: Admin,
+    Path((name, file)): Path<(String, String)>,
+) -> Response {
+    let served = match visible_pipeline(&service, &admin, &name).await {
+        Ok(served) => served,
+        Err(refusal) => return refusal,
+    };
+    let Some((dataset, as_csv)) = download_of(&file) else {
+        return failure(
+            StatusCode::NOT_FOUND,
+            Some(&admin),
+            format!("There is no download named {file:?}."),
+        );
+    };
+    let district = match served.pipeline.district(service.db()).await {
+        Ok(Some(district)) => district,
+        Ok(None) => {
+            return failure(
+                StatusCode::NOT_FOUND,
+                Some(&admin),
+                format!("Pipeline {name:?} has not run yet: there is nothing to download."),
+            );
+        }
+        Err(error) => return server_error(&admin, &error),
+    };
+    let scratch = match tempfile::tempdir() {
+        Ok(scratch) => scratch,
+        Err(error) => return server_error(&admin, &error),
+    };
+    let config = rosterflow_export::ExportConfig {
+        dir: scratch.path().display().to_string(),
+        storage_options: Default::default(),
+        datasets: vec![dataset],
+        ..served.pipeline.file.export.clone().unwrap_or_default()
+    };
+    let report =
+        match rosterflow_export::run(service.db(), &district, &config, service.clock.now()).await {
+            Ok(report) => report,
+            Err(error) => return server_error(&admin, &error),
+        };
+    let Some(written) = report.files.first() else {
+        return failure(
+            StatusCode::NOT_FOUND,
+            Some(&admin),
+            "Nothing was exported.".into(),
+        );
+    };
+    let parquet = std::path::PathBuf::from(&written.location);
+    let path = if as_csv {
+        let csv = scratch.path().join("download.csv");
+        let (from, to) = (parquet.clone(), csv.clone());
+        let converted = tokio::task::spawn_blocking(move || {
+            rosterflow_export::spreadsheet::parquet_to_csv(dataset, &from, &to)
+        })
+        .await;
+        match converted {
+            Ok(Ok(_)) => csv,
+            Ok(Err(error)) => return server_error(&admin, &error),
+            Err(error) => return server_error(&admin, &error),
+        }
+    } else {
+        parquet
+    };
+    let body = match tokio::fs::read(&path).await {
+        Ok(body) => body,
+        Err(error) => return server_error(&admin, &error),
+    };
+    tracing::info!(pipeline = %name, file = %file, by = %admin.author(), rows = written.rows, "download from the console");
+    let (content_type, extension) = match as_csv {
+        true => ("text/csv; charset=utf-8", "csv"),
+        false => ("application/vnd.apache.parquet", "parquet"),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!(
+                    "attachment; filename=\"{district}-{dataset}-{}.{extension}\"",
+                    report.school_year
+                ),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `/sessions`: the operator's list of live console sessions, each of which they can end.
+async fn sessions_page(State(service): State<Arc<Service>>, admin: Admin) -> Response {
+    if !admin.session.is_operator() {
+        return failure(StatusCode::NOT_FOUND, Some(&admin), "No such page.".into());
+    }
+    let sessions = match rosterflow_store::sign_in::console_sessions(
+        service.db(),
+        service.clock.now(),
+    )
+    .await
+    {
+        Ok(sessions) => sessions,
+        Err(error) => return server_error(&admin, &error),
+    };
+    let body = html! {
+        div.scroll { table {
+            thead { tr { th { "Who" } th { "District" } th { "Since" } th { "Until" } th {} } }
+            tbody { @for stored in &sessions { tr {
+                td { (stored.user_name) }
+                td { (stored.district_key.as_deref().unwrap_or("every district")) }
+                td { (stored.created_at) }
+                td { (stored.expires_at) }
+                td { @if stored.id != admin.session.id {
+                    form method="post" action={ "/sessions/" (stored.id) "/end" } class="inline" {
+                        input type="hidden" name="csrf" value=(admin.csrf);
+                        button { "End" }
+                    }
+                } }
+            } } }
+        } }
+    };
+    page("Console sessions", Some(&admin), body).into_response()
+}
+
+async fn end_session(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(form): Form<Csrf>,
+) -> Response {
+    let admin = match poster(&service, &headers, &form.csrf).await {
+        Ok(admin) => admin,
+        Err(refusal) => return refusal.into_response(),
+    };
+    if !admin.session.is_operator() {
+        return failure(StatusCode::NOT_FOUND, Some(&admin), "No such page.".into());
+    }
+    match rosterflow_store::sign_in::end_console_session(service.db(), id).await {
+        Ok(_) => {
+            tracing::warn!(session = id, by = %admin.author(), "console session ended by the operator");
+            Redirect::to("/sessions").into_response()
+        }
+        Err(error) => server_error(&admin, &error),
+    }
 }

@@ -120,8 +120,8 @@ pub struct Service {
     next_runs: RwLock<BTreeMap<String, DateTime<Utc>>>,
     /// Where runs are queued (the scheduler's times, and the console's "run now").
     queue: Queue,
-    /// The console's keys; `None` when no admin token was given.
-    console: Option<console::session::Keys>,
+    /// The admin token, which signs the operator in to the console; `None` when not given.
+    admin_token: Option<console::session::AdminToken>,
     /// Signing in with Clever; `None` when off.
     sign_in: Option<sign_in::SignIn>,
     metrics: PrometheusHandle,
@@ -166,6 +166,12 @@ impl Service {
     fn scheduler_turning(&self) -> bool {
         let beat = self.scheduler_beat.load(Ordering::Relaxed);
         self.clock.now().timestamp_millis() - beat < 10_000
+    }
+
+    /// Whether the console is on: with the admin token (the operator), or with sign-in (district
+    /// administrators).
+    fn console_on(&self) -> bool {
+        self.admin_token.is_some() || self.sign_in.is_some()
     }
 
     fn stopping(&self) -> bool {
@@ -235,14 +241,14 @@ pub async fn serve(
         .local_addr()
         .map_or_else(|_| "?".to_owned(), |address| address.to_string());
     let (stop_sender, stop) = watch::channel(false);
-    let console = match &options.admin_token {
+    let admin_token = match &options.admin_token {
         Some(token) if token.expose().len() < console::session::MIN_TOKEN_LEN => {
             return Err(ServeError::Setup(format!(
                 "ROSTERFLOW_ADMIN_TOKEN is shorter than {} characters: use a long random one (e.g. `openssl rand -hex 32`)",
                 console::session::MIN_TOKEN_LEN
             )));
         }
-        Some(token) => Some(console::session::Keys::new(token.expose())),
+        Some(token) => Some(console::session::AdminToken::new(token.expose())),
         None => None,
     };
     let sign_in = match options.sign_in.clone() {
@@ -258,7 +264,7 @@ pub async fn serve(
         problems: RwLock::default(),
         next_runs: RwLock::default(),
         queue,
-        console,
+        admin_token,
         sign_in,
         metrics,
         clock,
@@ -663,10 +669,9 @@ async fn deliver_emails(service: Arc<Service>) {
     let mut ticks = tokio::time::interval(service.options.email_every);
     loop {
         ticks.tick().await;
-        // The mailer's pass also clears sign-in records that have expired.
-        if service.sign_in.is_some()
-            && let Err(error) =
-                rosterflow_store::sign_in::purge(service.db(), service.clock.now()).await
+        // The mailer's pass also clears sign-in records and console sessions that have expired.
+        if let Err(error) =
+            rosterflow_store::sign_in::purge(service.db(), service.clock.now()).await
         {
             tracing::error!(error = %rosterflow_model::error_chain(&error), "cannot purge expired sign-in records");
         }

@@ -40,7 +40,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use url::Url;
 
-use super::Service;
+use super::{Service, console};
 use clever::{Clever, CleverError, Identity, LoginToken};
 use rosterflow_model::Secret;
 use rosterflow_model::metrics as names;
@@ -156,21 +156,10 @@ pub fn routes() -> Router<Arc<Service>> {
 }
 
 /// 32 random bytes as 64 hex digits.
-fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     hex::encode(bytes)
-}
-
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.to_owned())
 }
 
 fn state_cookie(state: &str) -> String {
@@ -286,7 +275,7 @@ async fn callback(
     };
     let now = service.clock.now();
     let attempt = Attempt::default();
-    let bound = cookie(&headers, STATE_COOKIE)
+    let bound = console::cookie(&headers, STATE_COOKIE)
         .is_some_and(|cookie| bool::from(cookie.as_bytes().ct_eq(state.as_bytes())));
     let taken = match bound {
         true => match sign_in::take_state(service.db(), &state, now).await {
@@ -309,6 +298,12 @@ async fn callback(
         )
         .await;
     };
+    // A new Clever login replaces whoever was signed in on this browser.
+    if let Some(token) = console::cookie(&headers, console::session::COOKIE)
+        && let Err(error) = sign_in::close_console_session(service.db(), token).await
+    {
+        return database_trouble(&error);
+    }
     match sign_in::spend_code(service.db(), &code, now + SPENT_CODE_MEMORY).await {
         Ok(true) => {}
         Ok(false) => {
@@ -369,12 +364,14 @@ async fn sign_in_as(
         Err(error) => return database_trouble(&error),
     };
     attempt.district_key = Some(key.clone());
-    // Clever: an app without an admin role treats district and school admins as teachers. An
-    // admin signs in to their teacher account if the sync made one; nothing is created for them.
+    // District administrators have the console. Clever: an app without a role for an admin
+    // treats them as a teacher: a school admin signs in to their teacher account if the sync
+    // made one, and nothing is created for them.
     let (kind, as_admin) = match identity.role.as_str() {
         "teacher" => (AccountKind::Teacher, false),
         "student" => (AccountKind::Student, false),
-        "district_admin" | "school_admin" => (AccountKind::Teacher, true),
+        "district_admin" => (AccountKind::Admin, false),
+        "school_admin" => (AccountKind::Teacher, true),
         _ => return refuse(service, Outcome::RoleNotServed, attempt, now).await,
     };
     let standing = match sign_in::standing(service.db(), &key, kind, &identity.user).await {
@@ -406,6 +403,9 @@ async fn sign_in_as(
         }
     };
     attempt.account = Some((account.kind, account.id));
+    if account.kind == AccountKind::Admin {
+        return into_console(service, &attempt, &account, now).await;
+    }
     // Creating a teacher may have waited: the grant's minute starts now.
     let now = service.clock.now();
     let logged = match sign_in::log(service.db(), outcome, &attempt, now).await {
@@ -436,6 +436,57 @@ async fn sign_in_as(
     let mut landing = sign_in.landing_url.clone();
     landing.query_pairs_mut().append_pair("grant", &grant);
     leave(Redirect::to(landing.as_str()).into_response())
+}
+
+/// Signs a district administrator in to the console, limited to their district.
+async fn into_console(
+    service: &Service,
+    attempt: &Attempt,
+    account: &sign_in::Account,
+    now: DateTime<Utc>,
+) -> Response {
+    // Run history names them by email, or else by Clever id.
+    let user = account
+        .email
+        .as_deref()
+        .filter(|email| console::session::valid_user(email))
+        .map_or_else(|| format!("clever-{}", account.clever_id), str::to_owned);
+    let cookie = match console::open_session(
+        service,
+        &user,
+        Some((account.district.key.as_str(), account.id)),
+    )
+    .await
+    {
+        Ok(cookie) => cookie,
+        Err(refusal) => return leave(refusal.into_response()),
+    };
+    if let Err(error) = sign_in::log(service.db(), Outcome::Console, attempt, now).await {
+        return database_trouble(&error);
+    }
+    count(Outcome::Console);
+    tracing::info!(district = %account.district.key, user, "district administrator signed in to the console with Clever");
+    // The session cookie is SameSite=Strict, and a browser does not send it on the redirect
+    // chain that began at Clever: the page moves on to the console by itself, from this site.
+    let page = person_page(
+        "Signed in",
+        html! {
+            meta http-equiv="refresh" content="0; url=/";
+            p { "You are signed in to the rosterflow console for your district. " a href="/" { "Continue" } }
+        },
+    );
+    let mut response = (
+        [(header::CACHE_CONTROL, "no-store")],
+        Html(page.into_string()),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    for value in [clear_state_cookie(), cookie] {
+        if let Ok(value) = value.parse() {
+            headers.append(header::SET_COOKIE, value);
+        }
+    }
+    response
 }
 
 /// The district of the Clever district `clever_district`, and its pipeline in this service.
@@ -586,10 +637,7 @@ fn count(outcome: Outcome) {
 /// Every answer to a Clever login ends the browser's state cookie and any console session.
 fn leave(mut response: Response) -> Response {
     let headers = response.headers_mut();
-    for value in [
-        clear_state_cookie(),
-        super::console::session::Session::clear_cookie(),
-    ] {
+    for value in [clear_state_cookie(), console::session::clear_cookie()] {
         if let Ok(value) = value.parse() {
             headers.append(header::SET_COOKIE, value);
         }

@@ -352,6 +352,17 @@ pub async fn pipeline_of(db: &Db, run: i64) -> Result<Option<String>, RunsError>
         .map_err(sql("reading run history"))
 }
 
+/// The key of the district run `run` is of (none for a run that failed before it knew).
+pub async fn district_of(db: &Db, run: i64) -> Result<Option<String>, RunsError> {
+    sqlx::query_scalar(
+        "SELECT d.key FROM sync_runs r JOIN districts d ON d.id = r.district_id WHERE r.id = $1",
+    )
+    .bind(run)
+    .fetch_optional(&db.pool)
+    .await
+    .map_err(sql("reading run history"))
+}
+
 /// When the newest run of `pipeline` started, whatever its outcome.
 pub async fn last_started(db: &Db, pipeline: &str) -> Result<Option<DateTime<Utc>>, RunsError> {
     let started: Option<String> =

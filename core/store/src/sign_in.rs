@@ -635,11 +635,16 @@ pub async fn take_grant(
         .map(|account| Handed { account, app_state }))
 }
 
-/// Deletes the states, spent codes and grants that have expired.
+/// Deletes the states, spent codes, grants and console sessions that have expired.
 pub async fn purge(db: &Db, now: DateTime<Utc>) -> Result<u64, SignInError> {
     let now = timestamp(now);
     let mut purged = 0;
-    for table in ["sign_in_states", "sign_in_codes", "sign_in_grants"] {
+    for table in [
+        "sign_in_states",
+        "sign_in_codes",
+        "sign_in_grants",
+        "console_sessions",
+    ] {
         purged += sqlx::query(AssertSqlSafe(format!(
             "DELETE FROM {table} WHERE expires_at <= $1"
         )))
@@ -650,6 +655,103 @@ pub async fn purge(db: &Db, now: DateTime<Utc>) -> Result<u64, SignInError> {
         .rows_affected();
     }
     Ok(purged)
+}
+
+/// A console session as stored.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ConsoleSession {
+    pub id: i64,
+    pub user_name: String,
+    /// The district a district administrator's session is limited to (its key); `None` for
+    /// the operator's.
+    pub district_key: Option<String>,
+    pub created_at: String,
+    pub expires_at: String,
+}
+
+/// Starts a console session for `user`, limited to district `district_key` (a district
+/// administrator, `admin` their row) or not (the operator), known by `token` until `expires`.
+pub async fn open_console_session(
+    db: &Db,
+    token: &str,
+    user: &str,
+    district: Option<(&str, i64)>,
+    now: DateTime<Utc>,
+    expires: DateTime<Utc>,
+) -> Result<(), SignInError> {
+    let (district_key, admin) = district.unzip();
+    sqlx::query(
+        "INSERT INTO console_sessions (session_hash, user_name, district_id, admin_id, created_at, expires_at) \
+         VALUES ($1, $2, (SELECT id FROM districts WHERE key = $3), $4, $5, $6)",
+    )
+    .bind(hash(token))
+    .bind(user)
+    .bind(district_key)
+    .bind(admin)
+    .bind(timestamp(now))
+    .bind(timestamp(expires))
+    .execute(&db.pool)
+    .await
+    .map_err(sql("starting a console session"))?;
+    Ok(())
+}
+
+const SESSION_COLUMNS: &str =
+    "s.id, s.user_name, d.key AS district_key, s.created_at, s.expires_at";
+
+/// The live console session `token` stands for. A district administrator's session ends when
+/// their admin row is archived.
+pub async fn console_session(
+    db: &Db,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<ConsoleSession>, SignInError> {
+    sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {SESSION_COLUMNS} FROM console_sessions s LEFT JOIN districts d ON d.id = s.district_id \
+         LEFT JOIN admins a ON a.id = s.admin_id \
+         WHERE s.session_hash = $1 AND s.expires_at > $2 \
+         AND (s.admin_id IS NULL OR a.archived_at IS NULL)"
+    )))
+    .bind(hash(token))
+    .bind(timestamp(now))
+    .fetch_optional(&db.pool)
+    .await
+    .map_err(sql("reading the console session"))
+}
+
+/// The live console sessions, newest first.
+pub async fn console_sessions(
+    db: &Db,
+    now: DateTime<Utc>,
+) -> Result<Vec<ConsoleSession>, SignInError> {
+    sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {SESSION_COLUMNS} FROM console_sessions s LEFT JOIN districts d ON d.id = s.district_id \
+         WHERE s.expires_at > $1 ORDER BY s.id DESC"
+    )))
+    .bind(timestamp(now))
+    .fetch_all(&db.pool)
+    .await
+    .map_err(sql("reading the console sessions"))
+}
+
+/// Ends the console session `token` stands for (signing out).
+pub async fn close_console_session(db: &Db, token: &str) -> Result<(), SignInError> {
+    sqlx::query("DELETE FROM console_sessions WHERE session_hash = $1")
+        .bind(hash(token))
+        .execute(&db.pool)
+        .await
+        .map_err(sql("ending the console session"))?;
+    Ok(())
+}
+
+/// Ends console session `id` (the operator ending someone's session); whether it was live.
+pub async fn end_console_session(db: &Db, id: i64) -> Result<bool, SignInError> {
+    let ended = sqlx::query("DELETE FROM console_sessions WHERE id = $1")
+        .bind(id)
+        .execute(&db.pool)
+        .await
+        .map_err(sql("ending a console session"))?;
+    Ok(ended.rows_affected() == 1)
 }
 
 #[cfg(test)]

@@ -37,3 +37,16 @@ CREATE TABLE sign_in_grants (
     sign_in_id      INTEGER NOT NULL REFERENCES sign_ins(id),
     expires_at      TEXT NOT NULL
 );
+
+-- Who is signed in to the admin console: the operator (with the admin token; every district) or
+-- a district administrator (with Clever; their district only). Kept here, so that signing out,
+-- or the operator, ends a session at once on every service of the database.
+CREATE TABLE console_sessions (
+    id              INTEGER PRIMARY KEY,
+    session_hash    TEXT NOT NULL UNIQUE,
+    user_name       TEXT NOT NULL,
+    district_id     INTEGER REFERENCES districts(id),
+    admin_id        INTEGER REFERENCES admins(id),
+    created_at      TEXT NOT NULL,
+    expires_at      TEXT NOT NULL
+);
