@@ -5,6 +5,8 @@ in the same browser (a shared classroom device): the next person must land as th
 
     python3 sign_in_browser.py START_URL LANDING_URL GREETING...
 
+A greeting of `console` is a district administrator: they must land in the service's console.
+
 Before each sign-in it prints `ready N` and waits for a line on stdin: the test tells Clever who
 is signed in meanwhile. Exits 0 when every sign-in lands as expected; otherwise prints what did
 not and exits 1.
@@ -19,6 +21,8 @@ from selenium.webdriver.support.wait import WebDriverWait
 from chromium import chromium
 
 STATE_COOKIE = "__Host-rosterflow_sign_in"
+# The greeting that stands for a district administrator, who lands in the service's console.
+CONSOLE = "console"
 
 
 def main(start, landing, greetings):
@@ -35,6 +39,8 @@ def drive(browser, start, landing, greetings):
 
 def sign_in(browser, start, landing, greeting, step):
     browser.get(start)
+    if greeting == CONSOLE:
+        return into_console(browser, start, step)
     try:
         WebDriverWait(browser, 30).until(
             lambda b: b.current_url.startswith(f"{landing}?grant=")
@@ -50,6 +56,21 @@ def sign_in(browser, start, landing, greeting, step):
     left = [c["name"] for c in cookies if c["name"] == STATE_COOKIE]
     expect(not left, f"sign-in {step}: the state cookie outlives the login")
     print(f"landed {step}: {who}", flush=True)
+
+
+def into_console(browser, start, step):
+    """A district administrator: signed in to the console of the service, not to the app."""
+    home = start.split("/sign-in/")[0] + "/"
+    try:
+        WebDriverWait(browser, 30).until(
+            lambda b: b.current_url == home and "Pipelines" in b.find_element(By.TAG_NAME, "h1").text
+        )
+    except TimeoutException:
+        expect(False, f"sign-in {step} ended at {browser.current_url}, not the console:\n"
+               f"{browser.find_element(By.TAG_NAME, 'body').text}")
+    expect(browser.find_elements(By.CSS_SELECTOR, 'a[href="/pipelines/sso"]'),
+           f"sign-in {step}: the console lists the district's pipeline")
+    print(f"landed {step}: the console", flush=True)
 
 
 def expect(condition, what):

@@ -1,8 +1,10 @@
 //! Signing in with Clever in a real browser: headless Chromium (`sign_in_browser.py`) goes from
 //! the service's start URL through the simulator's authorize endpoint and back, and lands on a
 //! stand-in Freckle app, which exchanges the grant server to server and greets the person. A
-//! teacher, then a student on the same browser (a shared classroom device): each lands as
-//! themselves. On SQLite.
+//! teacher, then a student, then a district administrator on the same browser (a shared classroom
+//! device): each lands as themselves, the administrator in the service's console for their
+//! district (whose SameSite=Strict session cookie must be sent after the redirects from Clever).
+//! On SQLite.
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -117,13 +119,16 @@ fn greeting(dataset: &Dataset, id: &str, kind: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_teacher_then_a_student_sign_in_in_a_browser() {
+async fn a_teacher_a_student_and_a_district_admin_sign_in_in_a_browser() {
     let dataset = small_district(34);
     let teacher = dataset.ids_with_role(Role::Teacher)[0].clone();
     let student = dataset.ids_with_role(Role::Student)[0].clone();
+    let admin = dataset.ids_with_role(Role::DistrictAdmin)[0].clone();
     let greetings = [
         greeting(&dataset, &teacher, "teacher"),
         greeting(&dataset, &student, "student"),
+        // A district administrator lands in the console (the script's word for it).
+        "console".to_owned(),
     ];
     assert_ne!(greetings[0], greetings[1]);
     let mut world = World::new(Backend::Sqlite, dataset, "").await;
@@ -155,6 +160,7 @@ async fn a_teacher_then_a_student_sign_in_in_a_browser() {
     let mut logins = [
         Login::user(&teacher, "teacher"),
         Login::user(&student, "student"),
+        Login::user(&admin, "district_admin"),
     ]
     .into_iter();
     let mut output = String::new();
@@ -193,7 +199,7 @@ async fn a_teacher_then_a_student_sign_in_in_a_browser() {
     );
 
     // Both went through Clever, and the app was handed their own accounts.
-    assert_eq!(world.sim.code_exchanges().0, 2);
+    assert_eq!(world.sim.code_exchanges().0, 3);
     let accounts = app.accounts.lock().expect("the accounts").clone();
     let handed: Vec<(&str, &str)> = accounts
         .iter()
@@ -208,5 +214,5 @@ async fn a_teacher_then_a_student_sign_in_in_a_browser() {
         handed,
         [("teacher", teacher.as_str()), ("student", student.as_str())]
     );
-    assert_eq!(world.db.scalar("SELECT COUNT(*) FROM sign_ins").await, 2);
+    assert_eq!(world.db.scalar("SELECT COUNT(*) FROM sign_ins").await, 3);
 }
