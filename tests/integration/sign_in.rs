@@ -560,8 +560,27 @@ async fn forged_and_replayed_logins_are_refused(backend: Backend) {
         ),
         Some(1.0)
     );
-    // Refusals that name no one add no rows: only the one sign-in is stored.
-    assert_eq!(world.db.scalar("SELECT COUNT(*) FROM sign_ins").await, 1);
+    // Clever down at the token endpoint: a page that says so, and the next try works.
+    world.sim.inject_on("/oauth/tokens", Fault::Status(503));
+    let Ended::Page(status, page) = world.sign_in(&mut Browser::default(), &login).await else {
+        panic!("a sign-in with Clever down ends on a page");
+    };
+    assert_eq!(status, 502);
+    assert!(page.contains("Clever could not be reached"), "{page}");
+    assert!(matches!(
+        world.sign_in(&mut Browser::default(), &login).await,
+        Ended::Landed(_)
+    ));
+    assert_eq!(
+        world.service().sample(
+            "rosterflow_sso_logins_total",
+            &[("outcome", "clever_error")]
+        ),
+        Some(1.0)
+    );
+
+    // Refusals that name no one add no rows: only the sign-ins are stored.
+    assert_eq!(world.db.scalar("SELECT COUNT(*) FROM sign_ins").await, 2);
 }
 
 async fn left_out_archived_and_just_in_time(backend: Backend) {

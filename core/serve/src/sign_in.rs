@@ -543,11 +543,11 @@ async fn create_teacher(
                 Outcome::Busy,
                 "a run of the district held its lock".to_owned(),
             ),
-            other => (Outcome::CleverError, rosterflow_model::error_chain(&other)),
+            other => (Outcome::Unavailable, rosterflow_model::error_chain(&other)),
         })?;
     sign_in::create_teacher(service.db(), lock, key, pipeline.name(), &teacher, now)
         .await
-        .map_err(|error| (Outcome::NotSynced, rosterflow_model::error_chain(&error)))
+        .map_err(|error| (Outcome::Unavailable, rosterflow_model::error_chain(&error)))
 }
 
 /// Logs and counts a refusal, and answers with the page that explains it.
@@ -620,6 +620,11 @@ fn refusal_page(outcome: Outcome) -> (StatusCode, &'static str, &'static str) {
             StatusCode::BAD_REQUEST,
             "This sign-in link was already used",
             "Please start again from Clever or from the sign-in page.",
+        ),
+        Unavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Signing in is not possible right now",
+            "Please try again in a minute.",
         ),
         CleverError => (
             StatusCode::BAD_GATEWAY,

@@ -422,6 +422,8 @@ pub enum Outcome {
     CodeRefused,
     /// Clever could not be asked (down, or an answer that could not be read).
     CleverError,
+    /// The Freckle DB could not be read or written.
+    Unavailable,
 }
 
 impl Outcome {

@@ -88,8 +88,9 @@ impl Clever {
         // The ring provider serves rustls; installing it twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .connect_timeout(Duration::from_secs(10))
+            // A person waits on every call: 4 calls at most, each answered within seconds.
+            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("rosterflow/", env!("CARGO_PKG_VERSION")))
             .build()
