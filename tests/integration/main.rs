@@ -17,6 +17,7 @@ mod trust;
 
 mod plugins;
 
+mod console_hardening;
 mod email;
 mod export;
 mod install;

@@ -63,7 +63,7 @@ def into_console(browser, start, step):
     home = start.split("/sign-in/")[0] + "/"
     try:
         WebDriverWait(browser, 30).until(
-            lambda b: b.current_url == home and "Pipelines" in b.find_element(By.TAG_NAME, "h1").text
+            lambda b: b.current_url.startswith(home) and "Pipelines" in b.find_element(By.TAG_NAME, "h1").text
         )
     except TimeoutException:
         expect(False, f"sign-in {step} ended at {browser.current_url}, not the console:\n"

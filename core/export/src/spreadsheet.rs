@@ -83,19 +83,14 @@ fn without_zone(column: &ArrayRef) -> ArrayRef {
     }
 }
 
-/// A CSV field (RFC 4180): quoted when it holds a comma, quote or line break. A field that a
-/// spreadsheet would read as a formula (`=`, `+`, `-`, `@` first) gets a leading `'`, so that a
-/// name from the SIS can never run in the admin's spreadsheet.
+/// A CSV field (RFC 4180), quoted when it holds a comma, quote or line break, and defused (see
+/// [`rosterflow_model::spreadsheet_cell`]).
 fn quote(field: &str) -> String {
-    let field = match field.chars().next() {
-        Some('=' | '+' | '@') => format!("'{field}"),
-        Some('-') if field.parse::<f64>().is_err() => format!("'{field}"),
-        _ => field.to_owned(),
-    };
+    let field = rosterflow_model::spreadsheet_cell(field);
     if field.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", field.replace('"', "\"\""))
     } else {
-        field
+        field.into_owned()
     }
 }
 

@@ -531,6 +531,17 @@ pub fn blocking<T>(work: impl FnOnce() -> T) -> T {
     }
 }
 
+/// A text as a spreadsheet cell that cannot run: a text a spreadsheet would read as a formula
+/// (`=`, `+`, `-` or `@` first, or a tab or carriage return) gets a leading `'`, so that a name
+/// from a SIS can never run in an admin's spreadsheet. Numbers (`-12.5`) stay as they are.
+pub fn spreadsheet_cell(text: &str) -> Cow<'_, str> {
+    match text.chars().next() {
+        Some('=' | '+' | '@' | '\t' | '\r') => Cow::Owned(format!("'{text}")),
+        Some('-') if text.parse::<f64>().is_err() => Cow::Owned(format!("'{text}")),
+        _ => Cow::Borrowed(text),
+    }
+}
+
 /// An error and all its causes on one line (`outer: inner: root`), for logs and run history.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use axum::Form;
 use axum::Router;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -75,6 +75,8 @@ pub(crate) enum Refusal {
     Forbidden(&'static str),
     /// The sessions could not be read.
     Unavailable,
+    /// Just signed in, yet the browser did not send the session cookie back.
+    CookieRefused,
 }
 
 impl IntoResponse for Refusal {
@@ -89,6 +91,17 @@ impl IntoResponse for Refusal {
             Refusal::Forbidden(why) => {
                 (StatusCode::FORBIDDEN, format!("refused: {why}\n")).into_response()
             }
+            Refusal::CookieRefused => (
+                StatusCode::BAD_REQUEST,
+                page(
+                    "Your browser did not keep the session",
+                    None,
+                    html! { p.problem { "You signed in, but your browser did not send the session cookie back. \
+                        The console's cookies are Secure: reach the console over HTTPS (a TLS-terminating proxy), \
+                        or on this machine as http://127.0.0.1 or http://localhost, and allow cookies for it." } },
+                ),
+            )
+                .into_response(),
             Refusal::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The console cannot read its sessions right now; try again in a minute.\n",
@@ -140,8 +153,21 @@ impl FromRequestParts<Arc<Service>> for Admin {
         parts: &mut Parts,
         service: &Arc<Service>,
     ) -> Result<Admin, Refusal> {
-        admin(service, &parts.headers).await
+        admin(service, &parts.headers)
+            .await
+            .map_err(|refusal| match refusal {
+                Refusal::SignIn if just_signed_in(parts.uri.query()) => Refusal::CookieRefused,
+                other => other,
+            })
     }
+}
+
+/// Where a browser goes once signed in: the console, saying that it has just signed in, so that
+/// a session cookie that did not come back is told apart from no sign-in at all.
+pub(crate) const SIGNED_IN: &str = "/?signed_in=1";
+
+fn just_signed_in(query: Option<&str>) -> bool {
+    query.is_some_and(|query| query.split('&').any(|pair| pair == "signed_in=1"))
 }
 
 /// Checks the session and the form's CSRF token of a POST.
@@ -411,16 +437,45 @@ struct Login {
     token: String,
 }
 
-async fn login(State(service): State<Arc<Service>>, Form(login): Form<Login>) -> Response {
+async fn login(
+    State(service): State<Arc<Service>>,
+    ConnectInfo(client): ConnectInfo<std::net::SocketAddr>,
+    Form(login): Form<Login>,
+) -> Response {
     let Some(admin_token) = &service.admin_token else {
         return Refusal::ConsoleOff.into_response();
     };
-    if !admin_token.admits(&login.token) {
-        tracing::warn!(user = %login.user, "console sign-in refused: wrong admin token");
-        // Slows down guessing.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let body = login_form(&service, Some("That is not the admin token."));
-        return (StatusCode::UNAUTHORIZED, page("Sign in", None, body)).into_response();
+    // Logged quoted and cut short: a name is the client's text.
+    let named: String = login.user.chars().take(64).collect();
+    let checked = {
+        let mut guesses = service.guesses.lock().expect("guesses lock");
+        if guesses.may_try(client.ip(), std::time::Instant::now()) {
+            let admitted = admin_token.admits(&login.token);
+            if !admitted {
+                guesses.wrong(client.ip());
+            }
+            Some(admitted)
+        } else {
+            None
+        }
+    };
+    match checked {
+        Some(true) => {}
+        Some(false) => {
+            tracing::warn!(user = ?named, client = %client.ip(), "console sign-in refused: wrong admin token");
+            // Slows down guessing.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let body = login_form(&service, Some("That is not the admin token."));
+            return (StatusCode::UNAUTHORIZED, page("Sign in", None, body)).into_response();
+        }
+        None => {
+            tracing::warn!(user = ?named, client = %client.ip(), "console sign-in refused unchecked: too many wrong tokens");
+            let body = login_form(
+                &service,
+                Some("Too many wrong tokens: wait a minute before you try again."),
+            );
+            return (StatusCode::TOO_MANY_REQUESTS, page("Sign in", None, body)).into_response();
+        }
     }
     let user = login.user.trim();
     if !session::valid_user(user) {
@@ -433,7 +488,7 @@ async fn login(State(service): State<Arc<Service>>, Form(login): Form<Login>) ->
     match open_session(&service, user, None).await {
         Ok(cookie) => {
             tracing::info!(user, "signed in to the console");
-            ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+            ([(header::SET_COOKIE, cookie)], Redirect::to(SIGNED_IN)).into_response()
         }
         Err(refusal) => refusal.into_response(),
     }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rosterflow_pipeline::config::{self, Pipeline};
 use rosterflow_pipeline::schedule::Schedule;
+use rosterflow_store::db::shown;
 
 /// A pipeline the service knows, with its compiled schedule.
 #[derive(Debug, Clone)]
@@ -52,7 +53,9 @@ pub fn scan(dir: &Path, database: Option<&str>) -> std::io::Result<Scan> {
                 let loads_into = &served.pipeline.file.load.database;
                 if let Some(database) = database.filter(|database| *database != loads_into) {
                     let problem = format!(
-                        "pipeline {name} loads into {loads_into}, but this service serves {database}"
+                        "pipeline {name} loads into {}, but this service serves {}",
+                        shown(loads_into),
+                        shown(database)
                     );
                     scan.problems.insert(path, problem);
                 } else if let Some(first) = scan.pipelines.get(&name) {

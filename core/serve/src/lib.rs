@@ -122,6 +122,8 @@ pub struct Service {
     queue: Queue,
     /// The admin token, which signs the operator in to the console; `None` when not given.
     admin_token: Option<console::session::AdminToken>,
+    /// Wrong admin tokens lately, to limit guessing.
+    guesses: std::sync::Mutex<console::session::Guesses>,
     /// Signing in with Clever; `None` when off.
     sign_in: Option<sign_in::SignIn>,
     metrics: PrometheusHandle,
@@ -242,7 +244,7 @@ pub async fn serve(
         .map_or_else(|_| "?".to_owned(), |address| address.to_string());
     let (stop_sender, stop) = watch::channel(false);
     let admin_token = match &options.admin_token {
-        Some(token) if token.expose().len() < console::session::MIN_TOKEN_LEN => {
+        Some(token) if token.expose().trim().len() < console::session::MIN_TOKEN_LEN => {
             return Err(ServeError::Setup(format!(
                 "ROSTERFLOW_ADMIN_TOKEN is shorter than {} characters: use a long random one (e.g. `openssl rand -hex 32`)",
                 console::session::MIN_TOKEN_LEN
@@ -265,12 +267,19 @@ pub async fn serve(
         next_runs: RwLock::default(),
         queue,
         admin_token,
+        guesses: Default::default(),
         sign_in,
         metrics,
         clock,
         scheduler_beat: AtomicI64::new(0),
         stop: stop.clone(),
     });
+    if service.console_on()
+        && let Ok(address) = listener.local_addr()
+        && !address.ip().is_loopback()
+    {
+        tracing::warn!(%address, "the console listens off this machine: its cookies are Secure, so browsers need HTTPS; put a TLS-terminating proxy in front");
+    }
     service.update(first);
     tracing::warn!(
         %address,
@@ -349,7 +358,11 @@ fn the_one_database(scan: &Scan) -> Result<String, ServeError> {
         )),
         _ => Err(ServeError::Setup(format!(
             "the directory's pipelines load into several databases ({}): give the one this service serves with --database",
-            databases.into_iter().collect::<Vec<_>>().join(", ")
+            databases
+                .into_iter()
+                .map(rosterflow_store::db::shown)
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }

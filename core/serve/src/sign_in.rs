@@ -471,8 +471,8 @@ async fn into_console(
     let page = person_page(
         "Signed in",
         html! {
-            meta http-equiv="refresh" content="0; url=/";
-            p { "You are signed in to the rosterflow console for your district. " a href="/" { "Continue" } }
+            meta http-equiv="refresh" content={ "0; url=" (console::SIGNED_IN) };
+            p { "You are signed in to the rosterflow console for your district. " a href=(console::SIGNED_IN) { "Continue" } }
         },
     );
     let mut response = (

@@ -11,7 +11,7 @@ use std::str::FromStr;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, ConnectOptions};
+use sqlx::{AnyPool, ConnectOptions, Connection};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -90,6 +90,14 @@ impl Db {
             }
         }
         .disable_statement_logging();
+        // One connection first, so that a database that cannot be reached says why at once
+        // ("connection refused"), where the pool would retry until its timeout.
+        sqlx::AnyConnection::connect_with(&options)
+            .await
+            .map_err(connect)?
+            .close()
+            .await
+            .map_err(connect)?;
         let pool = AnyPoolOptions::new()
             .max_connections(match backend {
                 Backend::Sqlite => 1,
@@ -125,6 +133,19 @@ pub fn sqlite_file(url: &url::Url) -> Option<PathBuf> {
     (path.as_os_str() != ":memory:" && !path.as_os_str().is_empty()).then_some(path)
 }
 
+/// A database URL as logs, errors and pages may show it: its password replaced by `***`.
+pub fn shown(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        // Not a URL: it cannot be told what part is secret.
+        Err(_) => "(a database URL that cannot be read)".to_owned(),
+    }
+}
+
 /// The one text form of a timestamp in the Freckle DB: `2026-11-30T08:15:00.123456Z`.
 pub fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -135,4 +156,17 @@ pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .ok()
         .map(|t| t.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_shown_url_hides_its_password() {
+        assert_eq!(
+            super::shown("postgres://u:secretpw@127.0.0.1:5432/x?sslmode=require"),
+            "postgres://u:***@127.0.0.1:5432/x?sslmode=require"
+        );
+        assert_eq!(super::shown("sqlite://freckle.db"), "sqlite://freckle.db");
+        assert!(!super::shown("postgres://u:p w@h/x").contains("p w"));
+    }
 }

@@ -94,6 +94,25 @@ pub struct ReportRow {
 }
 
 impl ReportRow {
+    /// The row with every text defused for a spreadsheet (see
+    /// [`rosterflow_model::spreadsheet_cell`]): ids, names and reasons come from the SIS.
+    fn for_spreadsheet(&self) -> ReportRow {
+        let cell = |text: &str| rosterflow_model::spreadsheet_cell(text).into_owned();
+        let optional = |text: &Option<String>| text.as_deref().map(cell);
+        ReportRow {
+            kind: self.kind,
+            entity: cell(&self.entity),
+            source_id: optional(&self.source_id),
+            member_id: optional(&self.member_id),
+            action: cell(&self.action),
+            reason: cell(&self.reason),
+            author: cell(&self.author),
+            suggested_fix: optional(&self.suggested_fix),
+            detail: optional(&self.detail),
+            origin: optional(&self.origin),
+        }
+    }
+
     fn change(
         entity: &str,
         source_id: Option<String>,
@@ -419,7 +438,7 @@ impl RunReport {
             ])?;
         }
         for row in &self.rows {
-            writer.serialize(row)?;
+            writer.serialize(row.for_spreadsheet())?;
         }
         writer.flush().map_err(csv::Error::from)?;
         Ok(())

@@ -5,6 +5,10 @@
 //! Clever and sees only their own. Each form carries a CSRF token derived from the session's
 //! token: a POST without it (or with another session's) is refused.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Instant;
+
 use chrono::Duration;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -32,6 +36,57 @@ impl AdminToken {
     pub fn admits(&self, candidate: &str) -> bool {
         let candidate: [u8; 32] = Sha256::digest(candidate).into();
         candidate.ct_eq(&self.0).into()
+    }
+}
+
+/// Wrong admin tokens, counted per client and overall in one-minute windows. A client over its
+/// share, or any client that has guessed wrong once while guesses flood in overall, is refused
+/// without its token being checked; a client with no wrong guess in the window is always checked,
+/// so that the operator can sign in during a flood.
+#[derive(Debug)]
+pub struct Guesses {
+    window_start: Instant,
+    per_client: HashMap<IpAddr, u32>,
+    overall: u32,
+}
+
+impl Guesses {
+    /// Wrong tokens one client may try in a window.
+    pub const PER_CLIENT: u32 = 10;
+    /// Wrong tokens all clients may try in a window.
+    pub const OVERALL: u32 = 100;
+    const WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+    pub fn new() -> Guesses {
+        Guesses {
+            window_start: Instant::now(),
+            per_client: HashMap::new(),
+            overall: 0,
+        }
+    }
+
+    /// Whether `client`'s token may be checked now.
+    pub fn may_try(&mut self, client: IpAddr, now: Instant) -> bool {
+        if now.duration_since(self.window_start) >= Self::WINDOW {
+            *self = Guesses {
+                window_start: now,
+                ..Guesses::new()
+            };
+        }
+        let wrong = self.per_client.get(&client).copied().unwrap_or(0);
+        wrong < Self::PER_CLIENT && (wrong == 0 || self.overall < Self::OVERALL)
+    }
+
+    /// Counts a wrong token from `client`.
+    pub fn wrong(&mut self, client: IpAddr) {
+        *self.per_client.entry(client).or_default() += 1;
+        self.overall += 1;
+    }
+}
+
+impl Default for Guesses {
+    fn default() -> Guesses {
+        Guesses::new()
     }
 }
 
@@ -148,6 +203,29 @@ mod tests {
         let district = session("t", Some("springfield"));
         assert!(district.sees("springfield"));
         assert!(!district.sees("shelbyville"));
+    }
+
+    #[test]
+    fn wrong_tokens_are_limited_per_client_and_overall_but_a_new_client_is_checked() {
+        let start = Instant::now();
+        let mut guesses = Guesses::new();
+        let mallory: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..Guesses::PER_CLIENT {
+            assert!(guesses.may_try(mallory, start));
+            guesses.wrong(mallory);
+        }
+        assert!(!guesses.may_try(mallory, start), "over the client's share");
+        // A flood from many clients: each that guessed wrong once is refused...
+        for i in 0..Guesses::OVERALL {
+            let client: IpAddr = format!("10.1.{}.{}", i / 250, i % 250).parse().unwrap();
+            guesses.wrong(client);
+        }
+        assert!(!guesses.may_try("10.1.0.1".parse().unwrap(), start));
+        // ...while the operator, new in the window, is still checked.
+        assert!(guesses.may_try("192.168.1.5".parse().unwrap(), start));
+        // A minute later every client starts again.
+        let later = start + std::time::Duration::from_secs(61);
+        assert!(guesses.may_try(mallory, later));
     }
 
     #[test]
