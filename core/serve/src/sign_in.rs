@@ -1,25 +1,28 @@
 //! Signing in with Clever (Instant Login): `rosterflow serve` is the Clever login of the Freckle
 //! DB. One Clever app serves every district.
 //!
-//! - `GET /sign-in/clever[?district=<Clever district id>]` starts a login: a fresh `state`, kept
-//!   (hashed) in the DB and in a cookie of this browser, and a redirect to Clever's authorize URL.
+//! - `GET /sign-in/clever[?district=<Clever district id>][&app_state=<the app's nonce>]` starts
+//!   a login: a fresh `state`, kept (hashed, with the app's nonce) in the DB and in a cookie of
+//!   this browser, and a redirect to Clever's authorize URL.
 //! - `GET /sign-in/clever/callback` is the redirect URI registered with Clever. A login Clever
 //!   started (the portal, an Instant Login link) arrives without `state` and is sent back to
-//!   Clever with a fresh one; its code is not used. Otherwise the `state` must match the
+//!   Clever with a fresh one (or to the app's own start, when it has one); its code is not used. Otherwise the `state` must match the
 //!   cookie's (in constant time) and be unused and unexpired; the code is exchanged once (a code
 //!   seen before is refused without asking Clever); Clever says who signed in and as what; the
 //!   Freckle DB decides who that is, by Clever user id within the user's Clever district.
 //! - A teacher or student lands on the Freckle app's landing URL (from the settings only) with a
 //!   grant: single-use, valid for [`GRANT_LIFETIME`], stored as a hash, which the app exchanges
-//!   at `POST /sign-in/grants` (authenticated with the app secret) for the account.
+//!   at `POST /sign-in/grants` (authenticated with the app secret) for the account and its nonce.
+//!   A district administrator signs in to the console instead, limited to their district.
 //! - Everyone else gets a page that says why, and nothing about anyone else: a district with no
 //!   pipeline here, a role Freckle has no account for, a user the sync left out, archived or has
 //!   not loaded. A teacher not yet synced is created when their pipeline allows it
 //!   (`[sign_in] just_in_time`), under the district's run lock.
 //!
 //! Every sign-in and refusal is logged in `sign_ins` (the console's sign-ins page) and counted in
-//! `rosterflow_sso_logins_total{outcome}`. A Clever login ends any console session of the browser:
-//! on a shared classroom device the next person never inherits the last one's.
+//! `rosterflow_sso_logins_total{outcome}` (a refusal that names no one is not stored). A Clever
+//! login ends any console session of the browser: on a shared classroom device the next person
+//! never inherits the last one's.
 
 pub mod clever;
 
