@@ -24,4 +24,5 @@ mod install;
 mod serve;
 mod sign_in;
 mod sign_in_browser;
+mod storage_faults;
 mod welcome;

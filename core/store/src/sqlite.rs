@@ -82,7 +82,13 @@ impl SqliteStore {
                 Err(TryLockError::Error(source)) => return Err(lock_error(source)),
             }
         }
-        let connection = open(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        // A database opened read-only (`?mode=ro`) stays so: a run that would write fails.
+        let read_only = url.query_pairs().any(|(k, v)| k == "mode" && v == "ro");
+        let flags = match read_only {
+            true => OpenFlags::SQLITE_OPEN_READ_ONLY,
+            false => OpenFlags::SQLITE_OPEN_READ_WRITE,
+        };
+        let connection = open(&path, flags)?;
         // A large first load inserts into indexes out of order: keep them in memory.
         connection
             .execute_batch("PRAGMA cache_size = -131072;")
