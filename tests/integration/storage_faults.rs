@@ -35,3 +35,24 @@ fn a_database_opened_read_only_is_never_written() {
         "unchanged"
     );
 }
+
+/// A database that cannot be reached: the run says so at once ("connection refused", not a pool
+/// timeout), without the URL's password, and exits 2.
+#[test]
+fn an_unreachable_database_is_said_at_once() {
+    let work = tempfile::tempdir().expect("a directory");
+    let path = work.path().join("unreachable.toml");
+    let text = pipeline_text(
+        "unreachable",
+        &replay_source(&demo_dir()),
+        "postgres://u:secretpw@127.0.0.1:1/x",
+        "",
+    );
+    std::fs::write(&path, text).expect("write");
+    let started = std::time::Instant::now();
+    let (code, out, err) = rosterflow(&["run", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("Connection refused"), "{err}");
+    assert!(!format!("{out}{err}").contains("secretpw"), "{out}{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
