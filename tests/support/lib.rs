@@ -19,6 +19,7 @@
 //! depends on the `rosterflow` crate (the binary is built by cargo, not linked), so the simulator
 //! stays an independent reading of Clever.
 
+mod base64;
 pub mod binary;
 pub mod clever_sim;
 pub mod district;

@@ -563,27 +563,11 @@ mod tests {
         }
     }
 
-    fn base64(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let n = chunk
-                .iter()
-                .enumerate()
-                .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
-
     async fn token_request(sim: &OneRosterSim, id: &str, secret: &str, body: &str) -> Reply {
-        let basic = format!("Basic {}", base64(format!("{id}:{secret}").as_bytes()));
+        let basic = format!(
+            "Basic {}",
+            crate::base64::encode(format!("{id}:{secret}").as_bytes())
+        );
         let headers = [
             ("Authorization", basic.as_str()),
             ("Content-Type", "application/x-www-form-urlencoded"),

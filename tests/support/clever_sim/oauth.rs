@@ -365,7 +365,7 @@ fn exchange(
             let (scheme, rest) = v.split_once(' ')?;
             scheme.eq_ignore_ascii_case("basic").then_some(rest.trim())
         })
-        .and_then(base64_decode)
+        .and_then(crate::base64::decode)
         .and_then(|bytes| String::from_utf8(bytes).ok());
     let client_id = match (
         &state.app,
@@ -665,39 +665,6 @@ fn encode(text: &str) -> String {
     out
 }
 
-/// Decodes standard base64 (padding optional); `None` when it is not base64.
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let bytes = text.trim_end_matches('=').as_bytes();
-    if bytes.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let mut n = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            n |= value(*c)? << (18 - 6 * i);
-        }
-        out.push((n >> 16) as u8);
-        if chunk.len() > 2 {
-            out.push((n >> 8) as u8);
-        }
-        if chunk.len() > 3 {
-            out.push(n as u8);
-        }
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -721,26 +688,6 @@ mod tests {
             redirect_uris: vec![FIRST.into(), SECOND.into()],
         });
         sim
-    }
-
-    /// Standard base64, padded (RFC 4648 §4).
-    fn base64(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let n = chunk
-                .iter()
-                .enumerate()
-                .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
     }
 
     async fn authorize_with(sim: &CleverSim, query: &str) -> Reply {
@@ -769,7 +716,7 @@ mod tests {
     async fn exchange_with(sim: &CleverSim, code: &str, redirect_uri: &str, secret: &str) -> Reply {
         let basic = format!(
             "Basic {}",
-            base64(format!("{CLIENT_ID}:{secret}").as_bytes())
+            crate::base64::encode(format!("{CLIENT_ID}:{secret}").as_bytes())
         );
         let body = format!(
             "code={code}&grant_type=authorization_code&redirect_uri={}",
@@ -808,20 +755,6 @@ mod tests {
     async fn get_as(sim: &CleverSim, token: &str, uri: &str) -> Reply {
         let auth = format!("Bearer {token}");
         send(sim, "GET", uri, &[("Authorization", auth.as_str())], "").await
-    }
-
-    #[test]
-    fn base64_decodes_rfc_7617s_example() {
-        assert_eq!(
-            base64_decode("QWxhZGRpbjpvcGVuIHNlc2FtZQ==").as_deref(),
-            Some(&b"Aladdin:open sesame"[..])
-        );
-        assert_eq!(
-            base64(b"Aladdin:open sesame"),
-            "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
-        );
-        assert_eq!(base64_decode("YTpiYw").as_deref(), Some(&b"a:bc"[..]));
-        assert_eq!(base64_decode("a!b"), None);
     }
 
     #[test]
@@ -868,7 +801,7 @@ mod tests {
 
         let basic = format!(
             "Basic {}",
-            base64(format!("{CLIENT_ID}:{SECRET}").as_bytes())
+            crate::base64::encode(format!("{CLIENT_ID}:{SECRET}").as_bytes())
         );
         let body = json!({"code": code, "grant_type": "authorization_code", "redirect_uri": FIRST});
         let headers = [

@@ -116,7 +116,7 @@ pub(crate) fn token(
             );
         }
         (Some(encoded), None) => {
-            let decoded = base64_decode(encoded)
+            let decoded = crate::base64::decode(encoded)
                 .and_then(|b| String::from_utf8(b).ok())
                 .and_then(|s| {
                     let (id, secret) = s.split_once(':')?;
@@ -192,53 +192,5 @@ pub(crate) fn token(
             "scope": scope,
         }),
         challenge: false,
-    }
-}
-
-/// Decodes standard base64 (padding optional); `None` when it is not base64.
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let bytes = text.trim_end_matches('=').as_bytes();
-    if bytes.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let mut n = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            n |= value(*c)? << (18 - 6 * i);
-        }
-        out.push((n >> 16) as u8);
-        if chunk.len() > 2 {
-            out.push((n >> 8) as u8);
-        }
-        if chunk.len() > 3 {
-            out.push(n as u8);
-        }
-    }
-    Some(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_decodes_with_and_without_padding() {
-        assert_eq!(base64_decode("YTpi").as_deref(), Some(&b"a:b"[..]));
-        assert_eq!(base64_decode("YTpiYw==").as_deref(), Some(&b"a:bc"[..]));
-        assert_eq!(base64_decode("YTpiYw").as_deref(), Some(&b"a:bc"[..]));
-        assert_eq!(base64_decode("YTpiYWM=").as_deref(), Some(&b"a:bac"[..]));
-        assert_eq!(base64_decode("a!b"), None);
-        assert_eq!(base64_decode("YTpiY"), None);
     }
 }
