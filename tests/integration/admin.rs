@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rosterflow_pipeline::sync::{RunOptions, RunStatus};
 use rosterflow_store::{LockOptions, Store};
-use rosterflow_tests::district::Role;
+use rosterflow_tests::district::{Dataset, Role};
 
 use crate::on_both_backends;
 use crate::util::{Backend, ChildLog, TestDb, demo_records, rosterflow, rosterflow_bin};
@@ -238,7 +238,8 @@ async fn a_second_run_of_a_district_waits_or_exits(backend: Backend) {
 }
 
 /// Logs for machines and people: JSON lines with `--log-format json`, and no colour codes when
-/// stderr is not a terminal; by default a run's output is its plan and outcome alone.
+/// stderr is not a terminal; by default a run's output is its plan and outcome alone, `-v` adds
+/// its progress and `-vv` each step's detail.
 #[test]
 fn logs_are_json_on_request_and_never_coloured_off_a_terminal() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -273,9 +274,129 @@ fn logs_are_json_on_request_and_never_coloured_off_a_terminal() {
             .any(|l| l["fields"]["message"] == "run committed" && l["level"] == "INFO"),
         "{stderr}"
     );
-    let (_, stderr) = run(&["-v", "run", demo]);
-    assert!(stderr.contains("run committed"), "{stderr}");
-    assert!(!stderr.contains('\x1b'), "no colour codes: {stderr:?}");
+    let (_, progress) = run(&["-v", "run", demo]);
+    assert!(progress.contains("run committed"), "{progress}");
+    assert!(!progress.contains('\x1b'), "no colour codes: {progress:?}");
+    assert!(!progress.contains("DEBUG"), "{progress}");
+    // -vv adds each step's detail: what it read, how long it took, what it planned.
+    let (_, detail) = run(&["-vv", "run", demo]);
+    for step in [
+        "source pulled",
+        "district state read",
+        "planning took",
+        "plan written",
+    ] {
+        assert!(detail.contains(step), "-vv names {step:?}: {detail}");
+    }
+    assert!(
+        detail.lines().count() > progress.lines().count(),
+        "{detail}"
+    );
+}
+
+/// `report` without a run shows the latest run that changed something, not the quiet resync
+/// after it, and as a table on request; `status` takes the directory of pipeline files.
+async fn report_and_status_answer_an_admins_first_questions(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    // The demo district, then the same without one student, each as a recording.
+    let mut district = Dataset::demo();
+    let recorded = |district: &Dataset| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        district
+            .write_recording(dir.path(), 100)
+            .expect("write the recording");
+        let source = crate::util::replay_source(dir.path());
+        let pipeline = crate::util::pipeline(dir.path(), "demo", &source, &db.url, "");
+        (dir, pipeline)
+    };
+    let (whole, pipeline) = recorded(&district);
+    let file = pipeline.path.to_str().expect("a UTF-8 path").to_owned();
+    for _ in 0..2 {
+        crate::util::run(&pipeline, &RunOptions::default())
+            .await
+            .expect("load, then resync");
+    }
+    let (code, stdout, stderr) = rosterflow(&["report", &file], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON off a terminal");
+    assert_eq!(report["run"], 1, "the load, not the empty resync: {stdout}");
+    assert!(stderr.contains("run 2, the latest"), "{stderr}");
+
+    let (code, table, stderr) = rosterflow(&["report", &file, "--format", "table"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(table.starts_with("run 1 of demo: committed"), "{table}");
+    let counted = table
+        .lines()
+        .find(|line| line.trim_start().starts_with("change student.create"));
+    assert!(
+        counted.is_some_and(|line| line.ends_with(" 1004")),
+        "{table}"
+    );
+
+    // A student who leaves: change rows, in aligned columns.
+    let student = district.ids_with_role(Role::Student)[0].clone();
+    assert!(district.remove_user(&student));
+    let (_left, pipeline) = recorded(&district);
+    let outcome = crate::util::run(&pipeline, &RunOptions::default())
+        .await
+        .expect("a run without the student");
+    assert!(
+        matches!(outcome.status, RunStatus::Committed { run_id: 3 }),
+        "{:?}",
+        outcome.status
+    );
+    let (code, table, stderr) = rosterflow(&["report", &file, "--format", "table"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = table.lines().collect();
+    let header = lines
+        .iter()
+        .position(|line| line.starts_with("kind"))
+        .unwrap_or_else(|| panic!("a header line: {table}"));
+    let archive = lines[header + 1..]
+        .iter()
+        .find(|line| line.contains(&student) && line.contains("archive"))
+        .unwrap_or_else(|| panic!("the student's archive: {table}"));
+    assert!(archive.starts_with("change"), "{table}");
+    assert_eq!(
+        lines[header].find("action"),
+        archive.find("archive"),
+        "columns line up: {table}"
+    );
+
+    let (code, stdout, stderr) =
+        rosterflow(&["status", whole.path().to_str().expect("UTF-8")], &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("demo: last run     3  committed"),
+        "{stdout}"
+    );
+    let empty = tempfile::tempdir().expect("temp dir");
+    let (code, _, stderr) = rosterflow(&["status", empty.path().to_str().expect("UTF-8")], &[]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("has no *.toml pipeline file"), "{stderr}");
+}
+
+/// A service with no pipeline it can serve names each file and what is wrong with it, such
+/// as the variable that is not set, rather than only asking for a database.
+#[test]
+fn serve_names_the_file_and_the_unset_variable() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("district.toml"),
+        "[pipeline]\nname = \"d\"\n[source]\ntype = \"clever\"\ntoken = \"${CLEVER_TOKEN}\"\n\
+         [load]\ndatabase = \"sqlite://f.db\"\n",
+    )
+    .expect("write");
+    let dir = dir.path().to_str().expect("a UTF-8 path");
+    let (code, _, stderr) = rosterflow(
+        &["serve", "--pipelines", dir, "--listen", "127.0.0.1:0"],
+        &[],
+    );
+    assert_ne!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("district.toml:5:10: environment variable CLEVER_TOKEN is not set"),
+        "{stderr}"
+    );
 }
 
 /// The store applies a plan only to the state it was computed from: a run committed since, or
@@ -338,4 +459,5 @@ on_both_backends!(
     a_held_run_can_be_reviewed_before_approval,
     a_second_run_of_a_district_waits_or_exits,
     a_plan_is_applied_only_to_the_state_it_was_computed_from,
+    report_and_status_answer_an_admins_first_questions,
 );

@@ -3,6 +3,7 @@
 //! records, 2 failed, 3 held, 75 another run in progress, 78 bad config).
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -124,12 +125,13 @@ enum Command {
         #[arg(long = "with")]
         teacher: String,
     },
-    /// Print a run's report (the latest run by default).
+    /// Print a run's report (by default the latest run that changed something or is held).
     Report {
         pipeline: PathBuf,
         run: Option<i64>,
-        #[arg(long, value_enum, default_value_t = ReportFormat::Json)]
-        format: ReportFormat,
+        /// A table on a terminal, JSON otherwise, unless given.
+        #[arg(long, value_enum)]
+        format: Option<ReportFormat>,
     },
     /// Write the pipeline's Parquet exports (growth data and roster history).
     Export { pipeline: PathBuf },
@@ -148,7 +150,8 @@ enum Command {
         #[command(subcommand)]
         command: EmailCommand,
     },
-    /// For each pipeline: its last run and outcome, runs held for approval, quarantined records.
+    /// For each pipeline (a file, or every `*.toml` of a directory): its last run and outcome,
+    /// runs held for approval, quarantined records.
     Status {
         #[arg(required = true)]
         pipelines: Vec<PathBuf>,
@@ -366,8 +369,29 @@ enum PluginCommand {
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum ReportFormat {
+    /// Aligned columns, for a person at a terminal.
+    Table,
     Json,
     Csv,
+}
+
+/// The run `report` shows when none is named: the latest that changed something or waits for
+/// approval, else the latest, so that a quiet night's empty run does not hide what happened.
+async fn last_report(db: &Db, pipeline: &str) -> anyhow::Result<i64> {
+    let latest = runs::history(db, pipeline, 1)
+        .await?
+        .first()
+        .map(|run| run.id)
+        .context("the pipeline has no runs yet")?;
+    Ok(match runs::last_change(db, pipeline).await? {
+        Some(changed) if changed != latest => {
+            eprintln!(
+                "run {changed}, the latest that changed something (run {latest}, the latest, changed nothing): `rosterflow report FILE {latest}` shows it"
+            );
+            changed
+        }
+        _ => latest,
+    })
 }
 
 /// Runs the command line and returns the process's exit code.
@@ -617,16 +641,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let db = open_db(&pipeline).await?;
             let run = match run {
                 Some(run) => run,
-                None => runs::history(&db, pipeline.name(), 1)
-                    .await?
-                    .first()
-                    .map(|r| r.id)
-                    .context("the pipeline has no runs yet")?,
+                None => last_report(&db, pipeline.name()).await?,
             };
             let report = report::read(&db, run).await?;
+            let stdout = std::io::stdout().lock();
+            let format = format.unwrap_or(if stdout.is_terminal() {
+                ReportFormat::Table
+            } else {
+                ReportFormat::Json
+            });
             match format {
+                ReportFormat::Table => report.write_table(stdout)?,
                 ReportFormat::Json => println!("{}", report.to_json()),
-                ReportFormat::Csv => report.write_csv(std::io::stdout().lock())?,
+                ReportFormat::Csv => report.write_csv(stdout)?,
             }
             Ok(exit::OK)
         }
@@ -746,7 +773,22 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Status { pipelines } => {
             let mut code = exit::OK;
-            for path in &pipelines {
+            let mut files = Vec::new();
+            for path in pipelines {
+                if path.is_dir() {
+                    let found = config::files_in(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    anyhow::ensure!(
+                        !found.is_empty(),
+                        "{} has no *.toml pipeline file",
+                        path.display()
+                    );
+                    files.extend(found);
+                } else {
+                    files.push(path);
+                }
+            }
+            for path in &files {
                 let pipeline = load_for_db(path)?;
                 let db = open_db(&pipeline).await?;
                 let status = runs::status(&db, pipeline.name()).await?;

@@ -208,6 +208,16 @@ pub fn load_with(
     parse_with(path, &text, env, secrets)
 }
 
+/// The pipeline files of a directory: its `*.toml` files, in name order.
+pub fn files_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml") && path.is_file())
+        .collect();
+    paths.sort();
+    Ok(paths)
+}
+
 /// Parses and validates pipeline text, every variable set; `path` names it in errors and
 /// anchors relative paths.
 pub fn parse(

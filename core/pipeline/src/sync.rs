@@ -4,6 +4,8 @@
 //! print it on a dry run). Welcome emails are queued by the run and delivered by
 //! `rosterflow email send`; an `[export]` with `after_sync` runs once the run has committed.
 
+use std::time::Instant;
+
 use chrono::{DateTime, Utc};
 
 use crate::config::Pipeline;
@@ -253,7 +255,9 @@ impl Runner {
                 }
             })?;
         let roster = async {
+            let began = Instant::now();
             let (mut snapshot, source) = self.pull(pipeline).await?;
+            tracing::debug!(pipeline = %name, elapsed_ms = began.elapsed().as_millis(), "source pulled");
             tracing::info!(
                 pipeline = %name,
                 district = %snapshot.district.id,
@@ -303,9 +307,14 @@ impl Runner {
             .await
             .map_err(store_error)?;
         tracing::info!(target: rosterflow_model::PROGRESS, "planning");
+        let began = Instant::now();
         let plan = rosterflow_model::blocking(|| Plan::compute(&snapshot, &state));
         let summary = plan.summary();
         tracing::info!(pipeline = %name, changes = summary.change_count(), "plan computed");
+        for (change, count) in summary.counts() {
+            tracing::debug!(pipeline = %name, change = %change, count, "planned");
+        }
+        tracing::debug!(pipeline = %name, elapsed_ms = began.elapsed().as_millis(), "planning took");
         if options.dry_run {
             return Ok(RunResult {
                 status: RunStatus::DryRun,
@@ -347,7 +356,9 @@ impl Runner {
                 checkpoint,
             },
         };
+        let began = Instant::now();
         let outcome = store.apply(&plan, run).await.map_err(store_error)?;
+        tracing::debug!(pipeline = %name, elapsed_ms = began.elapsed().as_millis(), "plan written");
         tracing::info!(pipeline = %name, run = outcome.run_id, changes = outcome.changes, quarantined = outcome.quarantined, "run committed");
         Ok(RunResult {
             status: RunStatus::Committed {
@@ -557,7 +568,15 @@ fn full_source() -> Source {
 
 /// Reads the state through `store` and hands the store back.
 async fn read_state(mut store: Store) -> (Store, Result<State, StoreError>) {
+    let began = Instant::now();
     let state = store.read_state().await;
+    if let Ok(state) = &state {
+        tracing::debug!(
+            last_run = state.last_run,
+            elapsed_ms = began.elapsed().as_millis(),
+            "district state read"
+        );
+    }
     (store, state)
 }
 

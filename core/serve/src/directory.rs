@@ -37,13 +37,8 @@ pub struct Scan {
 /// (the service's own) under a name no other file of the directory uses.
 pub fn scan(dir: &Path, database: Option<&str>) -> std::io::Result<Scan> {
     let env: BTreeMap<String, String> = std::env::vars().collect();
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "toml") && path.is_file())
-        .collect();
-    paths.sort();
     let mut scan = Scan::default();
-    for path in paths {
+    for path in config::files_in(dir)? {
         match read(&path, &env) {
             Err(problem) => {
                 scan.problems.insert(path, problem);

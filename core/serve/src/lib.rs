@@ -353,9 +353,11 @@ fn the_one_database(scan: &Scan) -> Result<String, ServeError> {
         .collect();
     match databases.len() {
         1 => Ok(databases.into_iter().next().expect("one").to_owned()),
-        0 => Err(ServeError::Setup(
+        // Each file that could not be read, by its place in it: an unset variable shows at once.
+        0 => Err(ServeError::Setup(scan.problems.values().fold(
             "no valid pipeline in the directory names a database: give one with --database".into(),
-        )),
+            |message, problem| format!("{message}\n  {problem}"),
+        ))),
         _ => Err(ServeError::Setup(format!(
             "the directory's pipelines load into several databases ({}): give the one this service serves with --database",
             databases

@@ -7,6 +7,8 @@
 //! the rest. A held run's are what its plan would do: planned again from the roster it was
 //! held with, against the district as it is now.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use sqlx::AssertSqlSafe;
 
@@ -400,6 +402,14 @@ async fn held_changes(
 }
 
 /// What an admin can do when a change is not what they expected.
+/// `text` in at most `limit` characters, the cut shown.
+fn cut(text: &str, limit: usize) -> String {
+    match text.char_indices().nth(limit) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
 fn suggest(action: &str, reason: &str, author: &str) -> Option<String> {
     if reason.starts_with("filtered") {
         return Some(format!(
@@ -418,6 +428,76 @@ fn suggest(action: &str, reason: &str, author: &str) -> Option<String> {
 impl RunReport {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("reports serialise")
+    }
+
+    /// Writes the report for a person at a terminal: the run, its changes counted by type, and
+    /// one aligned line per row (long reasons and fixes cut; JSON and CSV carry them whole).
+    pub fn write_table(&self, mut out: impl std::io::Write) -> std::io::Result<()> {
+        writeln!(
+            out,
+            "run {} of {}: {}, started {}",
+            self.run, self.pipeline, self.status, self.started_at
+        )?;
+        if let Some(kind) = &self.source_kind {
+            match &self.source_note {
+                Some(note) => writeln!(out, "source: {kind} ({note})")?,
+                None => writeln!(out, "source: {kind}")?,
+            }
+        }
+        if let Some(note) = &self.note {
+            writeln!(out, "note: {note}")?;
+        }
+        let mut counts = BTreeMap::<String, usize>::new();
+        for row in &self.rows {
+            *counts
+                .entry(format!("{} {}.{}", row.kind, row.entity, row.action))
+                .or_default() += 1;
+        }
+        for planned in &self.planned {
+            *counts
+                .entry(format!("planned {}", planned.change))
+                .or_default() += planned.count;
+        }
+        for (what, count) in &counts {
+            writeln!(out, "  {what:<40} {count:>8}")?;
+        }
+        if self.rows.is_empty() {
+            return writeln!(out, "no row-level changes or quarantined records");
+        }
+        const HEADER: [&str; 7] = ["kind", "entity", "id", "member", "action", "reason", "fix"];
+        let cells: Vec<[String; 7]> = self
+            .rows
+            .iter()
+            .map(|row| {
+                [
+                    row.kind.to_owned(),
+                    row.entity.clone(),
+                    row.source_id.clone().unwrap_or_default(),
+                    row.member_id.clone().unwrap_or_default(),
+                    row.action.clone(),
+                    cut(&format!("{} ({})", row.reason, row.author), 60),
+                    cut(row.suggested_fix.as_deref().unwrap_or(""), 60),
+                ]
+            })
+            .collect();
+        let mut widths = HEADER.map(str::len);
+        for line in &cells {
+            for (width, cell) in widths.iter_mut().zip(line) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+        let mut write_line = |line: &[&str]| -> std::io::Result<()> {
+            let mut text = String::new();
+            for (cell, width) in line.iter().zip(widths) {
+                text.push_str(&format!("{cell:<width$}  "));
+            }
+            writeln!(out, "{}", text.trim_end())
+        };
+        write_line(&HEADER)?;
+        for line in &cells {
+            write_line(&line.each_ref().map(String::as_str))?;
+        }
+        Ok(())
     }
 
     /// Writes the rows as CSV with a header line.

@@ -442,6 +442,19 @@ pub async fn history(db: &Db, pipeline: &str, limit: i64) -> Result<Vec<RunSumma
     .map_err(sql("reading run history"))
 }
 
+/// The pipeline's latest run that changed something or waits for approval: what an admin
+/// asking "what happened?" means, past the nightly runs that found nothing to do. None if no
+/// run did.
+pub async fn last_change(db: &Db, pipeline: &str) -> Result<Option<i64>, RunsError> {
+    sqlx::query_scalar(
+        "SELECT MAX(id) FROM sync_runs WHERE pipeline = $1 AND (changes > 0 OR status = 'held')",
+    )
+    .bind(pipeline)
+    .fetch_one(&db.pool)
+    .await
+    .map_err(sql("reading run history"))
+}
+
 /// The district the pipeline's latest run loaded (none if it has not run).
 pub async fn latest_district(db: &Db, pipeline: &str) -> Result<Option<String>, RunsError> {
     sqlx::query_scalar(

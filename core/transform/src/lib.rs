@@ -195,6 +195,8 @@ impl Transforms {
     /// Runs every stage in order on `snapshot`.
     pub fn apply(&self, snapshot: &mut Snapshot) -> Result<(), TransformError> {
         for stage in &self.stages {
+            let began = std::time::Instant::now();
+            let (sections, users) = (snapshot.sections.len(), user_count(snapshot));
             match stage {
                 Stage::SharingRules(rules) => rules.apply(snapshot),
                 Stage::Filter(filter) => filter.apply(snapshot),
@@ -208,9 +210,34 @@ impl Transforms {
                     tracing::info!(plugin = %name, "{report}");
                 }
             }
+            tracing::debug!(
+                stage = stage.name(),
+                sections_before = sections,
+                sections_after = snapshot.sections.len(),
+                users_before = users,
+                users_after = user_count(snapshot),
+                decisions = snapshot.decisions.len(),
+                elapsed_ms = began.elapsed().as_millis(),
+                "transform stage applied"
+            );
         }
         Ok(())
     }
+}
+
+impl Stage {
+    /// The stage as an admin names it in the pipeline file: its kind, or the plugin's name.
+    fn name(&self) -> &str {
+        match self {
+            Stage::SharingRules(_) => "sharing_rules",
+            Stage::Filter(_) => "filter",
+            Stage::Plugin { name, .. } => name,
+        }
+    }
+}
+
+fn user_count(snapshot: &Snapshot) -> usize {
+    snapshot.students.len() + snapshot.teachers.len()
 }
 
 /// Removes sections for which `drop` says why, then the users who followed only those sections.
