@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rosterflow_pipeline::sync::{RunOptions, RunStatus};
 use rosterflow_store::{LockOptions, Store};
-use rosterflow_tests::district::{Dataset, Role};
+use rosterflow_tests::district::{Collection, Dataset, Role};
 
 use crate::on_both_backends;
 use crate::util::{Backend, ChildLog, TestDb, demo_records, rosterflow, rosterflow_bin};
@@ -376,6 +376,44 @@ async fn report_and_status_answer_an_admins_first_questions(backend: Backend) {
     assert!(stderr.contains("has no *.toml pipeline file"), "{stderr}");
 }
 
+/// `explain` of a student the source sent unreadable says it was quarantined, by which run and
+/// why, rather than that it was never in a source.
+async fn explain_says_a_record_was_quarantined(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let mut district = Dataset::demo();
+    let id = district.new_id();
+    district.insert_raw(
+        Collection::Users,
+        &id,
+        &format!(
+            r#"{{"id": "{id}", "district": "{DISTRICT}", "roles": {{"student": "not an object"}}}}"#
+        ),
+    );
+    let recording = tempfile::tempdir().expect("temp dir");
+    district
+        .write_recording(recording.path(), 100)
+        .expect("write the recording");
+    let source = crate::util::replay_source(recording.path());
+    let pipeline = crate::util::pipeline(recording.path(), "demo", &source, &db.url, "");
+    let outcome = crate::util::run(&pipeline, &RunOptions::default())
+        .await
+        .expect("a run");
+    assert_eq!(outcome.exit_code(), 1, "a record quarantined");
+    let file = pipeline.path.to_str().expect("a UTF-8 path");
+    let (code, stdout, stderr) = rosterflow(&["explain", file, "student", &id], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.starts_with(&format!(
+            "student {id}: quarantined by run 1: unreadable record"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("quarantined by run 1 (user): unreadable record"),
+        "{stdout}"
+    );
+}
+
 /// A service with no pipeline it can serve names each file and what is wrong with it, such
 /// as the variable that is not set, rather than only asking for a database.
 #[test]
@@ -460,4 +498,5 @@ on_both_backends!(
     a_second_run_of_a_district_waits_or_exits,
     a_plan_is_applied_only_to_the_state_it_was_computed_from,
     report_and_status_answer_an_admins_first_questions,
+    explain_says_a_record_was_quarantined,
 );

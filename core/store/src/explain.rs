@@ -84,6 +84,20 @@ pub struct Explanation {
     pub pending: Option<(i64, Vec<crate::report::ReportRow>)>,
     /// For a student or teacher: whether they can sign in with Clever, and if not, why.
     pub sign_in: Option<String>,
+    /// The record as the latest run that quarantined it did: why, and what would mend it.
+    pub quarantined: Vec<QuarantineRow>,
+}
+
+/// A quarantined record of the source: kept out of the roster, with its reason.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct QuarantineRow {
+    pub run_id: i64,
+    /// `user`, `section`, `section.students`...
+    pub kind: String,
+    pub reason: String,
+    pub suggested_fix: Option<String>,
+    /// A file and line, a URL.
+    pub origin: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -261,7 +275,21 @@ pub async fn explain(
     .filter(|row: &LoggedChange| Entity::parse(&row.entity).is_some_and(|e| entities.contains(&e)))
     .collect();
 
-    if state.is_none() && decisions.is_empty() && logged.is_empty() {
+    // The latest run that quarantined the record: a record that never loaded is most often one.
+    let quarantined: Vec<QuarantineRow> = sqlx::query_as(
+        "SELECT q.run_id, q.kind, q.reason, q.suggested_fix, q.origin FROM quarantine q \
+         WHERE q.run_id = (SELECT MAX(q2.run_id) FROM quarantine q2 \
+           JOIN sync_runs r ON r.id = q2.run_id JOIN districts d ON d.id = r.district_id \
+           WHERE d.key = $1 AND q2.source_id = $2) \
+         AND q.source_id = $2 ORDER BY q.id",
+    )
+    .bind(district)
+    .bind(id)
+    .fetch_all(pool)
+    .await
+    .map_err(sql("reading quarantined records"))?;
+
+    if state.is_none() && decisions.is_empty() && logged.is_empty() && quarantined.is_empty() {
         return Err(ExplainError::Unknown {
             kind: subject.entity().as_str(),
             id: id.to_owned(),
@@ -401,6 +429,7 @@ pub async fn explain(
         }
     };
     Ok(Explanation {
+        quarantined,
         sign_in,
         pending,
         subject,
@@ -507,7 +536,16 @@ impl Explanation {
                 d.author,
                 d.detail
             ),
-            (None, None) => "never loaded".to_owned(),
+            (None, None) => match self.quarantined.first() {
+                Some(q) if Some(q.run_id) >= self.last_run => {
+                    format!("quarantined by run {}: {}", q.run_id, q.reason)
+                }
+                Some(q) => format!(
+                    "never loaded; last quarantined by run {}: {}",
+                    q.run_id, q.reason
+                ),
+                None => "never loaded".to_owned(),
+            },
             (Some(state), None) => match (&state.archived_at, created) {
                 (Some(at), _) => format!(
                     "archived since {at}: {}",
@@ -536,6 +574,20 @@ impl fmt::Display for Explanation {
         writeln!(f, ": {}", self.verdict())?;
         if let Some(answer) = &self.sign_in {
             writeln!(f, "sign in with Clever: {answer}")?;
+        }
+        for q in &self.quarantined {
+            write!(
+                f,
+                "quarantined by run {} ({}): {}",
+                q.run_id, q.kind, q.reason
+            )?;
+            if let Some(origin) = &q.origin {
+                write!(f, " [{origin}]")?;
+            }
+            writeln!(f)?;
+            if let Some(fix) = &q.suggested_fix {
+                writeln!(f, "  fix: {fix}")?;
+            }
         }
         if !self.memberships.is_empty() {
             writeln!(f, "memberships:")?;
