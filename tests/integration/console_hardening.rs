@@ -203,3 +203,84 @@ async fn a_database_password_stays_out_of_the_console_and_the_log() {
     assert!(!front.contains("secretpw"));
     assert!(!service.log().contains("secretpw"), "{}", service.log());
 }
+
+/// A console link opened from an email lands on its page once signed in, and only on a page of
+/// the console; the name is taken as a person writes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_lands_on_its_page_after_sign_in() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let work = tempfile::tempdir().expect("a directory");
+    let service = service(&db, work.path());
+    let base = format!("http://127.0.0.1:{}", service.port);
+    let browser = client("127.0.0.1");
+
+    let asked = browser
+        .get(format!("{base}/pipelines/demo?tab=runs"))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(asked.status(), 303);
+    let to_login = asked.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(to_login, "/login?next=%2Fpipelines%2Fdemo%3Ftab%3Druns");
+    let form = browser
+        .get(format!("{base}{to_login}"))
+        .send()
+        .await
+        .expect("an answer")
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        form.contains(r#"name="next" value="/pipelines/demo?tab=runs""#),
+        "{form}"
+    );
+
+    let sign_in = |next: &'static str| {
+        let browser = browser.clone();
+        let base = base.clone();
+        async move {
+            browser
+                .post(format!("{base}/login"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("user=Dana%20Admin&token={TOKEN}&next={next}"))
+                .send()
+                .await
+                .expect("an answer")
+        }
+    };
+    let signed_in = sign_in("%2Fpipelines%2Fdemo%3Ftab%3Druns").await;
+    assert_eq!(signed_in.status(), 303);
+    assert_eq!(
+        signed_in.headers()["location"],
+        "/pipelines/demo?tab=runs&signed_in=1"
+    );
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = browser
+        .get(format!("{base}/pipelines/demo?tab=runs&signed_in=1"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("Dana Admin"));
+
+    // Another site is never a landing: the dashboard instead.
+    for elsewhere in [
+        "%2F%2Fevil.example",
+        "https%3A%2F%2Fevil.example",
+        "%2F%5Cevil.example",
+    ] {
+        let signed_in = sign_in(elsewhere).await;
+        assert_eq!(
+            signed_in.headers()["location"],
+            "/?signed_in=1",
+            "{elsewhere}"
+        );
+    }
+}

@@ -71,6 +71,9 @@ pub(crate) enum Refusal {
     ConsoleOff,
     /// A page asked for without a session: the browser is sent to sign in.
     SignIn,
+    /// The same, for a page the browser asked for by its path: it lands there once signed in
+    /// (a link from an email, say).
+    SignInFor(String),
     /// A POST without a session or without its CSRF token.
     Forbidden(&'static str),
     /// The sessions could not be read.
@@ -88,6 +91,10 @@ impl IntoResponse for Refusal {
             )
                 .into_response(),
             Refusal::SignIn => Redirect::to("/login").into_response(),
+            Refusal::SignInFor(next) => {
+                let next: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
+                Redirect::to(&format!("/login?next={next}")).into_response()
+            }
             Refusal::Forbidden(why) => {
                 (StatusCode::FORBIDDEN, format!("refused: {why}\n")).into_response()
             }
@@ -157,6 +164,10 @@ impl FromRequestParts<Arc<Service>> for Admin {
             .await
             .map_err(|refusal| match refusal {
                 Refusal::SignIn if just_signed_in(parts.uri.query()) => Refusal::CookieRefused,
+                Refusal::SignIn => match parts.uri.path_and_query().map(|p| p.as_str()) {
+                    Some(next) if next != "/" => Refusal::SignInFor(next.to_owned()),
+                    _ => Refusal::SignIn,
+                },
                 other => other,
             })
     }
@@ -168,6 +179,23 @@ pub(crate) const SIGNED_IN: &str = "/?signed_in=1";
 
 fn just_signed_in(query: Option<&str>) -> bool {
     query.is_some_and(|query| query.split('&').any(|pair| pair == "signed_in=1"))
+}
+
+/// Where a browser goes once signed in: `next` when it is a path of this console (never
+/// another site: `//host`, `/\\host` and schemes are refused), else the dashboard; marked as
+/// just signed in either way.
+fn signed_in_to(next: Option<&str>) -> String {
+    let local = next.filter(|next| {
+        next.starts_with('/')
+            && !next.starts_with("//")
+            && next.len() <= 1024
+            && !next.chars().any(|c| c == '\\' || c.is_control())
+    });
+    match local {
+        Some(next) if next.contains('?') => format!("{next}&signed_in=1"),
+        Some(next) => format!("{next}?signed_in=1"),
+        None => SIGNED_IN.to_owned(),
+    }
 }
 
 /// Checks the session and the form's CSRF token of a POST.
@@ -408,14 +436,27 @@ fn run_now_button(pipeline: &str, admin: &Admin) -> Markup {
     }
 }
 
-async fn login_page(State(service): State<Arc<Service>>) -> Response {
+#[derive(Deserialize)]
+struct LoginQuery {
+    next: Option<String>,
+}
+
+async fn login_page(
+    State(service): State<Arc<Service>>,
+    Query(query): Query<LoginQuery>,
+) -> Response {
     if !service.console_on() {
         return Refusal::ConsoleOff.into_response();
     }
-    page("Sign in", None, login_form(&service, None)).into_response()
+    page(
+        "Sign in",
+        None,
+        login_form(&service, None, query.next.as_deref()),
+    )
+    .into_response()
 }
 
-fn login_form(service: &Service, problem: Option<&str>) -> Markup {
+fn login_form(service: &Service, problem: Option<&str>, next: Option<&str>) -> Markup {
     html! {
         @if let Some(problem) = problem { p.problem { (problem) } }
         @if service.sign_in.is_some() {
@@ -425,6 +466,7 @@ fn login_form(service: &Service, problem: Option<&str>) -> Markup {
             form method="post" action="/login" {
                 p { label { "Your name" br; input type="text" name="user" autocomplete="username" required; } }
                 p { label { "Admin token" br; input type="password" name="token" autocomplete="current-password" required; } }
+                @if let Some(next) = next { input type="hidden" name="next" value=(next); }
                 button { "Sign in" }
             }
         }
@@ -435,6 +477,8 @@ fn login_form(service: &Service, problem: Option<&str>) -> Markup {
 struct Login {
     user: String,
     token: String,
+    /// The page to land on once signed in.
+    next: Option<String>,
 }
 
 async fn login(
@@ -465,7 +509,11 @@ async fn login(
             tracing::warn!(user = ?named, client = %client.ip(), "console sign-in refused: wrong admin token");
             // Slows down guessing.
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let body = login_form(&service, Some("That is not the admin token."));
+            let body = login_form(
+                &service,
+                Some("That is not the admin token."),
+                login.next.as_deref(),
+            );
             return (StatusCode::UNAUTHORIZED, page("Sign in", None, body)).into_response();
         }
         None => {
@@ -473,6 +521,7 @@ async fn login(
             let body = login_form(
                 &service,
                 Some("Too many wrong tokens: wait a minute before you try again."),
+                login.next.as_deref(),
             );
             return (StatusCode::TOO_MANY_REQUESTS, page("Sign in", None, body)).into_response();
         }
@@ -481,14 +530,16 @@ async fn login(
     if !session::valid_user(user) {
         let body = login_form(
             &service,
-            Some("A name is 1 to 64 letters, digits, '.', '_', '-' or '@'."),
+            Some("Give your name, as you write it (at most 64 characters)."),
+            login.next.as_deref(),
         );
         return (StatusCode::BAD_REQUEST, page("Sign in", None, body)).into_response();
     }
     match open_session(&service, user, None).await {
         Ok(cookie) => {
             tracing::info!(user, "signed in to the console");
-            ([(header::SET_COOKIE, cookie)], Redirect::to(SIGNED_IN)).into_response()
+            let landing = signed_in_to(login.next.as_deref());
+            ([(header::SET_COOKIE, cookie)], Redirect::to(&landing)).into_response()
         }
         Err(refusal) => refusal.into_response(),
     }
