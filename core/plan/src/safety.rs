@@ -113,10 +113,7 @@ pub fn check(plan: &Plan<'_>, config: &SafetyConfig) -> Vec<String> {
         ) {
             let place = match school {
                 None => "district-wide".to_owned(),
-                Some(row) => format!(
-                    "in school {}",
-                    plan.key_of_row(Entity::School, row).unwrap_or("?")
-                ),
+                Some(row) => school_named(plan, plan.key_of_row(Entity::School, row)),
             };
             reasons.push(format!(
                 "{entity}: would archive or end {count} of {before} ({percent:.1}%) {place}, above the {}% threshold",
@@ -134,6 +131,16 @@ pub fn check(plan: &Plan<'_>, config: &SafetyConfig) -> Vec<String> {
         }
     }
     reasons
+}
+
+/// `in school "Lincoln Elementary" (5a25...)`: an admin knows a school by its name, the SIS and
+/// Clever by its id. A school the source no longer sends is named by its id alone.
+fn school_named(plan: &Plan, id: Option<&str>) -> String {
+    let id = id.unwrap_or("?");
+    match plan.snapshot.schools.iter().find(|school| school.id == id) {
+        Some(school) if !school.name.is_empty() => format!("in school {:?} ({id})", school.name),
+        _ => format!("in school {id}"),
+    }
 }
 
 /// The percentage `count` is of `before`, when it exceeds `limit` on a large enough base.
@@ -161,6 +168,7 @@ mod tests {
         let mut snapshot = Snapshot {
             schools: vec![School {
                 id: "north".into(),
+                name: "North High".into(),
                 ..School::default()
             }],
             students: (0..before).map(student).collect(),
@@ -179,7 +187,10 @@ mod tests {
             reasons[0].contains("50 of 100 (50.0%) district-wide"),
             "{reasons:?}"
         );
-        assert!(reasons[1].contains("in school north"), "{reasons:?}");
+        assert!(
+            reasons[1].contains(r#"in school "North High" (north)"#),
+            "{reasons:?}"
+        );
     }
 
     #[test]
