@@ -883,6 +883,37 @@ async fn district_admin_console(backend: Backend) {
     let home = browser.get(&world.url("/")).await;
     assert_eq!(home.status, 200, "{}", home.body);
     assert!(home.body.contains("/pipelines/sso"), "{}", home.body);
+    // A link from an email, opened signed out: the sign-in page offers Clever with the page
+    // to land on, and the administrator lands there.
+    let mut signed_out = Browser::default();
+    let asked = signed_out
+        .get(&world.url(&format!("/runs/{own_run}")))
+        .await;
+    assert_eq!(asked.status, 303);
+    let login_page = signed_out
+        .get(&world.url(&asked.location.expect("to sign in")))
+        .await;
+    let start = format!("/sign-in/clever?next=%2Fruns%2F{own_run}");
+    assert!(login_page.body.contains(&start), "{}", login_page.body);
+    let Ended::Page(200, landed) = world
+        .sign_in_from(
+            &mut signed_out,
+            &start,
+            &Login::user(&admin, "district_admin"),
+        )
+        .await
+    else {
+        panic!("the district admin signs in to the console");
+    };
+    let landing = format!("/runs/{own_run}?signed_in=1");
+    assert!(landed.contains(&format!("url={landing}")), "{landed}");
+    assert_eq!(signed_out.get(&world.url(&landing)).await.status, 200);
+    let page = signed_out.get(&world.url("/")).await;
+    let csrf = format!("csrf={}", csrf_of(&page.body));
+    assert_eq!(
+        signed_out.post(&world.url("/logout"), &csrf).await.status,
+        303
+    );
     assert!(!home.body.contains("/pipelines/other"), "{}", home.body);
     assert!(home.body.contains(&admin_email), "the header names them");
     let csrf = csrf_of(&home.body);
@@ -1004,7 +1035,7 @@ async fn district_admin_console(backend: Backend) {
     let after = browser.get(&world.url("/pipelines/sso")).await;
     assert_eq!(
         after.location.as_deref(),
-        Some("/login"),
+        Some("/login?next=%2Fpipelines%2Fsso"),
         "the session is over"
     );
     // Signing out ends the operator's own session in the database.

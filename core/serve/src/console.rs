@@ -181,17 +181,20 @@ fn just_signed_in(query: Option<&str>) -> bool {
     query.is_some_and(|query| query.split('&').any(|pair| pair == "signed_in=1"))
 }
 
-/// Where a browser goes once signed in: `next` when it is a path of this console (never
-/// another site: `//host`, `/\\host` and schemes are refused), else the dashboard; marked as
-/// just signed in either way.
-fn signed_in_to(next: Option<&str>) -> String {
-    let local = next.filter(|next| {
-        next.starts_with('/')
-            && !next.starts_with("//")
-            && next.len() <= 1024
-            && !next.chars().any(|c| c == '\\' || c.is_control())
-    });
-    match local {
+/// `next` when it is a path of this console: never another site (`//host`, `/\\host` and
+/// schemes are refused), so a link cannot send a signed-in browser elsewhere.
+pub(crate) fn local_path(next: &str) -> Option<&str> {
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && next.len() <= 1024
+        && !next.chars().any(|c| c == '\\' || c.is_control());
+    local.then_some(next)
+}
+
+/// Where a browser goes once signed in: `next` when it is a path of this console, else the
+/// dashboard; marked as just signed in either way.
+pub(crate) fn signed_in_to(next: Option<&str>) -> String {
+    match next.and_then(local_path) {
         Some(next) if next.contains('?') => format!("{next}&signed_in=1"),
         Some(next) => format!("{next}?signed_in=1"),
         None => SIGNED_IN.to_owned(),
@@ -460,7 +463,7 @@ fn login_form(service: &Service, problem: Option<&str>, next: Option<&str>) -> M
     html! {
         @if let Some(problem) = problem { p.problem { (problem) } }
         @if service.sign_in.is_some() {
-            p { a href="/sign-in/clever" { "District administrators: sign in with Clever" } }
+            p { a href=(clever_start(next)) { "District administrators: sign in with Clever" } }
         }
         @if service.admin_token.is_some() {
             form method="post" action="/login" {
@@ -470,6 +473,17 @@ fn login_form(service: &Service, problem: Option<&str>, next: Option<&str>) -> M
                 button { "Sign in" }
             }
         }
+    }
+}
+
+/// Where sign-in with Clever starts, carrying the page to land on.
+fn clever_start(next: Option<&str>) -> String {
+    match next.and_then(local_path) {
+        Some(next) => {
+            let next: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
+            format!("/sign-in/clever?next={next}")
+        }
+        None => "/sign-in/clever".to_owned(),
     }
 }
 

@@ -1,12 +1,14 @@
 //! Signing in with Clever (Instant Login): `rosterflow serve` is the Clever login of the Freckle
 //! DB. One Clever app serves every district.
 //!
-//! - `GET /sign-in/clever[?district=<Clever district id>][&app_state=<the app's nonce>]` starts
-//!   a login: a fresh `state`, kept (hashed, with the app's nonce) in the DB and in a cookie of
-//!   this browser, and a redirect to Clever's authorize URL.
+//! - `GET /sign-in/clever[?district=<Clever district id>][&app_state=<the app's nonce>]`
+//!   `[&next=<a console path>]` starts a login: a fresh `state`, kept (hashed, with the app's
+//!   nonce) in the DB and in a cookie of this browser, and a redirect to Clever's authorize URL.
+//!   `next`, kept in a cookie too, is the console page a district administrator lands on.
 //! - `GET /sign-in/clever/callback` is the redirect URI registered with Clever. A login Clever
 //!   started (the portal, an Instant Login link) arrives without `state` and is sent back to
-//!   Clever with a fresh one (or to the app's own start, when it has one); its code is not used. Otherwise the `state` must match the
+//!   Clever with a fresh one (or to the app's own start, when it has one); its code is not
+//!   used. Otherwise the `state` must match the
 //!   cookie's (in constant time) and be unused and unexpired; the code is exchanged once (a code
 //!   seen before is refused without asking Clever); Clever says who signed in and as what; the
 //!   Freckle DB decides who that is, by Clever user id within the user's Clever district.
@@ -57,6 +59,9 @@ pub const CALLBACK_PATH: &str = "/sign-in/clever/callback";
 /// that the browser sends it on the top-level redirect back from Clever; `__Host-` (Secure,
 /// `Path=/`, no domain), so that a sibling subdomain cannot plant one.
 const STATE_COOKIE: &str = "__Host-rosterflow_sign_in";
+/// The console page a district administrator asked for before signing in, kept by the browser
+/// while it is at Clever.
+const NEXT_COOKIE: &str = "__Host-rosterflow_next";
 /// How long a started login may take at Clever.
 const STATE_LIFETIME: chrono::Duration = chrono::Duration::minutes(10);
 /// How long the Freckle app has to exchange a grant.
@@ -176,6 +181,28 @@ fn clear_state_cookie() -> String {
     format!("{STATE_COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=0")
 }
 
+fn next_cookie(next: &str) -> String {
+    let next: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
+    format!(
+        "{NEXT_COOKIE}={next}; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age={}",
+        STATE_LIFETIME.num_seconds()
+    )
+}
+
+fn clear_next_cookie() -> String {
+    format!("{NEXT_COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=0")
+}
+
+/// The console page the browser asked for before it went to Clever, if it is one.
+fn next_of(headers: &HeaderMap) -> Option<String> {
+    let next = console::cookie(headers, NEXT_COOKIE)?;
+    let next: String = url::form_urlencoded::parse(format!("next={next}").as_bytes())
+        .next()?
+        .1
+        .into_owned();
+    console::local_path(&next).map(str::to_owned)
+}
+
 #[derive(Deserialize)]
 struct Start {
     /// The Clever district, when the login page knows it.
@@ -183,6 +210,8 @@ struct Start {
     /// The Freckle app's own value for this login (a nonce it keeps in its own cookie), handed
     /// back with the grant so that the app can tell that the browser landing is the one it sent.
     app_state: Option<String>,
+    /// For a district administrator: the console page to land on.
+    next: Option<String>,
 }
 
 /// The longest `app_state` kept.
@@ -211,7 +240,14 @@ async fn start(State(service): State<Arc<Service>>, Query(start): Query<Start>) 
                 .into_response();
         }
     }
-    send_to_clever(&service, sign_in, district.as_deref(), app_state.as_deref()).await
+    let mut response =
+        send_to_clever(&service, sign_in, district.as_deref(), app_state.as_deref()).await;
+    if let Some(next) = start.next.as_deref().and_then(console::local_path)
+        && let Ok(value) = next_cookie(next).parse()
+    {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
 }
 
 /// Sends the browser to Clever with a fresh `state`, bound to it by a cookie.
@@ -343,7 +379,8 @@ async fn callback(
             .await;
         }
     };
-    sign_in_as(&service, sign_in, &token, identity, taken, now).await
+    let next = next_of(&headers);
+    sign_in_as(&service, sign_in, &token, identity, taken, next, now).await
 }
 
 /// Decides who `identity` is in the Freckle DB, and lets them in or says why not.
@@ -353,6 +390,7 @@ async fn sign_in_as(
     token: &LoginToken,
     identity: Identity,
     login: sign_in::Taken,
+    next: Option<String>,
     now: DateTime<Utc>,
 ) -> Response {
     let mut attempt = Attempt {
@@ -407,7 +445,7 @@ async fn sign_in_as(
     };
     attempt.account = Some((account.kind, account.id));
     if account.kind == AccountKind::Admin {
-        return into_console(service, &attempt, &account, now).await;
+        return into_console(service, &attempt, &account, next.as_deref(), now).await;
     }
     // Creating a teacher may have waited: the grant's minute starts now.
     let now = service.clock.now();
@@ -446,6 +484,7 @@ async fn into_console(
     service: &Service,
     attempt: &Attempt,
     account: &sign_in::Account,
+    next: Option<&str>,
     now: DateTime<Utc>,
 ) -> Response {
     // Run history names them by email, or else by Clever id.
@@ -471,11 +510,12 @@ async fn into_console(
     tracing::info!(district = %account.district.key, user, "district administrator signed in to the console with Clever");
     // The session cookie is SameSite=Strict, and a browser does not send it on the redirect
     // chain that began at Clever: the page moves on to the console by itself, from this site.
+    let landing = console::signed_in_to(next);
     let page = person_page(
         "Signed in",
         html! {
-            meta http-equiv="refresh" content={ "0; url=" (console::SIGNED_IN) };
-            p { "You are signed in to the rosterflow console for your district. " a href=(console::SIGNED_IN) { "Continue" } }
+            meta http-equiv="refresh" content={ "0; url=" (landing) };
+            p { "You are signed in to the rosterflow console for your district. " a href=(landing) { "Continue" } }
         },
     );
     let mut response = (
@@ -484,7 +524,7 @@ async fn into_console(
     )
         .into_response();
     let headers = response.headers_mut();
-    for value in [clear_state_cookie(), cookie] {
+    for value in [clear_state_cookie(), clear_next_cookie(), cookie] {
         if let Ok(value) = value.parse() {
             headers.append(header::SET_COOKIE, value);
         }
@@ -645,7 +685,11 @@ fn count(outcome: Outcome) {
 /// Every answer to a Clever login ends the browser's state cookie and any console session.
 fn leave(mut response: Response) -> Response {
     let headers = response.headers_mut();
-    for value in [clear_state_cookie(), console::session::clear_cookie()] {
+    for value in [
+        clear_state_cookie(),
+        clear_next_cookie(),
+        console::session::clear_cookie(),
+    ] {
         if let Ok(value) = value.parse() {
             headers.append(header::SET_COOKIE, value);
         }
