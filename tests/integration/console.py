@@ -22,15 +22,17 @@ def main(base, token, held_run):
 
 def drive(browser, base, token, held_run):
     browser.implicitly_wait(5)
-    # Without a session, a run's page leads to sign-in.
+    # Without a session, a run's page leads to sign-in, and back to the run's page after it.
     browser.get(f"{base}/runs/{held_run}")
-    expect(browser.current_url.endswith("/login"), f"sent to sign in, not {browser.current_url}")
+    expect("/login?next=" in browser.current_url, f"sent to sign in, not {browser.current_url}")
 
-    browser.find_element(By.NAME, "user").send_keys("alice")
+    browser.find_element(By.NAME, "user").send_keys("Alice Admin")
     browser.find_element(By.NAME, "token").send_keys(token)
     browser.find_element(By.TAG_NAME, "form").submit()
-    WebDriverWait(browser, 30).until(lambda b: not b.current_url.endswith("/login"))
-    expect("Pipelines" in browser.find_element(By.TAG_NAME, "h1").text, "the dashboard after sign-in")
+    WebDriverWait(browser, 30).until(lambda b: "/login" not in b.current_url)
+    expect(f"/runs/{held_run}?signed_in=1" in browser.current_url, f"the run's page, not {browser.current_url}")
+    browser.get(f"{base}/")
+    expect("Pipelines" in browser.find_element(By.TAG_NAME, "h1").text, "the dashboard")
     held_cell = browser.find_element(By.CSS_SELECTOR, "td.held").text
     expect(held_cell == "1", f"the dashboard shows one held run, not {held_cell!r}")
 

@@ -989,7 +989,7 @@ async fn the_console_approves_a_held_run_in_a_browser() {
             "SELECT status, decided_by FROM sync_runs WHERE id = {held}"
         ))
         .await,
-        ["approved|console:alice"]
+        ["approved|console:Alice Admin"]
     );
     assert_eq!(
         db.scalar("SELECT COUNT(*) FROM students WHERE archived_at IS NOT NULL")
