@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# A throwaway PostgreSQL on 127.0.0.1 for the tests and benchmarks: no password, no fsync, its
-# data in a temporary directory. Installs Debian's server when it is missing (needs root, as
-# tests/run has on a fresh machine). PostgreSQL refuses to run as root, so as root the server
-# runs as the `postgres` system user.
+# A throwaway PostgreSQL on 127.0.0.1 for the tests and benchmarks: no fsync, its data in a
+# temporary directory. Installs Debian's server when it is missing (needs root, as tests/run has
+# on a fresh machine). PostgreSQL refuses to run as root, so as root the server runs as the
+# `postgres` system user. Its role signs in with a password (SCRAM, no trust), and the password
+# is a canary (tests/integration/util.rs `CANARY`): the tests fail if any output shows it.
 #   eval "$(bash tests/pg.sh start [PORT])"   # prints `export DATABASE_URL=...` and PGDATA_DIR
 #   bash tests/pg.sh stop [PORT]              # stops it and removes its data
 set -euo pipefail
 command=${1:?usage: pg.sh start|stop [PORT]}
 port=${2:-54329}
 data=${PGDATA_DIR:-${TMPDIR:-/tmp}/rosterflow-pg-$port}
+password=rf-canary-7d1e
 
 bindir() {
   ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1
@@ -37,11 +39,15 @@ case $command in
       rm -rf "$data"
       mkdir -p "$data"
       [ "$(id -u)" = 0 ] && chown postgres "$data"
-      as_owner "$bin/initdb -D $data -U postgres --auth=trust -E UTF8 --no-sync" >/dev/null
+      pwfile=$(mktemp)
+      echo "$password" >"$pwfile"
+      [ "$(id -u)" = 0 ] && chown postgres "$pwfile"
+      as_owner "$bin/initdb -D $data -U postgres --auth=scram-sha-256 --pwfile=$pwfile -E UTF8 --no-sync" >/dev/null
+      rm -f "$pwfile"
       as_owner "$bin/pg_ctl -D $data -l $data/server.log -w -o '-h 127.0.0.1 -p $port -k $data \
         -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200' start" >/dev/null
     fi
-    echo "export DATABASE_URL=postgres://postgres@127.0.0.1:$port/postgres"
+    echo "export DATABASE_URL=postgres://postgres:$password@127.0.0.1:$port/postgres"
     echo "export PGDATA_DIR=$data"
     ;;
   stop)

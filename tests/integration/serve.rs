@@ -129,12 +129,15 @@ impl Service {
             .nth(1)
             .and_then(|code| code.parse().ok())
             .unwrap_or(0);
+        crate::util::assert_no_canary(&response);
         let (headers, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
         (status, headers.to_owned(), body.to_owned())
     }
 
     pub(crate) fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        crate::util::assert_no_canary(&log);
+        log
     }
 
     /// The log's lines so far.

@@ -692,3 +692,232 @@ fn validate_names_file_line_and_column_and_exits_78() {
         (0, format!("{}: ok", demo.display()).as_str())
     );
 }
+
+/// Records whose ids cannot be Clever ids (a student `../../etc/passwd`, a teacher `x|y`, a
+/// section `not-an-id`) and a section naming a student `../s`, among the demo district: each
+/// is quarantined with a reason that names it and never loaded, and the rest loads. The
+/// report says why; a resync plans nothing.
+async fn records_whose_ids_are_not_clever_ids_are_quarantined_never_loaded(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let edited = db.dir.path().join("recording");
+    copy_dir(&repo().join("pipelines/demo"), &edited);
+    let edit_page = |collection: &str, edit: &dyn Fn(&mut Vec<Value>)| {
+        let path = edited.join(collection).join("0001.json");
+        let mut page: Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("page")).expect("JSON");
+        edit(page["data"].as_array_mut().expect("list"));
+        std::fs::write(&path, serde_json::to_vec(&page).expect("JSON")).expect("write page");
+    };
+    let section = demo_facts_first_section();
+    let school = demo_records("sections")[0]["school"]
+        .as_str()
+        .expect("a school")
+        .to_owned();
+    edit_page("sections", &|items| {
+        items[0]["data"]["students"]
+            .as_array_mut()
+            .expect("students")
+            .push("../s".into());
+        items.push(
+            serde_json::json!({"data": {"id": "not-an-id", "school": school,
+            "name": "Bad", "students": [], "teachers": []}}),
+        );
+    });
+    edit_page("users", &|items| {
+        items.push(serde_json::json!({"data": {"id": "../../etc/passwd",
+            "name": {"first": "Path", "last": "Trick"}, "roles": {"student": {"sis_id": "666"}}}}));
+        items.push(serde_json::json!({"data": {"id": "x|y", "roles": {"teacher": {}}}}));
+    });
+    let demo = pipeline(db.dir.path(), "demo", &replay_source(&edited), &db.url, "");
+    let file = demo.path.to_str().expect("UTF-8").to_owned();
+    let (code, _, stderr) = rosterflow(&["run", &file], &[]);
+    assert_eq!(code, 1, "applied with quarantined records: {stderr}");
+
+    let facts = demo_facts();
+    let count = |table: &str| format!("SELECT COUNT(*) FROM {table} WHERE archived_at IS NULL");
+    assert_eq!(db.scalar(&count("students")).await, facts.students as i64);
+    assert_eq!(db.scalar(&count("teachers")).await, facts.teachers as i64);
+    assert_eq!(db.scalar(&count("classes")).await, facts.sections as i64);
+    let loaded = db
+        .rows(
+            "SELECT source_id FROM students WHERE source_id IN ('../../etc/passwd', 'x|y') \
+             UNION ALL SELECT source_id FROM teachers WHERE source_id IN ('../../etc/passwd', 'x|y') \
+             UNION ALL SELECT source_id FROM classes WHERE source_id = 'not-an-id'",
+        )
+        .await;
+    assert!(loaded.is_empty(), "{loaded:?}");
+    let quarantined = db
+        .rows("SELECT kind, source_id, reason FROM quarantine ORDER BY kind, reason")
+        .await;
+    let not_an_id = "is not a Clever id (24 hex digits): not loaded";
+    assert_eq!(
+        quarantined,
+        [
+            format!("section|NULL|its id \"not-an-id\" {not_an_id}"),
+            format!(
+                "section.students|{section}|section {section} names student \"../s\" whose id is not a Clever id (24 hex digits)"
+            ),
+            format!("user|NULL|its id \"../../etc/passwd\" {not_an_id}"),
+            format!("user|NULL|its id \"x|y\" {not_an_id}"),
+        ]
+    );
+    let (code, report, stderr) = rosterflow(&["report", &file, "--format", "json"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report.matches(not_an_id).count(), 3, "{report}");
+
+    let resync = crate::util::run(&demo, &RunOptions::default())
+        .await
+        .expect("resync");
+    assert_eq!(resync.exit_code(), 1);
+    assert!(resync.plan.is_empty(), "{}", resync.plan);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_whose_ids_are_not_clever_ids_are_quarantined_never_loaded_on_sqlite() {
+    records_whose_ids_are_not_clever_ids_are_quarantined_never_loaded(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_whose_ids_are_not_clever_ids_are_quarantined_never_loaded_on_postgres() {
+    records_whose_ids_are_not_clever_ids_are_quarantined_never_loaded(Backend::Postgres).await
+}
+
+/// A pipeline whose every secret carries the canary (`crate::util::CANARY`): the Clever token
+/// and the SMTP password through `${VAR}`, on PostgreSQL the database URL's password too, and
+/// serve's admin token. No output shows one, whatever the binary does: validate, a run (with
+/// its logs at `-vv`, as text and JSON), a dry run, status, history, report (each format),
+/// explain, email send (whose server cannot be reached), a run whose token Clever refuses, a
+/// file whose secret lands where it does not fit; nor serve's log, `/metrics`, `/readyz` or
+/// console pages. `util::rosterflow` and the database scan of `TestDb` look for it.
+async fn no_output_shows_a_secret(backend: Backend) {
+    use crate::util::CANARY;
+
+    let db = TestDb::new(backend).await;
+    let token = format!("tok-{CANARY}");
+    let dataset = generate(GenSpec::new(40).with_seed(11));
+    let district = dataset.ids(Collection::Districts)[0].clone();
+    let student = dataset.ids_with_role(Role::Student)[0].clone();
+    let sim = CleverSim::start(dataset, SimOptions::with_token(&token)).await;
+    let dir = db.dir.path();
+    let pipelines = dir.join("pipelines");
+    std::fs::create_dir_all(&pipelines).expect("the pipeline directory");
+    let source = format!(
+        "type = \"clever\"\nbase_url = \"{}\"\ntoken = \"${{CLEVER_TOKEN}}\"\ntimeout_secs = 2\n\
+         max_attempts = 2\nbackoff_base_ms = 10",
+        sim.base_url()
+    );
+    let email = "[email]\nhost = \"127.0.0.1\"\nport = 1\ntls = \"none\"\nusername = \"u\"\n\
+                 password = \"${SMTP_PASSWORD}\"\nfrom = \"no-reply@example.org\"\n\
+                 app_url = \"https://app.example.org\"\ntimeout_secs = 2\n\n\
+                 [schedule]\ncron = \"0 0 1 1 *\"\n";
+    let text = pipeline_text("canary", &source, &db.url, email).replacen(
+        "[pipeline]\n",
+        &format!("[pipeline]\ndistrict_id = \"{district}\"\n"),
+        1,
+    );
+    let path = pipelines.join("canary.toml");
+    std::fs::write(&path, &text).expect("write the pipeline");
+    let file = path.to_str().expect("UTF-8");
+    let smtp_password = format!("pw-{CANARY}");
+    let admin_token = format!("admin-token-{CANARY}");
+    let env = [
+        ("CLEVER_TOKEN", token.as_str()),
+        ("SMTP_PASSWORD", smtp_password.as_str()),
+    ];
+    // Each output is searched by `rosterflow`; the exit codes say each command did its work.
+    let code = |args: &[&str]| rosterflow(args, &env).0;
+    assert_eq!(code(&["validate", file]), 0);
+    assert_eq!(code(&["-vv", "run", file, "--dry-run"]), 0);
+    assert_eq!(code(&["-vv", "--log-format", "json", "run", file]), 0);
+    assert_eq!(code(&["-vv", "run", file]), 0);
+    code(&["status", file]);
+    assert_eq!(code(&["history", file]), 0);
+    for format in ["json", "csv"] {
+        assert_eq!(code(&["report", file, "--format", format]), 0, "{format}");
+    }
+    assert_eq!(code(&["explain", file, "student", &student]), 0);
+    assert_ne!(code(&["-vv", "email", "send", file]), 0, "no SMTP server");
+
+    // Clever refuses another token: said without it.
+    let wrong = format!("wrong-{CANARY}");
+    let (refused, _, stderr) = rosterflow(
+        &["-vv", "run", file],
+        &[("CLEVER_TOKEN", &wrong), ("SMTP_PASSWORD", &smtp_password)],
+    );
+    assert_eq!(refused, 78, "{stderr}");
+    assert!(stderr.contains("refused the token"), "{stderr}");
+
+    // A secret where it does not fit: the problem names the variable, not its value.
+    let misplaced = dir.join("misplaced.toml");
+    std::fs::write(
+        &misplaced,
+        text.replace(
+            "timeout_secs = 2\nmax_attempts",
+            "limit = \"${CLEVER_TOKEN}\"\nmax_attempts",
+        ),
+    )
+    .expect("write");
+    let (invalid, _, stderr) = rosterflow(&["validate", misplaced.to_str().expect("UTF-8")], &env);
+    assert_eq!(invalid, 78, "{stderr}");
+    assert!(stderr.contains("${CLEVER_TOKEN}"), "{stderr}");
+
+    // serve: its pages and its log.
+    let mut service = crate::serve::Service::start_at(
+        crate::serve::free_port(),
+        dir,
+        &db.url,
+        "canary",
+        &[],
+        &[
+            ("CLEVER_TOKEN", token.as_str()),
+            ("SMTP_PASSWORD", smtp_password.as_str()),
+            ("ROSTERFLOW_ADMIN_TOKEN", admin_token.as_str()),
+        ],
+    );
+    let mut pages = Vec::new();
+    for page in ["/metrics", "/readyz", "/healthz", "/login"] {
+        pages.push(service.get(page).1);
+    }
+    let (status, headers, _) = service.request(
+        "POST",
+        "/login",
+        None,
+        Some(&format!("user=ops&token={admin_token}")),
+    );
+    assert!(
+        status == 303 || status == 302,
+        "signed in: {status} {headers}"
+    );
+    let cookie = headers
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("set-cookie").then(|| {
+                value
+                    .trim()
+                    .split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+        })
+        .expect("a session cookie");
+    for page in ["/", "/pipelines/canary", "/runs/1", "/sessions"] {
+        pages.push(service.request("GET", page, Some(&cookie), None).2);
+    }
+    service.stop();
+    pages.push(service.log());
+    for page in &pages {
+        crate::util::assert_no_canary(page);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_output_shows_a_secret_on_sqlite() {
+    no_output_shows_a_secret(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_output_shows_a_secret_on_postgres() {
+    no_output_shows_a_secret(Backend::Postgres).await
+}

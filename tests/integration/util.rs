@@ -172,29 +172,70 @@ impl Drop for TestDb {
     /// of its own: the test's runtime may be shutting down.
     fn drop(&mut self) {
         drop(self.db.take());
+        // What the test's runs wrote (the database, exports, logs) shows no secret.
+        let check = !std::thread::panicking();
+        if check {
+            assert_no_canary_in_files(self.dir.path());
+        }
         let Some((server, name)) = self.postgres.take() else {
             return;
         };
+        let url = self.url.clone();
         let dropped = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("a runtime");
             runtime.block_on(async {
+                let shown = if check {
+                    secret_in_postgres(&url).await
+                } else {
+                    None
+                };
                 let mut admin = sqlx::postgres::PgConnection::connect(&server).await?;
                 sqlx::query(AssertSqlSafe(format!(
                     "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
                 )))
                 .execute(&mut admin)
                 .await
-                .map(drop)
+                .map(|_| shown)
             })
         })
         .join();
-        if let Ok(Err(error)) = dropped {
-            eprintln!("could not drop a test database: {error}");
+        match dropped {
+            Ok(Err(error)) => eprintln!("could not drop a test database: {error}"),
+            Ok(Ok(Some(column))) => panic!("the test database's {column} shows a secret"),
+            _ => {}
         }
     }
+}
+
+/// The first column (`schema.table.column`) of the PostgreSQL database at `url` whose text
+/// shows one of the [`SECRETS`], if any: what runs stored for reports must not.
+async fn secret_in_postgres(url: &str) -> Option<String> {
+    let mut db = sqlx::postgres::PgConnection::connect(url).await.ok()?;
+    let selects: Vec<String> = sqlx::query_scalar(
+        "SELECT format('SELECT %L FROM %I.%I WHERE %I::text LIKE %L OR %I::text LIKE %L', \
+                table_schema || '.' || table_name || '.' || column_name, table_schema, \
+                table_name, column_name, '%' || $1 || '%', column_name, '%' || $2 || '%') \
+         FROM information_schema.columns \
+         WHERE table_schema NOT IN ('pg_catalog', 'information_schema') \
+           AND data_type IN ('text', 'character varying', 'json', 'jsonb')",
+    )
+    .bind(SECRETS[0])
+    .bind(SECRETS[1])
+    .fetch_all(&mut db)
+    .await
+    .ok()?;
+    if selects.is_empty() {
+        return None;
+    }
+    let union = format!("{} LIMIT 1", selects.join(" UNION ALL "));
+    sqlx::query_scalar(AssertSqlSafe(union))
+        .fetch_optional(&mut db)
+        .await
+        .ok()
+        .flatten()
 }
 
 fn rand_suffix() -> String {
@@ -208,9 +249,14 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResult,
     let db = Db::open(&pipeline.file.load.database)
         .await
         .expect("open the pipeline's database");
-    Runner::new(db, Plugins::default())
+    let result = Runner::new(db, Plugins::default())
         .run(pipeline, options)
-        .await
+        .await;
+    match &result {
+        Ok(run) => assert_no_canary(&format!("{run:?}")),
+        Err(error) => assert_no_canary(&format!("{error:#} {error:?}")),
+    }
+    result
 }
 
 /// The record of a new run of `pipeline` that read its source whole, started now, for tests
@@ -280,11 +326,13 @@ pub fn rosterflow(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) 
         .env("ROSTERFLOW_LOG", "warn")
         .output()
         .expect("run rosterflow");
-    (
-        output.status.code().unwrap_or(-1),
+    let (stdout, stderr) = (
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    );
+    assert_no_canary(&stdout);
+    assert_no_canary(&stderr);
+    (output.status.code().unwrap_or(-1), stdout, stderr)
 }
 
 /// Waits until `done` holds, checking every 50 ms. After `limit`, fails the test naming `what`,
@@ -345,6 +393,7 @@ impl ChildLog {
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             {
                 Ok(line) => {
+                    assert_no_canary(&line);
                     let found = line.contains(text);
                     self.seen.push(line);
                     if found {
@@ -366,7 +415,57 @@ impl ChildLog {
     /// The whole log, once the child has closed its stderr (exited).
     pub fn finish(mut self) -> String {
         self.seen.extend(self.lines.iter());
-        self.seen.join("\n")
+        let log = self.seen.join("\n");
+        assert_no_canary(&log);
+        log
+    }
+}
+
+/// A password no output may ever show: the test PostgreSQL's (`tests/pg.sh` gives its role this
+/// password, so every PostgreSQL test's database URL carries it) and the secrets of test
+/// pipelines (tokens, SMTP and OAuth passwords given through `${VAR}`).
+pub const CANARY: &str = "rf-canary-7d1e";
+
+/// What no output may show: the [`CANARY`], and the bearer token the Clever simulator accepts
+/// by default (every test against the simulator carries it).
+const SECRETS: [&str; 2] = [CANARY, rosterflow_tests::clever_sim::DEFAULT_TOKEN];
+
+/// Fails the test if `output` (of the binary, a run, a page, a report) shows one of the
+/// [`SECRETS`]. The one check for every output the tests capture: the helpers that capture
+/// call it.
+#[track_caller]
+pub fn assert_no_canary(output: &str) {
+    for secret in SECRETS {
+        if let Some(at) = output.find(secret) {
+            let start = output.floor_char_boundary(at.saturating_sub(300));
+            let end = output.ceil_char_boundary((at + secret.len() + 300).min(output.len()));
+            panic!(
+                "an output shows the secret {secret:?}:\n...{}...",
+                &output[start..end]
+            );
+        }
+    }
+}
+
+/// Fails the test if any file under `dir` (a SQLite database, exports, reports, logs a run
+/// wrote; pipeline files, which are input, aside) shows a secret.
+#[track_caller]
+pub fn assert_no_canary_in_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            assert_no_canary_in_files(&path);
+        } else if path.extension().is_some_and(|e| e == "toml") {
+            // A pipeline file is input: it holds its database URL and secrets by design.
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            let text = String::from_utf8_lossy(&bytes);
+            if SECRETS.iter().any(|secret| text.contains(secret)) {
+                panic!("{} shows a secret", path.display());
+            }
+        }
     }
 }
 

@@ -131,7 +131,7 @@ fn events_page(body: &[u8], origin: &str) -> Result<EventsPage, ExtractError> {
     let info = wire::outline(body, origin)?;
     let page: Page = serde_json::from_slice(body).map_err(|error| ExtractError::Page {
         origin: origin.to_owned(),
-        reason: format!("not a Clever events page: {error}"),
+        reason: format!("not a Clever events page: {}", wire::brief(&error)),
         snippet: wire::snippet(body),
     })?;
     Ok(EventsPage {
@@ -390,21 +390,35 @@ fn reset_in(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     Some(Duration::from_secs(reset).saturating_sub(now) + Duration::from_millis(100))
 }
 
-/// Clever's `{"message": ...}`, or the status text when the body has none.
+/// Clever's `{"message": ...}`, or the status text when the body has none: one line of at most
+/// 300 characters, since it goes into errors and logs.
 fn clever_message(body: &[u8], status: StatusCode) -> String {
     #[derive(serde::Deserialize)]
     struct Message {
         message: String,
     }
-    serde_json::from_slice::<Message>(body)
+    const LONGEST: usize = 300;
+    let message = serde_json::from_slice::<Message>(body)
         .map(|m| m.message)
         .unwrap_or_else(|_| {
             status
                 .canonical_reason()
                 .unwrap_or("unexpected status")
                 .to_owned()
-        })
+        });
+    let mut line: String = message
+        .chars()
+        .take(LONGEST)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if message.chars().nth(LONGEST).is_some() {
+        line.push_str("...");
+    }
+    line
 }
+
+#[cfg(test)]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {

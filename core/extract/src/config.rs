@@ -335,14 +335,11 @@ impl SourceConfig {
                         clever.limit
                     ));
                 }
-                if !clever.base_url.starts_with("https://")
-                    && !clever.base_url.starts_with("http://")
-                {
-                    problems.push(format!(
-                        "source.base_url: {:?} must start with https:// (or http:// for a local simulator)",
-                        clever.base_url
-                    ));
-                }
+                problems.extend(check_http_url(
+                    "source.base_url",
+                    &clever.base_url,
+                    "the token",
+                ));
                 if clever.token.expose().trim().is_empty() {
                     problems.push("source.token: is empty".into());
                 }
@@ -387,29 +384,45 @@ fn check_sis_id_and_district(
 }
 
 /// What is wrong with `url` (the value of `key`) as an address to request: it must be http(s),
-/// without credentials, a query or a fragment.
-fn check_http_url(key: &str, url: &str) -> Option<String> {
+/// without credentials (they belong in `instead`), a query or a fragment. The URL is shown
+/// without what may be credentials.
+fn check_http_url(key: &str, url: &str, instead: &str) -> Option<String> {
+    let shown = without_credentials(url);
     if !url.starts_with("https://") && !url.starts_with("http://") {
         return Some(format!(
-            "{key}: {url:?} must start with https:// (or http:// for a local simulator)"
+            "{key}: {shown:?} must start with https:// (or http:// for a local simulator)"
         ));
     }
     match url::Url::parse(url) {
-        Err(error) => Some(format!("{key}: {url:?} is not a valid URL: {error}")),
+        Err(error) => Some(format!("{key}: {shown:?} is not a valid URL: {error}")),
         Ok(parsed) if !parsed.username().is_empty() || parsed.password().is_some() => Some(
-            format!("{key}: credentials do not belong in the URL: use client_id and client_secret"),
+            format!("{key}: credentials do not belong in the URL: use {instead}"),
         ),
         Ok(parsed) if parsed.query().is_some() || parsed.fragment().is_some() => Some(format!(
-            "{key}: {url:?} must not carry a query or a fragment"
+            "{key}: {shown:?} must not carry a query or a fragment"
         )),
         Ok(_) => None,
+    }
+}
+
+/// `url` as a message may show it: whatever stands between `scheme://` and the last `@` (a
+/// user and a password) replaced by `***`, even when the text does not parse as a URL.
+fn without_credentials(url: &str) -> std::borrow::Cow<'_, str> {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    match url[start..].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..start], &url[start + at..]).into(),
+        None => url.into(),
     }
 }
 
 impl OneRosterRestConfig {
     /// Adds what is wrong with the table to `problems`, each starting with its key.
     fn validate(&self, problems: &mut Vec<String>) {
-        let base_url = check_http_url("source.base_url", &self.base_url);
+        let base_url = check_http_url(
+            "source.base_url",
+            &self.base_url,
+            "client_id and client_secret",
+        );
         let base_ok = base_url.is_none();
         problems.extend(base_url);
         if base_ok && RestVersion::of(self).is_none() {
@@ -418,7 +431,11 @@ impl OneRosterRestConfig {
                 self.base_url
             ));
         }
-        problems.extend(check_http_url("source.token_url", &self.token_url));
+        problems.extend(check_http_url(
+            "source.token_url",
+            &self.token_url,
+            "client_id and client_secret",
+        ));
         if self.client_id.trim().is_empty() {
             problems.push("source.client_id: is empty".into());
         }
@@ -605,6 +622,32 @@ mod tests {
         assert!(rest(r#""base_url": "https://h/x/v1p2", "secret": "x""#).is_err());
         assert!(rest(r#""base_url": "https://h/x/v1p2", "version": "2.0""#).is_err());
         assert!(rest(r#""base_url": "https://h/x/v1p2", "sync": "events""#).is_err());
+    }
+
+    /// A URL in a problem never shows what may be a password, even when it does not parse.
+    #[test]
+    fn a_url_in_a_problem_shows_no_credentials() {
+        for url in [
+            "ftp://u:hunter22@h/x",
+            "https://u:hunter22@h/x y",
+            "https://u:hun/ter22@h/x",
+            "https://u:hunter22@h/x?q=1",
+            "u:hunter22@h",
+        ] {
+            let url = serde_json::to_string(url).expect("JSON");
+            let clever: SourceConfig = serde_json::from_str(&format!(
+                r#"{{"type": "clever", "token": "t", "base_url": {url}}}"#
+            ))
+            .expect("parses");
+            let found = clever.validate(None).join("\n");
+            assert!(found.starts_with("source.base_url: "), "{url}: {found}");
+            assert!(!found.contains("hunter22"), "{url}: {found}");
+        }
+        assert_eq!(
+            without_credentials("https://u:p@h@host/x"),
+            "https://***@host/x"
+        );
+        assert_eq!(without_credentials("https://host/x"), "https://host/x");
     }
 
     #[test]

@@ -221,6 +221,9 @@ fn apply(roster: &mut SnapshotBuilder, events: &[Event], district: &str) -> Appl
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

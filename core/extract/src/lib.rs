@@ -313,6 +313,9 @@ pub async fn pull(
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -229,6 +229,9 @@ fn assemble(
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use std::io::Write;
     use std::path::Path;

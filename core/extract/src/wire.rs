@@ -5,6 +5,9 @@
 //! - a record that cannot be read, or that nothing can be done with, is quarantined; when it
 //!   has an id, its Freckle row and memberships are left exactly as they are
 //!   ([`Snapshot::unreadable`]);
+//! - a record whose id is not a Clever id (24 hex digits) is quarantined and never loaded, and
+//!   a reference that is not a Clever id (a section's school, students or teachers) is treated
+//!   as a reference to a record the source does not have;
 //! - a Clever id listed twice in a collection: the first record is used, later ones quarantined;
 //! - records of another district than the pipeline's are counted and skipped;
 //! - users who are only contacts or staff are counted, not loaded.
@@ -334,7 +337,7 @@ pub fn parse_page(
 ) -> Result<Part, ExtractError> {
     let page: Page = serde_json::from_slice(body).map_err(|error| ExtractError::Page {
         origin: origin.to_owned(),
-        reason: format!("not a Clever list page: {error}"),
+        reason: format!("not a Clever list page: {}", brief(&error)),
         snippet: snippet(body),
     })?;
     let mut part = Part::default();
@@ -386,6 +389,9 @@ impl Part {
             Collection::Schools => parse(json).map(|s: WireSchool| {
                 let id = s.id?;
                 if !of_other_district(&s.district) {
+                    if !self.clever_id(collection, &id, json) {
+                        return Some(());
+                    }
                     self.records.schools.push(School {
                         name: s.name.unwrap_or_else(|| id.to_string()),
                         id,
@@ -404,6 +410,9 @@ impl Part {
             Collection::Terms => parse(json).map(|t: WireTerm| {
                 let id = t.id?;
                 if !of_other_district(&t.district) {
+                    if !self.clever_id(collection, &id, json) {
+                        return Some(());
+                    }
                     self.records.terms.push(Term {
                         id,
                         name: t.name,
@@ -419,6 +428,9 @@ impl Part {
             Collection::Courses => parse(json).map(|c: WireCourse| {
                 let id = c.id?;
                 if !of_other_district(&c.district) {
+                    if !self.clever_id(collection, &id, json) {
+                        return Some(());
+                    }
                     self.records.courses.push(Course {
                         id,
                         name: c.name,
@@ -436,10 +448,28 @@ impl Part {
                     self.skip(collection, id, SkipWhy::OtherDistrict);
                     return Some(());
                 }
+                if !self.clever_id(collection, &id, json) {
+                    return Some(());
+                }
                 let Some(school) = s.school else {
                     self.unreadable(collection, id, "section has no school", json);
                     return Some(());
                 };
+                if !is_clever_id(&school) {
+                    let reason = format!(
+                        "section names school {} that is not a Clever id (24 hex digits)",
+                        shown_id(&school)
+                    );
+                    self.records.quarantine.push(Quarantined {
+                        origin: None,
+                        kind: kind.to_owned(),
+                        id: Some(id),
+                        reason,
+                        suggested_fix: Some(NOT_A_CLEVER_ID_FIX.to_owned()),
+                        record: json.to_owned(),
+                    });
+                    return Some(());
+                }
                 let mut teachers = s.teachers;
                 // The primary teacher comes first, as Clever documents; repair feeds that differ.
                 if let Some(primary) = s.teacher {
@@ -449,6 +479,8 @@ impl Part {
                 dedup(&mut teachers);
                 let mut students = s.students;
                 dedup(&mut students);
+                self.clever_members(&id, "teacher", &mut teachers);
+                self.clever_members(&id, "student", &mut students);
                 self.records.sections.push(Section {
                     name: s.name.unwrap_or_else(|| id.to_string()),
                     id,
@@ -458,8 +490,9 @@ impl Part {
                     grade: s.grade,
                     period: s.period,
                     section_number: s.section_number,
-                    term: s.term_id,
-                    course: s.course,
+                    // A term or course that cannot be one is unknown, as one not shared is.
+                    term: s.term_id.filter(|t| is_clever_id(t)),
+                    course: s.course.filter(|c| is_clever_id(c)),
                     teachers,
                     students,
                     ext: flatten_ext(s.ext),
@@ -501,6 +534,13 @@ impl Part {
             last: name.last,
         };
         let roles = user.roles;
+        let loads =
+            roles.student.is_some() || roles.teacher.is_some() || roles.district_admin.is_some();
+        if loads && !self.clever_id(Collection::Users, &id, json) {
+            return Some(());
+        }
+        // A school that cannot be one is unknown, as one not shared is.
+        let school = |school: Option<Id>| school.filter(|s| is_clever_id(s));
         let mut used = false;
         if let Some(student) = roles.student {
             used = true;
@@ -512,7 +552,7 @@ impl Part {
                 state_id: student.state_id,
                 student_number: student.student_number,
                 grade: student.grade,
-                school: student.school,
+                school: school(student.school),
             });
         }
         if let Some(teacher) = roles.teacher {
@@ -525,7 +565,7 @@ impl Part {
                 state_id: teacher.state_id,
                 teacher_number: teacher.teacher_number,
                 title: teacher.title,
-                school: teacher.school,
+                school: school(teacher.school),
             });
         }
         if let Some(admin) = roles.district_admin {
@@ -565,6 +605,10 @@ impl Part {
     /// Quarantines a record that arrived with an id but cannot be used: its Freckle row, if
     /// any, stays exactly as it is.
     fn unreadable(&mut self, collection: Collection, id: Id, reason: &str, json: &str) {
+        // An id that cannot be one names no Freckle row to leave as it is.
+        if !self.clever_id(collection, &id, json) {
+            return;
+        }
         self.quarantine(collection.record_kind(), Some(&id), reason, json);
         let entities: &[Entity] = match collection {
             Collection::Districts => &[Entity::District],
@@ -576,6 +620,52 @@ impl Part {
         };
         let unreadable = entities.iter().map(|&entity| (entity, id.clone()));
         self.records.unreadable.extend(unreadable);
+    }
+
+    /// Whether `id` is a Clever id; if not, the record is quarantined (without the id, which
+    /// names nothing) and never loaded.
+    fn clever_id(&mut self, collection: Collection, id: &str, json: &str) -> bool {
+        if is_clever_id(id) {
+            return true;
+        }
+        self.records.quarantine.push(Quarantined {
+            origin: None,
+            kind: collection.record_kind().to_owned(),
+            id: None,
+            reason: format!(
+                "its id {} is not a Clever id (24 hex digits): not loaded",
+                shown_id(id)
+            ),
+            suggested_fix: Some(NOT_A_CLEVER_ID_FIX.to_owned()),
+            record: json.to_owned(),
+        });
+        false
+    }
+
+    /// Keeps the members of section `section` whose ids are Clever ids; each other one is
+    /// quarantined as a member the roster does not have.
+    fn clever_members(&mut self, section: &Id, role: &str, members: &mut Vec<Id>) {
+        if members.iter().all(|member| is_clever_id(member)) {
+            return;
+        }
+        let quarantine = &mut self.records.quarantine;
+        members.retain(|member| {
+            let ok = is_clever_id(member);
+            if !ok {
+                quarantine.push(Quarantined {
+                    origin: None,
+                    kind: format!("section.{role}s"),
+                    id: Some(section.clone()),
+                    reason: format!(
+                        "section {section} names {role} {} whose id is not a Clever id (24 hex digits)",
+                        shown_id(member)
+                    ),
+                    suggested_fix: Some(NOT_A_CLEVER_ID_FIX.to_owned()),
+                    record: serde_json::json!({ "section": section, role: member }).to_string(),
+                });
+            }
+            ok
+        });
     }
 
     fn quarantine(&mut self, kind: &str, id: Option<&str>, reason: &str, json: &str) {
@@ -681,7 +771,9 @@ impl SnapshotBuilder {
         records
             .admins
             .retain(|r| !touched(Collection::Users, &r.id));
+        // `section.students` is about the section it names.
         let kind_of = |kind: &str| {
+            let kind = kind.split('.').next().unwrap_or_default();
             Collection::ALL
                 .into_iter()
                 .find(|c| c.record_kind() == kind)
@@ -690,6 +782,11 @@ impl SnapshotBuilder {
             .quarantine
             .retain(|q| match (kind_of(&q.kind), &q.id) {
                 (Some(collection), Some(id)) => !touched(collection, id),
+                // A record quarantined without its id (one that is no Clever id) is known by
+                // the id its JSON holds.
+                (Some(collection), None) => {
+                    record_id(&q.record).is_none_or(|id| !touched(collection, &id))
+                }
                 _ => true,
             });
         records.unreadable.retain(|(_, id)| {
@@ -793,6 +890,7 @@ impl SnapshotBuilder {
             id[start..].to_owned()
         };
         if !self.seen.contains(&Collection::Schools) {
+            // Sections name only Clever ids by now (see `Part::add_record`).
             let ids: BTreeSet<&Id> = snapshot.sections.iter().map(|s| &s.school).collect();
             snapshot.schools = ids
                 .into_iter()
@@ -830,6 +928,19 @@ impl SnapshotBuilder {
     }
 }
 
+/// What an admin can do about an id that is not a Clever id.
+const NOT_A_CLEVER_ID_FIX: &str =
+    "Clever ids are 24 hex digits: ask Clever support about the record, or fix the recording";
+
+/// An id as a message shows it: quoted, escaped, and cut short.
+fn shown_id(id: &str) -> String {
+    const LONGEST: usize = 40;
+    match id.char_indices().nth(LONGEST) {
+        Some((end, _)) => format!("{:?}...", &id[..end]),
+        None => format!("{id:?}"),
+    }
+}
+
 /// The id of a record's JSON, however much of the rest is readable.
 pub fn record_id(json: &str) -> Option<Id> {
     parse::<WireKey>(json).ok()?.id
@@ -856,7 +967,7 @@ pub fn outline(body: &[u8], origin: &str) -> Result<PageInfo, ExtractError> {
     }
     let page: Outline = serde_json::from_slice(body).map_err(|error| ExtractError::Page {
         origin: origin.to_owned(),
-        reason: format!("not a Clever list page: {error}"),
+        reason: format!("not a Clever list page: {}", brief(&error)),
         snippet: snippet(body),
     })?;
     let next = page
@@ -934,7 +1045,7 @@ fn readable_wins(snapshot: &mut Snapshot) {
 }
 
 fn parse<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, String> {
-    serde_json::from_str(json).map_err(|error| format!("unreadable record: {error}"))
+    serde_json::from_str(json).map_err(|error| format!("unreadable record: {}", brief(&error)))
 }
 
 fn dedup(ids: &mut Vec<Id>) {
@@ -954,10 +1065,28 @@ fn flatten_ext(ext: Option<BTreeMap<String, serde_json::Value>>) -> BTreeMap<Str
         .collect()
 }
 
+/// A JSON error as a message shows it: cut short in the middle, since it may quote a whole
+/// field of the input; its end says where.
+pub(crate) fn brief(error: &serde_json::Error) -> String {
+    const HEAD: usize = 200;
+    const TAIL: usize = 80;
+    let text = error.to_string();
+    let count = text.chars().count();
+    if count <= HEAD + TAIL + 3 {
+        return text;
+    }
+    let head: String = text.chars().take(HEAD).collect();
+    let tail: String = text.chars().skip(count - TAIL).collect();
+    format!("{head}...{tail}")
+}
+
 /// The start of a body, for an error message (never more than 200 characters).
 pub(crate) fn snippet(body: &[u8]) -> String {
     String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned()
 }
+
+#[cfg(test)]
+pub(crate) mod fuzz;
 
 #[cfg(test)]
 mod tests {
@@ -980,8 +1109,8 @@ mod tests {
     fn blank_strings_are_absent_and_unknown_fields_ignored() {
         let snapshot = build(
             Collection::Users,
-            r#"{"data":[{"data":{"id":"u1","email":"","surprise":{"x":1},"name":{"first":"A","last":""},
-                "roles":{"teacher":{"sis_id":"","title":"Teacher","school":"s1","new_field":true}}}}],"links":[]}"#,
+            r#"{"data":[{"data":{"id":"0000000000000000000000a1","email":"","surprise":{"x":1},"name":{"first":"A","last":""},
+                "roles":{"teacher":{"sis_id":"","title":"Teacher","school":"0000000000000000000000d1","new_field":true}}}}],"links":[]}"#,
         );
         let teacher = &snapshot.teachers[0];
         assert_eq!(teacher.email, None);
@@ -994,7 +1123,7 @@ mod tests {
     fn contacts_are_counted_not_loaded_and_a_user_without_id_is_quarantined() {
         let snapshot = build(
             Collection::Users,
-            r#"{"data":[{"data":{"id":"c1","roles":{"contact":{"phone":""}}}},
+            r#"{"data":[{"data":{"id":"0000000000000000000000c1","roles":{"contact":{"phone":""}}}},
                         {"data":{"name":{"first":"Nobody"},"roles":{"student":{}}}}],"links":[]}"#,
         );
         assert_eq!(snapshot.skipped.contacts, 1);
@@ -1051,9 +1180,9 @@ mod tests {
     fn a_record_that_cannot_be_read_is_quarantined_and_its_id_kept_unreadable() {
         let snapshot = build(
             Collection::Users,
-            r#"{"data":[{"data":{"id":"u1","roles":{"student":"oops"}}},
-                        {"data":{"id":"u2","roles":{}}},
-                        {"data":{"id":"u3","roles":{"staff":{"title":"Principal"}}}}],"links":[]}"#,
+            r#"{"data":[{"data":{"id":"0000000000000000000000a1","roles":{"student":"oops"}}},
+                        {"data":{"id":"0000000000000000000000a2","roles":{}}},
+                        {"data":{"id":"0000000000000000000000a3","roles":{"staff":{"title":"Principal"}}}}],"links":[]}"#,
         );
         assert!(snapshot.students.is_empty());
         let unreadable_students: Vec<&str> = snapshot
@@ -1062,7 +1191,10 @@ mod tests {
             .filter(|(entity, _)| *entity == Entity::Student)
             .map(|(_, id)| id.as_str())
             .collect();
-        assert_eq!(unreadable_students, ["u1", "u2"]);
+        assert_eq!(
+            unreadable_students,
+            ["0000000000000000000000a1", "0000000000000000000000a2"]
+        );
         assert_eq!(snapshot.unreadable.len(), 6, "a user is each kind of user");
         assert_eq!(snapshot.quarantine.len(), 2);
         assert!(
@@ -1077,23 +1209,26 @@ mod tests {
     fn a_duplicate_id_keeps_the_first_record_and_quarantines_the_others() {
         let snapshot = build(
             Collection::Users,
-            r#"{"data":[{"data":{"id":"t1","name":{"first":"First"},"roles":{"teacher":{}}}},
-                        {"data":{"id":"t1","name":{"first":"Second"},"roles":{"teacher":{}}}}],"links":[]}"#,
+            r#"{"data":[{"data":{"id":"0000000000000000000000b1","name":{"first":"First"},"roles":{"teacher":{}}}},
+                        {"data":{"id":"0000000000000000000000b1","name":{"first":"Second"},"roles":{"teacher":{}}}}],"links":[]}"#,
         );
         assert_eq!(snapshot.teachers.len(), 1);
         assert_eq!(snapshot.teachers[0].name.first.as_deref(), Some("First"));
         assert_eq!(snapshot.quarantine.len(), 1);
         assert_eq!(snapshot.quarantine[0].kind, "teacher");
-        assert_eq!(snapshot.quarantine[0].id.as_deref(), Some("t1"));
+        assert_eq!(
+            snapshot.quarantine[0].id.as_deref(),
+            Some("0000000000000000000000b1")
+        );
     }
 
     #[test]
     fn records_of_another_district_are_counted_and_skipped() {
         let mut builder = builder_with(&[OURS, THEIRS], Some(OURS));
         let page = format!(
-            r#"{{"data":[{{"data":{{"id":"s1","district":"{OURS}","roles":{{"student":{{}}}}}}}},
-                        {{"data":{{"id":"s2","district":"{THEIRS}","roles":{{"student":{{}}}}}}}},
-                        {{"data":{{"id":"s3","district":"{THEIRS}","roles":{{"student":"bad"}}}}}}],"links":[]}}"#
+            r#"{{"data":[{{"data":{{"id":"0000000000000000000000d1","district":"{OURS}","roles":{{"student":{{}}}}}}}},
+                        {{"data":{{"id":"0000000000000000000000d2","district":"{THEIRS}","roles":{{"student":{{}}}}}}}},
+                        {{"data":{{"id":"0000000000000000000000d3","district":"{THEIRS}","roles":{{"student":"bad"}}}}}}],"links":[]}}"#
         );
         builder
             .add_page(Collection::Users, page.as_bytes(), "users")
@@ -1101,7 +1236,7 @@ mod tests {
         let snapshot = builder.finish(false).expect("snapshot");
         assert_eq!(snapshot.district.id, OURS);
         let ids: Vec<&str> = snapshot.students.iter().map(|s| s.id.as_str()).collect();
-        assert_eq!(ids, ["s1"]);
+        assert_eq!(ids, ["0000000000000000000000d1"]);
         assert_eq!(snapshot.skipped.other_district, 2);
         assert!(snapshot.quarantine.is_empty() && snapshot.unreadable.is_empty());
     }
@@ -1129,8 +1264,8 @@ mod tests {
     fn a_nul_in_text_is_dropped_and_a_readable_copy_wins_over_an_unreadable_one() {
         let snapshot = build(
             Collection::Users,
-            r#"{"data":[{"data":{"id":"s1","name":{"first":"A\u0000na"},"roles":{"student":{}}}},
-                        {"data":{"id":"s1","roles":{"student":"oops"}}}],"links":[]}"#,
+            r#"{"data":[{"data":{"id":"0000000000000000000000d1","name":{"first":"A\u0000na"},"roles":{"student":{}}}},
+                        {"data":{"id":"0000000000000000000000d1","roles":{"student":"oops"}}}],"links":[]}"#,
         );
         assert_eq!(snapshot.students[0].name.first.as_deref(), Some("Ana"));
         assert!(snapshot.unreadable.is_empty(), "{:?}", snapshot.unreadable);

@@ -1,15 +1,22 @@
 //! A district's pipeline file (`pipelines/<district>.toml`): parsed, validated, then built.
 //!
 //! Loading happens in three steps, each with its own failure mode:
-//! 1. interpolate `${VAR}` (and `${VAR:-default}`) from an environment passed in as a map,
-//!    reporting every missing variable with its line and column;
-//! 2. parse the TOML into the typed tables below (`deny_unknown_fields`: a misspelt key is an
-//!    error naming file, line and column);
+//! 1. parse the TOML, then interpolate `${VAR}` (and `${VAR:-default}`) in its string values
+//!    from an environment passed in as a map, reporting every missing variable with its line
+//!    and column (a value never changes the file's structure: see `vars`);
+//! 2. read the typed tables below (`deny_unknown_fields`: a misspelt key is an error naming
+//!    file, line and column);
 //! 3. validate the values, collecting every problem rather than stopping at the first.
+//!
+//! No problem shows a variable's value (it may be a secret), which it names `${VAR}` instead,
+//! nor the user and password of a URL.
 //!
 //! Every field is documented here with `///`; `pipelines/README.md` is the user's copy.
 
 mod vars;
+
+#[cfg(test)]
+mod fuzz;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -89,13 +96,22 @@ pub struct PipelineTable {
     pub district_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoadConfig {
     /// The Freckle DB as a sqlx URL: `sqlite://freckle.db` (embedded, the default; a relative
     /// path is relative to the working directory) or `postgres://user@host/db`.
     #[serde(default = "default_database")]
     pub database: String,
+}
+
+impl std::fmt::Debug for LoadConfig {
+    /// The database URL without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadConfig")
+            .field("database", &rosterflow_store::db::shown(&self.database))
+            .finish()
+    }
 }
 
 fn default_database() -> String {
@@ -239,20 +255,38 @@ pub fn parse_with(
         path: path.to_owned(),
         problems,
     };
-    let vars::Interpolated { text, missing } = vars::interpolate(text, env).map_err(invalid)?;
-    let unset: Vec<Problem> = match secrets {
-        Secrets::Required => missing.into_iter().map(|(_, problem)| problem).collect(),
-        Secrets::SourceDeferred => used_outside_source(&text, missing),
+    let vars::Interpolated {
+        root,
+        missing,
+        values,
+    } = vars::interpolate(text, env).map_err(invalid)?;
+    // A problem may quote the value it is about: never a variable's (it may be a secret).
+    let invalid = |problems: Vec<Problem>| {
+        invalid(
+            problems
+                .into_iter()
+                .map(|problem| Problem {
+                    message: vars::hide_secrets(&problem.message, &values),
+                    ..problem
+                })
+                .collect(),
+        )
     };
+    let unset: Vec<Problem> = missing
+        .into_iter()
+        .filter(|missing| secrets == Secrets::Required || !missing.in_source)
+        .map(|missing| missing.problem)
+        .collect();
     if !unset.is_empty() {
         return Err(invalid(unset));
     }
-    let mut file: PipelineFile = toml::from_str(&text).map_err(|error| {
-        invalid(vec![Problem {
-            at: error.span().map(|span| line_column(&text, span.start)),
-            message: error.message().trim_end().to_owned(),
-        }])
-    })?;
+    let mut file =
+        PipelineFile::deserialize(toml::de::Deserializer::from(root)).map_err(|error| {
+            invalid(vec![Problem {
+                at: error.span().map(|span| line_column(text, span.start)),
+                message: error.message().trim_end().to_owned(),
+            }])
+        })?;
     file.resolve_paths(path.parent().unwrap_or_else(|| Path::new(".")));
     let pipeline = Pipeline {
         path: path.to_owned(),
@@ -264,24 +298,6 @@ pub fn parse_with(
     } else {
         Err(invalid(problems))
     }
-}
-
-/// The unset variables that something besides `[source]` uses (comments use nothing).
-fn used_outside_source(text: &str, missing: Vec<(String, Problem)>) -> Vec<Problem> {
-    if missing.is_empty() {
-        return Vec::new();
-    }
-    // A file that does not parse is reported by the parser, with its place.
-    let Ok(mut table) = toml::from_str::<toml::Table>(text) else {
-        return Vec::new();
-    };
-    table.remove("source");
-    let rest = table.to_string();
-    missing
-        .into_iter()
-        .filter(|(name, _)| rest.contains(&format!("${{{name}}}")))
-        .map(|(_, problem)| problem)
-        .collect()
 }
 
 fn line_column(text: &str, offset: usize) -> (usize, usize) {

@@ -54,7 +54,8 @@ impl StoreUrl {
     }
 
     fn parse_url(text: &str) -> Result<StoreUrl, String> {
-        let url = Url::parse(text).map_err(|e| format!("{text:?} is not a valid URL: {e}"))?;
+        // Not quoted: a text that is no URL may still hold a password.
+        let url = Url::parse(text).map_err(|e| format!("not a valid URL: {e}"))?;
         let scheme = match url.scheme() {
             "s3" | "s3a" => Scheme::S3,
             "gs" => Scheme::Gcs,

@@ -23,6 +23,8 @@
 mod bindings;
 mod cache;
 mod edit;
+#[cfg(test)]
+mod edits_fuzz;
 mod input;
 mod random;
 mod sandbox;
@@ -800,8 +802,22 @@ fn reported(name: &str, error: wire::PluginError) -> PluginError {
     PluginError::Reported {
         plugin: name.to_owned(),
         kind,
-        message,
+        message: one_line(&message, 1000),
     }
+}
+
+/// A plugin's text as the host's errors and logs carry it: control characters (a line break
+/// would forge a log line) as spaces, at most `max` characters.
+pub(crate) fn one_line(text: &str, max: usize) -> String {
+    let mut line: String = text
+        .chars()
+        .take(max)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.chars().nth(max).is_some() {
+        line.push('…');
+    }
+    line
 }
 
 /// Pipeline names of plugins become part of class ids (`plugin:<name>:<key>`).

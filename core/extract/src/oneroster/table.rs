@@ -61,7 +61,10 @@ impl<'a> Sheet<'a> {
             if !name.is_empty() && index.insert(name.clone(), at).is_some() {
                 return Err(ExtractError::Csv {
                     file: file.to_owned(),
-                    reason: format!("the header names column {name} twice"),
+                    reason: format!(
+                        "the header names column {} twice",
+                        super::vocab::shown(name)
+                    ),
                 });
             }
         }

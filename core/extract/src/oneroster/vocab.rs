@@ -156,6 +156,15 @@ pub(super) enum Status {
     Tobedeleted,
 }
 
+/// A cell as a message shows it: quoted, escaped, and cut short.
+pub(super) fn shown(value: &str) -> String {
+    const LONGEST: usize = 40;
+    match value.char_indices().nth(LONGEST) {
+        Some((end, _)) => format!("{:?}...", &value[..end]),
+        None => format!("{value:?}"),
+    }
+}
+
 /// Reads `value` as one of `T`'s words; the error lists them.
 pub(super) fn parse_word<T: std::str::FromStr + VariantNames>(
     column: &str,
@@ -163,7 +172,8 @@ pub(super) fn parse_word<T: std::str::FromStr + VariantNames>(
 ) -> Result<T, String> {
     value.trim().parse().map_err(|_| {
         format!(
-            "{column} {value:?} is not one of {}",
+            "{column} {} is not one of {}",
+            shown(value),
             T::VARIANTS.join(", ")
         )
     })
@@ -174,7 +184,7 @@ pub(super) fn parse_bool(column: &str, value: &str) -> Result<bool, String> {
     match value.trim().to_ascii_lowercase().as_str() {
         "true" => Ok(true),
         "false" => Ok(false),
-        _ => Err(format!("{column} {value:?} is not true or false")),
+        _ => Err(format!("{column} {} is not true or false", shown(value))),
     }
 }
 

@@ -1,115 +1,255 @@
 //! `${VAR}` interpolation in pipeline files, from an environment passed in as a map.
 //!
 //! `${VAR}` takes the variable's value and `${VAR:-fallback}` a fallback when it is unset or
-//! empty; `$$` is a literal `$`. Values are escaped for a TOML basic string, which is where
-//! variables belong (`token = "${CLEVER_TOKEN}"`), so a quote or backslash in a secret cannot
-//! change the file's structure.
+//! empty; `$$` is a literal `$`. Variables are read inside string values only
+//! (`token = "${CLEVER_TOKEN}"`), after the file is parsed: the file's tables and keys are
+//! fixed before any value is read, so a value holding quotes, line breaks or `[load]` is the
+//! text of its one string and can never add or change another key. Keys and comments are
+//! never interpolated.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::ops::Range;
 
-use super::Problem;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
 
-/// Text with its variables replaced, and the variables that were not set: their references are
-/// left as written (`${NAME}`), each with its place.
+use super::{Problem, line_column};
+
+/// A parsed file with its variables replaced.
 #[derive(Debug)]
-pub(super) struct Interpolated {
-    pub text: String,
-    pub missing: Vec<(String, Problem)>,
+pub(super) struct Interpolated<'i> {
+    pub root: Spanned<DeTable<'i>>,
+    /// The variables that were not set, each with its place. Their references are left as
+    /// written (`${NAME}`).
+    pub missing: Vec<Missing>,
+    /// The variables used and their values: what a message must never show.
+    pub values: Vec<(String, String)>,
 }
 
-/// Replaces every variable reference it can; a malformed reference is an error.
-pub(super) fn interpolate(
-    text: &str,
+/// A variable that is not set.
+#[derive(Debug)]
+pub(super) struct Missing {
+    pub problem: Problem,
+    /// Whether it is used in the top-level `[source]` table (a secret only pulls need).
+    pub in_source: bool,
+}
+
+/// Parses `text` and replaces every variable reference it can in its string values; a file
+/// that does not parse, or a malformed reference, is an error.
+pub(super) fn interpolate<'i>(
+    text: &'i str,
     env: &BTreeMap<String, String>,
-) -> Result<Interpolated, Vec<Problem>> {
-    let mut out = String::with_capacity(text.len());
-    let mut problems = Vec::new();
-    let mut missing = Vec::new();
-    let (mut line, mut column) = (1, 1);
-    let mut chars = text.char_indices().peekable();
-    while let Some((start, c)) = chars.next() {
-        let at = (line, column);
-        if c == '\n' {
-            (line, column) = (line + 1, 1);
-        } else {
-            column += 1;
-        }
-        if c != '$' {
-            out.push(c);
-            continue;
-        }
-        match chars.peek() {
-            Some((_, '$')) => {
-                chars.next();
-                column += 1;
-                out.push('$');
-            }
-            Some((_, '{')) => {
-                let Some(len) = text[start..].find('}') else {
-                    problems.push(Problem {
-                        at: Some(at),
-                        message: "unclosed variable reference `${`".into(),
-                    });
-                    out.push(c);
-                    continue;
-                };
-                let reference = &text[start + 2..start + len];
-                // Skip the reference's characters; it never spans lines.
-                for _ in 0..len {
-                    chars.next();
-                    column += 1;
-                }
-                let (name, fallback) = match reference.split_once(":-") {
-                    Some((name, fallback)) => (name, Some(fallback)),
-                    None => (reference, None),
-                };
-                let valid_name =
-                    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                if !valid_name {
-                    problems.push(Problem {
-                        at: Some(at),
-                        message: format!("invalid variable name {name:?}"),
-                    });
-                    continue;
-                }
-                match env.get(name).filter(|v| !v.is_empty()).map(String::as_str) {
-                    Some(value) => out.push_str(&escape(value)),
-                    None => match fallback {
-                        Some(fallback) => out.push_str(fallback),
-                        None => {
-                            out.push_str(&text[start..=start + len]);
-                            let problem = Problem {
-                                at: Some(at),
-                                message: format!("environment variable {name} is not set"),
-                            };
-                            missing.push((name.to_owned(), problem));
-                        }
-                    },
-                }
-            }
-            _ => out.push(c),
-        }
+) -> Result<Interpolated<'i>, Vec<Problem>> {
+    let mut root = DeTable::parse(text).map_err(|error| vec![parse_problem(text, &error)])?;
+    let mut walk = Walk {
+        text,
+        env,
+        problems: Vec::new(),
+        missing: Vec::new(),
+        values: Vec::new(),
+    };
+    for (key, value) in root.get_mut().iter_mut() {
+        let in_source = key.get_ref() == "source";
+        walk.value(value, in_source);
     }
-    if problems.is_empty() {
-        Ok(Interpolated { text: out, missing })
+    if walk.problems.is_empty() {
+        Ok(Interpolated {
+            root,
+            missing: walk.missing,
+            values: walk.values,
+        })
     } else {
-        Err(problems)
+        Err(walk.problems)
     }
 }
 
-fn escape(value: &str) -> String {
-    let mut escaped = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '"' => escaped.push_str("\\\""),
-            '\\' => escaped.push_str("\\\\"),
-            '\n' => escaped.push_str("\\n"),
-            '\t' => escaped.push_str("\\t"),
-            c if c.is_control() => escaped.push_str(&format!("\\u{:04X}", c as u32)),
-            c => escaped.push(c),
+/// A TOML syntax error, with a hint when a variable stands outside a string.
+fn parse_problem(text: &str, error: &toml::de::Error) -> Problem {
+    let mut at = error.span().map(|span| span.start.min(text.len()));
+    let mut message = error.message().trim_end().to_owned();
+    // The parser stops at the `$` or at the `{` after it.
+    let variable = at.and_then(|start| {
+        (start.saturating_sub(1)..=start)
+            .find(|&i| text.get(i..).is_some_and(|t| t.starts_with("${")))
+    });
+    if let Some(start) = variable {
+        at = Some(start);
+        message.push_str(" (a variable goes inside a quoted string: \"${NAME}\")");
+    }
+    Problem {
+        at: at.map(|offset| line_column(text, offset)),
+        message,
+    }
+}
+
+struct Walk<'a> {
+    text: &'a str,
+    env: &'a BTreeMap<String, String>,
+    problems: Vec<Problem>,
+    missing: Vec<Missing>,
+    values: Vec<(String, String)>,
+}
+
+impl Walk<'_> {
+    fn value(&mut self, value: &mut Spanned<DeValue<'_>>, in_source: bool) {
+        let span = value.span();
+        match value.get_mut() {
+            DeValue::String(string) => {
+                if string.contains('$') {
+                    let expanded = self.string(string, span, in_source);
+                    *string = Cow::Owned(expanded);
+                }
+            }
+            DeValue::Array(array) => {
+                for item in array.iter_mut() {
+                    self.value(item, in_source);
+                }
+            }
+            DeValue::Table(table) => {
+                for (_, item) in table.iter_mut() {
+                    self.value(item, in_source);
+                }
+            }
+            DeValue::Integer(_)
+            | DeValue::Float(_)
+            | DeValue::Boolean(_)
+            | DeValue::Datetime(_) => {}
         }
     }
-    escaped
+
+    /// The string `value` (written at `span` of the file) with its references replaced.
+    fn string(&mut self, value: &str, span: Range<usize>, in_source: bool) -> String {
+        let text = self.text;
+        let written = text.get(span.clone()).unwrap_or_default();
+        // Where the next reference is searched for in the string as written, to name its place.
+        let mut cursor = 0;
+        let mut place = |reference: &str| {
+            let offset = match written[cursor..].find(reference) {
+                Some(found) => {
+                    cursor += found + reference.len();
+                    span.start + cursor - reference.len()
+                }
+                None => span.start,
+            };
+            Some(line_column(text, offset))
+        };
+        let mut out = String::with_capacity(value.len());
+        let mut rest = value;
+        while let Some(dollar) = rest.find('$') {
+            out.push_str(&rest[..dollar]);
+            let after = &rest[dollar + 1..];
+            if let Some(tail) = after.strip_prefix('$') {
+                out.push('$');
+                rest = tail;
+                continue;
+            }
+            let Some(inside) = after.strip_prefix('{') else {
+                out.push('$');
+                rest = after;
+                continue;
+            };
+            let Some(len) = inside.find('}') else {
+                self.problems.push(Problem {
+                    at: place("${"),
+                    message: "unclosed variable reference `${`".into(),
+                });
+                out.push_str(&rest[dollar..]);
+                rest = "";
+                break;
+            };
+            let reference = &inside[..len];
+            let whole = &rest[dollar..dollar + 2 + len + 1];
+            rest = &inside[len + 1..];
+            let (name, fallback) = match reference.split_once(":-") {
+                Some((name, fallback)) => (name, Some(fallback)),
+                None => (reference, None),
+            };
+            let valid_name =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid_name {
+                self.problems.push(Problem {
+                    at: place(whole),
+                    message: format!("invalid variable name {name:?}"),
+                });
+                continue;
+            }
+            match self.env.get(name).filter(|v| !v.is_empty()) {
+                Some(value) => {
+                    place(whole);
+                    out.push_str(value);
+                    self.values.push((name.to_owned(), value.clone()));
+                }
+                None => match fallback {
+                    Some(fallback) => {
+                        place(whole);
+                        out.push_str(fallback);
+                    }
+                    None => {
+                        out.push_str(whole);
+                        let problem = Problem {
+                            at: place(whole),
+                            message: format!("environment variable {name} is not set"),
+                        };
+                        self.missing.push(Missing { problem, in_source });
+                    }
+                },
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// Values shorter than this are shown as they are: they cannot be secrets, and hiding a `5`
+/// would garble every number of a message.
+const SHORTEST_HIDDEN: usize = 6;
+
+/// `message` as a problem may show it: every variable value in `values` replaced by its
+/// `${NAME}`, as written and as `{:?}` shows it (a problem may quote the value it is about,
+/// and a value may be a secret), and the user and password of any URL in it by `***`.
+pub(super) fn hide_secrets(message: &str, values: &[(String, String)]) -> String {
+    let mut message = message.to_owned();
+    // Longest first, so that a value holding another is hidden whole.
+    let mut values: Vec<&(String, String)> = values
+        .iter()
+        .filter(|(_, value)| value.chars().count() >= SHORTEST_HIDDEN)
+        .collect();
+    values.sort_by_key(|(_, value)| std::cmp::Reverse(value.len()));
+    for (name, value) in values {
+        let reference = format!("${{{name}}}");
+        let debug = format!("{value:?}");
+        let escaped = &debug[1..debug.len() - 1];
+        for shown in [value.as_str(), escaped] {
+            if message.contains(shown) {
+                message = message.replace(shown, &reference);
+            }
+        }
+    }
+    hide_url_credentials(&message)
+}
+
+/// `text` with whatever stands between a `://` and the last `@` before the URL's path (a user
+/// and a password) replaced by `***`, even in a URL that does not parse.
+fn hide_url_credentials(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(scheme_end) = rest.find("://") {
+        let (head, tail) = rest.split_at(scheme_end + 3);
+        out.push_str(head);
+        let authority = tail
+            .find(['/', '"', '\'', '`', '\n', '?', '#'])
+            .unwrap_or(tail.len());
+        match tail[..authority].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                rest = &tail[at..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -120,39 +260,82 @@ mod tests {
         BTreeMap::from([("TOKEN".to_owned(), "a\"b\\c".to_owned())])
     }
 
-    fn text(source: &str) -> String {
-        interpolate(source, &env()).expect("well formed").text
+    /// The string value of `key` (top level) once interpolated.
+    fn value(source: &str, key: &str) -> String {
+        let interpolated = interpolate(source, &env()).expect("well formed");
+        let value = interpolated.root.get_ref().get(key).expect("the key");
+        value.get_ref().as_str().expect("a string").to_owned()
     }
 
     #[test]
-    fn values_are_escaped_for_a_basic_string() {
-        assert_eq!(text("t = \"${TOKEN}\""), "t = \"a\\\"b\\\\c\"");
+    fn values_are_taken_as_they_are_into_any_string() {
+        assert_eq!(value("t = \"${TOKEN}\"", "t"), "a\"b\\c");
+        assert_eq!(value("t = '${TOKEN}'", "t"), "a\"b\\c");
+        assert_eq!(value("t = \"\"\"\n${TOKEN}\"\"\"", "t"), "a\"b\\c");
     }
 
     #[test]
     fn a_fallback_applies_only_when_unset() {
         assert_eq!(
-            text("${NOPE:-sqlite://x.db} ${TOKEN:-no}"),
-            "sqlite://x.db a\\\"b\\\\c"
+            value("t = \"${NOPE:-sqlite://x.db} ${TOKEN:-no}\"", "t"),
+            "sqlite://x.db a\"b\\c"
         );
+        assert_eq!(value("t = \"${NOPE:-é}x\"", "t"), "éx");
     }
 
     #[test]
     fn dollar_dollar_is_a_literal_dollar() {
-        assert_eq!(text("a$$b $x"), "a$b $x");
+        assert_eq!(value("t = \"a$$b $x $\"", "t"), "a$b $x $");
     }
 
     #[test]
     fn every_missing_variable_is_reported_with_its_place_and_left_as_written() {
-        let interpolated = interpolate("a = \"${A}\"\n  b = \"${B}\"", &env()).expect("parsed");
-        let places: Vec<_> = interpolated.missing.iter().map(|(_, p)| p.at).collect();
-        assert_eq!(places, vec![Some((1, 6)), Some((2, 8))]);
-        assert_eq!(interpolated.text, "a = \"${A}\"\n  b = \"${B}\"");
+        let interpolated =
+            interpolate("a = \"${A}\"\n  b = \"x ${B} ${B}\"", &env()).expect("parsed");
+        let places: Vec<_> = interpolated.missing.iter().map(|m| m.problem.at).collect();
+        assert_eq!(places, vec![Some((1, 6)), Some((2, 10)), Some((2, 15))]);
+        let b = interpolated.root.get_ref().get("b").expect("b");
+        assert_eq!(b.get_ref().as_str(), Some("x ${B} ${B}"));
     }
 
     #[test]
     fn a_malformed_reference_is_an_error() {
         assert!(interpolate("a = \"${A\"", &env()).is_err());
         assert!(interpolate("a = \"${A-B}\"", &env()).is_err());
+    }
+
+    #[test]
+    fn keys_and_comments_are_never_interpolated() {
+        let interpolated = interpolate("# ${NOPE}\n\"${TOKEN}\" = 1\n", &env()).expect("parsed");
+        assert!(interpolated.missing.is_empty());
+        assert!(interpolated.root.get_ref().get("${TOKEN}").is_some());
+    }
+
+    #[test]
+    fn a_variable_outside_a_string_is_a_clear_error() {
+        let problems = interpolate("limit = ${LIMIT}\n", &env()).expect_err("not TOML");
+        assert_eq!(problems[0].at, Some((1, 9)), "{problems:?}");
+        assert!(
+            problems[0].message.contains("goes inside a quoted string"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn values_and_url_passwords_are_hidden_in_messages() {
+        let values = vec![("SECRET".to_owned(), "pa\"ss-word".to_owned())];
+        assert_eq!(
+            hide_secrets("invalid \"pa\\\"ss-word\" and pa\"ss-word", &values),
+            "invalid \"${SECRET}\" and ${SECRET}"
+        );
+        let short = vec![("LIMIT".to_owned(), "5".to_owned())];
+        assert_eq!(hide_secrets("between 5 and 50", &short), "between 5 and 50");
+        assert_eq!(
+            hide_secrets(
+                "\"postgres://u:p w@h:1/x\" and https://h/a@b and s3://k@b/",
+                &[]
+            ),
+            "\"postgres://***@h:1/x\" and https://h/a@b and s3://***@b/"
+        );
     }
 }

@@ -247,6 +247,10 @@ impl LogSink {
             message.truncate(end);
             message.push('…');
         }
+        // A line break in a message would forge a log line of the host's.
+        if message.contains(char::is_control) {
+            message = super::one_line(&message, MAX_LOG_LINE);
+        }
         let plugin = self.plugin.as_str();
         match level {
             LogLevel::Trace => tracing::trace!(plugin, "{message}"),
