@@ -10,6 +10,7 @@ mod events;
 mod history;
 mod oneroster;
 mod oneroster_rest;
+mod properties;
 mod runner;
 mod sync;
 mod transforms;

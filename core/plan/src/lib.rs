@@ -491,7 +491,9 @@ impl<'a> Plan<'a> {
             };
             wanted.clear();
             for (index, id) in list.iter().enumerate() {
-                // References to records not in the roster were quarantined by the source.
+                // A reference to a record not in the roster (one that could not be read, or a
+                // primary teacher a filter or plugin dropped) starts nothing but keeps its
+                // place, so the teachers after it keep their roles.
                 let Some(&member) = positions.get(id.as_str()) else {
                     continue;
                 };
@@ -1235,6 +1237,23 @@ mod tests {
         after.unreadable = vec![(Entity::Teacher, "t1".into())];
         after.quarantine_dangling_references();
         assert_eq!(diff(&before, &after), Vec::<String>::new());
+    }
+
+    /// Found by the property tests: a filter that dropped a primary teacher used to take their
+    /// id out of the list, and the co-teacher became primary. The id keeps its place now.
+    #[test]
+    fn a_filtered_primary_teacher_leaves_the_co_teacher_co() {
+        let before = district();
+        let mut after = before.clone();
+        after.teachers.retain(|t| t.id != "t1");
+        after.decisions = vec![dropped(Entity::Teacher, "t1")];
+        assert_eq!(
+            diff(&before, &after),
+            [
+                "class_teacher end math t1: teacher archived: filtered: subject is arts and music by filter:specials",
+                "teacher archive t1: filtered: subject is arts and music by filter:specials",
+            ]
+        );
     }
 
     /// OneRoster ids are unique within a file only: an unreadable class does not shield the

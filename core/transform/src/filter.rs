@@ -4,15 +4,18 @@
 //! Clever's subject enum spells the specials `PE and health` and `arts and music`, but many SIS
 //! feeds leave the subject empty, so sections also match by name or course-name pattern.
 //! Dropping a teacher drops the sections only they teach (a section with another teacher stays,
-//! without them), and users left with no section follow their sections out.
+//! without them: its co-teacher stays a co-teacher when the primary teacher is dropped), and
+//! users left with no section follow their sections out, each role on its own.
 
 use std::collections::HashSet;
 
 use regex::{Regex, RegexSet};
 use serde::Deserialize;
 
-use super::{TransformError, decision, drop_orphaned_users, drop_sections, members};
-use rosterflow_model::{Entity, Snapshot};
+use super::{
+    TransformError, decision, drop_orphaned_users, drop_sections, members, remove_teachers,
+};
+use rosterflow_model::{Entity, Id, Snapshot};
 
 /// A `type = "filter"` stage. Every list is optional; a record matching any entry is dropped.
 #[derive(Debug, Clone, Deserialize)]
@@ -128,7 +131,21 @@ impl Filter {
     pub fn apply(&self, snapshot: &mut Snapshot) {
         let had_sections = members(snapshot);
 
-        // Teachers first, so that sections left without a teacher go with them.
+        // Teachers first, so that sections left without a teacher go with them. Teachers who
+        // are in the roster, or could not be read, teach; other ids in a section's list only
+        // keep a dropped primary teacher's place (see `remove_teachers`).
+        let teaching: HashSet<Id> = snapshot
+            .teachers
+            .iter()
+            .map(|t| t.id.clone())
+            .chain(
+                snapshot
+                    .unreadable
+                    .iter()
+                    .filter(|(entity, _)| *entity == Entity::Teacher)
+                    .map(|(_, id)| id.clone()),
+            )
+            .collect();
         let mut dropped_teachers = HashSet::new();
         let mut decisions = Vec::new();
         snapshot.teachers.retain(|teacher| {
@@ -201,11 +218,9 @@ impl Filter {
                 {
                     return Some("SIS id is in section_sis_ids".to_owned());
                 }
-                let taught_only_by_dropped = !section.teachers.is_empty()
-                    && section
-                        .teachers
-                        .iter()
-                        .all(|t| dropped_teachers.contains(t));
+                let mut taught_by = section.teachers.iter().filter(|t| teaching.contains(*t));
+                let taught_only_by_dropped = taught_by.clone().next().is_some()
+                    && taught_by.all(|t| dropped_teachers.contains(t));
                 if taught_only_by_dropped {
                     return Some("every teacher of the section was dropped".to_owned());
                 }
@@ -217,7 +232,7 @@ impl Filter {
             verdicts.next().expect("one verdict per section")
         });
         for section in &mut snapshot.sections {
-            section.teachers.retain(|t| !dropped_teachers.contains(t));
+            remove_teachers(section, &dropped_teachers);
         }
         drop_orphaned_users(snapshot, &had_sections, &self.author);
     }
@@ -305,6 +320,59 @@ mod tests {
         let sections: Vec<_> = snapshot.sections.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(sections, ["math", "band"]);
         assert!(snapshot.teachers.iter().all(|t| t.id != "t-gym"));
+    }
+
+    /// Found by the property tests: dropping the primary teacher of a co-taught section made
+    /// its co-teacher the primary teacher, because the role is the place in the list.
+    #[test]
+    fn a_dropped_primary_teacher_keeps_its_place_so_the_co_teacher_stays_co() {
+        let config: FilterConfig =
+            toml::from_str(r#"teacher_sis_ids = ["T-MATH"]"#).expect("valid");
+        let mut snapshot = snapshot();
+        snapshot.teachers[0].sis_id = Some("T-MATH".into());
+        Filter::new(&config).expect("compiles").apply(&mut snapshot);
+        assert!(snapshot.teachers.iter().all(|t| t.id != "t-math"));
+        let math = &snapshot.sections[0];
+        // The primary's id keeps its place, which the plan passes over: t-music is still second.
+        assert_eq!(math.teachers, [Id::from("t-math"), Id::from("t-music")]);
+
+        // A later stage that drops the co-teacher too leaves nobody to teach: the section goes.
+        let config: FilterConfig = toml::from_str(
+            r#"name = "music"
+teacher_emails = ["music@example.org"]"#,
+        )
+        .expect("valid");
+        snapshot.teachers[1].email = Some("music@example.org".into());
+        Filter::new(&config).expect("compiles").apply(&mut snapshot);
+        let sections: Vec<_> = snapshot.sections.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(sections, ["gym"]);
+    }
+
+    /// Found by the property tests: a student who also teaches kept their teacher role when the
+    /// only section they taught was dropped, because they were still a student somewhere.
+    #[test]
+    fn a_student_who_teaches_follows_each_role_apart() {
+        let config: FilterConfig =
+            toml::from_str(r#"section_subjects = ["PE and health"]"#).expect("valid");
+        let mut snapshot = snapshot();
+        snapshot.sections[1].subject = Some("PE and health".into());
+        // s1 learns math and co-teaches gym.
+        snapshot.sections[1].teachers.push("s1".into());
+        snapshot.teachers.push(Teacher {
+            id: "s1".into(),
+            ..Teacher::default()
+        });
+        Filter::new(&config).expect("compiles").apply(&mut snapshot);
+        assert!(snapshot.students.iter().any(|s| s.id == "s1"));
+        assert!(snapshot.teachers.iter().all(|t| t.id != "s1"));
+        assert!(
+            snapshot
+                .decisions
+                .iter()
+                .any(|d| d.entity == Entity::Teacher
+                    && d.id == "s1"
+                    && d.detail == "all of their sections were dropped")
+        );
     }
 
     #[test]

@@ -260,42 +260,69 @@ pub(crate) fn drop_sections(
     drop_orphaned_users(snapshot, &had_sections, author);
 }
 
-/// The ids of every user who is a member of some section.
-pub(crate) fn members(snapshot: &Snapshot) -> HashSet<Id> {
-    snapshot
-        .sections
-        .iter()
-        .flat_map(|s| s.students.iter().chain(&s.teachers))
-        .cloned()
-        .collect()
+/// Who is a member of some section: students and teachers apart, so that a user who is both
+/// (a student teacher) keeps each role only through that role's own sections.
+#[derive(Debug, Default)]
+pub(crate) struct Members {
+    pub(crate) students: HashSet<Id>,
+    pub(crate) teachers: HashSet<Id>,
+}
+
+/// The students and the teachers of every section.
+pub(crate) fn members(snapshot: &Snapshot) -> Members {
+    Members {
+        students: snapshot
+            .sections
+            .iter()
+            .flat_map(|s| &s.students)
+            .cloned()
+            .collect(),
+        teachers: snapshot
+            .sections
+            .iter()
+            .flat_map(|s| &s.teachers)
+            .cloned()
+            .collect(),
+    }
 }
 
 /// Drops users who were members of a section before a stage (`had_sections`) and are in none
-/// now: they followed their sections out of the roster.
-pub(crate) fn drop_orphaned_users(
-    snapshot: &mut Snapshot,
-    had_sections: &HashSet<Id>,
-    author: &str,
-) {
+/// now: they followed their sections out of the roster. Each role follows its own sections: a
+/// student who teaches keeps the student role through the sections they learn in, and the
+/// teacher role only through those they teach.
+pub(crate) fn drop_orphaned_users(snapshot: &mut Snapshot, had_sections: &Members, author: &str) {
     let still = members(snapshot);
-    let orphaned = |id: &Id| had_sections.contains(id) && !still.contains(id);
+    let orphaned =
+        |had: &HashSet<Id>, still: &HashSet<Id>, id: &Id| had.contains(id) && !still.contains(id);
     let detail = "all of their sections were dropped";
     let mut decisions = Vec::new();
     snapshot.students.retain(|s| {
-        let drop = orphaned(&s.id);
+        let drop = orphaned(&had_sections.students, &still.students, &s.id);
         if drop {
             decisions.push(decision(Entity::Student, &s.id, author, detail.into()));
         }
         !drop
     });
     snapshot.teachers.retain(|t| {
-        let drop = orphaned(&t.id);
+        let drop = orphaned(&had_sections.teachers, &still.teachers, &t.id);
         if drop {
             decisions.push(decision(Entity::Teacher, &t.id, author, detail.into()));
         }
         !drop
     });
     snapshot.decisions.extend(decisions);
+}
+
+/// Takes the `dropped` teachers out of a section's teachers, except a dropped primary teacher:
+/// the plan gives the primary role by place (the first teacher) and passes over ids that are
+/// not in the roster, so the primary's id keeps its place and a co-teacher stays a co-teacher
+/// (the SIS, not a filter, says who is primary). References to teachers who could not be read
+/// keep their places the same way.
+pub(crate) fn remove_teachers(section: &mut rosterflow_model::Section, dropped: &HashSet<Id>) {
+    let mut primary = true;
+    section
+        .teachers
+        .retain(|t| std::mem::take(&mut primary) || !dropped.contains(t));
 }
 
 pub(crate) fn decision(entity: Entity, id: &str, author: &str, detail: String) -> Decision {

@@ -169,9 +169,10 @@ impl SharingRules {
                 None => true,
             }
         });
-        // Users follow their sections, except those a whole shared school keeps.
+        // Users follow their sections, each role its own (a student who teaches stays a teacher
+        // only through a shared section they teach), except those a whole shared school keeps.
         let still = members(snapshot);
-        let kept = |id: &Id, school: &Option<Id>| {
+        let kept = |still: &HashSet<Id>, id: &Id, school: &Option<Id>| {
             still.contains(id) || school.as_ref().is_some_and(|s| shared_schools.contains(s))
         };
         let detail = |had: bool| {
@@ -182,17 +183,17 @@ impl SharingRules {
             }
         };
         snapshot.students.retain(|s| {
-            let keep = kept(&s.id, &s.school);
+            let keep = kept(&still.students, &s.id, &s.school);
             if !keep {
-                let why = detail(had_sections.contains(&s.id));
+                let why = detail(had_sections.students.contains(&s.id));
                 decisions.push(decision(Entity::Student, &s.id, &self.author, why));
             }
             keep
         });
         snapshot.teachers.retain(|t| {
-            let keep = kept(&t.id, &t.school);
+            let keep = kept(&still.teachers, &t.id, &t.school);
             if !keep {
-                let why = detail(had_sections.contains(&t.id));
+                let why = detail(had_sections.teachers.contains(&t.id));
                 decisions.push(decision(Entity::Teacher, &t.id, &self.author, why));
             }
             keep
@@ -420,6 +421,28 @@ mod tests {
         assert_eq!(ids(&snapshot.sections, |s| &s.id), ["e3", "m4"]);
         // s1 follows e3 from the north school; s4 is in the shared school with no section.
         assert_eq!(ids(&snapshot.students, |s| &s.id), ["s1", "s3", "s4"]);
+    }
+
+    /// A student who also teaches follows each role's own sections: s1 learns in shared m3 and
+    /// teaches in m7, which is not shared, so s1 stays a student and is no teacher.
+    #[test]
+    fn a_student_who_teaches_keeps_only_the_shared_role() {
+        let rules = config(
+            r#"schools = ["south"]
+[[sections]]
+where = [{ field = "grade", is = "3" }]"#,
+        );
+        let mut snapshot = snapshot();
+        snapshot.sections[1].teachers.push("s1".into());
+        snapshot.teachers.push(Teacher {
+            id: "s1".into(),
+            school: Some("north".into()),
+            ..Teacher::default()
+        });
+        SharingRules::new(&rules).apply(&mut snapshot);
+        assert_eq!(ids(&snapshot.sections, |s| &s.id), ["m3", "e3", "m4"]);
+        assert!(snapshot.students.iter().any(|s| s.id == "s1"));
+        assert!(snapshot.teachers.iter().all(|t| t.id != "s1"));
     }
 
     #[test]

@@ -382,7 +382,8 @@ fn key(what: &str, key: &str, max: usize) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{what} {key:?} must be 1 to {max} letters, digits, '-', '_' or '.'"
+            "{what} {} must be 1 to {max} letters, digits, '-', '_' or '.'",
+            shown(key)
         ))
     }
 }
@@ -392,9 +393,18 @@ fn text(what: &str, value: &str) -> Result<(), String> {
         return Err(format!("{what} is longer than {MAX_VALUE} bytes"));
     }
     if value.chars().any(char::is_control) {
-        return Err(format!("{what} {value:?} holds a control character"));
+        return Err(format!("{what} {} holds a control character", shown(value)));
     }
     Ok(())
+}
+
+/// A plugin's string as an error shows it: quoted, escaped, and cut short.
+fn shown(value: &str) -> String {
+    const LONGEST: usize = 40;
+    match value.char_indices().nth(LONGEST) {
+        Some((end, _)) => format!("{:?}...", &value[..end]),
+        None => format!("{value:?}"),
+    }
 }
 
 /// The validated edits as `model` ids. Indices must have passed [`validate`].
@@ -629,7 +639,8 @@ pub(crate) fn apply(plugin: &str, edits: Vec<wire::Edit>, snapshot: &mut Snapsho
     if !drop_teachers.is_empty() {
         snapshot.teachers.retain(|t| !drop_teachers.contains(&t.id));
         for section in &mut snapshot.sections {
-            section.teachers.retain(|t| !drop_teachers.contains(t));
+            // As for a filter: a dropped primary keeps its place, so a co-teacher stays co.
+            crate::remove_teachers(section, &drop_teachers);
             section
                 .member_sources
                 .retain(|id, _| !drop_teachers.contains(id));
@@ -777,6 +788,18 @@ mod tests {
         let mut s = snapshot();
         s.sections[0].id = "plugin:p:a".into();
         assert!(validate("p", &[group("a", vec![])], &s).is_err());
+    }
+
+    #[test]
+    fn a_dropped_primary_teacher_keeps_its_place_so_the_co_teacher_stays_co() {
+        let mut s = snapshot();
+        s.sections[0].teachers.push("t1".into());
+        let edits = vec![wire::Edit::DropTeacher(0)];
+        validate("p", &edits, &s).expect("valid");
+        apply("p", edits, &mut s);
+        assert!(s.teachers.iter().all(|t| t.id != "t0"));
+        // The plan passes over the id that is no longer in the roster: t1 is still second.
+        assert_eq!(s.sections[0].teachers, ["t0", "t1"]);
     }
 
     #[test]
