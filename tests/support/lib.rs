@@ -12,6 +12,9 @@
 //!   [`district::generate`] (synthetic districts up to a million students), plus recordings on
 //!   disk in the layout of `pipelines/demo/`, and as OneRoster 1.1 or 1.2 CSV feeds, bulk or
 //!   delta ([`district::Dataset::write_oneroster`]).
+//! - [`pg_server`]: a PostgreSQL server of a test's own, to stop and start under a run.
+//! - [`tcp_proxy`]: a proxy in front of PostgreSQL that cuts or holds the connections when a
+//!   client sends a given message, for storage-fault tests.
 //! - [`oneroster_sim`]: a OneRoster 1.1 and 1.2 REST server for a dataset, with OAuth 2 client
 //!   credentials, paging, delta filters, fault injection and a request log.
 //!
@@ -24,3 +27,5 @@ pub mod binary;
 pub mod clever_sim;
 pub mod district;
 pub mod oneroster_sim;
+pub mod pg_server;
+pub mod tcp_proxy;

@@ -5,6 +5,7 @@
 use rosterflow_extract::ExtractError;
 use rosterflow_store::StoreError;
 use rosterflow_store::db::DbError;
+use rosterflow_store::runs::RunsError;
 use rosterflow_transform::TransformError;
 
 use crate::config::ConfigError;
@@ -57,6 +58,11 @@ impl SyncError {
                 TransformError::Plugin(_) => Failure::Failed,
             },
             SyncError::Store { source, .. } => store_failure(source),
+            // Run history that could not be read or written: the database failed.
+            SyncError::Runs {
+                source: RunsError::Sql { .. },
+                ..
+            } => Failure::Transient,
             // Planning again cannot help a held run: its plan is the one the admin reviewed.
             SyncError::Outdated { .. } | SyncError::Runs { .. } => Failure::Failed,
         }
@@ -71,9 +77,13 @@ impl SyncError {
 fn store_failure(error: &StoreError) -> Failure {
     match error {
         StoreError::Busy { .. } => Failure::Busy,
-        StoreError::Stale { .. } | StoreError::Postgres { .. } | StoreError::Sqlite { .. } => {
-            Failure::Transient
-        }
+        // The database failed under the run, or another run committed first: a later run may
+        // succeed (the database back, room made on its disk).
+        StoreError::Stale { .. }
+        | StoreError::Postgres { .. }
+        | StoreError::Sqlite { .. }
+        | StoreError::Connection { .. }
+        | StoreError::Full { .. } => Failure::Transient,
         _ => Failure::Failed,
     }
 }

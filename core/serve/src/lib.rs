@@ -30,7 +30,8 @@ use std::time::{Duration, Instant};
 use apalis::layers::retry::backoff::{ExponentialBackoff, ExponentialBackoffMaker, MakeBackoff};
 use apalis::layers::retry::{BackoffRetryPolicy, HasherRng, RetryIfPolicy, RetryPolicy};
 use apalis::prelude::{
-    AbortError, BoxDynError, Data, Monitor, WorkerBuilder, WorkerBuilderExt, WorkerContext,
+    AbortError, BackendExt, BoxDynError, Data, Monitor, WorkerBuilder, WorkerBuilderExt,
+    WorkerContext,
 };
 use chrono::{DateTime, Utc};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -42,10 +43,10 @@ use queue::{Due, Pushed, Queue, QueueError};
 use rosterflow_model::Clock;
 use rosterflow_model::metrics as names;
 use rosterflow_pipeline::schedule::ScheduleConfig;
-use rosterflow_pipeline::sync::{RunOptions, RunResult, RunStatus, Runner};
-use rosterflow_store::LockOptions;
+use rosterflow_pipeline::sync::{RunOptions, RunResult, RunStatus, Runner, SyncError};
 use rosterflow_store::db::{Backend, Db, DbError};
 use rosterflow_store::runs::{self, RunsError};
+use rosterflow_store::{LockOptions, StoreError};
 use rosterflow_transform::plugin::Plugins;
 
 /// How a service runs.
@@ -301,15 +302,31 @@ pub async fn serve(
     let monitor = Monitor::new().shutdown_timeout(service.options.drain);
     let monitor = match backend {
         queue::Backend::Postgres(storage) => {
+            let stopping = service.clone();
             let service = service.clone();
-            monitor.register(move |_| {
-                WorkerBuilder::new(service.options.worker.clone())
-                    .backend(storage.clone())
-                    .data(service.clone())
-                    .concurrency(service.options.max_runs)
-                    .retry(retry_policy(&service.options))
-                    .build(run_due)
-            })
+            monitor
+                // The service outlives its database: a worker that lost the queue starts again
+                // (see `queue::resume`), until the service stops.
+                .should_restart(move |worker, error| {
+                    if stopping.stopping() {
+                        return false;
+                    }
+                    tracing::error!(worker = %worker.name(), %error, "the job queue's database cannot be reached (or the queue ended this worker): its runs go back to the queue, and it starts again once the database answers");
+                    true
+                })
+                .register(move |restarts| {
+                    let worker = &service.options.worker;
+                    WorkerBuilder::new(queue::incarnation(worker, restarts))
+                        .backend(
+                            storage
+                                .clone()
+                                .before_start(queue::resume(worker, restarts)),
+                        )
+                        .data(service.clone())
+                        .concurrency(service.options.max_runs)
+                        .retry(retry_policy(&service.options))
+                        .build(run_due)
+                })
         }
         queue::Backend::Memory(storage) => {
             let storage = std::sync::Mutex::new(Some(storage));
@@ -336,8 +353,9 @@ pub async fn serve(
     let _ = web.await;
     result.map_err(ServeError::Workers)?;
     if !stopped_on_request {
-        // The engine ended its worker (for example its heartbeats could not reach the
-        // database): exit with an error, so that a supervisor restarts the service.
+        // The engine ended its worker (on PostgreSQL a worker that lost the queue starts
+        // again, so the in-process queue's): exit with an error, so that a supervisor restarts
+        // the service.
         return Err(ServeError::WorkersEnded);
     }
     tracing::warn!("stopped");
@@ -593,7 +611,7 @@ async fn run_due(
             });
             Ok(())
         }
-        Err(error) if already_ran(&service, &due).await.unwrap_or(false) => {
+        Err(error) if ran_meanwhile(&service, &due, &error).await => {
             tracing::info!(pipeline = %name, at = %due.at, error = %rosterflow_model::error_chain(&error), "another service ran this time");
             outcome("already_ran");
             Ok(())
@@ -655,6 +673,28 @@ async fn approve_due(
         tracing::error!(pipeline = %name, run, error = %rosterflow_model::error_chain(&note), "cannot keep the approval's refusal on the run");
     }
     Err(AbortError::new(error).into())
+}
+
+/// Whether another service ran this time while this run failed with `error`. A run that lost
+/// its database asks only briefly, so that its failure is said before the database comes back
+/// (the next attempt looks again before it runs).
+async fn ran_meanwhile(service: &Service, due: &Due, error: &SyncError) -> bool {
+    let asking = already_ran(service, due);
+    let lost_database = matches!(
+        error,
+        SyncError::Store {
+            source: StoreError::Connection { .. },
+            ..
+        }
+    );
+    let answer = if lost_database {
+        tokio::time::timeout(Duration::from_secs(2), asking)
+            .await
+            .unwrap_or(Ok(false))
+    } else {
+        asking.await
+    };
+    answer.unwrap_or(false)
 }
 
 /// Whether this time has had its run; a history that cannot be read fails the attempt (it is

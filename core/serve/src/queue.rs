@@ -11,6 +11,7 @@ use apalis_postgres::{Config, PgPool, PostgresStorage};
 use chrono::{DateTime, Utc};
 use futures_channel::mpsc::UnboundedSender;
 use futures_util::SinkExt;
+use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 /// One job for a worker: a pipeline's run at a scheduled time, a run someone asked for, or the
@@ -80,7 +81,14 @@ impl Queue {
     /// The queue in the PostgreSQL database at `url`, its tables (schema `apalis`) created or
     /// brought up to date.
     pub async fn postgres(url: &str) -> Result<(Queue, Backend), QueueError> {
-        let pool = PgPool::connect(url).await.map_err(QueueError::Connect)?;
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            // A worker that cannot beat for as long as the other services wait for its
+            // heartbeats is gone to them: it stops then, rather than wait longer for the
+            // database, and starts again once the database answers (see `resume`).
+            .acquire_timeout(HEARTBEAT * MISSED_HEARTBEATS as u32)
+            .connect(url)
+            .await
+            .map_err(QueueError::Connect)?;
         PostgresStorage::<()>::setup(&pool)
             .await
             .map_err(QueueError::Engine)?;
@@ -143,6 +151,69 @@ impl Queue {
             }
         }
     }
+}
+
+/// The name in the queue of this process's worker after `restarts` restarts: a new name each
+/// time, so that the queue never takes the new worker for the one that stopped.
+pub fn incarnation(worker: &str, restarts: usize) -> String {
+    match restarts {
+        0 => worker.to_owned(),
+        n => format!("{worker}#restart-{n}"),
+    }
+}
+
+/// What the worker's incarnation after `restarts` restarts does before it starts taking runs
+/// from a PostgreSQL queue (`BackendExt::before_start`). A worker stops when the queue's
+/// database cannot be reached (its heartbeat fails), and the runs it was running stop with it;
+/// a restarted one first waits until the database answers again, then gives the runs its
+/// previous incarnations held back to the queue (a stopped run's transaction never committed),
+/// where it or another service takes them.
+pub fn resume(
+    worker: &str,
+    restarts: usize,
+) -> impl Fn(&mut PostgresStorage<Due>) -> BoxFuture<'static, Result<(), apalis_postgres::Error>>
++ Send
++ Sync
++ 'static {
+    let name = incarnation(worker, restarts);
+    let previous: Vec<String> = (0..restarts).map(|n| incarnation(worker, n)).collect();
+    move |storage| {
+        let pool = storage.pool().clone();
+        let (name, previous) = (name.clone(), previous.clone());
+        Box::pin(async move {
+            if previous.is_empty() {
+                return Ok(());
+            }
+            let mut said = false;
+            loop {
+                match requeue(&pool, &previous).await {
+                    Ok(runs) => {
+                        tracing::warn!(worker = %name, runs_back_in_queue = runs, "the job queue's database answers again: worker back");
+                        return Ok(());
+                    }
+                    Err(error) if !std::mem::replace(&mut said, true) => {
+                        tracing::warn!(worker = %name, error = %rosterflow_model::error_chain(&error), "waiting for the job queue's database to answer");
+                    }
+                    Err(_) => {}
+                }
+                tokio::time::sleep(HEARTBEAT).await;
+            }
+        })
+    }
+}
+
+/// Puts the runs that `workers` (stopped) had taken back in the queue; how many there were.
+async fn requeue(pool: &PgPool, workers: &[String]) -> Result<u64, sqlx::Error> {
+    // What apalis does for the runs of a worker whose heartbeats stopped, for these workers now.
+    let requeued = sqlx::query(
+        "UPDATE apalis.jobs SET status = 'Pending', done_at = NULL, lock_by = NULL, lock_at = NULL \
+         WHERE job_type = $1 AND lock_by = ANY($2) AND status IN ('Queued', 'Running')",
+    )
+    .bind(QUEUE)
+    .bind(workers)
+    .execute(pool)
+    .await?;
+    Ok(requeued.rows_affected())
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -42,7 +42,8 @@ use rosterflow_plan::schema::{self, Record};
 use rosterflow_plan::state::{self, State};
 use rosterflow_plan::switch::SisRow;
 
-/// Why reading or writing the Freckle DB failed. Messages name the step, never the URL.
+/// Why reading or writing the Freckle DB failed. Messages name the step; when the database
+/// itself failed, also the database, never its password.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
@@ -70,6 +71,31 @@ pub enum StoreError {
         step: String,
         #[source]
         source: sqlx::Error,
+    },
+    /// The connection to PostgreSQL failed under the run: refused, cut, or ended by the server
+    /// (stopped or restarted). The run's transaction is rolled back by the server.
+    #[error("the connection to the PostgreSQL database {database} failed while {step}")]
+    Connection {
+        /// The database's URL, its password hidden.
+        database: String,
+        step: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A SQLite database could not grow: its disk is full or its file at a size limit.
+    #[error(
+        "the SQLite database {} could not be written while {step}: its disk is full or the file reached a size limit (a disk quota, `ulimit -f`){}",
+        file.display(),
+        if *certain { "" } else { ", or the disk failed" }
+    )]
+    Full {
+        file: std::path::PathBuf,
+        step: String,
+        /// SQLite said the disk was full; otherwise only that a write failed, which a full
+        /// quota or a file-size limit also look like.
+        certain: bool,
+        #[source]
+        source: rusqlite::Error,
     },
     #[error(
         "the district moved since this plan was computed (planned against run {planned:?}, now at run {now:?}): plan again"
@@ -113,6 +139,83 @@ impl StoreError {
     fn postgres(step: impl Into<String>) -> impl FnOnce(sqlx::Error) -> StoreError {
         let step = step.into();
         move |source| StoreError::Postgres { step, source }
+    }
+
+    /// The same error, saying which database failed when it is the database itself that did
+    /// (a lost connection, a full disk) rather than what the run asked of it: `database` is
+    /// the URL of a PostgreSQL database, the file of a SQLite one.
+    fn naming(self, database: &Database) -> StoreError {
+        match (self, database) {
+            (StoreError::Postgres { step, source }, Database::Postgres(url))
+                if connection_failed(&source) =>
+            {
+                StoreError::Connection {
+                    database: url.clone(),
+                    step,
+                    source,
+                }
+            }
+            (StoreError::Sqlite { step, source }, Database::Sqlite(file)) => {
+                match cannot_grow(&source) {
+                    Some(certain) => StoreError::Full {
+                        file: file.clone(),
+                        step,
+                        certain,
+                        source,
+                    },
+                    None => StoreError::Sqlite { step, source },
+                }
+            }
+            (error, _) => error,
+        }
+    }
+}
+
+/// Which database a [`Store`] works on, as its errors name it.
+#[derive(Debug, Clone)]
+enum Database {
+    /// The URL, its password hidden.
+    Postgres(String),
+    Sqlite(std::path::PathBuf),
+}
+
+impl Database {
+    fn of(db: &Db) -> Database {
+        match db.backend {
+            Backend::Postgres => {
+                Database::Postgres(db::shown(db.pool.connect_options().database_url.as_str()))
+            }
+            Backend::Sqlite => Database::Sqlite(db.sqlite_file().unwrap_or_default()),
+        }
+    }
+}
+
+/// Whether PostgreSQL was lost rather than refused a statement: the connection broke, or the
+/// server ended the session (SQLSTATE class 57P, operator intervention: a shutdown or
+/// restart) or reported a connection exception (class 08).
+fn connection_failed(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Database(error) => error
+            .code()
+            .is_some_and(|code| code.starts_with("57P") || code.starts_with("08")),
+        _ => false,
+    }
+}
+
+/// Whether SQLite could not write its file for want of room: `Some(true)` when it said the disk
+/// was full (`SQLITE_FULL`), `Some(false)` when a write failed (`SQLITE_IOERR_WRITE`, what a
+/// full quota or a file-size limit give), `None` for anything else.
+fn cannot_grow(error: &rusqlite::Error) -> Option<bool> {
+    const SQLITE_IOERR_WRITE: std::ffi::c_int = 778;
+    match error {
+        rusqlite::Error::SqliteFailure(error, _) if error.code == rusqlite::ErrorCode::DiskFull => {
+            Some(true)
+        }
+        rusqlite::Error::SqliteFailure(error, _) if error.extended_code == SQLITE_IOERR_WRITE => {
+            Some(false)
+        }
+        _ => None,
     }
 }
 
@@ -209,6 +312,7 @@ fn waiting_for_lock(district: &str, wait: Duration) {
 /// One run's hold on one district of the Freckle DB.
 pub struct Store {
     inner: Inner,
+    database: Database,
 }
 
 enum Inner {
@@ -232,22 +336,27 @@ impl Store {
             "taking the district's run lock"
         );
         let url = db.pool.connect_options().database_url.clone();
-        let inner = match db.backend {
-            Backend::Sqlite => {
-                let district = district.to_owned();
-                Inner::Sqlite(
-                    tokio::task::spawn_blocking(move || {
-                        sqlite::SqliteStore::lock(&url, &district, wait)
-                    })
-                    .await??,
-                )
-            }
-            Backend::Postgres => {
-                Inner::Postgres(postgres::PgStore::lock(&url, district, wait, lease).await?)
-            }
-        };
+        let database = Database::of(db);
+        let inner = async {
+            Ok(match db.backend {
+                Backend::Sqlite => {
+                    let district = district.to_owned();
+                    Inner::Sqlite(
+                        tokio::task::spawn_blocking(move || {
+                            sqlite::SqliteStore::lock(&url, &district, wait)
+                        })
+                        .await??,
+                    )
+                }
+                Backend::Postgres => {
+                    Inner::Postgres(postgres::PgStore::lock(&url, district, wait, lease).await?)
+                }
+            })
+        }
+        .await
+        .map_err(|error: StoreError| error.naming(&database))?;
         tracing::info!(district, "holding the district's run lock");
-        Ok(Store { inner })
+        Ok(Store { inner, database })
     }
 
     /// Reads the district's state. On SQLite this reads on a connection of its own, off the
@@ -260,6 +369,7 @@ impl Store {
             }
             Inner::Postgres(store) => store.read_state().await,
         }
+        .map_err(|error| error.naming(&self.database))
     }
 
     /// The district's live rows that have a SIS id, to match them to the records of a new
@@ -272,6 +382,7 @@ impl Store {
             }
             Inner::Postgres(store) => store.read_sis_rows().await,
         }
+        .map_err(|error| error.naming(&self.database))
     }
 
     /// Applies `plan` in one transaction, recorded as `run`. The state the plan was computed
@@ -285,24 +396,29 @@ impl Store {
             Inner::Sqlite(store) => rosterflow_model::blocking(|| store.apply(plan, run)),
             Inner::Postgres(store) => store.apply(plan, run).await,
         }
+        .map_err(|error| error.naming(&self.database))
     }
 }
 
 /// Reads a district's state without taking its run lock: for reports, which only look.
 pub async fn read_state(db: &Db, district: &str) -> Result<State, StoreError> {
     let url = db.pool.connect_options().database_url.clone();
-    match db.backend {
-        Backend::Sqlite => {
-            let reader = sqlite::Reader::new(&url, district)?;
-            tokio::task::spawn_blocking(move || reader.read_state()).await?
-        }
-        Backend::Postgres => {
-            postgres::PgStore::connect(&url, district)
-                .await?
-                .read_state()
-                .await
+    async {
+        match db.backend {
+            Backend::Sqlite => {
+                let reader = sqlite::Reader::new(&url, district)?;
+                tokio::task::spawn_blocking(move || reader.read_state()).await?
+            }
+            Backend::Postgres => {
+                postgres::PgStore::connect(&url, district)
+                    .await?
+                    .read_state()
+                    .await
+            }
         }
     }
+    .await
+    .map_err(|error| error.naming(&Database::of(db)))
 }
 
 /// The row ids of a snapshot's records while a plan is written, per entity and position: the
@@ -395,4 +511,67 @@ fn skipped_json(plan: &Plan<'_>) -> String {
 /// The counts recorded on a run row, as JSON.
 fn counts_json(plan: &Plan<'_>) -> String {
     serde_json::to_string(&plan.counts()).expect("counts serialise")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_connection_names_its_database_and_a_refused_statement_does_not() {
+        let database = Database::Postgres("postgres://u:***@db.example:5432/freckle".into());
+        let lost = StoreError::Postgres {
+            step: "writing starts of class_students".into(),
+            source: sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()),
+        }
+        .naming(&database);
+        assert_eq!(
+            lost.to_string(),
+            "the connection to the PostgreSQL database postgres://u:***@db.example:5432/freckle \
+             failed while writing starts of class_students"
+        );
+        let refused = StoreError::Postgres {
+            step: "reading the district".into(),
+            source: sqlx::Error::RowNotFound,
+        }
+        .naming(&database);
+        assert!(matches!(refused, StoreError::Postgres { .. }), "{refused}");
+    }
+
+    #[test]
+    fn a_sqlite_file_that_cannot_grow_says_why() {
+        let file = Database::Sqlite("/var/lib/rosterflow/freckle.db".into());
+        let failure = |code| {
+            rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), Some("x".into()))
+        };
+        let full = StoreError::Sqlite {
+            step: "committing the run".into(),
+            source: failure(13), // SQLITE_FULL
+        }
+        .naming(&file);
+        assert_eq!(
+            full.to_string(),
+            "the SQLite database /var/lib/rosterflow/freckle.db could not be written while \
+             committing the run: its disk is full or the file reached a size limit (a disk \
+             quota, `ulimit -f`)"
+        );
+        let write = StoreError::Sqlite {
+            step: "committing the run".into(),
+            source: failure(778), // SQLITE_IOERR_WRITE: EFBIG, EDQUOT, EIO
+        }
+        .naming(&file);
+        assert!(
+            write.to_string().ends_with(", or the disk failed"),
+            "{write}"
+        );
+        let read_only = StoreError::Sqlite {
+            step: "starting the run".into(),
+            source: failure(8), // SQLITE_READONLY
+        }
+        .naming(&file);
+        assert!(
+            matches!(read_only, StoreError::Sqlite { .. }),
+            "{read_only}"
+        );
+    }
 }

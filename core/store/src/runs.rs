@@ -313,6 +313,17 @@ pub async fn record_failure(
     district: Option<&str>,
     error: &str,
 ) -> Result<i64, RunsError> {
+    const STEP: &str = "recording the failed run";
+    // A run that failed because its database went away does not wait for it to come back only
+    // to say so (the pool would try for its whole timeout): a few seconds, then the failure is
+    // only logged.
+    let mut connection = tokio::time::timeout(FAILURE_RECORD_WAIT, db.pool.acquire())
+        .await
+        .map_err(|_| RunsError::Sql {
+            step: STEP,
+            source: sqlx::Error::PoolTimedOut,
+        })?
+        .map_err(sql(STEP))?;
     sqlx::query_scalar(
         "INSERT INTO sync_runs (district_id, pipeline, status, started_at, finished_at, error, scheduled_for, requested_by) \
          VALUES ((SELECT id FROM districts WHERE key = $1), $2, 'failed', $3, $4, $5, $6, $7) RETURNING id",
@@ -324,10 +335,13 @@ pub async fn record_failure(
     .bind(error)
     .bind(start.scheduled_for.map(timestamp))
     .bind(start.requested_by)
-    .fetch_one(&db.pool)
+    .fetch_one(&mut *connection)
     .await
-    .map_err(sql("recording the failed run"))
+    .map_err(sql(STEP))
 }
+
+/// How long a failed run waits for a connection to record its failure.
+const FAILURE_RECORD_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Whether a run of `pipeline` for the scheduled time `at` was applied or held: such a time
 /// has had its run, whichever process ran it.
