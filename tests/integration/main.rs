@@ -19,6 +19,7 @@ mod trust;
 mod plugins;
 
 mod console_hardening;
+mod doctor;
 mod email;
 mod export;
 mod install;

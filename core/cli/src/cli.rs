@@ -18,6 +18,7 @@ use rosterflow_export as export;
 use rosterflow_extract::{self as extract, Recorder};
 use rosterflow_model::Clock;
 use rosterflow_pipeline::config::{self, Pipeline};
+use rosterflow_pipeline::doctor;
 use rosterflow_pipeline::failure::{Failure, exit};
 use rosterflow_pipeline::sync::{RunOptions, RunStatus, Runner};
 use rosterflow_serve as serve;
@@ -99,6 +100,22 @@ enum Command {
         subject: explain::Subject,
         /// Clever id or SIS id.
         id: String,
+    },
+    /// List what is wrong with the district's data, read from the source as a run would (with
+    /// the source's secrets) and changing nothing: each finding with its count, examples, who
+    /// can fix it and how. Exit 0 when nothing is found, 1 when something is.
+    Doctor {
+        pipeline: PathBuf,
+        /// A table on a terminal, JSON otherwise, unless given; `text` is a message for the
+        /// source's admin listing what to fix at the source.
+        #[arg(long, value_enum)]
+        format: Option<DoctorFormat>,
+        /// Judge terms as of this day (YYYY-MM-DD) rather than today (UTC).
+        #[arg(long)]
+        today: Option<chrono::NaiveDate>,
+        /// Where compiled plugins are cached.
+        #[arg(long, env = "ROSTERFLOW_PLUGIN_CACHE")]
+        plugin_cache: Option<PathBuf>,
     },
     /// Edit the roster of a manually managed class (Clever-managed classes are locked).
     Roster {
@@ -394,6 +411,19 @@ async fn last_report(db: &Db, pipeline: &str) -> anyhow::Result<i64> {
     })
 }
 
+/// How `doctor` shows what it found.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum DoctorFormat {
+    /// Aligned columns, then each finding's examples and fix.
+    Table,
+    /// The fields documented in the README.
+    Json,
+    /// One row per example, for a spreadsheet.
+    Csv,
+    /// A message for the Clever (or OneRoster) admin: what to fix at the source.
+    Text,
+}
+
 /// Runs the command line and returns the process's exit code.
 pub async fn main(cli: Cli) -> ExitCode {
     match dispatch(cli).await {
@@ -584,6 +614,29 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let district = district_of(&pipeline, &db).await?;
             print!("{}", explain::explain(&db, &district, subject, &id).await?);
             Ok(exit::OK)
+        }
+        Command::Doctor {
+            pipeline,
+            format,
+            today,
+            plugin_cache,
+        } => {
+            let pipeline = load_pipeline(&pipeline)?;
+            let today = today.unwrap_or_else(|| chrono::Utc::now().date_naive());
+            let diagnosis = doctor::diagnose(&pipeline, &Plugins::new(plugin_cache), today).await?;
+            let stdout = std::io::stdout();
+            let format = format.unwrap_or(if stdout.is_terminal() {
+                DoctorFormat::Table
+            } else {
+                DoctorFormat::Json
+            });
+            match format {
+                DoctorFormat::Table => print!("{}", doctor::render::table(&diagnosis)),
+                DoctorFormat::Json => println!("{}", doctor::render::json(&diagnosis)),
+                DoctorFormat::Csv => doctor::render::write_csv(&diagnosis, stdout.lock())?,
+                DoctorFormat::Text => print!("{}", doctor::render::text(&diagnosis)),
+            }
+            Ok(diagnosis.exit_code())
         }
         Command::Roster { pipeline, edit } => {
             let pipeline = load_for_db(&pipeline)?;

@@ -69,6 +69,9 @@ pub struct PipelineFile {
     /// How the district's people sign in with Clever through `rosterflow serve`.
     #[serde(default)]
     pub sign_in: SignInTable,
+    /// What `rosterflow doctor` reports as a matter of degree.
+    #[serde(default)]
+    pub doctor: crate::doctor::DoctorConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -339,6 +342,9 @@ fn validate(pipeline: &Pipeline) -> Vec<Problem> {
         problem(format!("load.database: {error}"));
     }
     for message in file.safety.validate() {
+        problem(message);
+    }
+    for message in file.doctor.validate() {
         problem(message);
     }
     if let Some(email) = &file.email {

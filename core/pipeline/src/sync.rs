@@ -368,6 +368,12 @@ impl Runner {
         })
     }
 
+    /// Pulls the pipeline's district as a run would, and nothing else: for `rosterflow doctor`,
+    /// which only reads.
+    pub(crate) async fn pull_roster(&self, pipeline: &Pipeline) -> Result<Snapshot, SyncError> {
+        self.pull(pipeline).await.map(|(snapshot, _)| snapshot)
+    }
+
     /// Pulls the pipeline's district and gives it its key in the Freckle DB: the one the pipeline
     /// names, or else (a Clever source) the district's Clever id.
     async fn pull(&self, pipeline: &Pipeline) -> Result<(Snapshot, Source), SyncError> {

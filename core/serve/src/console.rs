@@ -4,6 +4,8 @@
 //!   and a "run now" button; pipeline files that cannot be served, and why.
 //! - `/pipelines/{name}`: its recent runs, held runs to approve or discard, and a search box
 //!   that explains a student, teacher or class by SIS id or Clever id.
+//! - `/pipelines/{name}/doctor`: what is wrong with the district's data (`rosterflow doctor`),
+//!   checked as a queued job, and the last result (`console/doctor.rs`).
 //! - `/runs/{id}`: a run's changes by type and its quarantined records with reasons and
 //!   suggested fixes (a held run's: what its plan would change), downloadable as CSV.
 //! - `/sign-ins`: the latest sign-ins with Clever and refusals: who, as what, and why.
@@ -18,6 +20,7 @@
 //! - `/pipelines/{name}/download/{growth|roster_history}.{csv|parquet}`: the district's growth
 //!   data or roster history for the current school year, every student with their SIS id.
 
+mod doctor;
 pub mod session;
 
 use std::collections::BTreeMap;
@@ -49,6 +52,10 @@ pub fn routes() -> Router<Arc<Service>> {
         .route("/logout", post(logout))
         .route("/pipelines/{name}", get(pipeline_page))
         .route("/pipelines/{name}/run", post(run_now))
+        .route(
+            "/pipelines/{name}/doctor",
+            get(doctor::show).post(doctor::check),
+        )
         .route("/pipelines/{name}/download/{file}", get(download))
         .route("/runs/{id}", get(run_page))
         .route("/runs/{id}/report.csv", get(run_csv))
@@ -622,6 +629,7 @@ async fn pipeline_page(
     let body = html! {
         @if let Some(notice) = notice.text() { p.notice { (notice) } }
         p { (run_now_button(&name, &admin)) }
+        p { a href={ "/pipelines/" (name) "/doctor" } { "Doctor: what is wrong with the district's data" } }
         @if !held.is_empty() {
             h2 { "Held for approval" }
             @for run in &held {

@@ -18,10 +18,12 @@
 //! - [`runs`]: run history, held runs and their roster, events checkpoints.
 //! - [`report`]: each run's changes and quarantined records, as JSON or CSV.
 //! - [`explain`]: why a record is (not) in Freckle, from the decisions and history.
+//! - [`doctor`]: what `rosterflow doctor` reads, read-only and without the run lock.
 //! - [`roster`]: manual roster edits and shares: Clever-managed rosters are locked, shares are not.
 
 mod apply;
 pub mod db;
+pub mod doctor;
 pub mod explain;
 mod postgres;
 pub mod report;
