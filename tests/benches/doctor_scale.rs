@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use rosterflow_pipeline::doctor::school_year_of;
+use rosterflow_model::school_year::SchoolYear;
 use rosterflow_tests::binary::{self, Profile};
 use rosterflow_tests::district::{Collection, GenSpec, generate};
 
@@ -37,7 +37,7 @@ fn main() {
     let started = Instant::now();
     // This school year's district, so that its terms are current (as a district's are).
     let mut spec = GenSpec::new(students);
-    spec.school_year = school_year_of(chrono::Utc::now().date_naive());
+    spec.school_year = SchoolYear::of_day(chrono::Utc::now().date_naive()).start();
     let dataset = generate(spec);
     let district = dataset.ids(Collection::Districts)[0].clone();
     let sections = dataset.len(Collection::Sections);

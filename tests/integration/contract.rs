@@ -188,7 +188,11 @@ async fn switch_sources(backend: Backend) {
     );
     state.switch_source(switch);
     let plan = Plan::compute(&other, &state);
-    let reasons = safety::check(&plan, &SafetyConfig::default());
+    let reasons = safety::check(
+        &plan,
+        &SafetyConfig::default(),
+        chrono::Utc::now().date_naive(),
+    );
     assert!(
         reasons[0].starts_with("the district's source changes from clever to oneroster"),
         "{reasons:?}"

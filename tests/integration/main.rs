@@ -11,6 +11,7 @@ mod history;
 mod oneroster;
 mod oneroster_rest;
 mod properties;
+mod rollover;
 mod runner;
 mod sync;
 mod transforms;

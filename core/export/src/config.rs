@@ -6,7 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use rosterflow_model::school_year::SchoolYear;
 use serde::{Deserialize, Serialize};
 
 use super::Dataset;
@@ -173,7 +174,7 @@ impl ExportConfig {
             }
         }
         if let Some(year) = &self.school_year
-            && parse_school_year(year).is_none()
+            && year.parse::<SchoolYear>().is_err()
         {
             problems.push(format!(
                 "export.school_year: {year:?} is not a school year such as \"2026-27\""
@@ -194,19 +195,18 @@ impl ExportConfig {
             problems.push(format!("export.to: {to} is before export.from {from}"));
         }
         // The period must lie inside one school year: it names the partition.
-        let year_start = self
+        let year = self
             .school_year
             .as_deref()
-            .and_then(parse_school_year)
-            .or_else(|| from.and_then(|(_, d)| d).map(school_year_of));
-        if let Some(year_start) = year_start {
+            .and_then(|year| year.parse().ok())
+            .or_else(|| from.and_then(|(_, d)| d).map(SchoolYear::of_day));
+        if let Some(year) = year {
             for (field, day) in [("from", from), ("to", to)] {
                 if let Some((_, Some(day))) = day
-                    && school_year_of(day) != year_start
+                    && SchoolYear::of_day(day) != year
                 {
                     problems.push(format!(
-                        "export.{field}: {day} is outside the school year {}",
-                        school_year_name(year_start)
+                        "export.{field}: {day} is outside the school year {year}"
                     ));
                 }
             }
@@ -231,22 +231,22 @@ impl ExportConfig {
     pub fn period(&self, now: DateTime<Utc>) -> Option<Period> {
         let from = self.from.as_deref().map(parse_day);
         let to = self.to.as_deref().map(parse_day);
-        let year_start = match (&self.school_year, from) {
-            (Some(year), _) => parse_school_year(year)?,
-            (None, Some(from)) => school_year_of(from?),
-            (None, None) => school_year_of(now.date_naive()),
+        let year = match (&self.school_year, from) {
+            (Some(year), _) => year.parse().ok()?,
+            (None, Some(from)) => SchoolYear::of_day(from?),
+            (None, None) => SchoolYear::of_day(now.date_naive()),
         };
         let start_day = match from {
             Some(day) => day?,
-            None => NaiveDate::from_ymd_opt(year_start, 7, 1)?,
+            None => NaiveDate::from_ymd_opt(year.start(), 7, 1)?,
         };
         let end_day = match to {
             Some(day) => day?.succ_opt()?,
-            None => NaiveDate::from_ymd_opt(year_start + 1, 7, 1)?,
+            None => NaiveDate::from_ymd_opt(year.next().start(), 7, 1)?,
         };
         let midnight = |day: NaiveDate| Some(Utc.from_utc_datetime(&day.and_hms_opt(0, 0, 0)?));
         Some(Period {
-            school_year: school_year_name(year_start),
+            school_year: year.to_string(),
             start: midnight(start_day)?,
             end: midnight(end_day)?,
         })
@@ -255,30 +255,6 @@ impl ExportConfig {
 
 fn parse_day(text: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
-}
-
-/// `2026-27` to 2026 (the calendar year the school year starts in).
-fn parse_school_year(text: &str) -> Option<i32> {
-    let (first, second) = text.split_once('-')?;
-    if first.len() != 4 || second.len() != 2 {
-        return None;
-    }
-    let first: i32 = first.parse().ok()?;
-    let second: i32 = second.parse().ok()?;
-    ((first + 1) % 100 == second).then_some(first)
-}
-
-/// The calendar year the school year holding `day` starts in (school years start on July 1).
-fn school_year_of(day: NaiveDate) -> i32 {
-    if day.month() >= 7 {
-        day.year()
-    } else {
-        day.year() - 1
-    }
-}
-
-fn school_year_name(start_year: i32) -> String {
-    format!("{start_year}-{:02}", (start_year + 1) % 100)
 }
 
 #[cfg(test)]

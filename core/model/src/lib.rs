@@ -11,6 +11,7 @@ pub mod backoff;
 mod clock;
 pub mod metrics;
 pub mod packed;
+pub mod school_year;
 mod secret;
 pub mod tagged;
 

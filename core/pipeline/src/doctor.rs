@@ -18,12 +18,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Pipeline;
 use crate::sync::{Runner, SyncError};
+use rosterflow_model::school_year::SchoolYear;
 use rosterflow_model::{Entity, SourceKind};
 use rosterflow_store::db::{Db, DbError};
 use rosterflow_store::doctor as store;
 use rosterflow_transform::plugin::Plugins;
-
-pub use checks::{school_year_label, school_year_of};
 
 /// At most this many examples per finding.
 pub const EXAMPLES: usize = 5;
@@ -349,7 +348,7 @@ pub async fn diagnose(
         },
         checked_at: rosterflow_store::db::timestamp(checked_at),
         today,
-        school_year: school_year_label(school_year_of(today)),
+        school_year: SchoolYear::of_day(today).to_string(),
         roster: RosterCounts {
             schools: roster.schools.len(),
             sections: roster.sections.len(),

@@ -328,7 +328,7 @@ impl Runner {
             full_sync_at: c.full_sync_at,
             saved_at: c.saved_at,
         });
-        let reasons = safety::check(&plan, &pipeline.file.safety);
+        let reasons = safety::check(&plan, &pipeline.file.safety, started_at.date_naive());
         if !reasons.is_empty() {
             // The checkpoint waits with the run: approving it moves the district's along.
             let based_on = state.last_run;

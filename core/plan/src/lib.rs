@@ -19,6 +19,7 @@
 //! - this module: [`Plan::compute`], the diff.
 //! - [`safety`]: the checks that hold a plan for an admin instead of applying it.
 
+pub mod rollover;
 pub mod safety;
 pub mod schema;
 pub mod state;

@@ -3,12 +3,17 @@
 //!
 //! Thresholds are per pipeline (`[safety]`), checked per record type district-wide and per
 //! school. A collection that comes back empty while the DB holds many of its records is a
-//! "successful failure" (HTTP 200, no data) and always holds the run.
+//! "successful failure" (HTTP 200, no data) and always holds the run. A new school year
+//! ([`Rollover`]) holds the run with one reason of its own instead of the thresholds its
+//! changes would trip, unless it comes in the pipeline's rollover window; what it does not
+//! explain is judged as always.
 
 use std::collections::BTreeMap;
 
+use chrono::NaiveDate;
 use serde::Deserialize;
 
+use crate::rollover::{MonthDay, Rollover};
 use crate::{Plan, RecordAction};
 use rosterflow_model::Entity;
 
@@ -27,6 +32,15 @@ pub struct SafetyConfig {
     /// so that a school of three classes does not hold a run over one archive.
     #[serde(default = "default_min_records")]
     pub min_records: usize,
+    /// At a new school year, hold the run if more than this percentage of the students or
+    /// teachers leave, district-wide or in any one school (graduation alone takes about a
+    /// quarter of a four-year high school).
+    #[serde(default = "default_rollover_leave_max_percent")]
+    pub rollover_leave_max_percent: f64,
+    /// The days of the year (`["07-15", "09-15"]`, both included) in which a new school year is
+    /// applied without a hold of its own.
+    #[serde(default)]
+    pub rollover_window: Option<RolloverWindow>,
 }
 
 impl Default for SafetyConfig {
@@ -35,6 +49,38 @@ impl Default for SafetyConfig {
             archive_max_percent: default_archive_max_percent(),
             update_max_percent: default_update_max_percent(),
             min_records: default_min_records(),
+            rollover_leave_max_percent: default_rollover_leave_max_percent(),
+            rollover_window: None,
+        }
+    }
+}
+
+/// From one day of the year to another, both included; across New Year when `to` comes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "[String; 2]")]
+pub struct RolloverWindow {
+    pub from: MonthDay,
+    pub to: MonthDay,
+}
+
+impl TryFrom<[String; 2]> for RolloverWindow {
+    type Error = String;
+
+    fn try_from([from, to]: [String; 2]) -> Result<RolloverWindow, String> {
+        Ok(RolloverWindow {
+            from: from.parse()?,
+            to: to.parse()?,
+        })
+    }
+}
+
+impl RolloverWindow {
+    pub fn contains(&self, day: NaiveDate) -> bool {
+        let day = MonthDay::of(day);
+        if self.from <= self.to {
+            self.from <= day && day <= self.to
+        } else {
+            self.from <= day || day <= self.to
         }
     }
 }
@@ -48,6 +94,9 @@ fn default_update_max_percent() -> f64 {
 fn default_min_records() -> usize {
     20
 }
+fn default_rollover_leave_max_percent() -> f64 {
+    30.0
+}
 
 impl SafetyConfig {
     pub fn validate(&self) -> Vec<String> {
@@ -55,6 +104,10 @@ impl SafetyConfig {
         for (name, value) in [
             ("archive_max_percent", self.archive_max_percent),
             ("update_max_percent", self.update_max_percent),
+            (
+                "rollover_leave_max_percent",
+                self.rollover_leave_max_percent,
+            ),
         ] {
             if !(0.0..=100.0).contains(&value) {
                 problems.push(format!(
@@ -66,8 +119,8 @@ impl SafetyConfig {
     }
 }
 
-/// Every reason to hold `plan`; empty when it may be applied.
-pub fn check(plan: &Plan<'_>, config: &SafetyConfig) -> Vec<String> {
+/// Every reason to hold `plan`, made on `today`; empty when it may be applied.
+pub fn check(plan: &Plan<'_>, config: &SafetyConfig, today: NaiveDate) -> Vec<String> {
     let mut reasons = Vec::new();
     if let Some(switch) = &plan.state.switch {
         reasons.push(switch.hold_reason());
@@ -80,16 +133,32 @@ pub fn check(plan: &Plan<'_>, config: &SafetyConfig) -> Vec<String> {
             ));
         }
     }
-    // Archives and ends per entity, district-wide (`None`) and per school row.
-    let mut archives: BTreeMap<(Entity, Option<i64>), usize> = BTreeMap::new();
+    let rollover = Rollover::of(plan, today);
+    if let Some(rollover) = &rollover
+        && !config.rollover_window.is_some_and(|w| w.contains(today))
+    {
+        reasons.push(rollover.reason());
+    }
+    // Archives and ends per entity, district-wide (`None`) and per school row; at a new school
+    // year, those who leave apart, and what the year explains not at all.
+    let mut archives = Counts::new();
+    let mut leaves = Counts::new();
     let mut updates: BTreeMap<Entity, usize> = BTreeMap::new();
     for change in &plan.records {
+        if rollover.as_ref().is_some_and(|r| r.explains(change)) {
+            continue;
+        }
         match change.action {
             RecordAction::Archive => {
-                *archives.entry((change.entity, None)).or_default() += 1;
+                let counts = if rollover.as_ref().is_some_and(|r| r.leaves(change)) {
+                    &mut leaves
+                } else {
+                    &mut archives
+                };
+                *counts.entry((change.entity, None)).or_default() += 1;
                 let (_, row) = plan.state.table(change.entity).at(change.index as usize);
                 if let Some(school) = row.school {
-                    *archives.entry((change.entity, Some(school))).or_default() += 1;
+                    *counts.entry((change.entity, Some(school))).or_default() += 1;
                 }
             }
             RecordAction::Update => *updates.entry(change.entity).or_default() += 1,
@@ -97,28 +166,39 @@ pub fn check(plan: &Plan<'_>, config: &SafetyConfig) -> Vec<String> {
         }
     }
     for end in &plan.ends {
-        *archives.entry((end.entity, None)).or_default() += 1;
-    }
-    for ((entity, school), count) in archives {
-        let before = match school {
-            None => plan.active_before.get(&entity).copied(),
-            Some(school) => plan.active_by_school.get(&(entity, school)).copied(),
+        if !rollover.as_ref().is_some_and(|r| r.explains_end(end)) {
+            *archives.entry((end.entity, None)).or_default() += 1;
         }
-        .unwrap_or_default();
-        if let Some(percent) = over(
-            count,
-            before,
+    }
+    for (counts, limit, what, threshold) in [
+        (
+            archives,
             config.archive_max_percent,
-            config.min_records,
-        ) {
-            let place = match school {
-                None => "district-wide".to_owned(),
-                Some(row) => school_named(plan, plan.key_of_row(Entity::School, row)),
-            };
-            reasons.push(format!(
-                "{entity}: would archive or end {count} of {before} ({percent:.1}%) {place}, above the {}% threshold",
-                config.archive_max_percent
-            ));
+            "would archive or end",
+            "",
+        ),
+        (
+            leaves,
+            config.rollover_leave_max_percent,
+            "at the new school year, would lose",
+            " rollover_leave_max_percent",
+        ),
+    ] {
+        for ((entity, school), count) in counts {
+            let before = match school {
+                None => plan.active_before.get(&entity).copied(),
+                Some(school) => plan.active_by_school.get(&(entity, school)).copied(),
+            }
+            .unwrap_or_default();
+            if let Some(percent) = over(count, before, limit, config.min_records) {
+                let place = match school {
+                    None => "district-wide".to_owned(),
+                    Some(row) => school_named(plan, plan.key_of_row(Entity::School, row)),
+                };
+                reasons.push(format!(
+                    "{entity}: {what} {count} of {before} ({percent:.1}%) {place}, above the {limit}%{threshold} threshold"
+                ));
+            }
         }
     }
     for (entity, count) in updates {
@@ -132,6 +212,9 @@ pub fn check(plan: &Plan<'_>, config: &SafetyConfig) -> Vec<String> {
     }
     reasons
 }
+
+/// Changes counted per entity, district-wide (`None`) and per school row.
+type Counts = BTreeMap<(Entity, Option<i64>), usize>;
 
 /// `in school "Lincoln Elementary" (5a25...)`: an admin knows a school by its name, the SIS and
 /// Clever by its id. A school the source no longer sends is named by its id alone.
@@ -176,7 +259,11 @@ mod tests {
         };
         let state = loaded(&snapshot);
         snapshot.students.truncate(kept);
-        check(&Plan::compute(&snapshot, &state), &SafetyConfig::default())
+        check(
+            &Plan::compute(&snapshot, &state),
+            &SafetyConfig::default(),
+            NaiveDate::default(),
+        )
     }
 
     #[test]

@@ -142,6 +142,15 @@ impl Layout {
         }
     }
 
+    /// The set of the columns named `names` (those the table has).
+    pub fn mask(&self, names: &[&str]) -> Columns {
+        self.columns
+            .iter()
+            .enumerate()
+            .filter(|(_, (name, _))| names.contains(name))
+            .fold(0, |set, (i, _)| set | 1 << i)
+    }
+
     /// The names of the columns in `set`, comma-separated.
     pub fn names(&self, set: Columns) -> String {
         let names: Vec<&str> = self

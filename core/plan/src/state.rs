@@ -11,6 +11,7 @@ use std::hash::{Hash, Hasher};
 use indexmap::IndexMap;
 use rustc_hash::{FxBuildHasher, FxHasher};
 
+use rosterflow_model::school_year::SchoolYear;
 use rosterflow_model::{DecisionAction, Entity, Id, SourceKind};
 
 use crate::schema::{Kind, Value};
@@ -125,6 +126,9 @@ pub struct Existing {
     pub archived: bool,
     /// The row id of its school (a school's own id for schools).
     pub school: Option<i64>,
+    /// A class's school year: its term's, else the one it was first synced in (`None` for
+    /// other rows). What tells a new school year's rollover apart from a broken feed.
+    pub year: Option<SchoolYear>,
 }
 
 /// The district's rows of one table, by source id, in ascending row id order.
@@ -231,6 +235,14 @@ impl TableState {
 
     pub fn fingerprints(&self, index: usize) -> &[u64] {
         &self.fingerprints[index * self.columns..(index + 1) * self.columns]
+    }
+
+    /// Gives every row the school year `year`, as the store reads a class's.
+    #[cfg(test)]
+    pub(crate) fn set_year(&mut self, year: SchoolYear) {
+        for row in self.rows.values_mut() {
+            row.year = Some(year);
+        }
     }
 
     /// Marks a row archived, as an earlier run would have.
@@ -452,6 +464,7 @@ pub(crate) fn loaded(snapshot: &rosterflow_model::Snapshot) -> State {
                     id: self.next,
                     archived: false,
                     school,
+                    year: None,
                 };
                 rows.push(record.key().into(), existing, fingerprints)
                     .expect("rows are numbered in order");
@@ -562,6 +575,7 @@ mod tests {
                 id,
                 archived: false,
                 school: None,
+                year: None,
             };
             table
                 .push(key.into(), existing, [id as u64])
@@ -575,6 +589,7 @@ mod tests {
             id: 5,
             archived: false,
             school: None,
+            year: None,
         };
         assert!(table.push("d".into(), existing, [0]).is_err());
     }

@@ -126,6 +126,7 @@ mod tests {
             id: 1,
             archived: false,
             school: None,
+            year: None,
         };
         district
             .push(snapshot.district.id.clone(), row, vec![0; columns])

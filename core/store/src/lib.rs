@@ -484,6 +484,19 @@ fn source_kind(name: &str) -> Option<SourceKind> {
     name.parse().ok()
 }
 
+/// The date a row's school year is read from, as an expression of the state's query: for a
+/// class its term's start (else end) date, else the day it was first synced; nothing for other
+/// rows.
+fn school_year_date(entity: Entity) -> &'static str {
+    match entity {
+        Entity::Class => {
+            "COALESCE((SELECT COALESCE(terms.start_date, terms.end_date) FROM terms \
+             WHERE terms.id = term_id), created_at)"
+        }
+        _ => "NULL",
+    }
+}
+
 /// Reads the live, sync-managed rows of `entity` with a SIS id: (row id, key, SIS id) of
 /// district `$1`.
 fn sis_rows_sql(entity: Entity) -> String {

@@ -29,12 +29,14 @@ use super::state::{
     Cell, Existing, MembershipState, OpenDecision, Role, State, TableState, fingerprint,
 };
 use super::{
-    RowIds, RunOutcome, RunRecord, StoreError, counts_json, sis_rows_sql, skipped_json, source_kind,
+    RowIds, RunOutcome, RunRecord, StoreError, counts_json, school_year_date, sis_rows_sql,
+    skipped_json, source_kind,
 };
 use crate::apply::{Step, fence, program};
 use crate::db::timestamp;
 use crate::runs::sql;
 use copy::{Encoder, Lines};
+use rosterflow_model::school_year::SchoolYear;
 use rosterflow_model::{DecisionAction, Entity, Id};
 use rosterflow_plan::switch::{MATCHED, Match, SisRow};
 use rosterflow_plan::{Plan, RecordAction, member_entity};
@@ -441,16 +443,17 @@ async fn read_table(
         ""
     };
     let sql = format!(
-        "COPY (SELECT id, {key}, {archived}, {school}, {} FROM {} \
+        "COPY (SELECT id, {key}, {archived}, {school}, {year}, {} FROM {} \
          WHERE {scope} AND {key} IS NOT NULL{managed} ORDER BY id) TO STDOUT",
         columns.join(", "),
         layout.name,
         key = layout.key_column,
+        year = school_year_date(entity),
     );
     let mut table = TableState::new(layout.columns.len());
     let mut fingerprints = Vec::with_capacity(layout.columns.len());
     copy_out(tx, &sql, layout.name, |fields| {
-        if fields.len() != 4 + layout.columns.len() {
+        if fields.len() != 5 + layout.columns.len() {
             return Err(bad_line(layout.name));
         }
         let id = int(fields[0].as_deref(), layout.name)?;
@@ -460,8 +463,9 @@ async fn read_table(
             .as_deref()
             .map(|s| int(Some(s), layout.name))
             .transpose()?;
+        let year = fields[4].as_deref().and_then(SchoolYear::of_date);
         fingerprints.clear();
-        for ((_, kind), value) in layout.columns.iter().zip(&fields[4..]) {
+        for ((_, kind), value) in layout.columns.iter().zip(&fields[5..]) {
             let cell = match (value.as_deref(), kind) {
                 (None, _) => Cell::Null,
                 (Some(flag), Kind::Flag) => Cell::Flag(flag == "t"),
@@ -474,6 +478,7 @@ async fn read_table(
             id,
             archived,
             school,
+            year,
         };
         table.push(key.into(), existing, fingerprints.iter().copied())?;
         Ok(())

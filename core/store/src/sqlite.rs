@@ -20,12 +20,13 @@ use super::state::{
     Cell, Existing, MembershipState, OpenDecision, Role, State, TableState, fingerprint,
 };
 use super::{
-    RowIds, RunOutcome, RunRecord, StoreError, counts_json, rekey_sql, sis_rows_sql, skipped_json,
-    source_kind, waiting_for_lock,
+    RowIds, RunOutcome, RunRecord, StoreError, counts_json, rekey_sql, school_year_date,
+    sis_rows_sql, skipped_json, source_kind, waiting_for_lock,
 };
 use crate::apply::{Step, fence, program};
 use crate::db::{sqlite_file, timestamp};
 use crate::runs::sql;
+use rosterflow_model::school_year::SchoolYear;
 use rosterflow_model::{DecisionAction, Entity, Id};
 use rosterflow_plan::switch::{MATCHED, SisRow};
 use rosterflow_plan::{Plan, RecordAction, member_entity};
@@ -322,11 +323,12 @@ fn read_table(tx: &Transaction<'_>, entity: Entity, district: i64) -> Result<Tab
         ""
     };
     let sql = format!(
-        "SELECT id, {key}, {archived}, {school}, {} FROM {} \
+        "SELECT id, {key}, {archived}, {school}, {year}, {} FROM {} \
          WHERE {scope} AND {key} IS NOT NULL{managed} ORDER BY id",
         columns.join(", "),
         layout.name,
         key = layout.key_column,
+        year = school_year_date(entity),
     );
     let step = || format!("reading {}", layout.name);
     let mut statement = tx.prepare(&sql).map_err(StoreError::sqlite(step()))?;
@@ -335,20 +337,22 @@ fn read_table(tx: &Transaction<'_>, entity: Entity, district: i64) -> Result<Tab
         .map_err(StoreError::sqlite(step()))?;
     let mut table = TableState::new(layout.columns.len());
     while let Some(row) = rows.next().map_err(StoreError::sqlite(step()))? {
-        let read = || -> rusqlite::Result<(i64, String, bool, Option<i64>)> {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        let read = || -> rusqlite::Result<(String, Existing)> {
+            let year: Option<String> = row.get(4)?;
+            let existing = Existing {
+                id: row.get(0)?,
+                archived: row.get(2)?,
+                school: row.get(3)?,
+                year: year.as_deref().and_then(SchoolYear::of_date),
+            };
+            Ok((row.get(1)?, existing))
         };
-        let (id, key, archived, school) = read().map_err(StoreError::sqlite(step()))?;
+        let (key, existing) = read().map_err(StoreError::sqlite(step()))?;
         let mut fingerprints = Vec::with_capacity(layout.columns.len());
         for (index, (_, kind)) in layout.columns.iter().enumerate() {
-            let value = row.get_ref(index + 4).map_err(StoreError::sqlite(step()))?;
+            let value = row.get_ref(index + 5).map_err(StoreError::sqlite(step()))?;
             fingerprints.push(fingerprint(stored_cell(value, *kind)));
         }
-        let existing = Existing {
-            id,
-            archived,
-            school,
-        };
         table.push(key.into(), existing, fingerprints)?;
     }
     Ok(table)

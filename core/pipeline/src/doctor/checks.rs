@@ -12,11 +12,12 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::stages::{StageKind, StageReport};
 use super::{DoctorConfig, EXAMPLES, Example, Finding, Fixer, History};
+use rosterflow_model::school_year::SchoolYear;
 use rosterflow_model::{Entity, Name, Section, Snapshot, Source, SourceKind, Student, Teacher};
 use rosterflow_store::doctor::LiveCounts;
 
@@ -415,83 +416,23 @@ fn teachers_whose_sections_were_filtered_out(e: &Evidence<'_>) -> Vec<Finding> {
     }]
 }
 
-/// The school year a day falls in, by its first calendar year (July to June): 2026 for
-/// 2026-10-01 and for 2027-03-01.
-pub fn school_year_of(day: NaiveDate) -> i32 {
-    if day.month() >= 7 {
-        day.year()
-    } else {
-        day.year() - 1
-    }
-}
-
-/// `2026-27`.
-pub fn school_year_label(year: i32) -> String {
-    format!("{year}-{:02}", (year + 1).rem_euclid(100))
-}
-
 /// A date as sources write it (`2026-08-18`, perhaps with a time after it).
 fn parse_date(text: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(text.get(..10)?, "%Y-%m-%d").ok()
 }
 
-/// The school year of a term: by its start date (else its end date, July to June), else by a
-/// name that says it (`2025-2026`, `2025-26`, `Fall 2025`, `Spring 2026`).
-fn term_year(term: &rosterflow_model::Term) -> Option<i32> {
-    if let Some(day) = term.start_date.as_deref().and_then(parse_date) {
-        return Some(school_year_of(day));
-    }
-    if let Some(day) = term.end_date.as_deref().and_then(parse_date) {
-        return Some(school_year_of(day));
-    }
-    year_in_name(term.name.as_deref()?)
-}
-
-fn year_in_name(name: &str) -> Option<i32> {
-    let words: Vec<&str> = name
-        .split(|c: char| c.is_whitespace() || c == '/')
-        .filter(|w| !w.is_empty())
-        .collect();
-    let year = |text: &str| {
-        (text.len() == 4 && text.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| text.parse::<i32>().ok())
-            .flatten()
-    };
-    for word in &words {
-        // `2025-2026` or `2025-26`
-        if let Some((first, second)) = word.split_once('-')
-            && let Some(start) = year(first)
-            && (second == format!("{}", start + 1)
-                || second == format!("{:02}", (start + 1).rem_euclid(100)))
-        {
-            return Some(start);
-        }
-    }
-    for pair in words.windows(2) {
-        let season = pair[0].to_lowercase();
-        if let Some(y) = year(pair[1]) {
-            match season.as_str() {
-                "fall" | "autumn" => return Some(y),
-                "spring" | "winter" => return Some(y - 1),
-                _ => {}
-            }
-        }
-    }
-    None
-}
-
 fn terms(e: &Evidence<'_>) -> Vec<Finding> {
-    let current = school_year_of(e.today);
+    let current = SchoolYear::of_day(e.today);
     let terms: FxHashMap<&str, &rosterflow_model::Term> =
         e.roster.terms.iter().map(|t| (t.id.as_str(), t)).collect();
     let term_name = |t: &rosterflow_model::Term| t.name.clone().unwrap_or_else(|| t.id.to_string());
     let mut ended: Vec<(&Section, &rosterflow_model::Term)> = Vec::new();
-    let mut other: Vec<(&Section, &rosterflow_model::Term, i32)> = Vec::new();
+    let mut other: Vec<(&Section, &rosterflow_model::Term, SchoolYear)> = Vec::new();
     for section in sis_sections(e) {
         let Some(term) = section.term.as_deref().and_then(|t| terms.get(t)) else {
             continue;
         };
-        match term_year(term) {
+        match SchoolYear::of_term(term) {
             Some(year) if year != current => other.push((section, term, year)),
             _ => {
                 if term
@@ -551,8 +492,8 @@ fn terms(e: &Evidence<'_>) -> Vec<Finding> {
         });
     }
     if !other.is_empty() {
-        let described = |t: &rosterflow_model::Term, year: i32| {
-            format!("{} (school year {})", term_name(t), school_year_label(year))
+        let described = |t: &rosterflow_model::Term, year: SchoolYear| {
+            format!("{} (school year {year})", term_name(t))
         };
         findings.push(Finding {
             code: "term_other_school_year",
@@ -564,7 +505,7 @@ fn terms(e: &Evidence<'_>) -> Vec<Finding> {
                 } else {
                     format!("{} sections are in terms", other.len())
                 },
-                school_year_label(current),
+                current,
                 names(other.iter().map(|(_, t, y)| described(t, *y)).collect())
             ),
             count: other.len(),
@@ -1158,20 +1099,6 @@ mod tests {
 
     #[test]
     fn terms_are_judged_by_the_school_year_july_to_june() {
-        assert_eq!(school_year_of(day("2026-07-01")), 2026);
-        assert_eq!(school_year_of(day("2027-06-30")), 2026);
-        assert_eq!(school_year_label(2026), "2026-27");
-        assert_eq!(school_year_label(2099), "2099-00");
-        for (text, year) in [
-            ("2025-2026", Some(2025)),
-            ("SY 2025-26", Some(2025)),
-            ("Fall 2025", Some(2025)),
-            ("Spring 2026", Some(2025)),
-            ("Semester 1", None),
-            ("2025-2027", None),
-        ] {
-            assert_eq!(year_in_name(text), year, "{text}");
-        }
         let mut roster = clean();
         roster.terms.push(term("fall", "2026-08-18", "2026-09-20"));
         roster
