@@ -335,6 +335,14 @@ async fn report_and_status_answer_an_admins_first_questions(backend: Backend) {
 
     // A student who leaves: change rows, in aligned columns.
     let student = district.ids_with_role(Role::Student)[0].clone();
+    let user = district
+        .get(Collection::Users, &student)
+        .expect("the student");
+    let name = format!(
+        "{} {}",
+        user["name"]["first"].as_str().expect("a first name"),
+        user["name"]["last"].as_str().expect("a last name")
+    );
     assert!(district.remove_user(&student));
     let (_left, pipeline) = recorded(&district);
     let outcome = crate::util::run(&pipeline, &RunOptions::default())
@@ -357,9 +365,14 @@ async fn report_and_status_answer_an_admins_first_questions(backend: Backend) {
         .find(|line| line.contains(&student) && line.contains("archive"))
         .unwrap_or_else(|| panic!("the student's archive: {table}"));
     assert!(archive.starts_with("change"), "{table}");
+    assert!(
+        archive.contains(&format!("{name} ({student})")),
+        "the student by name, the id beside it: {table}"
+    );
+    let column = |line: &str, text: &str| line.find(text).map(|at| line[..at].chars().count());
     assert_eq!(
-        lines[header].find("action"),
-        archive.find("archive"),
+        column(lines[header], "action"),
+        column(archive, "archive"),
         "columns line up: {table}"
     );
 
@@ -412,6 +425,23 @@ async fn explain_says_a_record_was_quarantined(backend: Backend) {
         stdout.contains("quarantined by run 1 (user): unreadable record"),
         "{stdout}"
     );
+
+    // A loaded student is named, with the id beside the name, and so are their classes.
+    let student = district
+        .all(Collection::Users)
+        .into_iter()
+        .find(|u| u["roles"]["student"]["sis_id"] == "100095233")
+        .expect("the demo's student 100095233");
+    let (code, stdout, stderr) = rosterflow(&["explain", file, "student", "100095233"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let named = format!(
+        "student \"{} {}\" {} (SIS id 100095233): active",
+        student["name"]["first"].as_str().expect("a first name"),
+        student["name"]["last"].as_str().expect("a last name"),
+        student["id"].as_str().expect("an id"),
+    );
+    assert!(stdout.starts_with(&named), "{stdout}");
+    assert!(stdout.contains("student of class \""), "{stdout}");
 }
 
 /// A service with no pipeline it can serve names each file and what is wrong with it, such

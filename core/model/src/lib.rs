@@ -213,6 +213,18 @@ pub struct Name {
     pub last: Option<String>,
 }
 
+impl Name {
+    /// `First Last`, as people are named in reports and pages.
+    pub fn full(&self) -> String {
+        [self.first.as_deref(), self.last.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter(|part| !part.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Student {
     pub id: Id,

@@ -69,6 +69,8 @@ pub struct Explanation {
     pub subject: Subject,
     pub source_id: String,
     pub sis_id: Option<String>,
+    /// What people call it: a person's name, a class's.
+    pub name: Option<String>,
     /// `None` when the record was never loaded (dropped before it reached the DB).
     pub state: Option<Standing>,
     /// What the latest run's transforms decided about it, if anything.
@@ -150,6 +152,7 @@ struct RecordRow {
     id: i64,
     source_id: Option<String>,
     sis_id: Option<String>,
+    name: Option<String>,
     archived_at: Option<String>,
     archived_reason: Option<String>,
     created_run: Option<i64>,
@@ -191,10 +194,11 @@ pub async fn explain(
     let table = subject.table();
     let row: Option<RecordRow> =
         sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT t.id, t.source_id, t.sis_id, t.archived_at, t.archived_reason, t.created_run FROM {table} t \
+            "SELECT t.id, t.source_id, t.sis_id, {name} AS name, t.archived_at, t.archived_reason, t.created_run FROM {table} t \
              JOIN districts d ON d.id = t.district_id WHERE d.key = $1 \
              AND (t.source_id = $2 OR t.sis_id = $2) \
-             ORDER BY CASE WHEN t.source_id = $2 THEN 0 ELSE 1 END, CASE WHEN t.archived_at IS NULL THEN 0 ELSE 1 END, t.id DESC LIMIT 1"
+             ORDER BY CASE WHEN t.source_id = $2 THEN 0 ELSE 1 END, CASE WHEN t.archived_at IS NULL THEN 0 ELSE 1 END, t.id DESC LIMIT 1",
+            name = crate::name_sql(subject.entity(), "t."),
         )))
         .bind(district)
         .bind(id)
@@ -211,11 +215,13 @@ pub async fn explain(
     .await
     .map_err(sql("reading run history"))?;
 
+    let name = row.as_ref().and_then(|row| row.name.clone());
     let (row_id, created_run, source_id, sis_id, state) = match row {
         Some(RecordRow {
             id: row_id,
             source_id,
             sis_id,
+            name: _,
             archived_at,
             archived_reason,
             created_run,
@@ -319,15 +325,17 @@ pub async fn explain(
             Subject::Class => vec![
                 (
                     format!(
-                        "SELECT t.source_id AS other, NULL AS other_name, m.role, {COLUMNS} \
-                         FROM class_teachers m JOIN teachers t ON t.id = m.teacher_id WHERE m.class_id = $1 ORDER BY m.started_at, m.id"
+                        "SELECT t.source_id AS other, {teacher} AS other_name, m.role, {COLUMNS} \
+                         FROM class_teachers m JOIN teachers t ON t.id = m.teacher_id WHERE m.class_id = $1 ORDER BY m.started_at, m.id",
+                        teacher = crate::name_sql(Entity::Teacher, "t."),
                     ),
                     "teacher",
                 ),
                 (
                     format!(
-                        "SELECT s.source_id AS other, NULL AS other_name, NULL AS role, {COLUMNS} \
-                         FROM class_students m JOIN students s ON s.id = m.student_id WHERE m.class_id = $1 ORDER BY m.started_at, m.id"
+                        "SELECT s.source_id AS other, {student} AS other_name, NULL AS role, {COLUMNS} \
+                         FROM class_students m JOIN students s ON s.id = m.student_id WHERE m.class_id = $1 ORDER BY m.started_at, m.id",
+                        student = crate::name_sql(Entity::Student, "s."),
                     ),
                     "student",
                 ),
@@ -354,14 +362,20 @@ pub async fn explain(
             }));
         }
         if subject == Subject::Student {
-            shares = sqlx::query_scalar(
-                "SELECT t.source_id FROM student_shares s JOIN teachers t ON t.id = s.teacher_id \
-                 WHERE s.student_id = $1 AND s.revoked_at IS NULL ORDER BY s.id",
-            )
-            .bind(row_id)
-            .fetch_all(pool)
-            .await
-            .map_err(sql("reading shares"))?;
+            let shared: Vec<(Option<String>, Option<String>)> =
+                sqlx::query_as(AssertSqlSafe(format!(
+                    "SELECT t.source_id, {name} FROM student_shares s JOIN teachers t ON t.id = s.teacher_id \
+                     WHERE s.student_id = $1 AND s.revoked_at IS NULL ORDER BY s.id",
+                    name = crate::name_sql(Entity::Teacher, "t."),
+                )))
+                .bind(row_id)
+                .fetch_all(pool)
+                .await
+                .map_err(sql("reading shares"))?;
+            shares = shared
+                .into_iter()
+                .map(|(id, name)| crate::report::named(name.as_deref(), id.as_deref()))
+                .collect();
         }
     }
 
@@ -435,6 +449,7 @@ pub async fn explain(
         subject,
         source_id,
         sis_id,
+        name,
         state,
         last_run,
         decisions: decisions
@@ -513,9 +528,13 @@ async fn pending_changes(
 impl MembershipRow {
     /// The class (or member) as a change names it: `class "Math 3" (5a25...) as primary`.
     pub fn describe(&self) -> String {
-        let mut text = match (self.kind, &self.other_name) {
-            (_, Some(name)) => format!("class {name:?} ({})", self.other),
-            (kind, None) => format!("{kind} {}", self.other),
+        let what = match self.kind {
+            "student of" | "teacher of" => "class",
+            member => member,
+        };
+        let mut text = match self.other_name.as_deref().filter(|n| !n.is_empty()) {
+            Some(name) => format!("{what} {name:?} ({})", self.other),
+            None => format!("{what} {}", self.other),
         };
         if let Some(role) = &self.role {
             text.push_str(&format!(" as {role}"));
@@ -567,7 +586,10 @@ impl Explanation {
 impl fmt::Display for Explanation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = self.subject.entity().as_str();
-        write!(f, "{kind} {}", self.source_id)?;
+        match self.name.as_deref().filter(|n| !n.is_empty()) {
+            Some(name) => write!(f, "{kind} {name:?} {}", self.source_id)?,
+            None => write!(f, "{kind} {}", self.source_id)?,
+        }
         if let Some(sis) = &self.sis_id {
             write!(f, " (SIS id {sis})")?;
         }

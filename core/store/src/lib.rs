@@ -484,6 +484,17 @@ fn source_kind(name: &str) -> Option<SourceKind> {
     name.parse().ok()
 }
 
+/// What people call a row of `entity`'s table, as an expression (its columns prefixed by
+/// `alias`, such as `t.`): a person's first and last name, else the row's name.
+pub(crate) fn name_sql(entity: Entity, alias: &str) -> String {
+    match entity {
+        Entity::Student | Entity::Teacher | Entity::Admin => format!(
+            "TRIM(COALESCE({alias}first_name, '') || ' ' || COALESCE({alias}last_name, ''))"
+        ),
+        _ => format!("{alias}name"),
+    }
+}
+
 /// The date a row's school year is read from, as an expression of the state's query: for a
 /// class its term's start (else end) date, else the day it was first synced; nothing for other
 /// rows.

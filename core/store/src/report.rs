@@ -7,7 +7,7 @@
 //! the rest. A held run's are what its plan would do: planned again from the roster it was
 //! held with, against the district as it is now.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use sqlx::AssertSqlSafe;
@@ -15,7 +15,7 @@ use sqlx::AssertSqlSafe;
 use crate::StoreError;
 use crate::db::Db;
 use crate::runs::{self, RunsError};
-use rosterflow_model::{Entity, Skipped};
+use rosterflow_model::{Entity, Skipped, Snapshot};
 use rosterflow_plan::schema::{ENTITIES, MEMBERSHIPS, layout};
 use rosterflow_plan::{ChangeRow, Plan};
 
@@ -82,7 +82,11 @@ pub struct ReportRow {
     pub kind: &'static str,
     pub entity: String,
     pub source_id: Option<String>,
+    /// What people call the record: a person's first and last name, a class's or school's name.
+    pub name: Option<String>,
     pub member_id: Option<String>,
+    /// The member's name, for a membership.
+    pub member_name: Option<String>,
     pub action: String,
     pub reason: String,
     /// `sync`, or the rule, filter or plugin responsible.
@@ -105,7 +109,9 @@ impl ReportRow {
             kind: self.kind,
             entity: cell(&self.entity),
             source_id: optional(&self.source_id),
+            name: optional(&self.name),
             member_id: optional(&self.member_id),
+            member_name: optional(&self.member_name),
             action: cell(&self.action),
             reason: cell(&self.reason),
             author: cell(&self.author),
@@ -129,7 +135,9 @@ impl ReportRow {
             suggested_fix: suggest(action, &reason, &author),
             entity: entity.to_owned(),
             source_id,
+            name: None,
             member_id,
+            member_name: None,
             action: action.to_owned(),
             reason,
             author,
@@ -194,7 +202,8 @@ pub async fn read(db: &Db, run: i64) -> Result<RunReport, ReportError> {
     let mut planned = Vec::new();
     let mut rows = match status.as_str() {
         "held" => {
-            let (rows, by_school, stale) = held_changes(db, &pipeline, run).await?;
+            let (mut rows, by_school, stale) = held_changes(db, &pipeline, run).await?;
+            name_rows(db, run, &mut rows).await?;
             planned = by_school;
             if stale {
                 let moved = "the district has moved since this run was held: approving it will be refused; discard it and run again";
@@ -205,7 +214,11 @@ pub async fn read(db: &Db, run: i64) -> Result<RunReport, ReportError> {
             }
             rows
         }
-        _ => committed_changes(db, run).await?,
+        _ => {
+            let mut rows = committed_changes(db, run).await?;
+            name_rows(db, run, &mut rows).await?;
+            rows
+        }
     };
     type Quarantined = (
         String,
@@ -226,7 +239,9 @@ pub async fn read(db: &Db, run: i64) -> Result<RunReport, ReportError> {
             kind: "quarantine",
             entity,
             source_id,
+            name: None,
             member_id: None,
+            member_name: None,
             action: "quarantine".to_owned(),
             reason,
             author: "source".to_owned(),
@@ -396,9 +411,141 @@ async fn held_changes(
                 count,
             })
             .collect();
-        (plan.change_rows().map(ReportRow::from).collect(), planned)
+        let mut rows: Vec<ReportRow> = plan.change_rows().map(ReportRow::from).collect();
+        // What the plan would create has no row to be named from yet: its roster names it.
+        let names = snapshot_names(&held.snapshot);
+        let name_of = |entity: Option<Entity>, id: &Option<String>| {
+            names.get(&(entity?, id.as_deref()?)).cloned()
+        };
+        for row in &mut rows {
+            let (record, member) = named_from(&row.entity);
+            row.name = name_of(record, &row.source_id);
+            row.member_name = name_of(member, &row.member_id);
+        }
+        (rows, planned)
     });
     Ok((rows, planned, state.last_run != held.based_on_run))
+}
+
+/// `Ada Lovelace (5a1…)`: a record by its name, with its id beside it; the id alone when it has
+/// no name.
+pub fn named(name: Option<&str>, id: Option<&str>) -> String {
+    match (name.filter(|n| !n.is_empty()), id) {
+        (Some(name), Some(id)) => format!("{name} ({id})"),
+        (Some(name), None) => name.to_owned(),
+        (None, id) => id.unwrap_or_default().to_owned(),
+    }
+}
+
+/// The tables a row's record and member are named from, by the row's entity.
+fn named_from(entity: &str) -> (Option<Entity>, Option<Entity>) {
+    match entity {
+        "class_student" => (Some(Entity::Class), Some(Entity::Student)),
+        "class_teacher" => (Some(Entity::Class), Some(Entity::Teacher)),
+        other => (ENTITIES.into_iter().find(|e| e.as_str() == other), None),
+    }
+}
+
+/// The names of a roster's records, by entity and id.
+fn snapshot_names(snapshot: &Snapshot) -> HashMap<(Entity, &str), String> {
+    let schools = snapshot
+        .schools
+        .iter()
+        .map(|r| ((Entity::School, r.id.as_str()), r.name.clone()));
+    let classes = snapshot
+        .sections
+        .iter()
+        .map(|r| ((Entity::Class, r.id.as_str()), r.name.clone()));
+    let students = snapshot
+        .students
+        .iter()
+        .map(|r| ((Entity::Student, r.id.as_str()), r.name.full()));
+    let teachers = snapshot
+        .teachers
+        .iter()
+        .map(|r| ((Entity::Teacher, r.id.as_str()), r.name.full()));
+    let admins = snapshot
+        .admins
+        .iter()
+        .map(|r| ((Entity::Admin, r.id.as_str()), r.name.full()));
+    let terms = snapshot.terms.iter().map(|r| {
+        let name = r.name.clone().unwrap_or_default();
+        ((Entity::Term, r.id.as_str()), name)
+    });
+    let courses = snapshot.courses.iter().map(|r| {
+        let name = r.name.clone().unwrap_or_default();
+        ((Entity::Course, r.id.as_str()), name)
+    });
+    schools
+        .chain(classes)
+        .chain(students)
+        .chain(teachers)
+        .chain(admins)
+        .chain(terms)
+        .chain(courses)
+        .collect()
+}
+
+/// Gives each row the names of its record and member, as the Freckle DB holds them (archived
+/// rows keep theirs) or, for what a held plan would create, as its roster has them.
+async fn name_rows(db: &Db, run: i64, rows: &mut [ReportRow]) -> Result<(), ReportError> {
+    let tables = named_from;
+    let mut wanted: BTreeMap<Entity, HashMap<String, Option<String>>> = BTreeMap::new();
+    for row in rows.iter() {
+        let (record, member) = tables(&row.entity);
+        for (entity, id) in [(record, &row.source_id), (member, &row.member_id)] {
+            if let (Some(entity), Some(id)) = (entity, id) {
+                wanted.entry(entity).or_default().insert(id.clone(), None);
+            }
+        }
+    }
+    let district: Option<i64> =
+        sqlx::query_scalar("SELECT district_id FROM sync_runs WHERE id = $1")
+            .bind(run)
+            .fetch_one(&db.pool)
+            .await
+            .map_err(sql("reading the run's district"))?;
+    let Some(district) = district else {
+        return Ok(());
+    };
+    for (entity, names) in &mut wanted {
+        let layout = layout(*entity);
+        let name = crate::name_sql(*entity, "");
+        let scope = if layout.in_district {
+            "district_id = $1"
+        } else {
+            "id = $1"
+        };
+        let found: Vec<(Option<String>, Option<String>)> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {key}, {name} FROM {table} WHERE {scope}",
+            key = layout.key_column,
+            table = layout.name,
+        )))
+        .bind(district)
+        .fetch_all(&db.pool)
+        .await
+        .map_err(sql("reading the names of the run's records"))?;
+        for (key, name) in found {
+            if let (Some(key), Some(name)) = (key, name)
+                && let Some(slot) = names.get_mut(&key)
+            {
+                *slot = Some(name);
+            }
+        }
+    }
+    let name_of = |entity: Option<Entity>, id: &Option<String>| {
+        let names = wanted.get(&entity?)?;
+        names.get(id.as_deref()?)?.clone()
+    };
+    for row in rows.iter_mut() {
+        let (record, member) = tables(&row.entity);
+        row.name = row.name.take().or_else(|| name_of(record, &row.source_id));
+        row.member_name = row
+            .member_name
+            .take()
+            .or_else(|| name_of(member, &row.member_id));
+    }
+    Ok(())
 }
 
 /// What an admin can do when a change is not what they expected.
@@ -464,7 +611,9 @@ impl RunReport {
         if self.rows.is_empty() {
             return writeln!(out, "no row-level changes or quarantined records");
         }
-        const HEADER: [&str; 7] = ["kind", "entity", "id", "member", "action", "reason", "fix"];
+        const HEADER: [&str; 7] = [
+            "kind", "entity", "record", "member", "action", "reason", "fix",
+        ];
         let cells: Vec<[String; 7]> = self
             .rows
             .iter()
@@ -472,8 +621,8 @@ impl RunReport {
                 [
                     row.kind.to_owned(),
                     row.entity.clone(),
-                    row.source_id.clone().unwrap_or_default(),
-                    row.member_id.clone().unwrap_or_default(),
+                    named(row.name.as_deref(), row.source_id.as_deref()),
+                    named(row.member_name.as_deref(), row.member_id.as_deref()),
                     row.action.clone(),
                     cut(&format!("{} ({})", row.reason, row.author), 60),
                     cut(row.suggested_fix.as_deref().unwrap_or(""), 60),
@@ -508,7 +657,9 @@ impl RunReport {
                 "kind",
                 "entity",
                 "source_id",
+                "name",
                 "member_id",
+                "member_name",
                 "action",
                 "reason",
                 "author",
