@@ -716,7 +716,9 @@ const CHARTED: usize = 30;
 /// How long `run` took, when its end is when it ended (not when an admin decided about it).
 fn took(run: &RunSummary) -> Option<chrono::Duration> {
     match run.status.as_str() {
-        "committed" | "held" | "failed" => time::elapsed(&run.started_at, run.finished_at.as_deref()?),
+        "committed" | "held" | "failed" => {
+            time::elapsed(&run.started_at, run.finished_at.as_deref()?)
+        }
         _ => None,
     }
 }

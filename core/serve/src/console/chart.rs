@@ -37,7 +37,12 @@ pub(crate) fn runs(runs: &[RunSummary], zone: Tz, now: DateTime<Utc>) -> Markup 
             Some(Bar {
                 value: run.changes.max(0) as f64,
                 status: run.status.clone(),
-                title: format!("{}: {} changes, {} quarantined", label(run), run.changes, run.quarantined),
+                title: format!(
+                    "{}: {} changes, {} quarantined",
+                    label(run),
+                    run.changes,
+                    run.quarantined
+                ),
             })
         })
         .collect();
@@ -83,7 +88,11 @@ const SLOTS: usize = 20;
 
 /// A bar chart of `bars` (none: a gap), scaled to the tallest.
 fn bars(bars: &[Option<Bar>], name: &str) -> Markup {
-    let tallest = bars.iter().flatten().map(|bar| bar.value).fold(0.0, f64::max);
+    let tallest = bars
+        .iter()
+        .flatten()
+        .map(|bar| bar.value)
+        .fold(0.0, f64::max);
     let slot = WIDTH / bars.len().max(SLOTS) as f64;
     let width = (slot * 0.7).max(1.0);
     html! {
@@ -114,13 +123,15 @@ mod tests {
     use chrono::TimeZone;
 
     fn run(id: i64, status: &str, changes: i64, took_secs: Option<i64>) -> RunSummary {
-        let start = Utc.with_ymd_and_hms(2026, 12, 8, 7, 30, 0).unwrap() + chrono::Duration::days(id);
+        let start =
+            Utc.with_ymd_and_hms(2026, 12, 8, 7, 30, 0).unwrap() + chrono::Duration::days(id);
         RunSummary {
             id,
             status: status.into(),
             started_at: rosterflow_store::db::timestamp(start),
-            finished_at: took_secs
-                .map(|secs| rosterflow_store::db::timestamp(start + chrono::Duration::seconds(secs))),
+            finished_at: took_secs.map(|secs| {
+                rosterflow_store::db::timestamp(start + chrono::Duration::seconds(secs))
+            }),
             changes,
             quarantined: 0,
             error: None,
@@ -146,12 +157,17 @@ mod tests {
         assert_eq!(html.matches("<svg").count(), 2);
         // Three bars of changes (one of them empty); two durations: an approval's is not one.
         assert_eq!(html.matches("<rect").count(), 5, "{html}");
-        let first = html.find("Run 1 · committed · Wed 9 Dec, 02:30 EST: 400 changes").expect(&html);
+        let first = html
+            .find("Run 1 · committed · Wed 9 Dec, 02:30 EST: 400 changes")
+            .expect(&html);
         let second = html.find("Run 2 · held").expect(&html);
         assert!(first < second, "oldest first: {html}");
         assert!(html.contains("took 1 min 30 s"), "{html}");
         assert!(!html.contains("took 24 h"), "{html}");
-        assert!(html.contains(r#"<rect class="held" x="34.5" y="0.0" width="21.0" height="80.0">"#), "{html}");
+        assert!(
+            html.contains(r#"<rect class="held" x="34.5" y="0.0" width="21.0" height="80.0">"#),
+            "{html}"
+        );
         assert!(html.contains("the most: 8000."), "{html}");
         assert!(html.contains("the longest: 1 min 30 s."), "{html}");
     }

@@ -112,7 +112,8 @@ impl Kind {
             "district",
         ];
         const ACTIONS: [&str; 6] = ["create", "restore", "update", "start", "archive", "end"];
-        let place = |all: &[&str], name: &str| all.iter().position(|n| *n == name).unwrap_or(all.len());
+        let place =
+            |all: &[&str], name: &str| all.iter().position(|n| *n == name).unwrap_or(all.len());
         Kind {
             order: (place(&ENTITIES, entity), place(&ACTIONS, action)),
             entity: entity.to_owned(),
@@ -188,7 +189,9 @@ pub(crate) fn per_school(planned: &[PlannedChanges], active: &[ActiveRecords]) -
         let school = p.school.as_deref().unwrap_or(NO_SCHOOL);
         let kind = Kind::parse(&p.change);
         let column = kinds.binary_search(&kind).expect("every kind is a column");
-        schools.entry(school).or_insert_with(|| vec![0; kinds.len()])[column] += p.count;
+        schools
+            .entry(school)
+            .or_insert_with(|| vec![0; kinds.len()])[column] += p.count;
     }
     let mut schools: Vec<SchoolChanges> = schools
         .into_iter()
@@ -197,7 +200,9 @@ pub(crate) fn per_school(planned: &[PlannedChanges], active: &[ActiveRecords]) -
                 .iter()
                 .filter(|a| a.school == school && a.active > 0)
                 .filter_map(|a| {
-                    let column = kinds.iter().position(|k| k.entity == a.entity && k.action == "archive")?;
+                    let column = kinds
+                        .iter()
+                        .position(|k| k.entity == a.entity && k.action == "archive")?;
                     Some(Share {
                         entity: a.entity.clone(),
                         ended: counts[column],
@@ -221,9 +226,7 @@ pub(crate) fn per_school(planned: &[PlannedChanges], active: &[ActiveRecords]) -
             )
         };
         let (a, b) = (key(a), key(b));
-        a.0.cmp(&b.0)
-            .then(a.1.total_cmp(&b.1))
-            .then(a.2.cmp(&b.2))
+        a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2))
     });
     PerSchool { kinds, schools }
 }
@@ -374,11 +377,18 @@ mod tests {
         );
         // South archives 3 of 300 students and none of its 50 classes: its largest share is 1%.
         let south_share = table.schools[1].share.as_ref().expect("a share");
-        assert_eq!((south_share.entity.as_str(), south_share.percent()), ("student", 1.0));
+        assert_eq!(
+            (south_share.entity.as_str(), south_share.percent()),
+            ("student", 1.0)
+        );
         assert_eq!(table.schools[2].share, None);
 
         let html = super::table(&table, Some(10.0)).into_string();
-        assert_eq!(html.matches("<tr>").count(), 2 + 3, "two heading rows, one per school");
+        assert_eq!(
+            html.matches("<tr>").count(),
+            2 + 3,
+            "two heading rows, one per school"
+        );
         assert!(html.contains("100% of classes (165 of 165)"), "{html}");
         assert!(html.contains(r#"class="bar over""#), "{html}");
         assert!(html.contains(r#"data-label="Enrolments end""#), "{html}");
@@ -391,8 +401,14 @@ mod tests {
                     the district has moved since this run was held: approving it will be refused; discard it and run again";
         let reasons = reasons(note);
         assert_eq!(reasons.len(), 3, "{reasons:?}");
-        assert!(reasons[0].starts_with("the district has moved"), "{reasons:?}");
-        assert!(reasons[0].ends_with("discard it and run again"), "{reasons:?}");
+        assert!(
+            reasons[0].starts_with("the district has moved"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[0].ends_with("discard it and run again"),
+            "{reasons:?}"
+        );
         assert_eq!(
             headline(&reasons[1..2]),
             "Held for approval because it would archive or end 20 of 60 students (33.3%) district-wide, above the 10% threshold."
@@ -409,7 +425,9 @@ mod tests {
         let switch = "the district's source changes from clever to oneroster: records matched by SIS id \
                       (student: 5 matched, 0 left, 0 new, 0 with a duplicate SIS id; teacher: 2 matched, 0 left, 0 new, 0 with a duplicate SIS id); \
                       see the dry run for every match";
-        let reasons = reasons(&format!("{switch}; teacher: would update 30 of 31 (96.8%), above the 75% threshold"));
+        let reasons = reasons(&format!(
+            "{switch}; teacher: would update 30 of 31 (96.8%), above the 75% threshold"
+        ));
         assert_eq!(reasons.len(), 2, "{reasons:?}");
         assert_eq!(reasons[0], switch);
         assert_eq!(

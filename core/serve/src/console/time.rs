@@ -91,7 +91,10 @@ mod tests {
             human(utc(2026, 12, 8, 7, 30), new_york(), now),
             "Tue 8 Dec, 02:30 EST"
         );
-        assert_eq!(human(utc(2026, 12, 8, 7, 30), Tz::UTC, now), "Tue 8 Dec, 07:30 UTC");
+        assert_eq!(
+            human(utc(2026, 12, 8, 7, 30), Tz::UTC, now),
+            "Tue 8 Dec, 07:30 UTC"
+        );
     }
 
     #[test]
@@ -167,6 +170,9 @@ mod tests {
             elapsed("2026-12-08T07:30:00.000000Z", "2026-12-08T07:31:30.500000Z"),
             Some(d(90_500))
         );
-        assert_eq!(elapsed("2026-12-08T07:30:00Z", "2026-12-08T07:29:00Z"), None);
+        assert_eq!(
+            elapsed("2026-12-08T07:30:00Z", "2026-12-08T07:29:00Z"),
+            None
+        );
     }
 }
