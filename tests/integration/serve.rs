@@ -908,8 +908,10 @@ async fn a_stopped_service_that_wakes_commits_nothing() {
     );
 }
 
-/// The admin console in headless Chromium: sign in, find the held run, read its plan's changes,
-/// approve it, see it applied, with the approval recorded under the admin's name. Requests
+/// The admin console in headless Chromium: sign in, read the dashboard, the pipeline's page and
+/// the held run's page on a laptop and on a phone (screenshots in `target/console-screenshots/`),
+/// find the held run, read its plan's changes, approve it, see it applied, with the approval
+/// recorded under the admin's name. Requests
 /// without a session, or without the session's CSRF token, change nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_approves_a_held_run_in_a_browser() {
@@ -917,7 +919,14 @@ async fn the_console_approves_a_held_run_in_a_browser() {
     let work = db.dir.path();
     let district = District::start(9, "token-console").await;
     let pipelines = work.join("pipelines");
-    district.pipeline(&pipelines, "console-demo", &db.url, "0 3 1 1 *");
+    // New York's time zone: the console shows its times in it.
+    district.pipeline_with(
+        &pipelines,
+        "console-demo",
+        &db.url,
+        "0 3 1 1 *",
+        "timezone = \"America/New_York\"\n",
+    );
     let pipeline = rosterflow_pipeline::config::load(
         &pipelines.join("console-demo.toml"),
         &Default::default(),
@@ -974,9 +983,16 @@ async fn the_console_approves_a_held_run_in_a_browser() {
     let status_of_held = format!("SELECT status FROM sync_runs WHERE id = {held}");
     assert_eq!(db.rows(&status_of_held).await, ["held"]);
 
+    // Screenshots for a person to look at, kept after the test (not committed).
+    let shots = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| crate::util::repo().join("target"))
+        .join("console-screenshots");
+    println!("console screenshots: {}", shots.display());
     let output = Command::new("python3")
         .arg(crate::util::repo().join("tests/integration/console.py"))
         .args([&format!("http://127.0.0.1:{}", service.port), token, &held.to_string()])
+        .arg(&shots)
         .output()
         .expect("python3 with selenium, and Debian's chromium and chromedriver (tests/run installs them)");
     assert!(

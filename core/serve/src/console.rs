@@ -1,13 +1,19 @@
-//! The admin console: server-rendered pages (no scripts) that work on a phone.
+//! The admin console: server-rendered pages (no scripts) that read at a glance on a laptop and
+//! on a phone (one stylesheet, `console/console.css`: wide tables become a card per row on a
+//! phone). Times are shown in the pipeline's time zone (`console/time.rs`).
 //!
-//! - `/`: every pipeline with its schedule, last and next run, outcome and counts, runs held,
-//!   and a "run now" button; pipeline files that cannot be served, and why.
-//! - `/pipelines/{name}`: its recent runs, held runs to approve or discard, and a search box
-//!   that explains a student, teacher or class by SIS id or Clever id.
+//! - `/`: every pipeline with its state (held, failed), schedule, last and next run, outcome
+//!   and counts, and its actions (review a held run, run now); pipeline files that cannot be
+//!   served, and why.
+//! - `/pipelines/{name}`: its recent runs charted (changes and durations, `console/chart.rs`)
+//!   and listed, held runs to approve or discard, and a search box that explains a student,
+//!   teacher or class by SIS id or Clever id.
 //! - `/pipelines/{name}/doctor`: what is wrong with the district's data (`rosterflow doctor`),
 //!   checked as a queued job, and the last result (`console/doctor.rs`).
 //! - `/runs/{id}`: a run's changes by type and its quarantined records with reasons and
-//!   suggested fixes (a held run's: what its plan would change), downloadable as CSV.
+//!   suggested fixes, downloadable as CSV; a held run's page leads with why it is held in one
+//!   sentence and its Approve and Discard buttons, then what its plan would change as one row
+//!   per school (`console/held.rs`).
 //! - `/sign-ins`: the latest sign-ins with Clever and refusals: who, as what, and why.
 //!
 //! The operator signs in with the admin token (`ROSTERFLOW_ADMIN_TOKEN`) and a name, and sees
@@ -20,8 +26,11 @@
 //! - `/pipelines/{name}/download/{growth|roster_history}.{csv|parquet}`: the district's growth
 //!   data or roster history for the current school year, every student with their SIS id.
 
+mod chart;
 mod doctor;
+mod held;
 pub mod session;
+mod time;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,7 +43,8 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use maud::{DOCTYPE, Markup, html};
+use chrono_tz::Tz;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
 
 use super::Service;
@@ -304,7 +314,8 @@ fn page(title: &str, admin: Option<&Admin>, body: Markup) -> Html<String> {
                     meta charset="utf-8";
                     meta name="viewport" content="width=device-width, initial-scale=1";
                     title { (title) " · rosterflow" }
-                    style { (STYLE) }
+                    // Ours, not escaped: `content:""` would not survive as `&quot;` in a style element.
+                    style { (PreEscaped(STYLE)) }
                 }
                 body {
                     header {
@@ -330,15 +341,9 @@ fn page(title: &str, admin: Option<&Admin>, body: Markup) -> Html<String> {
     )
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#1d1d1f}\
-header{display:flex;justify-content:space-between;align-items:center;padding:.6rem 1rem;background:#eef2f7}\
-header a{font-weight:600;text-decoration:none;color:inherit}main{padding:0 1rem 2rem}\
-.scroll{overflow-x:auto}table{border-collapse:collapse;width:100%;margin:.5rem 0 1rem}\
-th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #ddd;vertical-align:top}\
-.inline{display:inline}button{padding:.35rem .8rem;margin:.1rem}.held{color:#a15c00}\
-.failed{color:#b00020}.notice{background:#e8f5e9;padding:.5rem;border-radius:4px}\
-.problem{background:#fdecea;padding:.5rem;border-radius:4px}pre{white-space:pre-wrap}\
-input[type=text],input[type=password],select{padding:.35rem;max-width:100%}";
+/// The stylesheet of every page, inline (the CSP allows inline styles and nothing from
+/// elsewhere): phones get cards where a laptop gets tables.
+const STYLE: &str = include_str!("console/console.css");
 
 /// An error page with `status`.
 fn failure(status: StatusCode, admin: Option<&Admin>, message: String) -> Response {
@@ -395,32 +400,50 @@ async fn dashboard(
             Err(error) => return server_error(&admin, &error),
         };
     }
+    let now = service.clock.now();
     let body = html! {
         @if let Some(notice) = notice.text() { p.notice { (notice) } }
-        div.scroll { table {
+        // A table on a laptop, a card per pipeline on a phone: its state and actions first.
+        div.scroll { table.cards.pipelines {
             thead { tr {
                 th { "Pipeline" } th { "Schedule" } th { "Next run" } th { "Last run" }
-                th { "Changes" } th { "Quarantined" } th { "Held" } th {}
+                th.num { "Changes" } th.num { "Quarantined" } th.num { "Held" } th { "Actions" }
             } }
             tbody {
                 @for (name, served) in pipelines.iter() {
                     @let status = &statuses[name];
+                    @let zone = time::zone_of(served.pipeline.file.schedule.as_ref());
+                    @let failed = status.last.as_ref().is_some_and(|run| run.status == "failed");
                     tr {
-                        td { a href={ "/pipelines/" (name) } { (name) } }
-                        td { @match &served.pipeline.file.schedule {
-                            Some(schedule) => { (schedule.cron) " " (schedule.timezone) },
+                        th scope="row" {
+                            a href={ "/pipelines/" (name) } { (name) }
+                            @if !status.held.is_empty() {
+                                " " span.badge.held { (status.held.len()) " held" }
+                            }
+                            @if failed { " " span.badge.failed { "failed" } }
+                        }
+                        td data-label="Schedule" { @match &served.pipeline.file.schedule {
+                            Some(schedule) => { code { (schedule.cron) } " " span.muted { (schedule.timezone) } },
                             None => "on demand",
                         } }
-                        td { @match next.get(name) { Some(at) => (at.to_rfc3339()), None => "—" } }
-                        td { @match &status.last {
+                        td data-label="Next run" { @match next.get(name) {
+                            Some(at) => (time::time(*at, zone, now)),
+                            None => "—",
+                        } }
+                        td data-label="Last run" { @match &status.last {
                             Some(run) => { a href={ "/runs/" (run.id) } { "run " (run.id) } " "
-                                span class=(run.status) { (run.status) } " " (run.started_at) },
+                                span class=(run.status) { (run.status) } " " (time::stored(&run.started_at, zone, now)) },
                             None => "never",
                         } }
-                        td { @if let Some(run) = &status.last { (run.changes) } }
-                        td { (status.quarantined) }
-                        td.held { @if !status.held.is_empty() { (status.held.len()) } }
-                        td { (run_now_button(name, &admin)) }
+                        td.num data-label="Changes" { @if let Some(run) = &status.last { (run.changes) } }
+                        td.num data-label="Quarantined" { (status.quarantined) }
+                        td.num.held data-label="Held" { @if !status.held.is_empty() { (status.held.len()) } }
+                        td data-label="Actions" { div.actions {
+                            @for run in &status.held {
+                                a href={ "/runs/" (run.id) } { "Review held run " (run.id) }
+                            }
+                            (run_now_button(name, &admin))
+                        } }
                     }
                 }
             }
@@ -618,9 +641,11 @@ async fn pipeline_page(
     Path(name): Path<String>,
     Query(notice): Query<Notice>,
 ) -> Response {
-    if let Err(refusal) = visible_pipeline(&service, &admin, &name).await {
-        return refusal;
-    }
+    let zone = match visible_pipeline(&service, &admin, &name).await {
+        Ok(served) => time::zone_of(served.pipeline.file.schedule.as_ref()),
+        Err(refusal) => return refusal,
+    };
+    let now = service.clock.now();
     let history = match runs::history(service.db(), &name, 50).await {
         Ok(history) => history,
         Err(error) => return server_error(&admin, &error),
@@ -633,13 +658,16 @@ async fn pipeline_page(
         @if !held.is_empty() {
             h2 { "Held for approval" }
             @for run in &held {
-                p.held {
-                    a href={ "/runs/" (run.id) } { "Run " (run.id) } ", " (run.changes) " changes: "
-                    (run.error.as_deref().unwrap_or(""))
+                @let reasons = held::reasons(run.error.as_deref().unwrap_or(""));
+                p.lead {
+                    a href={ "/runs/" (run.id) } { "Run " (run.id) } " (" (run.changes) " changes, "
+                    (time::stored(&run.started_at, zone, now)) "): " (held::headline(&reasons))
                 }
                 (decision_buttons(run.id, &admin))
             }
         }
+        h2 { "Recent runs" }
+        (chart::runs(&history[..history.len().min(CHARTED)], zone, now))
         h2 { "Downloads" }
         p { "The current school year, every student with their SIS id: growth data ("
             a href={ "/pipelines/" (name) "/download/growth.csv" } download { "CSV" } ", "
@@ -661,32 +689,51 @@ async fn pipeline_page(
             " "
             button { "Explain" }
         }
-        h2 { "Recent runs" }
-        div.scroll { table {
-            thead { tr { th { "Run" } th { "Status" } th { "Started" } th { "Changes" } th { "Quarantined" } th { "By" } th { "Note" } } }
+        h2 { "Run history" }
+        div.scroll { table.cards {
+            thead { tr {
+                th { "Run" } th { "Status" } th { "Started" } th { "Took" } th.num { "Changes" }
+                th.num { "Quarantined" } th { "By" } th { "Note" }
+            } }
             tbody { @for run in &history { tr {
-                td { a href={ "/runs/" (run.id) } { (run.id) } }
-                td class=(run.status) { (run.status) }
-                td { (run.started_at) }
-                td { (run.changes) }
-                td { (run.quarantined) }
-                td { (run.requested_by.as_deref().unwrap_or("")) @if let Some(by) = &run.decided_by { br; (run.status) " by " (by) } }
-                td { (run.error.as_deref().or(run.source_note.as_deref()).unwrap_or("")) }
+                th scope="row" { a href={ "/runs/" (run.id) } { "Run " (run.id) } }
+                td data-label="Status" class=(run.status) { (run.status) }
+                td data-label="Started" { (time::stored(&run.started_at, zone, now)) }
+                td data-label="Took" { @if let Some(took) = took(run) { (time::duration(took)) } }
+                td.num data-label="Changes" { (run.changes) }
+                td.num data-label="Quarantined" { (run.quarantined) }
+                td data-label="By" { (run.requested_by.as_deref().unwrap_or("")) @if let Some(by) = &run.decided_by { br; (run.status) " by " (by) } }
+                td data-label="Note" { (run.error.as_deref().or(run.source_note.as_deref()).unwrap_or("")) }
             } } }
         } }
     };
     page(&format!("Pipeline {name}"), Some(&admin), body).into_response()
 }
 
+/// How many of the recent runs a pipeline's page charts.
+const CHARTED: usize = 30;
+
+/// How long `run` took, when its end is when it ended (not when an admin decided about it).
+fn took(run: &RunSummary) -> Option<chrono::Duration> {
+    match run.status.as_str() {
+        "committed" | "held" | "failed" => {
+            time::elapsed(&run.started_at, run.finished_at.as_deref()?)
+        }
+        _ => None,
+    }
+}
+
 fn decision_buttons(run: i64, admin: &Admin) -> Markup {
     html! {
-        form method="post" action={ "/runs/" (run) "/approve" } class="inline" {
-            input type="hidden" name="csrf" value=(admin.csrf);
-            button { "Approve" }
-        }
-        form method="post" action={ "/runs/" (run) "/discard" } class="inline" {
-            input type="hidden" name="csrf" value=(admin.csrf);
-            button { "Discard" }
+        div.actions {
+            form method="post" action={ "/runs/" (run) "/approve" } class="inline" {
+                input type="hidden" name="csrf" value=(admin.csrf);
+                button { "Approve" }
+            }
+            form method="post" action={ "/runs/" (run) "/discard" } class="inline" {
+                input type="hidden" name="csrf" value=(admin.csrf);
+                button { "Discard" }
+            }
         }
     }
 }
@@ -704,6 +751,9 @@ fn changes_by_type(report: &RunReport) -> BTreeMap<String, usize> {
 
 /// The most rows a run page lists; the CSV has them all.
 const LISTED: usize = 200;
+
+/// Up to this many quarantined records are listed unfolded.
+const OPEN_QUARANTINED: usize = 20;
 
 async fn run_page(
     State(service): State<Arc<Service>>,
@@ -732,27 +782,37 @@ async fn run_page(
         .filter(|row| row.kind == "change")
         .collect();
     let held = report.status == "held";
+    let served = service.pipeline(&report.pipeline);
+    let zone = time::zone_of(
+        served
+            .as_ref()
+            .and_then(|served| served.pipeline.file.schedule.as_ref()),
+    );
+    let threshold = served
+        .as_ref()
+        .map(|served| served.pipeline.file.safety.archive_max_percent);
+    let now = service.clock.now();
+    let reasons = held::reasons(report.note.as_deref().unwrap_or(""));
     let body = html! {
         @if let Some(notice) = notice.text() { p.notice { (notice) } }
         p {
             "Pipeline " a href={ "/pipelines/" (report.pipeline) } { (report.pipeline) } ", "
-            span class=(report.status) { (report.status) } ", started " (report.started_at)
-            @if let Some(finished) = &report.finished_at { ", finished " (finished) }
+            span class={ "badge state " (report.status) } { (report.status) } ", started " (time::stored(&report.started_at, zone, now))
+            @if let Some(finished) = &report.finished_at { ", finished " (time::stored(finished, zone, now)) }
             @if let Some(kind) = &report.source_kind { ", " (kind) " sync" }
         }
-        @if let Some(note) = &report.note { p class=(report.status) { (note) } }
         @if held {
-            p { "Nothing of this run is applied yet: below is what its plan would change." }
+            p.lead.reason { (held::headline(&reasons)) }
             (decision_buttons(report.run, &admin))
+            p { "Nothing of this run is applied yet: below is what its plan would change." }
+            @if reasons.len() > 1 {
+                h2 { "Why it is held" }
+                ul.reasons { @for reason in &reasons { li { (reason) } } }
+            }
             h2 { "Changes per school" }
-            div.scroll { table {
-                thead { tr { th { "School" } th { "Type" } th { "Count" } } }
-                tbody { @for planned in &report.planned { tr {
-                    td { (planned.school.as_deref().unwrap_or("(no school)")) }
-                    td { (planned.change) }
-                    td { (planned.count) }
-                } } }
-            } }
+            div.scroll { (held::table(&held::per_school(&report.planned, &report.active_by_school), threshold)) }
+        } @else if let Some(note) = &report.note {
+            p class=(report.status) { (note) }
         }
         h2 { "Changes by type" }
         div.scroll { table {
@@ -760,28 +820,34 @@ async fn run_page(
             tbody { @for (kind, count) in changes_by_type(&report) { tr { td { (kind) } td { (count) } } } }
         } }
         p { a href={ "/runs/" (report.run) "/report.csv" } download { "Download every change and quarantined record (CSV)" } }
-        h2 { "Quarantined records (" (quarantined.len()) ")" }
-        div.scroll { table {
-            thead { tr { th { "Record" } th { "Reason" } th { "Suggested fix" } } }
-            tbody { @for row in quarantined.iter().take(LISTED) { tr {
-                td { (row.entity) " " (row.source_id.as_deref().unwrap_or(""))
-                    @if let Some(origin) = &row.origin { br; small { (origin) } } }
-                td { (row.reason) }
-                td { (row.suggested_fix.as_deref().unwrap_or("")) }
+        // The records one by one, folded: the numbers above are what a glance needs.
+        details open[quarantined.len() <= OPEN_QUARANTINED] {
+            summary { h2.inline { "Quarantined records (" (quarantined.len()) ")" } }
+            @if quarantined.is_empty() { p { "None." } }
+            @else { div.scroll { table.cards {
+                thead { tr { th { "Record" } th { "Reason" } th { "Suggested fix" } } }
+                tbody { @for row in quarantined.iter().take(LISTED) { tr {
+                    th scope="row" { (row.entity) " " (row.source_id.as_deref().unwrap_or(""))
+                        @if let Some(origin) = &row.origin { br; small { (origin) } } }
+                    td data-label="Reason" { (row.reason) }
+                    td data-label="Suggested fix" { (row.suggested_fix.as_deref().unwrap_or("")) }
+                } } }
             } } }
-        } }
-        h2 { "Changes (" (changes.len()) ")" }
-        @if changes.len() > LISTED { p { "The first " (LISTED) "; the CSV has them all." } }
-        div.scroll { table {
-            thead { tr { th { "Record" } th { "Change" } th { "Reason" } th { "By" } } }
-            tbody { @for row in changes.iter().take(LISTED) { tr {
-                td { (row.entity) " " (row.source_id.as_deref().unwrap_or(""))
-                    @if let Some(member) = &row.member_id { " · " (member) } }
-                td { (row.action) @if let Some(detail) = &row.detail { " (" (detail) ")" } }
-                td { (row.reason) }
-                td { (row.author) }
-            } } }
-        } }
+        }
+        details {
+            summary { h2.inline { "Changes (" (changes.len()) ")" } }
+            @if changes.len() > LISTED { p { "The first " (LISTED) "; the CSV has them all." } }
+            div.scroll { table.cards {
+                thead { tr { th { "Record" } th { "Change" } th { "Reason" } th { "By" } } }
+                tbody { @for row in changes.iter().take(LISTED) { tr {
+                    th scope="row" { (row.entity) " " (report::named(row.name.as_deref(), row.source_id.as_deref()))
+                        @if row.member_id.is_some() { " · " (report::named(row.member_name.as_deref(), row.member_id.as_deref())) } }
+                    td data-label="Change" { (row.action) @if let Some(detail) = &row.detail { " (" (detail) ")" } }
+                    td data-label="Reason" { (row.reason) }
+                    td data-label="By" { (row.author) }
+                } } }
+            } }
+        }
     };
     page(&format!("Run {id}"), Some(&admin), body).into_response()
 }
@@ -993,6 +1059,8 @@ async fn sign_ins_page(State(service): State<Arc<Service>>, admin: Admin) -> Res
         Ok(logged) => logged,
         Err(error) => return server_error(&admin, &error),
     };
+    // Of every district the service serves: in UTC.
+    let now = service.clock.now();
     let body = html! {
         @if service.sign_in.is_none() { p.problem { "Signing in with Clever is off in this service." } }
         div.scroll { table {
@@ -1001,7 +1069,7 @@ async fn sign_ins_page(State(service): State<Arc<Service>>, admin: Admin) -> Res
                 th { "Clever user" } th { "Why" }
             } }
             tbody { @for row in &logged { tr {
-                td { (row.at) }
+                td { (time::stored(&row.at, Tz::UTC, now)) }
                 td class=(if row.outcome.as_str() == "signed_in" || row.outcome.as_str() == "created" { "" } else { "failed" }) { (row.outcome) }
                 td { (row.district_key.as_deref().or(row.clever_district.as_deref()).unwrap_or("")) }
                 td { (row.role.as_deref().unwrap_or("")) }
@@ -1136,14 +1204,15 @@ async fn sessions_page(State(service): State<Arc<Service>>, admin: Admin) -> Res
         Ok(sessions) => sessions,
         Err(error) => return server_error(&admin, &error),
     };
+    let now = service.clock.now();
     let body = html! {
         div.scroll { table {
             thead { tr { th { "Who" } th { "District" } th { "Since" } th { "Until" } th {} } }
             tbody { @for stored in &sessions { tr {
                 td { (stored.user_name) }
                 td { (stored.district_key.as_deref().unwrap_or("every district")) }
-                td { (stored.created_at) }
-                td { (stored.expires_at) }
+                td { (time::stored(&stored.created_at, Tz::UTC, now)) }
+                td { (time::stored(&stored.expires_at, Tz::UTC, now)) }
                 td { @if stored.id != admin.session.id {
                     form method="post" action={ "/sessions/" (stored.id) "/end" } class="inline" {
                         input type="hidden" name="csrf" value=(admin.csrf);

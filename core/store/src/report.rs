@@ -63,6 +63,20 @@ pub struct RunReport {
     /// A held run's plan in numbers: its changes per school and type.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub planned: Vec<PlannedChanges>,
+    /// A held run's district before its plan: the active records of each type per school, the
+    /// base of the share of a school its plan would archive.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub active_by_school: Vec<ActiveRecords>,
+}
+
+/// How many active records of one type a school held before a held run's plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActiveRecords {
+    /// The school's name and Clever id, as in [`PlannedChanges::school`].
+    pub school: String,
+    /// `student`, `teacher`, `class`...
+    pub entity: String,
+    pub active: usize,
 }
 
 /// How many changes of one type a held run's plan makes in one school.
@@ -200,11 +214,13 @@ pub async fn read(db: &Db, run: i64) -> Result<RunReport, ReportError> {
         return Err(ReportError::NoSuchRun { run });
     };
     let mut planned = Vec::new();
+    let mut active_by_school = Vec::new();
     let mut rows = match status.as_str() {
         "held" => {
-            let (mut rows, by_school, stale) = held_changes(db, &pipeline, run).await?;
+            let (mut rows, by_school, active, stale) = held_changes(db, &pipeline, run).await?;
             name_rows(db, run, &mut rows).await?;
             planned = by_school;
+            active_by_school = active;
             if stale {
                 let moved = "the district has moved since this run was held: approving it will be refused; discard it and run again";
                 note = Some(match note {
@@ -263,6 +279,7 @@ pub async fn read(db: &Db, run: i64) -> Result<RunReport, ReportError> {
         not_loaded: skipped.and_then(|json| serde_json::from_str(&json).ok()),
         rows,
         planned,
+        active_by_school,
     })
 }
 
@@ -384,16 +401,25 @@ async fn committed_changes(db: &Db, run: i64) -> Result<Vec<ReportRow>, ReportEr
     Ok(rows)
 }
 
-/// What a held run's plan would change, planned again against the district as it is now, and
-/// whether the district moved since it was held.
+/// What a held run's plan would change, planned again against the district as it is now: its
+/// changes, their counts per school, the active records per school before it, and whether the
+/// district moved since it was held.
 async fn held_changes(
     db: &Db,
     pipeline: &str,
     run: i64,
-) -> Result<(Vec<ReportRow>, Vec<PlannedChanges>, bool), ReportError> {
+) -> Result<
+    (
+        Vec<ReportRow>,
+        Vec<PlannedChanges>,
+        Vec<ActiveRecords>,
+        bool,
+    ),
+    ReportError,
+> {
     let held = runs::held(db, pipeline, run, "reported").await?;
     let state = crate::read_state(db, &held.district).await?;
-    let (rows, planned) = rosterflow_model::blocking(|| {
+    let (rows, planned, active) = rosterflow_model::blocking(|| {
         let plan = Plan::compute(&held.snapshot, &state);
         let school_name = |id: &str| {
             let name = held.snapshot.schools.iter().find(|school| school.id == id);
@@ -411,6 +437,15 @@ async fn held_changes(
                 count,
             })
             .collect();
+        let active = plan
+            .active_by_school
+            .iter()
+            .map(|(&(entity, school), &active)| ActiveRecords {
+                school: school_name(plan.key_of_row(Entity::School, school).unwrap_or("?")),
+                entity: entity.as_str().to_owned(),
+                active,
+            })
+            .collect();
         let mut rows: Vec<ReportRow> = plan.change_rows().map(ReportRow::from).collect();
         // What the plan would create has no row to be named from yet: its roster names it.
         let names = snapshot_names(&held.snapshot);
@@ -422,9 +457,9 @@ async fn held_changes(
             row.name = name_of(record, &row.source_id);
             row.member_name = name_of(member, &row.member_id);
         }
-        (rows, planned)
+        (rows, planned, active)
     });
-    Ok((rows, planned, state.last_run != held.based_on_run))
+    Ok((rows, planned, active, state.last_run != held.based_on_run))
 }
 
 /// `Ada Lovelace (5a1…)`: a record by its name, with its id beside it; the id alone when it has

@@ -394,6 +394,8 @@ pub struct RunSummary {
     pub id: i64,
     pub status: String,
     pub started_at: String,
+    /// When it ended: committed, held, failed; none while it runs.
+    pub finished_at: Option<String>,
     pub changes: i64,
     pub quarantined: i64,
     pub error: Option<String>,
@@ -442,7 +444,7 @@ impl std::fmt::Display for RunSummary {
 /// The runs that synced the source (all but those of a teacher created at sign-in).
 pub(crate) const A_SYNC: &str = "COALESCE(source_kind, '') <> 'sign-in'";
 
-const SUMMARY_COLUMNS: &str = "id, status, started_at, changes, quarantined, error, source_kind, event_cursor, source_note, requested_by, decided_by";
+const SUMMARY_COLUMNS: &str = "id, status, started_at, finished_at, changes, quarantined, error, source_kind, event_cursor, source_note, requested_by, decided_by";
 
 /// The pipeline's most recent runs, newest first.
 pub async fn history(db: &Db, pipeline: &str, limit: i64) -> Result<Vec<RunSummary>, RunsError> {

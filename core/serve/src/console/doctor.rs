@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use tokio::sync::Semaphore;
 
-use super::{Admin, Csrf, Service, page, poster, visible_pipeline};
+use super::{Admin, Csrf, Service, page, poster, time, visible_pipeline};
 use rosterflow_pipeline::doctor::{self, Diagnosis, render};
 use rosterflow_transform::plugin::Plugins;
 
@@ -62,16 +62,19 @@ pub(super) async fn show(
     admin: Admin,
     Path(name): Path<String>,
 ) -> Response {
-    if let Err(refusal) = visible_pipeline(&service, &admin, &name).await {
-        return refusal;
-    }
+    let zone = match visible_pipeline(&service, &admin, &name).await {
+        Ok(served) => time::zone_of(served.pipeline.file.schedule.as_ref()),
+        Err(refusal) => return refusal,
+    };
+    let now = service.clock.now();
+    let at = |at: &str| time::stored(at, zone, now);
     let state = state_of(&service, &name);
     let body = html! {
         p { a href={ "/pipelines/" (name) } { "Back to " (name) } }
         p { "What is wrong with the district's data, read from its source as a run reads it. \
              A check changes nothing and may run while a run is under way." }
-        @if let Some((by, at)) = &state.pending {
-            p.notice { "A check asked for by " (by) " at " (at) " is queued or running: reload this page to see its result." }
+        @if let Some((by, asked)) = &state.pending {
+            p.notice { "A check asked for by " (by) " at " (at(asked)) " is queued or running: reload this page to see its result." }
         } @else {
             form method="post" action={ "/pipelines/" (name) "/doctor" } class="inline" {
                 input type="hidden" name="csrf" value=(admin.csrf);
@@ -80,11 +83,11 @@ pub(super) async fn show(
         }
         @match &state.last {
             None => p { "No check yet." },
-            Some((by, at, Err(error))) => {
-                p.problem { "The check asked for by " (by) " failed at " (at) ": " (error) }
+            Some((by, ended, Err(error))) => {
+                p.problem { "The check asked for by " (by) " failed at " (at(ended)) ": " (error) }
             },
-            Some((by, at, Ok(diagnosis))) => {
-                p { "Checked at " (at) " for " (by) " (terms judged as of " (diagnosis.today)
+            Some((by, ended, Ok(diagnosis))) => {
+                p { "Checked at " (at(ended)) " for " (by) " (terms judged as of " (diagnosis.today)
                     ", school year " (diagnosis.school_year) "): "
                     (diagnosis.roster.schools) " schools, " (diagnosis.roster.sections) " sections, "
                     (diagnosis.roster.students) " students, " (diagnosis.roster.teachers) " teachers after the transforms." }
