@@ -235,7 +235,19 @@ async fn shares_and_manual_rosters_survive_syncs(backend: Backend) {
     let explained = explain(&db_handle, DISTRICT, Subject::Student, &student)
         .await
         .expect("explain");
-    assert_eq!(explained.shares.as_slice(), std::slice::from_ref(&teacher));
+    let shared: Vec<&str> = explained
+        .shares
+        .iter()
+        .map(|s| s.teacher.as_str())
+        .collect();
+    assert_eq!(shared, [teacher.as_str()]);
+    assert!(
+        explained.shares[0]
+            .name
+            .as_ref()
+            .is_some_and(|n| !n.is_empty()),
+        "the teacher is named: {explained}"
+    );
     roster::unshare(&db_handle, DISTRICT, &student, &teacher)
         .await
         .expect("unshare");

@@ -79,7 +79,7 @@ pub struct Explanation {
     /// Class memberships (of a student or teacher, or of a class's members), oldest first.
     pub memberships: Vec<MembershipRow>,
     /// Teachers a student is shared with.
-    pub shares: Vec<String>,
+    pub shares: Vec<SharedWith>,
     /// Every change the sync made to the record, oldest first.
     pub changes: Vec<HistoryEntry>,
     /// What the district's latest held run would change about the record, if a run is held.
@@ -88,6 +88,13 @@ pub struct Explanation {
     pub sign_in: Option<String>,
     /// The record as the latest run that quarantined it did: why, and what would mend it.
     pub quarantined: Vec<QuarantineRow>,
+}
+
+/// A teacher a student is shared with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedWith {
+    pub teacher: String,
+    pub name: Option<String>,
 }
 
 /// A quarantined record of the source: kept out of the roster, with its reason.
@@ -374,7 +381,10 @@ pub async fn explain(
                 .map_err(sql("reading shares"))?;
             shares = shared
                 .into_iter()
-                .map(|(id, name)| crate::report::named(name.as_deref(), id.as_deref()))
+                .map(|(teacher, name)| SharedWith {
+                    teacher: teacher.unwrap_or_default(),
+                    name,
+                })
                 .collect();
         }
     }
@@ -636,7 +646,12 @@ impl fmt::Display for Explanation {
             }
         }
         if !self.shares.is_empty() {
-            writeln!(f, "shared with teachers: {}", self.shares.join(", "))?;
+            let teachers: Vec<String> = self
+                .shares
+                .iter()
+                .map(|s| crate::report::named(s.name.as_deref(), Some(&s.teacher)))
+                .collect();
+            writeln!(f, "shared with teachers: {}", teachers.join(", "))?;
         }
         if !self.changes.is_empty() {
             writeln!(f, "changes:")?;
