@@ -162,6 +162,46 @@ async fn a_clean_district_has_nothing_to_fix(backend: Backend) {
     assert!(out.contains("found nothing to fix at the source"), "{out}");
 }
 
+/// Found in review: a specials filter (every section of a teacher, dropped on purpose) was
+/// reported as `teacher_sections_filtered_out`, so such a district never exited 0. The run
+/// drops those teachers with their sections too: it is the filter's purpose, not a problem.
+#[test]
+fn a_specials_filter_dropping_a_teacher_with_their_sections_finds_nothing() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let dataset = district();
+    let teacher = users_in_school(&dataset, Role::Teacher, 2)
+        .into_iter()
+        .find(|t| {
+            dataset
+                .get(Collection::Users, t)
+                .is_some_and(|u| u["roles"]["teacher"]["title"] == "Science Teacher")
+        })
+        .expect("a science teacher");
+    let their_sections: Vec<String> = sections_taught(&dataset, &teacher)
+        .iter()
+        .map(|s| format!("{:?}", section_sis_id(&dataset, s)))
+        .collect();
+    assert!(!their_sections.is_empty());
+    let file = write_pipeline(
+        dir.path(),
+        "specials",
+        &record(&dataset, &dir.path().join("recording")),
+        &format!("sqlite://{}", dir.path().join("freckle.db").display()),
+        &district_id(&dataset),
+        &format!(
+            "[[transform]]\ntype = \"filter\"\nname = \"specials\"\nsection_sis_ids = [{}]\n",
+            their_sections.join(", ")
+        ),
+    );
+    let diagnosis = diagnose(&file, 0);
+    assert_eq!(diagnosis["findings"], json!([]), "{diagnosis:#}");
+    assert_eq!(
+        diagnosis["roster"]["teachers"].as_u64(),
+        Some(dataset.ids_with_role(Role::Teacher).len() as u64 - 1),
+        "the teacher is left out with their sections"
+    );
+}
+
 /// Users of `role` in the school at `school_index` (0 elementary, 1 middle, 2 high).
 fn users_in_school(dataset: &Dataset, role: Role, school_index: usize) -> Vec<String> {
     let school = dataset.ids(Collection::Schools)[school_index].clone();
@@ -369,7 +409,6 @@ async fn each_problem_planted_once_is_found_with_its_count_and_fix(backend: Back
             ("section_without_teacher", 1, "sis"),
             ("section_without_students", 1, "sis"),
             ("student_without_section", 1, "sis"),
-            ("teacher_sections_filtered_out", 1, "pipeline_file"),
             ("term_ended", 1, "sis"),
             ("term_other_school_year", 1, "sis"),
             ("filter_matches_nothing", 1, "pipeline_file"),
@@ -395,8 +434,8 @@ async fn each_problem_planted_once_is_found_with_its_count_and_fix(backend: Back
         ("section_without_students", &no_students),
         ("term_ended", &ended),
         ("term_other_school_year", &of_last_year),
-        ("teacher_sections_filtered_out", &filtered),
         ("quarantined", &dangling),
+        ("other_district_records", &stranger_id),
     ] {
         assert_eq!(
             example_ids(finding(&diagnosis, code)),
@@ -548,6 +587,37 @@ async fn it_writes_nothing_and_works_while_a_run_holds_the_district(backend: Bac
             "the file is unchanged"
         );
     }
+}
+
+/// The doctor's PostgreSQL sessions are read-only from their start (set by the connection's
+/// options, not by a statement after it): a write is refused, in a transaction or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_the_doctors_session_refuses_writes() {
+    let db = TestDb::new(Backend::Postgres).await;
+    db.open().await.pool.close().await;
+    let read = rosterflow_store::doctor::open_read_only(&db.url)
+        .await
+        .expect("opens")
+        .expect("the database exists");
+    assert_eq!(
+        rosterflow_store::doctor::check_schema(&read)
+            .await
+            .expect("reads"),
+        rosterflow_store::doctor::Schema::Current
+    );
+    let error = sqlx::query("DELETE FROM sync_runs")
+        .execute(&read.pool)
+        .await
+        .expect_err("a write is refused");
+    assert!(error.to_string().contains("read-only"), "{error}");
+    let mut transaction = read.pool.begin().await.expect("a transaction");
+    let error = sqlx::query("CREATE TABLE doctor_was_here (id INTEGER)")
+        .execute(&mut *transaction)
+        .await
+        .expect_err("a write is refused in a transaction");
+    assert!(error.to_string().contains("read-only"), "{error}");
+    drop(transaction);
+    read.pool.close().await;
 }
 
 on_both_backends!(
@@ -747,6 +817,10 @@ async fn the_console_checks_a_district_as_a_queued_job() {
     let mut dataset = district();
     let student = dataset.ids_with_role(Role::Student)[0].clone();
     set_role_field(&mut dataset, &student, "student", "sis_id", Value::Null);
+    // A name from the SIS is shown as text, never run.
+    assert!(dataset.edit(Collection::Users, &student, |u| {
+        u["name"]["first"] = json!("<script>alert(1)</script>")
+    }));
     let pipelines = work.join("pipelines");
     std::fs::create_dir_all(&pipelines).expect("the pipeline directory");
     write_pipeline(
@@ -823,6 +897,11 @@ async fn the_console_checks_a_district_as_a_queued_job() {
     .await;
     assert!(checked.contains("missing_sis_id"), "{checked}");
     assert!(checked.contains(&student), "{checked}");
+    assert!(
+        checked.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{checked}"
+    );
+    assert!(!checked.contains("<script>alert"), "{checked}");
     assert!(checked.contains("To fix (sis)"), "{checked}");
     assert!(checked.contains("Message for the source"), "{checked}");
     assert!(
@@ -837,4 +916,31 @@ async fn the_console_checks_a_district_as_a_queued_job() {
         service.log()
     );
     assert_eq!(db.scalar("SELECT COUNT(*) FROM sync_runs").await, 0);
+
+    // A check that fails (the recording lost its pages) shows why, and the button comes back.
+    let recording = work.join("recording");
+    std::fs::remove_dir_all(&recording).expect("the recording removed");
+    std::fs::create_dir_all(&recording).expect("an empty recording");
+    let (status, _, _) = service.request(
+        "POST",
+        "/pipelines/checked/doctor",
+        Some(&cookie),
+        Some(&format!("csrf={}", csrf_of(&checked))),
+    );
+    assert_eq!(status, 303);
+    let mut failed = String::new();
+    crate::util::eventually(
+        "the check failed",
+        std::time::Duration::from_secs(60),
+        || service.log(),
+        || {
+            failed = page("/pipelines/checked/doctor");
+            let done = failed.contains("failed at");
+            async move { done }
+        },
+    )
+    .await;
+    assert!(failed.contains("could not read the district"), "{failed}");
+    assert!(failed.contains("Check now"), "the button is back: {failed}");
+    assert!(!failed.contains("is queued or running"), "{failed}");
 }

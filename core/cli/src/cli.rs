@@ -103,7 +103,10 @@ enum Command {
     },
     /// List what is wrong with the district's data, read from the source as a run would (with
     /// the source's secrets) and changing nothing: each finding with its count, examples, who
-    /// can fix it and how. Exit 0 when nothing is found, 1 when something is.
+    /// can fix it and how. Exit 0 when nothing is found, 1 when something is, 2 when the source
+    /// cannot be read. A Freckle DB that cannot be read (or does not exist yet) does not change
+    /// the exit code: the source alone is judged (0 if it is clean) and a note says what was
+    /// not checked (quarantined records, a shrinking roster).
     Doctor {
         pipeline: PathBuf,
         /// A table on a terminal, JSON otherwise, unless given; `text` is a message for the

@@ -1079,6 +1079,13 @@ e3,,,k2,s1,u-tch,teacher,
             s.skipped.other_district, 4,
             "a school, a course, a class and a user"
         );
+        let kinds: Vec<&str> = s
+            .other_district_examples
+            .iter()
+            .map(|r| r.kind.as_str())
+            .collect();
+        assert_eq!(kinds, ["org", "course", "class", "user"]);
+        assert!(s.other_district_examples.iter().any(|r| r.id == "u9"));
         let single = snapshot(&feed_1_2()).await;
         assert_eq!(
             s.quarantine, single.quarantine,

@@ -24,8 +24,8 @@ use serde_json::value::RawValue;
 use super::{Collection, ExtractError};
 use rosterflow_model::is_clever_id;
 use rosterflow_model::{
-    Admin, Course, District, Entity, Id, Name, Quarantined, School, Section, Snapshot, Source,
-    SourceKind, Student, Teacher, Term, USERS,
+    Admin, Course, District, Entity, Id, Name, Quarantined, School, Section, Skipped,
+    SkippedRecord, Snapshot, Source, SourceKind, Student, Teacher, Term, USERS,
 };
 
 /// One list response: `{"data":[{"data":{..},"uri":".."}],"links":[{"rel":"next","uri":".."}]}`.
@@ -318,6 +318,10 @@ struct Skip {
     collection: Collection,
     id: Id,
     why: SkipWhy,
+    /// What names the record, kept for the first few of another district of each page (the
+    /// doctor's examples).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    named: Option<(Option<String>, Option<String>)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -403,7 +407,7 @@ impl Part {
                         synthesized: false,
                     });
                 } else {
-                    self.skip(collection, id, SkipWhy::OtherDistrict);
+                    self.skip_other(collection, id, s.name, s.sis_id);
                 }
                 Some(())
             }),
@@ -421,7 +425,7 @@ impl Part {
                         synthesized: false,
                     });
                 } else {
-                    self.skip(collection, id, SkipWhy::OtherDistrict);
+                    self.skip_other(collection, id, t.name, None);
                 }
                 Some(())
             }),
@@ -438,14 +442,14 @@ impl Part {
                         synthesized: false,
                     });
                 } else {
-                    self.skip(collection, id, SkipWhy::OtherDistrict);
+                    self.skip_other(collection, id, c.name, None);
                 }
                 Some(())
             }),
             Collection::Sections => parse(json).map(|s: WireSection| {
                 let id = s.id?;
                 if of_other_district(&s.district) {
-                    self.skip(collection, id, SkipWhy::OtherDistrict);
+                    self.skip_other(collection, id, s.name, s.sis_id);
                     return Some(());
                 }
                 if !self.clever_id(collection, &id, json) {
@@ -503,7 +507,20 @@ impl Part {
             }),
             Collection::Users => parse(json).map(|u: WireUser| {
                 if of_other_district(&u.district) {
-                    self.skip(collection, u.id?, SkipWhy::OtherDistrict);
+                    let name = u.name.as_ref().map(|n| {
+                        [n.first.as_deref(), n.last.as_deref()]
+                            .into_iter()
+                            .flatten()
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    });
+                    let sis_id = u
+                        .roles
+                        .student
+                        .as_ref()
+                        .and_then(|r| r.sis_id.clone())
+                        .or_else(|| u.roles.teacher.as_ref().and_then(|r| r.sis_id.clone()));
+                    self.skip_other(collection, u.id?, name, sis_id);
                     return Some(());
                 }
                 self.add_user(u, json)
@@ -517,7 +534,7 @@ impl Part {
                 .and_then(|key| Some((key.id?, key.district)))
             {
                 Some((id, theirs)) if of_other_district(&theirs) => {
-                    self.skip(collection, id, SkipWhy::OtherDistrict);
+                    self.skip_other(collection, id, None, None);
                 }
                 Some((id, _)) => self.unreadable(collection, id, &reason, json),
                 None => self.quarantine(kind, None, &reason, json),
@@ -599,6 +616,29 @@ impl Part {
             collection,
             id,
             why,
+            named: None,
+        });
+    }
+
+    /// Skips a record of another district, keeping what names the first few of the page.
+    fn skip_other(
+        &mut self,
+        collection: Collection,
+        id: Id,
+        name: Option<String>,
+        sis_id: Option<String>,
+    ) {
+        let named = self
+            .skips
+            .iter()
+            .filter(|skip| skip.named.is_some())
+            .take(Skipped::EXAMPLES)
+            .count();
+        self.skips.push(Skip {
+            collection,
+            id,
+            why: SkipWhy::OtherDistrict,
+            named: (named < Skipped::EXAMPLES).then_some((name, sis_id)),
         });
     }
 
@@ -863,6 +903,21 @@ impl SnapshotBuilder {
             });
         }
         self.snapshot.district = district;
+        self.snapshot.other_district_examples = self
+            .skips
+            .iter()
+            .filter(|skip| skip.why == SkipWhy::OtherDistrict)
+            .filter_map(|skip| {
+                let (name, sis_id) = skip.named.clone()?;
+                Some(SkippedRecord {
+                    kind: skip.collection.record_kind().to_owned(),
+                    id: skip.id.clone(),
+                    name,
+                    sis_id,
+                })
+            })
+            .take(Skipped::EXAMPLES)
+            .collect();
         for skip in &self.skips {
             let count = match skip.why {
                 SkipWhy::Contact => &mut self.snapshot.skipped.contacts,
@@ -1227,7 +1282,7 @@ mod tests {
         let mut builder = builder_with(&[OURS, THEIRS], Some(OURS));
         let page = format!(
             r#"{{"data":[{{"data":{{"id":"0000000000000000000000d1","district":"{OURS}","roles":{{"student":{{}}}}}}}},
-                        {{"data":{{"id":"0000000000000000000000d2","district":"{THEIRS}","roles":{{"student":{{}}}}}}}},
+                        {{"data":{{"id":"0000000000000000000000d2","district":"{THEIRS}","name":{{"first":"Ann","last":"Other"}},"roles":{{"student":{{"sis_id":"77"}}}}}}}},
                         {{"data":{{"id":"0000000000000000000000d3","district":"{THEIRS}","roles":{{"student":"bad"}}}}}}],"links":[]}}"#
         );
         builder
@@ -1238,6 +1293,31 @@ mod tests {
         let ids: Vec<&str> = snapshot.students.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["0000000000000000000000d1"]);
         assert_eq!(snapshot.skipped.other_district, 2);
+        // The doctor's examples: what names them, where it could be read.
+        let examples: Vec<(&str, &str, Option<&str>, Option<&str>)> = snapshot
+            .other_district_examples
+            .iter()
+            .map(|r| {
+                (
+                    r.kind.as_str(),
+                    r.id.as_str(),
+                    r.name.as_deref(),
+                    r.sis_id.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            examples,
+            [
+                (
+                    "user",
+                    "0000000000000000000000d2",
+                    Some("Ann Other"),
+                    Some("77")
+                ),
+                ("user", "0000000000000000000000d3", None, None),
+            ]
+        );
         assert!(snapshot.quarantine.is_empty() && snapshot.unreadable.is_empty());
     }
 

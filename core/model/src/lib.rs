@@ -41,6 +41,10 @@ pub struct Snapshot {
     pub admins: Vec<Admin>,
     /// Users the roster does not load (contacts, staff), counted so none vanishes silently.
     pub skipped: Skipped,
+    /// Up to [`Skipped::EXAMPLES`] of the records of another district counted in
+    /// `skipped.other_district`, as examples name them (never stored with the counts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_district_examples: Vec<SkippedRecord>,
     /// Records the source or a transform could not use, with the reason.
     pub quarantine: Vec<Quarantined>,
     /// Records that arrived but could not be read, by entity and id (a OneRoster org, class and
@@ -66,6 +70,23 @@ pub struct Skipped {
     /// sync archives them like users who left.
     #[serde(default)]
     pub disabled: usize,
+}
+
+impl Skipped {
+    /// How many skipped records a snapshot keeps as examples.
+    pub const EXAMPLES: usize = 5;
+}
+
+/// A record the roster left out (of another district), as an example names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedRecord {
+    /// What it is at the source: `school`, `section`, `user`, `class`...
+    pub kind: String,
+    /// Its id at the source.
+    pub id: Id,
+    /// A person's first and last name, or the record's name, when it has one.
+    pub name: Option<String>,
+    pub sis_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -114,6 +135,46 @@ impl SourceKind {
     /// The kind's name, as stored.
     pub const fn as_str(self) -> &'static str {
         self.into_str()
+    }
+
+    /// The source's name as people write it: `Clever`, `OneRoster`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            SourceKind::Clever => "Clever",
+            SourceKind::OneRoster => "OneRoster",
+        }
+    }
+
+    /// The name of the source's own ids: `Clever id`, `OneRoster id`.
+    pub const fn id_name(self) -> &'static str {
+        match self {
+            SourceKind::Clever => "Clever id",
+            SourceKind::OneRoster => "OneRoster id",
+        }
+    }
+
+    /// Whoever runs the source, as a sentence names them: `the Clever admin`.
+    pub const fn admin(self) -> &'static str {
+        match self {
+            SourceKind::Clever => "the Clever admin",
+            SourceKind::OneRoster => "the OneRoster admin",
+        }
+    }
+
+    /// Where its admin fixes what is fixed at the source rather than in the SIS: `in Clever`.
+    pub const fn where_fixed(self) -> &'static str {
+        match self {
+            SourceKind::Clever => "in Clever",
+            SourceKind::OneRoster => "in the OneRoster feed",
+        }
+    }
+
+    /// How a district's roster reaches Freckle through it: `shares with Freckle through Clever`.
+    pub const fn reaches_freckle(self) -> &'static str {
+        match self {
+            SourceKind::Clever => "shares with Freckle through Clever",
+            SourceKind::OneRoster => "sends Freckle through OneRoster",
+        }
     }
 }
 
@@ -553,6 +614,50 @@ pub fn spreadsheet_cell(text: &str) -> Cow<'_, str> {
         Some('-') if text.parse::<f64>().is_err() => Cow::Owned(format!("'{text}")),
         _ => Cow::Borrowed(text),
     }
+}
+
+/// A row of spreadsheet cells, each defused with [`spreadsheet_cell`]: what every CSV the
+/// admin may open in a spreadsheet writes (reports, the doctor's findings).
+pub fn spreadsheet_row<'a>(cells: impl IntoIterator<Item = &'a str>) -> Vec<Cow<'a, str>> {
+    cells.into_iter().map(spreadsheet_cell).collect()
+}
+
+/// Rows as a text table for a terminal: each column as wide as its widest cell (in characters),
+/// two spaces apart, right-aligned where `right` says so, no space at the end of a line. The
+/// header is the first row.
+pub fn text_table<const N: usize>(
+    header: [&str; N],
+    rows: &[[String; N]],
+    right: [bool; N],
+) -> String {
+    let mut widths = header.map(|cell| cell.chars().count());
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: [&str; N]| {
+        let mut text = String::new();
+        for ((cell, width), right) in cells.iter().zip(widths).zip(right) {
+            let pad = " ".repeat(width - cell.chars().count());
+            if right {
+                text.push_str(&pad);
+                text.push_str(cell);
+            } else {
+                text.push_str(cell);
+                text.push_str(&pad);
+            }
+            text.push_str("  ");
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(header);
+    for row in rows {
+        line(row.each_ref().map(String::as_str));
+    }
+    out
 }
 
 /// An error and all its causes on one line (`outer: inner: root`), for logs and run history.

@@ -27,9 +27,6 @@ use rosterflow_transform::plugin::Plugins;
 /// At most this many examples per finding.
 pub const EXAMPLES: usize = 5;
 
-/// Quarantined records are read from this many of the district's last runs.
-pub const QUARANTINE_RUNS: i64 = 3;
-
 /// The exit codes of `rosterflow doctor` (a source that cannot be read exits as a failed run
 /// does: 2, or 78 when only the pipeline file can fix it).
 pub mod exit {
@@ -203,7 +200,9 @@ pub struct Diagnosis {
 }
 
 impl Diagnosis {
-    /// The process exit code: 0 when nothing was found, 1 otherwise.
+    /// The process exit code: 0 when nothing was found, 1 otherwise. A Freckle DB that could
+    /// not be read is not a finding: the source alone was judged, and `notes` say what was not
+    /// checked, so it may exit 0.
     pub fn exit_code(&self) -> u8 {
         if self.findings.is_empty() {
             exit::CLEAN
@@ -229,7 +228,7 @@ pub(crate) struct History {
     pub live: Option<store::LiveCounts>,
     /// The live rows of the kinds the roster shrank in.
     pub live_rows: Vec<(Entity, Vec<store::LiveRow>)>,
-    /// Records its last runs quarantined.
+    /// Records its latest run quarantined.
     pub quarantined: Vec<store::QuarantinedRow>,
 }
 
@@ -244,25 +243,33 @@ pub async fn diagnose(
     let began = std::time::Instant::now();
     let mut notes = Vec::new();
     let opened = match store::open_read_only(&pipeline.file.load.database).await {
-        Ok(Some(db)) => match store::check_schema(&db).await {
-            Ok(()) => Ok(Some(db)),
+        Ok(Some(db)) => match store::check_schema(&db).await.map(store::Schema::mismatch) {
+            Ok(None) => Ok(Some(db)),
+            // Another version's tables may not mean what this binary reads in them.
+            Ok(Some(mismatch)) => {
+                db.pool.close().await;
+                notes.push(format!(
+                    "{mismatch}: quarantined records and a shrinking roster were not checked, and the source was read as on a first run"
+                ));
+                Ok(None)
+            }
             Err(error) => {
                 db.pool.close().await;
                 Err(rosterflow_model::error_chain(&error))
             }
         },
-        Ok(None) => Ok(None),
-        Err(error) => Err(rosterflow_model::error_chain(&error)),
-    };
-    let db = match opened {
-        Ok(Some(db)) => Some(db),
         Ok(None) => {
             notes.push(
                 "the Freckle DB does not exist yet: quarantined records and a shrinking roster were not checked"
                     .to_owned(),
             );
-            None
+            Ok(None)
         }
+        Err(error) => Err(rosterflow_model::error_chain(&error)),
+    };
+    let db = match opened {
+        Ok(Some(db)) => Some(db),
+        Ok(None) => None,
         Err(error) => {
             notes.push(format!(
                 "cannot read the Freckle DB ({error}): quarantined records and a shrinking roster were not checked"
@@ -361,7 +368,7 @@ pub async fn diagnose(
 }
 
 /// Reads what the doctor needs of the district's history: its live rows (and, for the kinds the
-/// roster shrank in, the rows themselves) and what its last runs quarantined.
+/// roster shrank in, the rows themselves) and what its latest run quarantined.
 async fn read_history(
     db: &Db,
     key: &str,
@@ -376,7 +383,7 @@ async fn read_history(
             live_rows.push((entity, store::live_rows(db, key, entity).await?));
         }
     }
-    let quarantined = store::quarantined(db, key, QUARANTINE_RUNS).await?;
+    let quarantined = store::quarantined(db, key, 1).await?;
     Ok(History {
         live,
         live_rows,

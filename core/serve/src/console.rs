@@ -27,7 +27,7 @@
 //!   data or roster history for the current school year, every student with their SIS id.
 
 mod chart;
-mod doctor;
+pub(crate) mod doctor;
 mod held;
 pub mod session;
 mod time;
@@ -64,7 +64,7 @@ pub fn routes() -> Router<Arc<Service>> {
         .route("/pipelines/{name}/run", post(run_now))
         .route(
             "/pipelines/{name}/doctor",
-            get(doctor::show).post(doctor::check),
+            get(doctor::show).post(doctor::check_now),
         )
         .route("/pipelines/{name}/download/{file}", get(download))
         .route("/runs/{id}", get(run_page))
@@ -460,13 +460,18 @@ async fn dashboard(
     page("Pipelines", Some(&admin), body).into_response()
 }
 
-fn run_now_button(pipeline: &str, admin: &Admin) -> Markup {
+/// A button that posts to `action` with the session's CSRF token.
+fn post_button(action: &str, label: &str, admin: &Admin) -> Markup {
     html! {
-        form method="post" action={ "/pipelines/" (pipeline) "/run" } class="inline" {
+        form method="post" action=(action) class="inline" {
             input type="hidden" name="csrf" value=(admin.csrf);
-            button { "Run now" }
+            button { (label) }
         }
     }
+}
+
+fn run_now_button(pipeline: &str, admin: &Admin) -> Markup {
+    post_button(&format!("/pipelines/{pipeline}/run"), "Run now", admin)
 }
 
 #[derive(Deserialize)]
@@ -726,14 +731,8 @@ fn took(run: &RunSummary) -> Option<chrono::Duration> {
 fn decision_buttons(run: i64, admin: &Admin) -> Markup {
     html! {
         div.actions {
-            form method="post" action={ "/runs/" (run) "/approve" } class="inline" {
-                input type="hidden" name="csrf" value=(admin.csrf);
-                button { "Approve" }
-            }
-            form method="post" action={ "/runs/" (run) "/discard" } class="inline" {
-                input type="hidden" name="csrf" value=(admin.csrf);
-                button { "Discard" }
-            }
+            (post_button(&format!("/runs/{run}/approve"), "Approve", admin))
+            (post_button(&format!("/runs/{run}/discard"), "Discard", admin))
         }
     }
 }

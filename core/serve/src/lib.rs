@@ -6,6 +6,8 @@
 //! - the workers (apalis) take due runs off the queue and run them, one per district at a time
 //!   (the district's run lock), retrying transient failures with backoff;
 //! - the mailer delivers queued welcome emails between runs;
+//! - the console's doctor checks run one at a time from the service's own queue
+//!   (`console/doctor.rs`), never while the service runs the same pipeline;
 //! - HTTP answers `/healthz`, `/readyz` and `/metrics`.
 //!
 //! On PostgreSQL any number of services, on any number of machines, share the queue; on SQLite
@@ -133,6 +135,11 @@ pub struct Service {
     /// When the scheduler last turned (milliseconds since the Unix epoch).
     scheduler_beat: AtomicI64,
     stop: watch::Receiver<bool>,
+    /// The console's doctor checks: each pipeline's last result, and their queue.
+    doctor: console::doctor::Checks,
+    /// Held by each run and approval of a pipeline, and by a doctor check of it while it reads
+    /// the district: the two never hold the district's roster in memory at once.
+    run_gates: std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Service {
@@ -149,6 +156,16 @@ impl Service {
             wait: self.options.lease + LOCK_MARGIN,
             lease: self.options.lease,
         }
+    }
+
+    /// The gate of pipeline `name` (see `run_gates`).
+    fn run_gate(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.run_gates
+            .lock()
+            .expect("run gates lock")
+            .entry(name.to_owned())
+            .or_default()
+            .clone()
     }
 
     fn pipelines(&self) -> Arc<BTreeMap<String, Served>> {
@@ -259,6 +276,7 @@ pub async fn serve(
         None => None,
     };
     let runner = Runner::new(db, Plugins::new(options.plugin_cache.clone())).with_clock(clock);
+    let (doctor, checks) = console::doctor::Checks::new();
     let service = Arc::new(Service {
         options,
         database,
@@ -274,6 +292,8 @@ pub async fn serve(
         clock,
         scheduler_beat: AtomicI64::new(0),
         stop: stop.clone(),
+        doctor,
+        run_gates: Default::default(),
     });
     if service.console_on()
         && let Ok(address) = listener.local_addr()
@@ -291,6 +311,7 @@ pub async fn serve(
 
     let scheduler = tokio::spawn(schedule(service.clone()));
     let mailer = tokio::spawn(deliver_emails(service.clone()));
+    let checker = tokio::spawn(console::doctor::work(service.clone(), checks));
     let web = tokio::spawn(http::serve(listener, service.clone(), stopped(stop)));
 
     let signal = async move {
@@ -350,6 +371,7 @@ pub async fn serve(
     let stopped_on_request = service.stopping();
     scheduler.abort();
     mailer.abort();
+    checker.abort();
     let _ = web.await;
     result.map_err(ServeError::Workers)?;
     if !stopped_on_request {
@@ -598,7 +620,10 @@ async fn run_due(
     let started = Instant::now();
     tracing::info!(pipeline = %name, at = %due.at, "run starting");
     // A run abandoned at shutdown is this future dropped: its transaction never commits.
+    let gate = service.run_gate(name);
+    let running = gate.lock().await;
     let result = service.runner.run(&served.pipeline, &options).await;
+    drop(running);
     metrics::histogram!(names::RUN_SECONDS, "pipeline" => name.to_owned())
         .record(started.elapsed().as_secs_f64());
     match result {
@@ -645,6 +670,8 @@ async fn approve_due(
         return Err("the service is stopping: the approval was not started".into());
     }
     tracing::info!(pipeline = %name, run, by = %due.requested_by(), "approval starting");
+    let gate = service.run_gate(name);
+    let _running = gate.lock().await;
     let result = service
         .runner
         .approve(

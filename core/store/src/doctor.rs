@@ -2,83 +2,59 @@
 //! the district's run lock and without migrating, so that it can look while a run is under way
 //! and never changes a byte.
 //!
-//! A SQLite database is opened with `mode=ro` (a file that does not exist yet is not created:
-//! there is nothing to read); a PostgreSQL session is made read-only before its first query.
+//! It opens the database with [`Db::open_read_only`]: a SQLite file with `mode=ro` (one that
+//! does not exist yet is not created: there is nothing to read), a PostgreSQL session whose
+//! transactions are read-only from its start.
 
-use std::str::FromStr;
-
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{ConnectOptions, Connection, Executor};
-
-use crate::db::{Backend, Db, DbError, sqlite_file};
+use crate::db::{Db, DbError};
 use crate::runs::RunsError;
 use rosterflow_model::Entity;
 
-/// Opens the Freckle DB at `url` for reading only, as it is (no migration). `None` when there is
-/// nothing to read: a SQLite file that does not exist, or an in-memory SQLite database.
+/// Opens the Freckle DB at `url` for reading only, as it is (see [`Db::open_read_only`]).
 pub async fn open_read_only(url: &str) -> Result<Option<Db>, DbError> {
-    sqlx::any::install_default_drivers();
-    let backend = Backend::of_url(url)?;
-    let connect = |source| DbError::Connect { backend, source };
-    let url = match backend {
-        Backend::Sqlite => {
-            let parsed = url::Url::parse(url)
-                .map_err(|error| connect(sqlx::Error::Configuration(error.into())))?;
-            match sqlite_file(&parsed) {
-                Some(path) if path.is_file() => read_only_sqlite_url(url),
-                _ => return Ok(None),
-            }
+    Db::open_read_only(url).await
+}
+
+/// How the database's schema compares with this binary's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// The latest migration the binary knows is the latest applied.
+    Current,
+    /// The database lacks migrations this binary has (an older database: a run migrates it).
+    Behind { applied: Option<i64>, binary: i64 },
+    /// The database has migrations this binary does not know (a newer rosterflow wrote it).
+    Ahead { applied: i64, binary: i64 },
+}
+
+impl Schema {
+    /// Why the database cannot be judged by this binary; `None` when it can.
+    pub fn mismatch(self) -> Option<String> {
+        match self {
+            Schema::Current => None,
+            Schema::Behind { applied, binary } => Some(format!(
+                "the Freckle DB's schema is older than this rosterflow's (migration {} applied, {binary} known): a run brings it up to date",
+                applied.map_or_else(|| "none".to_owned(), |v| v.to_string())
+            )),
+            Schema::Ahead { applied, binary } => Some(format!(
+                "the Freckle DB's schema is newer than this rosterflow's (migration {applied} applied, {binary} known): use the rosterflow that writes it"
+            )),
         }
-        Backend::Postgres => url.to_owned(),
-    };
-    let options = AnyConnectOptions::from_str(&url)
-        .map_err(connect)?
-        .disable_statement_logging();
-    // One connection first, so that a database that cannot be reached says why at once.
-    sqlx::AnyConnection::connect_with(&options)
-        .await
-        .map_err(connect)?
-        .close()
-        .await
-        .map_err(connect)?;
-    let pool = AnyPoolOptions::new()
-        .max_connections(2)
-        .after_connect(move |connection, _| {
-            Box::pin(async move {
-                if backend == Backend::Postgres {
-                    connection
-                        .execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-                        .await?;
-                }
-                Ok(())
-            })
-        })
-        .connect_with(options)
-        .await
-        .map_err(connect)?;
-    Ok(Some(Db { pool, backend }))
+    }
 }
 
-/// Checks that the database holds the Freckle DB's tables (a new PostgreSQL database may not).
-pub async fn check_schema(db: &Db) -> Result<(), RunsError> {
-    sqlx::query_scalar::<_, i64>(
-        "SELECT (SELECT COUNT(*) FROM districts) + (SELECT COUNT(*) FROM sync_runs WHERE id < 0)",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .map(drop)
-    .map_err(sql("reading the Freckle DB's tables"))
-}
-
-/// A `sqlite://` URL with `mode=ro` in place of any mode it names.
-fn read_only_sqlite_url(url: &str) -> String {
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let mut pairs: Vec<&str> = query
-        .split('&')
-        .filter(|pair| !pair.is_empty() && !pair.starts_with("mode="))
-        .collect();
-    pairs.push("mode=ro");
-    format!("{base}?{}", pairs.join("&"))
+/// Compares the database's latest applied migration with the latest this binary knows (a new
+/// PostgreSQL database may have none).
+pub async fn check_schema(db: &Db) -> Result<Schema, RunsError> {
+    let applied = db
+        .applied_migration()
+        .await
+        .map_err(sql("reading the Freckle DB's migrations"))?;
+    let binary = db.backend.latest_migration();
+    Ok(match applied {
+        Some(applied) if applied == binary => Schema::Current,
+        Some(applied) if applied > binary => Schema::Ahead { applied, binary },
+        applied => Schema::Behind { applied, binary },
+    })
 }
 
 fn sql(step: &'static str) -> impl FnOnce(sqlx::Error) -> RunsError {
@@ -227,18 +203,6 @@ pub async fn quarantined(db: &Db, key: &str, runs: i64) -> Result<Vec<Quarantine
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_sqlite_url_is_made_read_only_whatever_mode_it_names() {
-        assert_eq!(
-            read_only_sqlite_url("sqlite:///tmp/f.db"),
-            "sqlite:///tmp/f.db?mode=ro"
-        );
-        assert_eq!(
-            read_only_sqlite_url("sqlite://f.db?mode=rwc&cache=shared"),
-            "sqlite://f.db?cache=shared&mode=ro"
-        );
-    }
-
     #[tokio::test]
     async fn a_database_that_does_not_exist_is_not_created() {
         let file = scratch_file("absent");
@@ -263,12 +227,41 @@ mod tests {
             .await
             .expect("opens")
             .expect("it exists");
+        assert_eq!(check_schema(&db).await.expect("reads"), Schema::Current);
         assert_eq!(live_counts(&db, "d").await.expect("reads"), None);
         assert!(quarantined(&db, "d", 3).await.expect("reads").is_empty());
         let written = sqlx::query("DELETE FROM sync_runs").execute(&db.pool).await;
         assert!(written.is_err(), "a read-only database refuses writes");
         db.pool.close().await;
         assert_eq!(std::fs::read(&file).expect("the file"), before);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_database_of_another_version_is_said_to_be() {
+        let file = scratch_file("versions");
+        let url = format!("sqlite://{}", file.display());
+        let db = Db::open(&url).await.expect("created");
+        let latest = db.backend.latest_migration();
+        sqlx::query("UPDATE _sqlx_migrations SET version = version + 1000000 WHERE version = $1")
+            .bind(latest)
+            .execute(&db.pool)
+            .await
+            .expect("a newer migration");
+        let schema = check_schema(&db).await.expect("reads");
+        assert!(matches!(schema, Schema::Ahead { .. }), "{schema:?}");
+        assert!(schema.mismatch().expect("a note").contains("newer"));
+        sqlx::query("DELETE FROM _sqlx_migrations WHERE version > $1")
+            .bind(latest - 1)
+            .execute(&db.pool)
+            .await
+            .expect("an older schema");
+        let schema = check_schema(&db).await.expect("reads");
+        assert!(matches!(schema, Schema::Behind { .. }), "{schema:?}");
+        assert!(schema.mismatch().expect("a note").contains("older"));
+        db.pool.close().await;
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
         }

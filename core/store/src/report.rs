@@ -114,27 +114,6 @@ pub struct ReportRow {
 }
 
 impl ReportRow {
-    /// The row with every text defused for a spreadsheet (see
-    /// [`rosterflow_model::spreadsheet_cell`]): ids, names and reasons come from the SIS.
-    fn for_spreadsheet(&self) -> ReportRow {
-        let cell = |text: &str| rosterflow_model::spreadsheet_cell(text).into_owned();
-        let optional = |text: &Option<String>| text.as_deref().map(cell);
-        ReportRow {
-            kind: self.kind,
-            entity: cell(&self.entity),
-            source_id: optional(&self.source_id),
-            name: optional(&self.name),
-            member_id: optional(&self.member_id),
-            member_name: optional(&self.member_name),
-            action: cell(&self.action),
-            reason: cell(&self.reason),
-            author: cell(&self.author),
-            suggested_fix: optional(&self.suggested_fix),
-            detail: optional(&self.detail),
-            origin: optional(&self.origin),
-        }
-    }
-
     fn change(
         entity: &str,
         source_id: Option<String>,
@@ -664,47 +643,51 @@ impl RunReport {
                 ]
             })
             .collect();
-        let mut widths = HEADER.map(str::len);
-        for line in &cells {
-            for (width, cell) in widths.iter_mut().zip(line) {
-                *width = (*width).max(cell.chars().count());
-            }
-        }
-        let mut write_line = |line: &[&str]| -> std::io::Result<()> {
-            let mut text = String::new();
-            for (cell, width) in line.iter().zip(widths) {
-                text.push_str(&format!("{cell:<width$}  "));
-            }
-            writeln!(out, "{}", text.trim_end())
-        };
-        write_line(&HEADER)?;
-        for line in &cells {
-            write_line(&line.each_ref().map(String::as_str))?;
-        }
-        Ok(())
+        let right = [false; 7];
+        write!(
+            out,
+            "{}",
+            rosterflow_model::text_table(HEADER, &cells, right)
+        )
     }
 
-    /// Writes the rows as CSV with a header line.
+    /// Writes the rows as CSV with a header line, every cell defused for a spreadsheet (ids,
+    /// names and reasons come from the SIS).
     pub fn write_csv(&self, out: impl std::io::Write) -> Result<(), ReportError> {
         let mut writer = csv::Writer::from_writer(out);
-        if self.rows.is_empty() {
-            writer.write_record([
-                "kind",
-                "entity",
-                "source_id",
-                "name",
-                "member_id",
-                "member_name",
-                "action",
-                "reason",
-                "author",
-                "suggested_fix",
-                "detail",
-                "origin",
-            ])?;
+        writer.write_record([
+            "kind",
+            "entity",
+            "source_id",
+            "name",
+            "member_id",
+            "member_name",
+            "action",
+            "reason",
+            "author",
+            "suggested_fix",
+            "detail",
+            "origin",
+        ])?;
+        fn optional(text: &Option<String>) -> &str {
+            text.as_deref().unwrap_or_default()
         }
         for row in &self.rows {
-            writer.serialize(row.for_spreadsheet())?;
+            let cells = rosterflow_model::spreadsheet_row([
+                row.kind,
+                &row.entity,
+                optional(&row.source_id),
+                optional(&row.name),
+                optional(&row.member_id),
+                optional(&row.member_name),
+                &row.action,
+                &row.reason,
+                &row.author,
+                optional(&row.suggested_fix),
+                optional(&row.detail),
+                optional(&row.origin),
+            ]);
+            writer.write_record(cells.iter().map(|cell| cell.as_bytes()))?;
         }
         writer.flush().map_err(csv::Error::from)?;
         Ok(())

@@ -91,10 +91,36 @@ impl FilterConfig {
     }
 }
 
+/// What one entry of a filter stage matches (see [`Filter::matches`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryMatch {
+    /// The entry's list: `section_subjects`, `teacher_emails`...
+    pub list: &'static str,
+    /// Its place in the list.
+    pub index: usize,
+    /// The entry as written.
+    pub entry: String,
+    /// Whether it matches sections (else teachers).
+    pub sections: bool,
+    /// The sections (or teachers) it matches.
+    pub matched: Vec<Id>,
+}
+
+/// How the filter compares subjects: ignoring ASCII case.
+fn subject_key(subject: &str) -> String {
+    subject.to_ascii_lowercase()
+}
+
+/// How the filter compares emails: ignoring case.
+fn email_key(email: &str) -> String {
+    email.to_lowercase()
+}
+
 /// A compiled filter stage.
 pub struct Filter {
+    config: FilterConfig,
     author: String,
-    subjects: Vec<String>,
+    subjects: HashSet<String>,
     section_names: RegexSet,
     course_names: RegexSet,
     section_sis_ids: HashSet<String>,
@@ -113,19 +139,116 @@ impl Filter {
             })
         };
         Ok(Filter {
+            config: config.clone(),
             author: format!("filter:{}", config.name),
-            subjects: config.section_subjects.clone(),
+            subjects: config
+                .section_subjects
+                .iter()
+                .map(|s| subject_key(s))
+                .collect(),
             section_names: compile(&config.section_name_patterns)?,
             course_names: compile(&config.course_name_patterns)?,
             section_sis_ids: config.section_sis_ids.iter().cloned().collect(),
             teacher_titles: compile(&config.teacher_title_patterns)?,
             teacher_sis_ids: config.teacher_sis_ids.iter().cloned().collect(),
-            teacher_emails: config
-                .teacher_emails
-                .iter()
-                .map(|e| e.to_lowercase())
-                .collect(),
+            teacher_emails: config.teacher_emails.iter().map(|e| email_key(e)).collect(),
         })
+    }
+
+    /// What each entry matches of `snapshot`, matched as [`Filter::apply`] matches it, in the
+    /// order of the config's lists: the sections each section entry names, the teachers each
+    /// teacher entry names. (A section the stage drops because each of its teachers was
+    /// dropped is not counted for any entry.)
+    pub fn matches(&self, snapshot: &Snapshot) -> Vec<EntryMatch> {
+        let config = &self.config;
+        let mut out = Vec::new();
+        let mut list = |name: &'static str, entries: &[String], sections: bool| {
+            let start = out.len();
+            out.extend(entries.iter().enumerate().map(|(index, entry)| EntryMatch {
+                list: name,
+                index,
+                entry: entry.clone(),
+                sections,
+                matched: Vec::new(),
+            }));
+            start
+        };
+        let subjects = list("section_subjects", &config.section_subjects, true);
+        let names = list("section_name_patterns", &config.section_name_patterns, true);
+        let courses = list("course_name_patterns", &config.course_name_patterns, true);
+        let section_sis = list("section_sis_ids", &config.section_sis_ids, true);
+        let titles = list(
+            "teacher_title_patterns",
+            &config.teacher_title_patterns,
+            false,
+        );
+        let teacher_sis = list("teacher_sis_ids", &config.teacher_sis_ids, false);
+        let emails = list("teacher_emails", &config.teacher_emails, false);
+        let course_names: std::collections::HashMap<&str, &str> = snapshot
+            .courses
+            .iter()
+            .filter_map(|c| Some((c.id.as_str(), c.name.as_deref()?)))
+            .collect();
+        let subject_keys: Vec<String> = config
+            .section_subjects
+            .iter()
+            .map(|s| subject_key(s))
+            .collect();
+        for section in &snapshot.sections {
+            let mut hit = |at: usize| out[at].matched.push(section.id.clone());
+            if let Some(subject) = section.subject.as_deref().map(subject_key) {
+                for (index, _) in subject_keys
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, w)| **w == subject)
+                {
+                    hit(subjects + index);
+                }
+            }
+            for index in self.section_names.matches(&section.name) {
+                hit(names + index);
+            }
+            if let Some(course) = section.course.as_deref().and_then(|c| course_names.get(c)) {
+                for index in self.course_names.matches(course) {
+                    hit(courses + index);
+                }
+            }
+            if let Some(sis_id) = &section.sis_id {
+                for (index, _) in config
+                    .section_sis_ids
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, w)| *w == sis_id)
+                {
+                    hit(section_sis + index);
+                }
+            }
+        }
+        let email_keys: Vec<String> = config.teacher_emails.iter().map(|e| email_key(e)).collect();
+        for teacher in &snapshot.teachers {
+            let mut hit = |at: usize| out[at].matched.push(teacher.id.clone());
+            if let Some(title) = teacher.title.as_deref() {
+                for index in self.teacher_titles.matches(title) {
+                    hit(titles + index);
+                }
+            }
+            if let Some(sis_id) = &teacher.sis_id {
+                for (index, _) in config
+                    .teacher_sis_ids
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, w)| *w == sis_id)
+                {
+                    hit(teacher_sis + index);
+                }
+            }
+            if let Some(email) = teacher.email.as_deref().map(email_key) {
+                for (index, _) in email_keys.iter().enumerate().filter(|(_, w)| **w == email) {
+                    hit(emails + index);
+                }
+            }
+        }
+        out
     }
 
     pub fn apply(&self, snapshot: &mut Snapshot) {
@@ -164,7 +287,7 @@ impl Filter {
             } else if teacher
                 .email
                 .as_ref()
-                .is_some_and(|e| self.teacher_emails.contains(&e.to_lowercase()))
+                .is_some_and(|e| self.teacher_emails.contains(&email_key(e)))
             {
                 Some("email is in teacher_emails".to_owned())
             } else {
@@ -193,7 +316,7 @@ impl Filter {
                 if let Some(subject) = section
                     .subject
                     .as_deref()
-                    .filter(|s| self.subjects.iter().any(|w| w.eq_ignore_ascii_case(s)))
+                    .filter(|s| self.subjects.contains(&subject_key(s)))
                 {
                     return Some(format!("subject {subject:?} is in section_subjects"));
                 }

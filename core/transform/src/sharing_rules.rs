@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use serde::Deserialize;
 
 use super::{decision, members};
-use rosterflow_model::{Entity, Id, Section, Snapshot};
+use rosterflow_model::{Entity, Id, School, Section, Snapshot};
 
 /// A `type = "sharing_rules"` stage.
 #[derive(Debug, Clone, Deserialize)]
@@ -119,6 +119,30 @@ impl SharingRulesConfig {
     }
 }
 
+/// What each entry of a sharing stage matches (see [`SharingRules::matches`]), in the order of
+/// the stage's lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SharingMatches {
+    /// The schools each `schools` entry names.
+    pub schools: Vec<Vec<Id>>,
+    /// How many sections each `sections` rule matches.
+    pub sections: Vec<usize>,
+    /// How many sections each `except` rule matches.
+    pub except: Vec<usize>,
+}
+
+/// Whether a `schools` entry names `school`: by its id, name or SIS id, ignoring case.
+fn names_school(wanted: &str, school: &School) -> bool {
+    [
+        Some(school.id.as_str()),
+        Some(school.name.as_str()),
+        school.sis_id.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|value| value.eq_ignore_ascii_case(wanted))
+}
+
 /// A compiled sharing stage.
 pub struct SharingRules {
     config: SharingRulesConfig,
@@ -133,22 +157,52 @@ impl SharingRules {
         }
     }
 
+    /// What each entry of the stage matches of `snapshot`, matched as [`SharingRules::apply`]
+    /// matches them: the schools each `schools` entry names, and how many sections each
+    /// `sections` rule and each `except` rule matches.
+    pub fn matches(&self, snapshot: &Snapshot) -> SharingMatches {
+        let lookup = Lookup::new(snapshot);
+        let schools = self
+            .config
+            .schools
+            .iter()
+            .map(|wanted| {
+                snapshot
+                    .schools
+                    .iter()
+                    .filter(|school| names_school(wanted, school))
+                    .map(|school| school.id.clone())
+                    .collect()
+            })
+            .collect();
+        let count = |rules: &[Rule]| -> Vec<usize> {
+            let mut counts = vec![0; rules.len()];
+            for section in &snapshot.sections {
+                for (count, rule) in counts.iter_mut().zip(rules) {
+                    if rule.matches(section, &lookup) {
+                        *count += 1;
+                    }
+                }
+            }
+            counts
+        };
+        SharingMatches {
+            schools,
+            sections: count(&self.config.sections),
+            except: count(&self.config.except),
+        }
+    }
+
     pub fn apply(&self, snapshot: &mut Snapshot) {
         let lookup = Lookup::new(snapshot);
         let shared_schools: HashSet<Id> = snapshot
             .schools
             .iter()
             .filter(|school| {
-                self.config.schools.iter().any(|wanted| {
-                    [
-                        Some(school.id.as_str()),
-                        Some(&school.name),
-                        school.sis_id.as_deref(),
-                    ]
-                    .into_iter()
-                    .flatten()
-                    .any(|value| value.eq_ignore_ascii_case(wanted))
-                })
+                self.config
+                    .schools
+                    .iter()
+                    .any(|wanted| names_school(wanted, school))
             })
             .map(|school| school.id.clone())
             .collect();

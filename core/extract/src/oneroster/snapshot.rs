@@ -9,8 +9,8 @@ use super::vocab::{self, EnrollmentRole, OrgType, Role, RoleKind, RoleType};
 use crate::ExtractError;
 use crate::config::SisIdSource;
 use rosterflow_model::{
-    Admin, Course, District, Entity, Id, Name, Quarantined, School, Section, Snapshot, Source,
-    SourceKind, Student, Teacher, Term, USERS,
+    Admin, Course, District, Entity, Id, Name, Quarantined, School, Section, Skipped,
+    SkippedRecord, Snapshot, Source, SourceKind, Student, Teacher, Term, USERS,
 };
 
 /// Builds the snapshot of the district `selected` (or the feed's only one) from `roster`;
@@ -204,6 +204,20 @@ impl<'r> Mapper<'r> {
         });
     }
 
+    /// Counts a record of another district, keeping the first few as examples.
+    fn other_district(&mut self, kind: &str, id: &Id, name: Option<&str>, sis_id: Option<String>) {
+        self.snapshot.skipped.other_district += 1;
+        let examples = &mut self.snapshot.other_district_examples;
+        if examples.len() < Skipped::EXAMPLES {
+            examples.push(SkippedRecord {
+                kind: kind.to_owned(),
+                id: id.clone(),
+                name: name.map(str::to_owned),
+                sis_id,
+            });
+        }
+    }
+
     /// The district's schools, by id.
     fn schools(&mut self) -> HashSet<&'r str> {
         let mut loaded = HashSet::new();
@@ -215,7 +229,7 @@ impl<'r> Mapper<'r> {
             .filter(|o| o.kind == OrgType::School)
         {
             if self.theirs(&org.id) {
-                self.snapshot.skipped.other_district += 1;
+                self.other_district("org", &org.id, Some(&org.name), org.identifier.clone());
                 continue;
             }
             loaded.insert(org.id.as_str());
@@ -232,7 +246,7 @@ impl<'r> Mapper<'r> {
     fn courses(&mut self) {
         for course in &self.roster.courses.rows {
             if self.theirs(&course.org) {
-                self.snapshot.skipped.other_district += 1;
+                self.other_district("course", &course.id, Some(&course.title), None);
                 continue;
             }
             self.snapshot.courses.push(Course {
@@ -256,7 +270,7 @@ impl<'r> Mapper<'r> {
         let mut fates = HashMap::new();
         for class in &self.roster.classes.rows {
             if self.theirs(&class.school) {
-                self.snapshot.skipped.other_district += 1;
+                self.other_district("class", &class.id, Some(&class.title), class.code.clone());
                 fates.insert(class.id.as_str(), ClassFate::Elsewhere);
                 continue;
             }
@@ -367,7 +381,12 @@ impl<'r> Mapper<'r> {
             .peekable();
         let theirs = orgs.peek().is_some() && orgs.all(|org| self.theirs(org));
         if theirs {
-            self.snapshot.skipped.other_district += 1;
+            let name = format!("{} {}", user.given_name, user.family_name);
+            let sis_id = match self.sis_id {
+                SisIdSource::Identifier => user.identifier.clone(),
+                SisIdSource::UserIdType(kind) => user_id(user, kind),
+            };
+            self.other_district("user", &user.id, Some(name.trim()), sis_id);
             return UserFate::OtherDistrict;
         }
         if !user.enabled {

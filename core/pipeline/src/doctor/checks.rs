@@ -9,6 +9,10 @@
 //! `term_ended`, `term_other_school_year`, `sharing_rule_matches_nothing`,
 //! `sharing_rule_matches_everything`, `filter_matches_nothing`, `filter_matches_everything`,
 //! `plugin_drops_sections`, `other_district_records`, `quarantined`, `roster_shrank`.
+//!
+//! `quarantined` reports what the source sends quarantined now, and what the district's latest
+//! run quarantined that the source does not now send again (quarantined anew, or read cleanly:
+//! fixed since).
 
 use std::collections::BTreeMap;
 
@@ -134,14 +138,6 @@ fn students_and_teachers(students: usize, teachers: usize) -> String {
             plural(s, "student", "students"),
             plural(t, "teacher", "teachers")
         ),
-    }
-}
-
-/// The source's own name for its admin: `the Clever admin`.
-fn admin(source: SourceKind) -> &'static str {
-    match source {
-        SourceKind::Clever => "the Clever admin",
-        SourceKind::OneRoster => "the OneRoster admin",
     }
 }
 
@@ -383,7 +379,7 @@ fn teachers_whose_sections_were_filtered_out(e: &Evidence<'_>) -> Vec<Finding> {
     let orphaned: Vec<Example> = e
         .stages
         .iter()
-        .filter(|stage| stage.kind != StageKind::SharingRules)
+        .filter(|stage| stage.kind == StageKind::Plugin)
         .flat_map(|stage| {
             stage.orphaned_teachers.iter().map(|teacher| Example {
                 detail: Some(format!(
@@ -402,7 +398,7 @@ fn teachers_whose_sections_were_filtered_out(e: &Evidence<'_>) -> Vec<Finding> {
         code: "teacher_sections_filtered_out",
         about: None,
         summary: format!(
-            "{} every section to a filter or plugin, so they have no class in Freckle",
+            "{} every section to a plugin, so they have no class in Freckle",
             if orphaned.len() == 1 {
                 "1 teacher loses".to_owned()
             } else {
@@ -411,7 +407,7 @@ fn teachers_whose_sections_were_filtered_out(e: &Evidence<'_>) -> Vec<Finding> {
         ),
         count: orphaned.len(),
         fixer: Fixer::PipelineFile,
-        fix: "If they teach with Freckle, narrow the filter or plugin named in the pipeline file so that it keeps their sections; if not, nothing needs fixing.".to_owned(),
+        fix: "If they teach with Freckle, change the plugin's [transform.config] in the pipeline file so that it keeps their sections; if not, nothing needs fixing.".to_owned(),
         examples: first(orphaned),
     }]
 }
@@ -643,12 +639,13 @@ fn other_district(e: &Evidence<'_>) -> Vec<Finding> {
         return Vec::new();
     }
     let source = e.roster.district.source;
+    // Spoken to the source's admin, who reads it in the `text` message.
     let fix = match source {
         SourceKind::Clever => {
-            "Ask the Clever admin why the district's token sees another district's records (an app shared with several districts needs one pipeline per district, each naming its district_id)."
+            "Share only this district's records with Freckle in Clever: the district's connection also sees another district's (an app used by several districts is connected once per district)."
         }
         SourceKind::OneRoster => {
-            "Ask the OneRoster admin to send only this district's records (or one feed per district, each pipeline naming its district)."
+            "Send only this district's records in the OneRoster feed (or one feed per district)."
         }
     };
     vec![Finding {
@@ -662,7 +659,13 @@ fn other_district(e: &Evidence<'_>) -> Vec<Finding> {
         count,
         fixer: Fixer::source_admin(source),
         fix: fix.to_owned(),
-        examples: Vec::new(),
+        examples: first(e.roster.other_district_examples.iter().map(|r| Example {
+            kind: r.kind.clone(),
+            name: r.name.clone().unwrap_or_default(),
+            sis_id: r.sis_id.clone(),
+            source_id: Some(r.id.to_string()),
+            detail: Some("of another district".to_owned()),
+        })),
     }]
 }
 
@@ -698,10 +701,35 @@ fn quarantined(e: &Evidence<'_>) -> Vec<Finding> {
         origin: q.origin.clone(),
         seen: "in the source now".to_owned(),
     });
+    // What the latest run quarantined, less what the source now sends again: quarantined
+    // anew (shown as it is now) or read cleanly (fixed since).
+    let quarantined_now: FxHashSet<(&str, &str)> = e
+        .roster
+        .quarantine
+        .iter()
+        .filter_map(|q| Some((q.kind.as_str(), q.id.as_ref()?.as_str())))
+        .collect();
+    let read_now: FxHashSet<&str> = {
+        let r = e.roster;
+        r.schools
+            .iter()
+            .map(|x| x.id.as_str())
+            .chain(r.terms.iter().map(|x| x.id.as_str()))
+            .chain(r.courses.iter().map(|x| x.id.as_str()))
+            .chain(r.sections.iter().map(|x| x.id.as_str()))
+            .chain(r.students.iter().map(|x| x.id.as_str()))
+            .chain(r.teachers.iter().map(|x| x.id.as_str()))
+            .chain(r.admins.iter().map(|x| x.id.as_str()))
+            .collect()
+    };
     let before = e
         .history
         .into_iter()
         .flat_map(|h| &h.quarantined)
+        .filter(|q| match q.source_id.as_deref() {
+            Some(id) => !quarantined_now.contains(&(q.kind.as_str(), id)) && !read_now.contains(id),
+            None => true,
+        })
         .map(|q| Record {
             kind: q.kind.clone(),
             id: q.source_id.clone(),
@@ -783,8 +811,8 @@ fn quarantined(e: &Evidence<'_>) -> Vec<Finding> {
                 })
                 .unwrap_or_else(|| {
                     format!(
-                        "Ask {} to correct (or share) the records named, so that the next run can load them.",
-                        admin(source)
+                        "Correct (or share) the records named {}, so that the next sync can load them.",
+                        source.where_fixed()
                     )
                 });
             let examples = first(records.iter().map(|r| {
@@ -906,8 +934,8 @@ fn shrank(e: &Evidence<'_>) -> Vec<Finding> {
         count: shrunk.iter().map(|(_, live, now)| live - now).sum(),
         fixer: Fixer::source_admin(source),
         fix: format!(
-            "Ask {} whether sharing changed or the SIS stopped sending these records; if they really left, the next run archives them (and holds for approval if too many).",
-            admin(source)
+            "Check {} whether sharing changed or the SIS stopped sending these records; if these people and classes really left, nothing needs fixing: the next sync archives them.",
+            source.where_fixed()
         ),
         examples: first(examples),
     }]
@@ -1186,6 +1214,22 @@ mod tests {
         );
     }
 
+    /// Found in review: a specials filter's teachers, dropped with all their sections on
+    /// purpose (as the run drops them), were reported, so such a district never exited 0.
+    #[test]
+    fn teachers_losing_every_section_count_for_a_plugin_not_for_a_filter() {
+        let orphan = teacher_example(&clean().teachers[0], None);
+        let mut filter = stage(StageKind::Filter, Vec::new());
+        filter.orphaned_teachers = vec![orphan.clone()];
+        assert_eq!(check(&clean(), &[filter], None), []);
+        let mut plugin = stage(StageKind::Plugin, Vec::new());
+        plugin.orphaned_teachers = vec![orphan];
+        assert_eq!(
+            codes(&check(&clean(), &[plugin], None)),
+            [("teacher_sections_filtered_out", 1, Fixer::PipelineFile)]
+        );
+    }
+
     #[test]
     fn a_plugin_dropping_more_than_its_share_is_reported() {
         let dropped: Vec<Example> = clean()
@@ -1207,7 +1251,7 @@ mod tests {
     }
 
     #[test]
-    fn quarantined_records_are_grouped_by_reason_now_and_in_the_last_runs() {
+    fn quarantined_records_are_grouped_by_reason_now_and_in_the_latest_run() {
         let mut roster = clean();
         let dangling = |section: &str, student: &str| Quarantined {
             kind: "section.students".into(),
@@ -1264,6 +1308,94 @@ mod tests {
         );
     }
 
+    /// Found in review: every quarantined row of the last three runs was reported, even of
+    /// records the source has sent cleanly since.
+    #[test]
+    fn only_the_latest_runs_quarantine_not_read_cleanly_since_is_reported() {
+        let row = |kind: &str, id: &str, reason: &str| QuarantinedRow {
+            run: 7,
+            kind: kind.into(),
+            source_id: Some(id.into()),
+            reason: reason.into(),
+            suggested_fix: None,
+            origin: None,
+        };
+        let history = History {
+            quarantined: vec![
+                // Not in the source now: still to fix.
+                row("user", "gone", "user has no role"),
+                // Student `a` is read cleanly now: fixed since.
+                row("user", "a", "user has no role"),
+                // Section s1 is read cleanly now, its students too.
+                row(
+                    "section.students",
+                    "s1",
+                    "section s1 names student x9 who is not in the roster",
+                ),
+            ],
+            ..History::default()
+        };
+        let findings = check(&clean(), &[], Some(&history));
+        assert_eq!(codes(&findings), [("quarantined", 1, Fixer::CleverAdmin)]);
+        let example = &findings[0].examples[0];
+        assert_eq!(example.source_id.as_deref(), Some("gone"));
+        assert_eq!(
+            example.detail.as_deref(),
+            Some("user has no role, in run 7")
+        );
+    }
+
+    #[test]
+    fn the_admins_text_speaks_to_the_admin() {
+        for source in [SourceKind::Clever, SourceKind::OneRoster] {
+            let mut roster = clean();
+            roster.district.source = source;
+            roster.skipped.other_district = 2;
+            roster.quarantine = vec![Quarantined {
+                kind: "user".into(),
+                id: Some("u1".into()),
+                reason: "user holds no role".into(),
+                origin: None,
+                suggested_fix: None,
+                record: "{}".into(),
+            }];
+            let history = History {
+                live: Some(LiveCounts {
+                    schools: 0,
+                    classes: 2,
+                    students: 10,
+                    teachers: 2,
+                }),
+                ..History::default()
+            };
+            let findings = check(&roster, &[], Some(&history));
+            assert_eq!(
+                findings.iter().map(|f| f.code).collect::<Vec<_>>(),
+                ["other_district_records", "quarantined", "roster_shrank"]
+            );
+            let diagnosis = crate::doctor::Diagnosis {
+                version: 1,
+                pipeline: "p".into(),
+                district: crate::doctor::DistrictSeen {
+                    key: "d".into(),
+                    name: "Springfield".into(),
+                    source,
+                },
+                checked_at: String::new(),
+                today: day("2026-10-01"),
+                school_year: "2026-27".into(),
+                roster: Default::default(),
+                findings,
+                notes: Vec::new(),
+            };
+            let text = crate::doctor::render::text(&diagnosis);
+            for admin in ["Ask the Clever admin", "Ask the OneRoster admin", "Ask "] {
+                assert!(!text.contains(admin), "{text}");
+            }
+            assert!(text.contains(source.where_fixed()), "{text}");
+        }
+    }
+
     #[test]
     fn a_roster_that_shrank_beyond_the_threshold_is_reported_with_who_left() {
         let roster = clean();
@@ -1307,10 +1439,26 @@ mod tests {
     fn records_of_another_district_are_the_source_admins() {
         let mut roster = clean();
         roster.skipped.other_district = 3;
+        roster.other_district_examples = vec![rosterflow_model::SkippedRecord {
+            kind: "user".into(),
+            id: "u9".into(),
+            name: Some("Ann Other".into()),
+            sis_id: Some("9".into()),
+        }];
         roster.district.source = SourceKind::OneRoster;
+        let findings = check(&roster, &[], None);
         assert_eq!(
-            codes(&check(&roster, &[], None)),
+            codes(&findings),
             [("other_district_records", 3, Fixer::OneRosterAdmin)]
+        );
+        let example = &findings[0].examples[0];
+        assert_eq!(
+            (
+                example.name.as_str(),
+                example.sis_id.as_deref(),
+                example.source_id.as_deref()
+            ),
+            ("Ann Other", Some("9"), Some("u9"))
         );
     }
 }

@@ -1,12 +1,12 @@
 //! A [`Diagnosis`] shown four ways: a table for a terminal, JSON (the fields documented in the
 //! README), CSV for a spreadsheet (one row per example, every cell defused with
-//! [`spreadsheet_cell`]), and a text ready to send to whoever runs the source (the Clever or
+//! [`rosterflow_model::spreadsheet_cell`]), and a text ready to send to whoever runs the source (the Clever or
 //! OneRoster admin), listing only what is fixed at the source.
 
 use std::fmt::Write as _;
 
 use super::{Diagnosis, Example, Finding, Fixer};
-use rosterflow_model::{SourceKind, spreadsheet_cell};
+use rosterflow_model::{SourceKind, spreadsheet_row, text_table};
 
 /// The diagnosis as pretty JSON (see the README for its fields).
 pub fn json(diagnosis: &Diagnosis) -> String {
@@ -63,24 +63,12 @@ pub fn write_csv(diagnosis: &Diagnosis, out: impl std::io::Write) -> Result<(), 
                 example.source_id.as_deref().unwrap_or_default(),
                 example.detail.as_deref().unwrap_or_default(),
             ];
-            let cells: Vec<_> = head
-                .iter()
-                .chain(&tail)
-                .map(|cell| spreadsheet_cell(cell))
-                .collect();
+            let cells = spreadsheet_row(head.iter().chain(&tail).copied());
             writer.write_record(cells.iter().map(|cell| cell.as_bytes()))?;
         }
     }
     writer.flush()?;
     Ok(())
-}
-
-/// The name of a source's own ids: `Clever id`, `OneRoster id`.
-fn id_name(source: SourceKind) -> &'static str {
-    match source {
-        SourceKind::Clever => "Clever id",
-        SourceKind::OneRoster => "OneRoster id",
-    }
 }
 
 /// An example on one line: `student Ann Lee (SIS id 1234, Clever id 5a...): detail`.
@@ -90,7 +78,7 @@ fn example_line(example: &Example, source: SourceKind) -> String {
         ids.push(format!("SIS id {sis_id}"));
     }
     if let Some(id) = &example.source_id {
-        ids.push(format!("{} {id}", id_name(source)));
+        ids.push(format!("{} {id}", source.id_name()));
     }
     let mut line = example.kind.clone();
     if !example.name.is_empty() {
@@ -112,7 +100,7 @@ fn heading(diagnosis: &Diagnosis) -> String {
         "{} (district {}, from {}), pipeline {}, {} (school year {})\nroster after transforms: {} schools, {} sections, {} students, {} teachers\n",
         diagnosis.district.name,
         diagnosis.district.key,
-        source_name(diagnosis.district.source),
+        diagnosis.district.source.name(),
         diagnosis.pipeline,
         diagnosis.today,
         diagnosis.school_year,
@@ -123,13 +111,6 @@ fn heading(diagnosis: &Diagnosis) -> String {
     )
 }
 
-fn source_name(source: SourceKind) -> &'static str {
-    match source {
-        SourceKind::Clever => "Clever",
-        SourceKind::OneRoster => "OneRoster",
-    }
-}
-
 /// The diagnosis as a table, then each finding's examples and fix.
 pub fn table(diagnosis: &Diagnosis) -> String {
     let mut out = heading(diagnosis);
@@ -137,30 +118,25 @@ pub fn table(diagnosis: &Diagnosis) -> String {
     if diagnosis.findings.is_empty() {
         out.push_str("nothing found\n");
     } else {
-        let code_width = diagnosis
+        let rows: Vec<[String; 5]> = diagnosis
             .findings
             .iter()
-            .map(|f| f.code.len())
-            .max()
-            .unwrap_or(0)
-            .max("FINDING".len());
-        let fixer_width = "pipeline_file".len();
-        let _ = writeln!(
-            out,
-            "{:>3}  {:>7}  {:<code_width$}  {:<fixer_width$}  WHAT",
-            "#", "COUNT", "FINDING", "WHO FIXES"
-        );
-        for (number, finding) in diagnosis.findings.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{:>3}  {:>7}  {:<code_width$}  {:<fixer_width$}  {}",
-                number + 1,
-                finding.count,
-                finding.code,
-                finding.fixer.as_str(),
-                finding.summary
-            );
-        }
+            .enumerate()
+            .map(|(number, finding)| {
+                [
+                    (number + 1).to_string(),
+                    finding.count.to_string(),
+                    finding.code.to_owned(),
+                    finding.fixer.as_str().to_owned(),
+                    finding.summary.clone(),
+                ]
+            })
+            .collect();
+        out.push_str(&text_table(
+            ["#", "COUNT", "FINDING", "WHO FIXES", "WHAT"],
+            &rows,
+            [true, true, false, false, false],
+        ));
         for (number, finding) in diagnosis.findings.iter().enumerate() {
             let _ = writeln!(
                 out,
@@ -196,8 +172,8 @@ pub fn table(diagnosis: &Diagnosis) -> String {
 fn where_fixed(fixer: Fixer) -> &'static str {
     match fixer {
         Fixer::Sis => "in the SIS",
-        Fixer::CleverAdmin => "in Clever",
-        Fixer::OneRosterAdmin => "in the OneRoster feed",
+        Fixer::CleverAdmin => SourceKind::Clever.where_fixed(),
+        Fixer::OneRosterAdmin => SourceKind::OneRoster.where_fixed(),
         Fixer::PipelineFile => "in the pipeline file",
     }
 }
@@ -212,10 +188,7 @@ pub fn text(diagnosis: &Diagnosis) -> String {
         .filter(|f| f.fixer.at_source())
         .collect();
     let district = &diagnosis.district.name;
-    let via = match source {
-        SourceKind::Clever => "shares with Freckle through Clever",
-        SourceKind::OneRoster => "sends Freckle through OneRoster",
-    };
+    let via = source.reaches_freckle();
     let mut out = format!("Subject: Roster data to fix for {district}\n\nHello,\n\n");
     if at_source.is_empty() {
         let _ = writeln!(
@@ -234,7 +207,7 @@ pub fn text(diagnosis: &Diagnosis) -> String {
         } else {
             format!("{} things", at_source.len())
         },
-        source_name(source),
+        source.name(),
     );
     for (number, finding) in at_source.iter().enumerate() {
         let _ = writeln!(out, "\n{}. {}.", number + 1, capitalised(&finding.summary));
