@@ -11,8 +11,9 @@ pub mod backoff;
 mod clock;
 pub mod metrics;
 pub mod packed;
-mod secret;
+pub mod secret;
 pub mod tagged;
+pub mod text;
 
 pub use clock::Clock;
 pub use secret::Secret;
