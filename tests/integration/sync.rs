@@ -716,7 +716,8 @@ fn validate_names_file_line_and_column_and_exits_78() {
     );
     let (code, _, stderr) = rosterflow(
         &["validate", path.to_str().expect("utf-8")],
-        &[("NO_SUCH_TOKEN_VAR", "t")],
+        // A token's value is hidden in every problem whatever its length: a realistic one.
+        &[("NO_SUCH_TOKEN_VAR", "a-token-0123")],
     );
     assert_eq!(code, 78);
     assert!(
