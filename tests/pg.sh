@@ -5,9 +5,11 @@
 # `postgres` system user. Its role signs in with a password (SCRAM, no trust), and the password
 # is a canary (tests/integration/util.rs `CANARY`): the tests fail if any output shows it.
 #   eval "$(bash tests/pg.sh start [PORT])"   # prints `export DATABASE_URL=...` and PGDATA_DIR
+#   bash tests/pg.sh restart [PORT]           # starts a server stopped with `pg_ctl stop` again,
+#                                             # on its data, with the options `start` gives it
 #   bash tests/pg.sh stop [PORT]              # stops it and removes its data
 set -euo pipefail
-command=${1:?usage: pg.sh start|stop [PORT]}
+command=${1:?usage: pg.sh start|restart|stop [PORT]}
 port=${2:-54329}
 data=${PGDATA_DIR:-${TMPDIR:-/tmp}/rosterflow-pg-$port}
 password=rf-canary-7d1e
@@ -23,6 +25,12 @@ as_owner() {
   else
     sh -c "$*"
   fi
+}
+
+# Starts the server on its (existing) data directory.
+run_server() {
+  as_owner "$1/pg_ctl -D $data -l $data/server.log -w -o '-h 127.0.0.1 -p $port -k $data \
+    -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200' start" >/dev/null
 }
 
 case $command in
@@ -44,11 +52,20 @@ case $command in
       [ "$(id -u)" = 0 ] && chown postgres "$pwfile"
       as_owner "$bin/initdb -D $data -U postgres --auth=scram-sha-256 --pwfile=$pwfile -E UTF8 --no-sync" >/dev/null
       rm -f "$pwfile"
-      as_owner "$bin/pg_ctl -D $data -l $data/server.log -w -o '-h 127.0.0.1 -p $port -k $data \
-        -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200' start" >/dev/null
+      run_server "$bin"
     fi
     echo "export DATABASE_URL=postgres://postgres:$password@127.0.0.1:$port/postgres"
     echo "export PGDATA_DIR=$data"
+    ;;
+  restart)
+    bin=$(bindir)
+    if [ ! -f "$data/PG_VERSION" ]; then
+      echo "pg.sh restart: no server's data in $data: use start" >&2
+      exit 1
+    fi
+    if ! as_owner "$bin/pg_ctl -D $data status" >/dev/null 2>&1; then
+      run_server "$bin"
+    fi
     ;;
   stop)
     bin=$(bindir || true)
@@ -58,7 +75,7 @@ case $command in
     rm -rf "$data"
     ;;
   *)
-    echo "usage: pg.sh start|stop [PORT]" >&2
+    echo "usage: pg.sh start|restart|stop [PORT]" >&2
     exit 2
     ;;
 esac

@@ -13,6 +13,8 @@ use crate::util::{Backend, TestDb, pipeline_text, replay_source, rosterflow};
 
 const TOKEN: &str = "operator-token-0123456789";
 const SECRET_URL: &str = "postgres://u:secretpw@127.0.0.1:1/x";
+/// The same password as sqlx also takes it: in the query.
+const SECRET_QUERY_URL: &str = "postgres://u@127.0.0.1:3/z?sslmode=disable&password=secretpw";
 
 /// A service of the demo district, with the console on.
 fn service(db: &TestDb, dir: &Path) -> Service {
@@ -154,9 +156,15 @@ fn a_token_of_spaces_and_a_database_password_never_shown() {
 
     // Pipelines of several databases: listed, without passwords.
     write("b", &SECRET_URL.replace(":1/x", ":2/y"));
+    write("c", SECRET_QUERY_URL);
     let (code, out, err) = serve(&[], &[]);
     assert_ne!(code, 0);
-    assert!(err.contains("u:***@127.0.0.1:1/x"), "{err}");
+    assert!(err.contains("several databases"), "{err}");
+    assert!(err.contains("***@127.0.0.1:1/x"), "{err}");
+    assert!(
+        err.contains("***@127.0.0.1:3/z?sslmode=disable&password=***"),
+        "{err}"
+    );
     assert!(!format!("{out}{err}").contains("secretpw"), "{out}{err}");
 
     // An admin token of spaces is refused at start.
@@ -179,6 +187,8 @@ async fn a_database_password_stays_out_of_the_console_and_the_log() {
     std::fs::create_dir_all(&pipelines).expect("the pipeline directory");
     let text = pipeline_text("elsewhere", &replay_source(&demo_dir()), SECRET_URL, "");
     std::fs::write(pipelines.join("elsewhere.toml"), text).expect("write");
+    let text = pipeline_text("queried", &replay_source(&demo_dir()), SECRET_QUERY_URL, "");
+    std::fs::write(pipelines.join("queried.toml"), text).expect("write");
     let service = service(&db, work.path());
     let operator = client("127.0.0.1");
     let signed_in = login(&operator, service.port, "ops", TOKEN).await;
@@ -199,7 +209,8 @@ async fn a_database_password_stays_out_of_the_console_and_the_log() {
         .await
         .unwrap();
     assert!(front.contains("cannot be served"), "{front}");
-    assert!(front.contains("u:***@127.0.0.1:1/x"), "{front}");
+    assert!(front.contains("***@127.0.0.1:1/x"), "{front}");
+    assert!(front.contains("password=***"), "{front}");
     assert!(!front.contains("secretpw"));
     assert!(!service.log().contains("secretpw"), "{}", service.log());
 }

@@ -800,7 +800,7 @@ fn a_oneroster_district_is_read_from_its_feed() {
 }
 
 /// The `csrf` value of the first form of a console page.
-fn csrf_of(page: &str) -> String {
+pub(crate) fn csrf_of(page: &str) -> String {
     let marker = "name=\"csrf\" value=\"";
     let at = page.find(marker).expect("a form with a CSRF token") + marker.len();
     page[at..].split('"').next().expect("a value").to_owned()

@@ -88,7 +88,7 @@ fn secret_url(url: &str) -> (String, String, String) {
     (
         format!("{scheme}://{user}:{password}@{host}"),
         password.to_owned(),
-        format!("{scheme}://{user}:***@{host}"),
+        format!("{scheme}://***@{host}"),
     )
 }
 
@@ -243,12 +243,7 @@ fn postgresql_stopped_in_the_middle_of_a_write() {
 fn a_connection_cut_in_the_middle_of_a_write() {
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let db = runtime.block_on(TestDb::new(Backend::Postgres));
-    let server: std::net::SocketAddr = {
-        let url = &db.url;
-        let authority = url.split('@').nth(1).expect("a host").split('/').next();
-        authority.expect("host:port").parse().expect("an address")
-    };
-    let proxy = TcpProxy::start(server);
+    let proxy = TcpProxy::start(db.address());
     first_load_interrupted(&db.url, &proxy, Fault::Cut, || {}, || proxy.accept());
 }
 
@@ -344,52 +339,59 @@ fn sqlite_dump(file: &Path) -> String {
     String::from_utf8(output.stdout).expect("UTF-8")
 }
 
-/// `rosterflow serve` on PostgreSQL whose database goes away in the middle of a scheduled run's
-/// write and stays away for longer than the job queue waits for it: the run fails and is to be
+/// `rosterflow serve` on PostgreSQL whose database goes away in the middle of a run's write (a
+/// run queued from the console) and stays away for longer than the job queue waits for it: the run fails and is to be
 /// tried again, the service stays up and says why its worker stopped, and once the database is
 /// back the worker starts again and the run commits, all without restarting the service.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_runs_again_once_the_database_is_back() {
     let db = TestDb::new(Backend::Postgres).await;
-    let server: std::net::SocketAddr = {
-        let authority = db.url.split('@').nth(1).expect("a host").split('/').next();
-        authority.expect("host:port").parse().expect("an address")
-    };
-    let proxy = TcpProxy::start(server);
+    let proxy = TcpProxy::start(db.address());
     let (proxied, password, shown) = secret_url(&proxy.url(&db.url));
     let work = tempfile::tempdir().expect("a directory");
     let pipelines = work.path().join("pipelines");
     std::fs::create_dir_all(&pipelines).expect("the pipeline directory");
+    write_pipeline(
+        &pipelines,
+        "queued",
+        &demo_dir(),
+        "5a0c91b95c7cc000010d417c",
+        &proxied,
+    );
+    let token = "storage-faults-admin-token";
     let service = Service::start_at(
         free_port(),
         work.path(),
         &proxied,
         "faults",
         &["--retries", "4", "--retry-backoff-secs", "1"],
-        &[],
+        &[("ROSTERFLOW_ADMIN_TOKEN", token)],
     );
 
     proxy.on(Fault::Cut, memberships_copy);
-    // Scheduled a few seconds from now, once the service is up (it reads the file within 1 s).
-    let at = {
-        use chrono::Timelike;
-        (chrono::Utc::now() + chrono::Duration::seconds(4))
-            .with_nanosecond(0)
-            .expect("a time")
-    };
-    let cron = {
-        use chrono::Timelike;
-        format!("{} {} {} * * *", at.second(), at.minute(), at.hour())
-    };
-    let file = write_pipeline(
-        &pipelines,
-        "scheduled",
-        &demo_dir(),
-        "5a0c91b95c7cc000010d417c",
-        &proxied,
+    // The run is queued from the console ("run now"), once the service serves the pipeline.
+    let (status, headers, _) = service.request(
+        "POST",
+        "/login",
+        None,
+        Some(&format!("user=ops&token={token}")),
     );
-    let text = std::fs::read_to_string(&file).expect("the pipeline");
-    std::fs::write(&file, format!("{text}\n[schedule]\ncron = \"{cron}\"\n")).expect("write");
+    assert_eq!(status, 303, "{}", service.log());
+    let cookie = headers
+        .lines()
+        .find_map(|line| line.strip_prefix("set-cookie: "))
+        .and_then(|value| value.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let (status, _, page) = service.request("GET", "/pipelines/queued", Some(&cookie), None);
+    assert_eq!(status, 200, "{page}");
+    let (status, _, _) = service.request(
+        "POST",
+        "/pipelines/queued/run",
+        Some(&cookie),
+        Some(&format!("csrf={}", crate::doctor::csrf_of(&page))),
+    );
+    assert_eq!(status, 303, "the run is queued: {}", service.log());
 
     let log = || service.log();
     let fired = tokio::task::block_in_place(|| proxy.wait_fired(Duration::from_secs(60)));
@@ -435,11 +437,10 @@ async fn serve_runs_again_once_the_database_is_back() {
         Duration::from_secs(90),
         log,
         || async {
-            db.scalar(&format!(
-                "SELECT COUNT(*) FROM sync_runs WHERE pipeline = 'scheduled' \
-                 AND status = 'committed' AND scheduled_for = '{}'",
-                rosterflow_store::db::timestamp(at)
-            ))
+            db.scalar(
+                "SELECT COUNT(*) FROM sync_runs WHERE pipeline = 'queued' \
+                 AND status = 'committed' AND requested_by = 'console:ops'",
+            )
             .await
                 == 1
         },

@@ -211,6 +211,44 @@ async fn the_api_pull_survives_rate_limits_and_failures(backend: Backend) {
     assert_eq!(user_pages, 12, "{requests:?}");
 }
 
+/// A `next` link back to a page already fetched (a server whose paging cursor is stuck) fails
+/// the pull with that page's error, where following links would fetch it forever (or, once,
+/// load its records twice); nothing is loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_next_link_back_to_a_fetched_page_fails_the_pull() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let sim = CleverSim::start(Dataset::demo(), SimOptions::default()).await;
+    // The second page of users names itself as the next.
+    sim.inject_on("/v3.0/users?limit=200&starting_after=", Fault::NextToSelf);
+    let demo = pipeline(
+        db.dir.path(),
+        "demo",
+        &sim_source(&sim.base_url(), &sim.token(), 200),
+        &db.url,
+        "",
+    );
+    let pulled = tokio::time::timeout(
+        Duration::from_secs(120),
+        crate::util::run(&demo, &RunOptions::default()),
+    )
+    .await
+    .expect("the pull ends");
+    let error = pulled.expect_err("a page that leads back fails the pull");
+    let message = rosterflow_model::error_chain(&error);
+    assert!(
+        message.contains("leads back to a page already fetched"),
+        "{message}"
+    );
+    assert!(db.fingerprint().await.is_empty(), "nothing was loaded");
+    let fetched: Vec<String> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.fault == Some(Fault::NextToSelf))
+        .map(|r| r.uri)
+        .collect();
+    assert_eq!(fetched.len(), 1, "{fetched:?}");
+}
+
 /// A rejected token stops the pull at once with a clear message, and loads nothing.
 async fn a_rejected_token_stops_with_a_clear_error(backend: Backend) {
     let db = TestDb::new(backend).await;
@@ -678,7 +716,8 @@ fn validate_names_file_line_and_column_and_exits_78() {
     );
     let (code, _, stderr) = rosterflow(
         &["validate", path.to_str().expect("utf-8")],
-        &[("NO_SUCH_TOKEN_VAR", "t")],
+        // A token's value is hidden in every problem whatever its length: a realistic one.
+        &[("NO_SUCH_TOKEN_VAR", "a-token-0123")],
     );
     assert_eq!(code, 78);
     assert!(
@@ -788,11 +827,18 @@ async fn records_whose_ids_are_not_clever_ids_are_quarantined_never_loaded_on_po
 /// its logs at `-vv`, as text and JSON), a dry run, status, history, report (each format),
 /// explain, email send (whose server cannot be reached), a run whose token Clever refuses, a
 /// file whose secret lands where it does not fit; nor serve's log, `/metrics`, `/readyz` or
-/// console pages. `util::rosterflow` and the database scan of `TestDb` look for it.
-async fn no_output_shows_a_secret(backend: Backend) {
+/// console pages. `util::rosterflow` and the database scan of `TestDb` look for it. With
+/// `password_in_query`, the PostgreSQL password is given as sqlx also takes it:
+/// `postgres://user@host/db?password=...`.
+async fn no_output_shows_a_secret(backend: Backend, password_in_query: bool) {
     use crate::util::CANARY;
 
     let db = TestDb::new(backend).await;
+    let database = if password_in_query {
+        db.url_with_password_in_query()
+    } else {
+        db.url.clone()
+    };
     let token = format!("tok-{CANARY}");
     let dataset = generate(GenSpec::new(40).with_seed(11));
     let district = dataset.ids(Collection::Districts)[0].clone();
@@ -810,7 +856,7 @@ async fn no_output_shows_a_secret(backend: Backend) {
                  password = \"${SMTP_PASSWORD}\"\nfrom = \"no-reply@example.org\"\n\
                  app_url = \"https://app.example.org\"\ntimeout_secs = 2\n\n\
                  [schedule]\ncron = \"0 0 1 1 *\"\n";
-    let text = pipeline_text("canary", &source, &db.url, email).replacen(
+    let text = pipeline_text("canary", &source, &database, email).replacen(
         "[pipeline]\n",
         &format!("[pipeline]\ndistrict_id = \"{district}\"\n"),
         1,
@@ -865,7 +911,7 @@ async fn no_output_shows_a_secret(backend: Backend) {
     let mut service = crate::serve::Service::start_at(
         crate::serve::free_port(),
         dir,
-        &db.url,
+        &database,
         "canary",
         &[],
         &[
@@ -914,10 +960,15 @@ async fn no_output_shows_a_secret(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_output_shows_a_secret_on_sqlite() {
-    no_output_shows_a_secret(Backend::Sqlite).await
+    no_output_shows_a_secret(Backend::Sqlite, false).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_output_shows_a_secret_on_postgres() {
-    no_output_shows_a_secret(Backend::Postgres).await
+    no_output_shows_a_secret(Backend::Postgres, false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_output_shows_a_secret_given_in_the_database_urls_query() {
+    no_output_shows_a_secret(Backend::Postgres, true).await
 }

@@ -117,6 +117,30 @@ impl TestDb {
             .collect()
     }
 
+    /// The address of a PostgreSQL test database's server.
+    pub fn address(&self) -> std::net::SocketAddr {
+        let url = url::Url::parse(&self.url).expect("a database URL");
+        let host = url.host_str().expect("a PostgreSQL URL names its host");
+        let port = url.port().unwrap_or(5432);
+        std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+            .expect("the server's address")
+            .next()
+            .expect("an address")
+    }
+
+    /// The URL of a PostgreSQL test database with its password in the query
+    /// (`postgres://user@host/db?password=...`), as sqlx also takes it.
+    pub fn url_with_password_in_query(&self) -> String {
+        let mut url = url::Url::parse(&self.url).expect("a database URL");
+        let password = url
+            .password()
+            .expect("the test server's password")
+            .to_owned();
+        url.set_password(None).expect("a URL with a host");
+        url.query_pairs_mut().append_pair("password", &password);
+        url.to_string()
+    }
+
     /// The demo pipeline (Clever's demo district, replayed) into this database.
     pub fn demo_pipeline(&self) -> Pipeline {
         pipeline(
@@ -188,32 +212,43 @@ impl Drop for TestDb {
                 .expect("a runtime");
             runtime.block_on(async {
                 let shown = if check {
-                    secret_in_postgres(&url).await
+                    Some(secret_in_postgres(&url).await)
                 } else {
                     None
                 };
-                let mut admin = sqlx::postgres::PgConnection::connect(&server).await?;
-                sqlx::query(AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut admin)
-                .await
-                .map(|_| shown)
+                let dropped = async {
+                    let mut admin = sqlx::postgres::PgConnection::connect(&server).await?;
+                    sqlx::query(AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut admin)
+                    .await
+                }
+                .await;
+                (shown, dropped)
             })
         })
         .join();
-        match dropped {
-            Ok(Err(error)) => eprintln!("could not drop a test database: {error}"),
-            Ok(Ok(Some(column))) => panic!("the test database's {column} shows a secret"),
-            _ => {}
+        let Ok((shown, dropped)) = dropped else {
+            return;
+        };
+        if let Err(error) = dropped {
+            eprintln!("could not drop a test database: {error}");
+        }
+        match shown {
+            Some(Ok(Some(column))) => panic!("the test database's {column} shows a secret"),
+            // A search that could not run proves nothing: the test fails rather than pass.
+            Some(Err(error)) => panic!("could not search the test database for secrets: {error}"),
+            Some(Ok(None)) | None => {}
         }
     }
 }
 
 /// The first column (`schema.table.column`) of the PostgreSQL database at `url` whose text
-/// shows one of the [`SECRETS`], if any: what runs stored for reports must not.
-async fn secret_in_postgres(url: &str) -> Option<String> {
-    let mut db = sqlx::postgres::PgConnection::connect(url).await.ok()?;
+/// shows one of the [`SECRETS`], if any: what runs stored for reports must not. A database
+/// that cannot be searched is an error, never a database without secrets.
+async fn secret_in_postgres(url: &str) -> Result<Option<String>, sqlx::Error> {
+    let mut db = sqlx::postgres::PgConnection::connect(url).await?;
     let selects: Vec<String> = sqlx::query_scalar(
         "SELECT format('SELECT %L FROM %I.%I WHERE %I::text LIKE %L OR %I::text LIKE %L', \
                 table_schema || '.' || table_name || '.' || column_name, table_schema, \
@@ -225,17 +260,14 @@ async fn secret_in_postgres(url: &str) -> Option<String> {
     .bind(SECRETS[0])
     .bind(SECRETS[1])
     .fetch_all(&mut db)
-    .await
-    .ok()?;
+    .await?;
     if selects.is_empty() {
-        return None;
+        return Ok(None);
     }
     let union = format!("{} LIMIT 1", selects.join(" UNION ALL "));
     sqlx::query_scalar(AssertSqlSafe(union))
         .fetch_optional(&mut db)
         .await
-        .ok()
-        .flatten()
 }
 
 fn rand_suffix() -> String {

@@ -848,6 +848,11 @@ mod tests {
         let reply = get(&sim, "/v3.0/users?limit=50").await;
         assert_eq!(reply.status, Some(200));
         assert!(!reply.complete, "the body stops halfway");
+
+        sim.inject(Fault::NextToSelf);
+        let reply = get(&sim, "/v3.0/users?limit=50").await;
+        let page: Value = serde_json::from_slice(&reply.body).expect("a whole page");
+        assert_eq!(link(&page, "next"), Some("/v3.0/users?limit=50"));
         assert!(!reply.body.is_empty());
 
         sim.inject_on("/v3.0/sections", Fault::Slow(Duration::from_millis(400)));

@@ -1,6 +1,7 @@
 //! A PostgreSQL server of a test's own, which the test may stop and start again under a run:
-//! made by `tests/pg.sh` (a throwaway cluster on 127.0.0.1, its role's password the tests' canary, no fsync), stopped
-//! and started with `pg_ctl` on the same data, and removed with the test.
+//! made by `tests/pg.sh` (a throwaway cluster on 127.0.0.1, its role's password the tests'
+//! canary, no fsync), stopped with `pg_ctl`, started again on the same data by `tests/pg.sh
+//! restart`, and removed with the test.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -67,14 +68,16 @@ impl PgServer {
         self.pg_ctl(&format!("-D {} -m fast -w stop", self.data.display()));
     }
 
-    /// Starts the stopped server again on its data, with the options `tests/pg.sh` gives it.
+    /// Starts the stopped server again on its data (`tests/pg.sh restart`, with the options
+    /// its `start` gives it). Returns once it accepts connections.
     pub fn start_again(&self) {
-        let data = self.data.display();
-        self.pg_ctl(&format!(
-            "-D {data} -l {data}/server.log -w -o '-h 127.0.0.1 -p {} -k {data} -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off -c max_connections=200' start",
-            self.port
-        ));
+        let status = Command::new("bash")
+            .arg(repo().join("tests/pg.sh"))
+            .args(["restart", &self.port.to_string()])
+            .env("PGDATA_DIR", &self.data)
+            .status()
+            .expect("run tests/pg.sh");
+        assert!(status.success(), "tests/pg.sh restart {} failed", self.port);
     }
 
     /// Runs `pg_ctl ARGS` as the data's owner (`postgres` when the tests run as root).

@@ -6,6 +6,7 @@
 //! with capped exponential backoff and jitter. 401 and 403 stop the pull at once. Each page is
 //! parsed as it arrives and then dropped, so memory follows the snapshot, not the JSON.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use rand::Rng;
@@ -16,7 +17,8 @@ use url::Url;
 use super::wire::{self, Part, SnapshotBuilder};
 use super::{Collection, ExtractError, Recorder};
 use crate::config::CleverSourceConfig;
-use rosterflow_model::Snapshot;
+use rosterflow_model::text::quoted;
+use rosterflow_model::{Snapshot, is_clever_id};
 
 const API_VERSION: &str = "/v3.0";
 
@@ -78,7 +80,8 @@ pub async fn newest_event(config: &CleverSourceConfig) -> Result<Option<String>,
     let client = Client::new(config)?;
     let url = client.url(&format!("{API_VERSION}/events?ending_before=last&limit=1"))?;
     let url = url.as_str();
-    let (_, page) = client.fetch(url, |body| events_page(body, url)).await?;
+    let (body, page) = client.fetch(url, |body| events_page(body, url)).await?;
+    check_event_ids(&page.events, url, &body)?;
     Ok(page.events.last().map(|event| event.id.clone()))
 }
 
@@ -88,28 +91,82 @@ pub async fn events_since(
     cursor: Option<&str>,
 ) -> Result<Vec<Event>, ExtractError> {
     let client = Client::new(config)?;
-    let mut url = client.url(&match cursor {
-        Some(cursor) => format!(
-            "{API_VERSION}/events?starting_after={cursor}&limit={}",
-            config.limit
-        ),
-        None => format!("{API_VERSION}/events?limit={}", config.limit),
-    })?;
+    let mut url = client.url(&format!("{API_VERSION}/events"))?;
+    {
+        let mut query = url.query_pairs_mut();
+        if let Some(cursor) = cursor {
+            // The cursor is the id of an event Clever sent: a text of any other shape did not
+            // come from it, and is never pasted into a request.
+            if !is_clever_id(cursor) {
+                return Err(ExtractError::Page {
+                    origin: "the events cursor".to_owned(),
+                    reason: format!(
+                        "{} is not a Clever event id (24 hex digits): a full sync starts a new cursor",
+                        quoted(cursor)
+                    ),
+                    snippet: String::new(),
+                });
+            }
+            query.append_pair("starting_after", cursor);
+        }
+        query.append_pair("limit", &config.limit.to_string());
+    }
+    let mut fetched = HashSet::new();
     let mut events = Vec::new();
     loop {
+        fetched.insert(url.to_string());
         let origin = url.as_str();
-        let (_, page) = client
+        let (body, page) = client
             .fetch(origin, |body| events_page(body, origin))
             .await?;
+        check_event_ids(&page.events, origin, &body)?;
         let done = page.events.is_empty();
         events.extend(page.events);
         tracing::info!(target: rosterflow_model::PROGRESS, "pulling events: {}", events.len());
         match page.next {
-            Some(next) if !done => url = client.url(&next)?,
+            Some(next) if !done => url = next_page(&client, &fetched, origin, &next, &body)?,
             _ => break,
         }
     }
     Ok(events)
+}
+
+/// Each event's id must be a Clever id: the newest becomes the cursor of the next sync.
+fn check_event_ids(events: &[Event], origin: &str, body: &[u8]) -> Result<(), ExtractError> {
+    match events.iter().find(|event| !is_clever_id(&event.id)) {
+        Some(event) => Err(ExtractError::Page {
+            origin: origin.to_owned(),
+            reason: format!(
+                "event id {} is not a Clever id (24 hex digits)",
+                quoted(&event.id)
+            ),
+            snippet: wire::snippet(body),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The page a `next` link names, on the configured host; a page already fetched (of those in
+/// `fetched`) is refused: following it again would never end.
+fn next_page(
+    client: &Client,
+    fetched: &HashSet<String>,
+    origin: &str,
+    next: &str,
+    body: &[u8],
+) -> Result<Url, ExtractError> {
+    let url = client.url(next)?;
+    if fetched.contains(url.as_str()) {
+        return Err(ExtractError::Page {
+            origin: origin.to_owned(),
+            reason: format!(
+                "its next link {} leads back to a page already fetched: the pages would never end",
+                quoted(next)
+            ),
+            snippet: wire::snippet(body),
+        });
+    }
+    Ok(url)
 }
 
 /// A page of events.
@@ -158,8 +215,10 @@ async fn pull_collection(
     let mut parsing: Option<tokio::task::JoinHandle<Result<Part, ExtractError>>> = None;
     let mut pages = 0;
     let mut records = 0;
+    let mut fetched = HashSet::new();
     loop {
         pages += 1;
+        fetched.insert(url.to_string());
         let origin = url.as_str();
         let (body, info) = client
             .fetch(origin, |body| wire::outline(body, origin))
@@ -178,13 +237,17 @@ async fn pull_collection(
         if let Some(previous) = parsing.take() {
             builder.merge(collection, previous.await??);
         }
+        let next = match &info.next {
+            Some(next) => Some(next_page(client, &fetched, origin, next, &body)?),
+            None => None,
+        };
         let district = district.clone();
         let origin = origin.to_owned();
         parsing = Some(tokio::task::spawn_blocking(move || {
             wire::parse_page(collection, &body, &origin, district.as_deref())
         }));
-        match info.next {
-            Some(next) => url = client.url(&next)?,
+        match next {
+            Some(next) => url = next,
             None => break,
         }
     }
@@ -226,19 +289,19 @@ impl Client {
             .user_agent(concat!("rosterflow/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|source| ExtractError::Http {
-                url: config.base_url.clone(),
+                url: rosterflow_model::secret::shown_url(&config.base_url),
                 source,
             })?;
         let mut authorization = HeaderValue::from_str(&format!("Bearer {}", config.token.expose()))
             .map_err(|_| ExtractError::Status {
                 status: 0,
-                url: config.base_url.clone(),
+                url: rosterflow_model::secret::shown_url(&config.base_url),
                 message: "the token holds characters an HTTP header cannot carry".into(),
             })?;
         authorization.set_sensitive(true);
         let base = Url::parse(&config.base_url).map_err(|source| ExtractError::BadUrl {
             what: "source.base_url",
-            url: config.base_url.clone(),
+            url: rosterflow_model::secret::shown_url(&config.base_url),
             source,
         })?;
         Ok(Client {
@@ -406,15 +469,7 @@ fn clever_message(body: &[u8], status: StatusCode) -> String {
                 .unwrap_or("unexpected status")
                 .to_owned()
         });
-    let mut line: String = message
-        .chars()
-        .take(LONGEST)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if message.chars().nth(LONGEST).is_some() {
-        line.push_str("...");
-    }
-    line
+    rosterflow_model::text::one_line(&message, LONGEST)
 }
 
 #[cfg(test)]
@@ -423,6 +478,39 @@ mod fuzz;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config() -> CleverSourceConfig {
+        serde_json::from_value(serde_json::json!({"token": "t", "base_url": "http://127.0.0.1:1"}))
+            .expect("a Clever source")
+    }
+
+    /// An event id becomes the next sync's cursor, pasted into a request: only a Clever id is.
+    #[tokio::test]
+    async fn an_event_id_or_cursor_that_is_no_clever_id_fails_before_any_request() {
+        let error = events_since(&config(), Some("x&limit=1#"))
+            .await
+            .expect_err("not a cursor");
+        assert!(
+            error.to_string().contains("is not a Clever event id"),
+            "{error}"
+        );
+        let event = |id: &str| Event {
+            id: id.to_owned(),
+            kind: "users.created".to_owned(),
+            data: EventData {
+                object: serde_json::value::RawValue::from_string("{}".to_owned()).expect("JSON"),
+            },
+        };
+        let good = event("5a0c91b95c7cc000010d417c");
+        assert!(check_event_ids(std::slice::from_ref(&good), "o", b"").is_ok());
+        let error = check_event_ids(&[good, event("../x?y=1")], "o", b"{}").expect_err("bad id");
+        assert!(
+            error
+                .to_string()
+                .contains("event id \"../x?y=1\" is not a Clever id"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn next_links_become_paths_on_the_configured_host() {

@@ -103,6 +103,19 @@ pub async fn pull(
             return full(config, district, now, reason).await;
         }
     };
+    // A cursor that is no Clever id did not come from Clever's feed: it is never sent.
+    if let Some(cursor) = previous
+        .cursor
+        .as_deref()
+        .filter(|cursor| !rosterflow_model::is_clever_id(cursor))
+    {
+        let reason = format!(
+            "the stored events cursor {} is not a Clever event id: a full sync instead",
+            rosterflow_model::text::quoted(cursor)
+        );
+        tracing::warn!(district, "{reason}");
+        return full(config, district, now, reason).await;
+    }
     let events = match clever::events_since(config, previous.cursor.as_deref()).await {
         Ok(events) => events,
         Err(ExtractError::Status {

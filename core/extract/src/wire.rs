@@ -23,6 +23,7 @@ use serde_json::value::RawValue;
 
 use super::{Collection, ExtractError};
 use rosterflow_model::is_clever_id;
+use rosterflow_model::text::quoted as shown_id;
 use rosterflow_model::{
     Admin, Course, District, Entity, Id, Name, Quarantined, School, Section, Skipped,
     SkippedRecord, Snapshot, Source, SourceKind, Student, Teacher, Term, USERS,
@@ -986,15 +987,6 @@ impl SnapshotBuilder {
 /// What an admin can do about an id that is not a Clever id.
 const NOT_A_CLEVER_ID_FIX: &str =
     "Clever ids are 24 hex digits: ask Clever support about the record, or fix the recording";
-
-/// An id as a message shows it: quoted, escaped, and cut short.
-fn shown_id(id: &str) -> String {
-    const LONGEST: usize = 40;
-    match id.char_indices().nth(LONGEST) {
-        Some((end, _)) => format!("{:?}...", &id[..end]),
-        None => format!("{id:?}"),
-    }
-}
 
 /// The id of a record's JSON, however much of the rest is readable.
 pub fn record_id(json: &str) -> Option<Id> {

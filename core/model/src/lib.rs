@@ -12,8 +12,9 @@ mod clock;
 pub mod metrics;
 pub mod packed;
 pub mod school_year;
-mod secret;
+pub mod secret;
 pub mod tagged;
+pub mod text;
 
 pub use clock::Clock;
 pub use secret::Secret;

@@ -112,7 +112,10 @@ impl std::fmt::Debug for LoadConfig {
     /// The database URL without its password.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoadConfig")
-            .field("database", &rosterflow_store::db::shown(&self.database))
+            .field(
+                "database",
+                &rosterflow_model::secret::shown_url(&self.database),
+            )
             .finish()
     }
 }
@@ -467,8 +470,12 @@ database = "sqlite://springfield.db"
     #[test]
     fn an_unknown_key_names_its_line_and_column() {
         let text = CLEVER.replace("limit = 500", "limt = 500");
-        let error = parse(Path::new("p.toml"), &text, &env(&[("CLEVER_TOKEN", "t")]))
-            .expect_err("unknown key");
+        let error = parse(
+            Path::new("p.toml"),
+            &text,
+            &env(&[("CLEVER_TOKEN", "a-token-0123")]),
+        )
+        .expect_err("unknown key");
         let message = error.to_string();
         assert!(
             message.starts_with("p.toml:8:1: unknown field `limt`"),
@@ -479,9 +486,13 @@ database = "sqlite://springfield.db"
     #[test]
     fn a_wrong_type_names_its_line_and_column() {
         let text = CLEVER.replace("limit = 500", "limit = \"many\"");
-        let message = parse(Path::new("p.toml"), &text, &env(&[("CLEVER_TOKEN", "t")]))
-            .expect_err("wrong type")
-            .to_string();
+        let message = parse(
+            Path::new("p.toml"),
+            &text,
+            &env(&[("CLEVER_TOKEN", "a-token-0123")]),
+        )
+        .expect_err("wrong type")
+        .to_string();
         assert!(message.starts_with("p.toml:8:9: invalid type"), "{message}");
     }
 
@@ -525,8 +536,12 @@ database = "sqlite://springfield.db"
         let text = CLEVER
             .replace("limit = 500", "limit = 20000")
             .replace("sqlite://springfield.db", "mysql://x");
-        let error = parse(Path::new("p.toml"), &text, &env(&[("CLEVER_TOKEN", "t")]))
-            .expect_err("invalid values");
+        let error = parse(
+            Path::new("p.toml"),
+            &text,
+            &env(&[("CLEVER_TOKEN", "a-token-0123")]),
+        )
+        .expect_err("invalid values");
         let ConfigError::Invalid { problems, .. } = error else {
             panic!("expected problems");
         };

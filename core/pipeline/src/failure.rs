@@ -6,6 +6,7 @@ use rosterflow_extract::ExtractError;
 use rosterflow_store::StoreError;
 use rosterflow_store::db::DbError;
 use rosterflow_store::runs::RunsError;
+use rosterflow_store::transient;
 use rosterflow_transform::TransformError;
 
 use crate::config::ConfigError;
@@ -58,11 +59,12 @@ impl SyncError {
                 TransformError::Plugin(_) => Failure::Failed,
             },
             SyncError::Store { source, .. } => store_failure(source),
-            // Run history that could not be read or written: the database failed.
+            // Run history that could not be read or written: the database was lost or busy,
+            // or failed in a way another try cannot mend.
             SyncError::Runs {
-                source: RunsError::Sql { .. },
+                source: RunsError::Sql { source, .. },
                 ..
-            } => Failure::Transient,
+            } if transient::sqlx_is_transient(source) => Failure::Transient,
             // Planning again cannot help a held run: its plan is the one the admin reviewed.
             SyncError::Outdated { .. } | SyncError::Runs { .. } => Failure::Failed,
         }
@@ -77,13 +79,10 @@ impl SyncError {
 fn store_failure(error: &StoreError) -> Failure {
     match error {
         StoreError::Busy { .. } => Failure::Busy,
-        // The database failed under the run, or another run committed first: a later run may
-        // succeed (the database back, room made on its disk).
-        StoreError::Stale { .. }
-        | StoreError::Postgres { .. }
-        | StoreError::Sqlite { .. }
-        | StoreError::Connection { .. }
-        | StoreError::Full { .. } => Failure::Transient,
+        // The database was lost or busy under the run, or another run committed first: a
+        // later run may succeed (the database back, room made on its disk). A read-only or
+        // corrupt database, a constraint, SQL the schema refuses fail again the same way.
+        error if error.is_transient() => Failure::Transient,
         _ => Failure::Failed,
     }
 }
@@ -117,8 +116,12 @@ impl Failure {
             if let Some(error) = error.downcast_ref::<StoreError>() {
                 return store_failure(error);
             }
-            if let Some(DbError::Connect { .. }) = error.downcast_ref::<DbError>() {
-                return Failure::Transient;
+            if let Some(DbError::Connect { source, .. }) = error.downcast_ref::<DbError>() {
+                return if transient::sqlx_is_transient(source) {
+                    Failure::Transient
+                } else {
+                    Failure::Failed
+                };
             }
             cause = error.source();
         }
@@ -268,6 +271,57 @@ mod tests {
         assert_eq!(moved.failure(), Failure::Transient);
         assert_eq!(moved.failure().exit_code(), exit::FAILED);
         assert_eq!(moved.failure().outcome(), "retrying");
+    }
+
+    /// A database that is read-only, corrupt or refuses the statement fails the same way on
+    /// every try: retrying it forever hides it. A lost connection or a busy database passes.
+    #[test]
+    fn only_a_database_lost_or_busy_is_tried_again() {
+        let sqlite = |code: i32| {
+            store(StoreError::Sqlite {
+                step: "applying".into(),
+                source: rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None),
+            })
+        };
+        for code in [
+            rusqlite::ffi::SQLITE_READONLY,
+            rusqlite::ffi::SQLITE_CORRUPT,
+            rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE,
+        ] {
+            assert_eq!(sqlite(code).failure(), Failure::Failed, "{code}");
+        }
+        assert_eq!(
+            sqlite(rusqlite::ffi::SQLITE_BUSY).failure(),
+            Failure::Transient
+        );
+        let postgres = |source| {
+            store(StoreError::Postgres {
+                step: "applying".into(),
+                source,
+            })
+        };
+        assert_eq!(
+            postgres(sqlx::Error::RowNotFound).failure(),
+            Failure::Failed
+        );
+        assert_eq!(
+            postgres(sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into())).failure(),
+            Failure::Transient
+        );
+        let runs = |source| SyncError::Runs {
+            pipeline: "p".into(),
+            source: RunsError::Sql {
+                step: "recording the run",
+                source,
+            },
+        };
+        assert_eq!(runs(sqlx::Error::RowNotFound).failure(), Failure::Failed);
+        assert_eq!(
+            runs(sqlx::Error::Protocol("cut".into())).failure(),
+            Failure::Transient
+        );
+        // Both fail the command the same way: the exit codes do not change.
+        assert_eq!(Failure::Failed.exit_code(), Failure::Transient.exit_code());
     }
 
     #[test]

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use rosterflow_model::secret::shown_url as shown;
 use rosterflow_pipeline::config::{self, Pipeline};
 use rosterflow_pipeline::schedule::Schedule;
-use rosterflow_store::db::shown;
 
 /// A pipeline the service knows, with its compiled schedule.
 #[derive(Debug, Clone)]

@@ -325,24 +325,36 @@ pub async fn serve(
         queue::Backend::Postgres(storage) => {
             let stopping = service.clone();
             let service = service.clone();
+            let restarts = Arc::new(queue::Restarts::default());
+            let allowed = restarts.clone();
             monitor
                 // The service outlives its database: a worker that lost the queue starts again
-                // (see `queue::resume`), until the service stops.
+                // (see `queue::resume` and `queue::Restarts`), until the service stops.
                 .should_restart(move |worker, error| {
                     if stopping.stopping() {
                         return false;
                     }
-                    tracing::error!(worker = %worker.name(), %error, "the job queue's database cannot be reached (or the queue ended this worker): its runs go back to the queue, and it starts again once the database answers");
-                    true
+                    match allowed.allow(error) {
+                        Ok(()) => {
+                            tracing::error!(worker = %worker.name(), %error, "the job queue's database cannot be reached (or the queue ended this worker): its runs go back to the queue, and it starts again once the database answers");
+                            true
+                        }
+                        Err(why) => {
+                            tracing::error!(worker = %worker.name(), %error, "{why}: the worker is not started again, and the service stops");
+                            false
+                        }
+                    }
                 })
-                .register(move |restarts| {
+                .register(move |incarnation| {
                     let worker = &service.options.worker;
-                    WorkerBuilder::new(queue::incarnation(worker, restarts))
-                        .backend(
-                            storage
-                                .clone()
-                                .before_start(queue::resume(worker, restarts)),
-                        )
+                    let resume = queue::resume(
+                        worker,
+                        incarnation,
+                        restarts.wait(),
+                        service.stop.clone(),
+                    );
+                    WorkerBuilder::new(queue::incarnation(worker, incarnation))
+                        .backend(storage.clone().before_start(resume))
                         .data(service.clone())
                         .concurrency(service.options.max_runs)
                         .retry(retry_policy(&service.options))
@@ -402,7 +414,7 @@ fn the_one_database(scan: &Scan) -> Result<String, ServeError> {
             "the directory's pipelines load into several databases ({}): give the one this service serves with --database",
             databases
                 .into_iter()
-                .map(rosterflow_store::db::shown)
+                .map(rosterflow_model::secret::shown_url)
                 .collect::<Vec<_>>()
                 .join(", ")
         ))),

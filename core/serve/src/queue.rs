@@ -13,6 +13,7 @@ use futures_channel::mpsc::UnboundedSender;
 use futures_util::SinkExt;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 /// One job for a worker: a pipeline's run at a scheduled time, a run someone asked for, or the
 /// approval of a held run.
@@ -168,9 +169,14 @@ pub fn incarnation(worker: &str, restarts: usize) -> String {
 /// a restarted one first waits until the database answers again, then gives the runs its
 /// previous incarnations held back to the queue (a stopped run's transaction never committed),
 /// where it or another service takes them.
+///
+/// It first waits `wait` (see [`Restarts`]), and gives up when `stop` says the service is
+/// stopping: a service whose database is gone still stops at once.
 pub fn resume(
     worker: &str,
     restarts: usize,
+    wait: Duration,
+    stop: watch::Receiver<bool>,
 ) -> impl Fn(&mut PostgresStorage<Due>) -> BoxFuture<'static, Result<(), apalis_postgres::Error>>
 + Send
 + Sync
@@ -180,25 +186,94 @@ pub fn resume(
     move |storage| {
         let pool = storage.pool().clone();
         let (name, previous) = (name.clone(), previous.clone());
+        let mut stop = stop.clone();
         Box::pin(async move {
             if previous.is_empty() {
                 return Ok(());
             }
-            let mut said = false;
-            loop {
-                match requeue(&pool, &previous).await {
-                    Ok(runs) => {
-                        tracing::warn!(worker = %name, runs_back_in_queue = runs, "the job queue's database answers again: worker back");
-                        return Ok(());
+            let waiting = async {
+                tokio::time::sleep(wait).await;
+                let mut said = false;
+                loop {
+                    match requeue(&pool, &previous).await {
+                        Ok(runs) => {
+                            tracing::warn!(worker = %name, runs_back_in_queue = runs, "the job queue's database answers again: worker back");
+                            return Ok(());
+                        }
+                        Err(error) if !std::mem::replace(&mut said, true) => {
+                            tracing::warn!(worker = %name, error = %rosterflow_model::error_chain(&error), "waiting for the job queue's database to answer");
+                        }
+                        Err(_) => {}
                     }
-                    Err(error) if !std::mem::replace(&mut said, true) => {
-                        tracing::warn!(worker = %name, error = %rosterflow_model::error_chain(&error), "waiting for the job queue's database to answer");
-                    }
-                    Err(_) => {}
+                    tokio::time::sleep(HEARTBEAT).await;
                 }
-                tokio::time::sleep(HEARTBEAT).await;
+            };
+            tokio::select! {
+                resumed = waiting => resumed,
+                // The worker does not start: the service is stopping.
+                _ = stop.wait_for(|stopping| *stopping) => {
+                    Err(apalis_postgres::Error::Database(sqlx::Error::PoolClosed))
+                }
             }
         })
+    }
+}
+
+/// How a worker that ended starts again, on PostgreSQL. Only a worker whose backend failed (its
+/// queue's database did not answer a heartbeat or a poll) or that hit an I/O error starts
+/// again; a caught panic or a worker in a bad state does not (the service then exits with an
+/// error, for its supervisor to restart it). Each restart waits longer than the one before
+/// ([`FIRST_RESTART_WAIT`], doubling, at most [`LONGEST_RESTART_WAIT`]), and after
+/// [`MAX_CONSECUTIVE_RESTARTS`] restarts without [`RESTARTS_FORGOTTEN_AFTER`] of work between
+/// two of them the worker is not started again.
+#[derive(Debug, Default)]
+pub struct Restarts {
+    /// Restarts in a row, and when the last one was.
+    state: std::sync::Mutex<(u32, Option<std::time::Instant>)>,
+}
+
+/// The wait before the first restart of a worker.
+pub const FIRST_RESTART_WAIT: Duration = HEARTBEAT;
+/// The longest wait before a restart.
+pub const LONGEST_RESTART_WAIT: Duration = Duration::from_secs(60);
+/// Restarts in a row after which a worker stays stopped.
+pub const MAX_CONSECUTIVE_RESTARTS: u32 = 20;
+/// A worker that ran this long since its last restart has its restarts in a row forgotten.
+pub const RESTARTS_FORGOTTEN_AFTER: Duration = Duration::from_secs(600);
+
+impl Restarts {
+    /// Whether a worker that ended with `error` starts again (counting the restart), and if
+    /// not, why not.
+    pub fn allow(&self, error: &apalis::prelude::WorkerError) -> Result<(), String> {
+        use apalis::prelude::WorkerError;
+        match error {
+            WorkerError::BackendError(_) | WorkerError::IoError(_) => {}
+            WorkerError::PanicError(_) => return Err("the worker panicked".to_owned()),
+            _ => return Err("the worker is in a state it cannot start from".to_owned()),
+        }
+        let mut state = self.state.lock().expect("restarts lock");
+        let now = std::time::Instant::now();
+        if state
+            .1
+            .is_some_and(|last| now.duration_since(last) >= RESTARTS_FORGOTTEN_AFTER)
+        {
+            state.0 = 0;
+        }
+        if state.0 >= MAX_CONSECUTIVE_RESTARTS {
+            return Err(format!(
+                "the worker stopped {MAX_CONSECUTIVE_RESTARTS} times in a row"
+            ));
+        }
+        *state = (state.0 + 1, Some(now));
+        Ok(())
+    }
+
+    /// How long the next incarnation waits before it starts: growing with the restarts in a
+    /// row.
+    pub fn wait(&self) -> Duration {
+        let consecutive = self.state.lock().expect("restarts lock").0;
+        let doublings = consecutive.saturating_sub(1).min(16);
+        (FIRST_RESTART_WAIT * 2u32.pow(doublings)).min(LONGEST_RESTART_WAIT)
     }
 }
 
@@ -224,4 +299,44 @@ pub enum QueueError {
     Engine(#[source] apalis_postgres::Error),
     #[error("the in-process job queue failed: {0}")]
     Memory(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use apalis::prelude::WorkerError;
+
+    use super::*;
+
+    fn lost_database() -> WorkerError {
+        WorkerError::BackendError(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )))
+    }
+
+    /// A caught panic is a bug: starting the worker again would hide it.
+    #[test]
+    fn a_worker_that_panicked_is_not_restarted() {
+        let restarts = Restarts::default();
+        let why = restarts
+            .allow(&WorkerError::PanicError("boom".into()))
+            .expect_err("declined");
+        assert!(why.contains("panicked"), "{why}");
+        assert!(restarts.allow(&lost_database()).is_ok());
+    }
+
+    #[test]
+    fn restarts_wait_longer_each_time_and_stop_after_a_cap() {
+        let restarts = Restarts::default();
+        let mut waits = Vec::new();
+        for _ in 0..MAX_CONSECUTIVE_RESTARTS {
+            restarts.allow(&lost_database()).expect("restarted");
+            waits.push(restarts.wait());
+        }
+        assert_eq!(waits[0], FIRST_RESTART_WAIT);
+        assert_eq!(waits[1], FIRST_RESTART_WAIT * 2);
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]), "{waits:?}");
+        assert_eq!(waits.last(), Some(&LONGEST_RESTART_WAIT));
+        let why = restarts.allow(&lost_database()).expect_err("capped");
+        assert!(why.contains("in a row"), "{why}");
+    }
 }

@@ -81,7 +81,10 @@ impl StoreUrl {
             );
         }
         if scheme == Scheme::File && url.to_file_path().is_err() {
-            return Err(format!("{text:?} is not an absolute file:// path"));
+            return Err(format!(
+                "{:?} is not an absolute file:// path",
+                rosterflow_model::secret::shown_url(text)
+            ));
         }
         Ok(StoreUrl { url, scheme })
     }
@@ -188,6 +191,13 @@ mod tests {
         assert!(problem("s3://key:secret@bucket/x").contains("credentials do not belong"));
         assert!(problem("file://relative/x").contains("absolute file://"));
         assert!(problem("az://container/feed.zip?sig=secret").contains("no query"));
+        for url in [
+            "file://u:secretpw/x",
+            "file://h/x?password=secretpw",
+            "s3://b/x?token=secret",
+        ] {
+            assert!(!problem(url).contains("secret"), "{url}");
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! - [`explain`]: why a record is (not) in Freckle, from the decisions and history.
 //! - [`doctor`]: what `rosterflow doctor` reads, read-only and without the run lock.
 //! - [`roster`]: manual roster edits and shares: Clever-managed rosters are locked, shares are not.
+//! - [`transient`]: which database errors may pass on another try.
 
 mod apply;
 pub mod db;
@@ -31,6 +32,7 @@ pub mod roster;
 pub mod runs;
 pub mod sign_in;
 mod sqlite;
+pub mod transient;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -38,6 +40,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::db::{Backend, Db};
+use rosterflow_model::secret::shown_url;
 use rosterflow_model::{Entity, Id, SourceKind, is_district_key};
 use rosterflow_plan::Plan;
 use rosterflow_plan::schema::{self, Record};
@@ -181,23 +184,40 @@ enum Database {
     Sqlite(std::path::PathBuf),
 }
 
+impl StoreError {
+    /// Whether the same run may succeed later: the database was lost or busy, its disk full,
+    /// or another run committed first (see [`transient`]).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Stale { .. } | StoreError::Connection { .. } | StoreError::Full { .. } => {
+                true
+            }
+            StoreError::Postgres { source, .. } => transient::sqlx_is_transient(source),
+            StoreError::Sqlite { source, .. } => transient::rusqlite_is_transient(source),
+            _ => false,
+        }
+    }
+}
+
 impl Database {
     fn of(db: &Db) -> Database {
         match db.backend {
             Backend::Postgres => {
-                Database::Postgres(db::shown(db.pool.connect_options().database_url.as_str()))
+                Database::Postgres(shown_url(db.pool.connect_options().database_url.as_str()))
             }
             Backend::Sqlite => Database::Sqlite(db.sqlite_file().unwrap_or_default()),
         }
     }
 }
 
-/// Whether PostgreSQL was lost rather than refused a statement: the connection broke, or the
+/// Whether PostgreSQL was lost rather than refused a statement: the connection broke (an I/O
+/// error, or after a cut what the connection read made no sense: a protocol error), or the
 /// server ended the session (SQLSTATE class 57P, operator intervention: a shutdown or
-/// restart) or reported a connection exception (class 08).
+/// restart) or reported a connection exception (class 08). A pool that timed out waiting for
+/// a connection says nothing of why (every connection may be busy): it is not one.
 fn connection_failed(error: &sqlx::Error) -> bool {
     match error {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
         sqlx::Error::Database(error) => error
             .code()
             .is_some_and(|code| code.starts_with("57P") || code.starts_with("08")),
@@ -545,7 +565,7 @@ mod tests {
 
     #[test]
     fn a_lost_connection_names_its_database_and_a_refused_statement_does_not() {
-        let database = Database::Postgres("postgres://u:***@db.example:5432/freckle".into());
+        let database = Database::Postgres("postgres://***@db.example:5432/freckle".into());
         let lost = StoreError::Postgres {
             step: "writing starts of class_students".into(),
             source: sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()),
@@ -553,7 +573,7 @@ mod tests {
         .naming(&database);
         assert_eq!(
             lost.to_string(),
-            "the connection to the PostgreSQL database postgres://u:***@db.example:5432/freckle \
+            "the connection to the PostgreSQL database postgres://***@db.example:5432/freckle \
              failed while writing starts of class_students"
         );
         let refused = StoreError::Postgres {
@@ -562,6 +582,45 @@ mod tests {
         }
         .naming(&database);
         assert!(matches!(refused, StoreError::Postgres { .. }), "{refused}");
+        // Protocol errors are what a connection reads after a cut; a pool that timed out may
+        // only have been busy.
+        let cut = StoreError::Postgres {
+            step: "writing".into(),
+            source: sqlx::Error::Protocol("unexpected message".into()),
+        }
+        .naming(&database);
+        assert!(matches!(cut, StoreError::Connection { .. }), "{cut}");
+        let waited = StoreError::Postgres {
+            step: "writing".into(),
+            source: sqlx::Error::PoolTimedOut,
+        }
+        .naming(&database);
+        assert!(matches!(waited, StoreError::Postgres { .. }), "{waited}");
+    }
+
+    /// sqlx takes a password in the URL's query too: the database a lost connection names
+    /// hides it there as well.
+    #[tokio::test]
+    async fn a_database_named_in_an_error_hides_a_password_in_its_query() {
+        sqlx::any::install_default_drivers();
+        for url in [
+            "postgres://u:secretpw@db.example:5432/freckle",
+            "postgres://u@db.example:5432/freckle?password=secretpw",
+        ] {
+            let pool = sqlx::AnyPool::connect_lazy(url).expect("a URL");
+            let db = Db {
+                pool,
+                backend: Backend::Postgres,
+            };
+            let lost = StoreError::Postgres {
+                step: "writing".into(),
+                source: sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()),
+            }
+            .naming(&Database::of(&db));
+            let shown = format!("{lost} {lost:?}");
+            assert!(!shown.contains("secretpw"), "{shown}");
+            assert!(shown.contains("***@db.example:5432/freckle"), "{shown}");
+        }
     }
 
     #[test]

@@ -44,6 +44,7 @@ use rosterflow_model::Snapshot;
 
 use bindings::v0_1_0::{self, wire};
 use random::Seed;
+pub(crate) use rosterflow_model::text::one_line;
 use sandbox::{RunState, Ticker};
 
 pub use edit::{Attribute, Edit, EditCounts, Group, Member};
@@ -804,20 +805,6 @@ fn reported(name: &str, error: wire::PluginError) -> PluginError {
         kind,
         message: one_line(&message, 1000),
     }
-}
-
-/// A plugin's text as the host's errors and logs carry it: control characters (a line break
-/// would forge a log line) as spaces, at most `max` characters.
-pub(crate) fn one_line(text: &str, max: usize) -> String {
-    let mut line: String = text
-        .chars()
-        .take(max)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if text.chars().nth(max).is_some() {
-        line.push('…');
-    }
-    line
 }
 
 /// Pipeline names of plugins become part of class ids (`plugin:<name>:<key>`).

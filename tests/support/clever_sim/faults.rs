@@ -21,6 +21,10 @@ pub enum Fault {
     TruncatedJson,
     /// 200 whose body stops halfway: the connection closes in the middle of the page.
     DropMidBody,
+    /// 200 with the real page, its `next` link naming the page itself: a server whose paging
+    /// cursor is stuck (its `starting_after` not moving on), which a client following links
+    /// would fetch forever.
+    NextToSelf,
 }
 
 /// The faults waiting for requests.

@@ -153,6 +153,7 @@ pub(crate) async fn handle(
     log(Some(answer.status.as_u16()));
     let body = match &fault {
         Some(Fault::TruncatedJson) => Body::from(cut_in_half(answer.body)),
+        Some(Fault::NextToSelf) => Body::from(next_to(answer.body, &uri)),
         Some(Fault::DropMidBody) => {
             // The first half goes out (the pause lets it be flushed), then the body fails and
             // the server aborts the connection.
@@ -182,6 +183,19 @@ pub(crate) async fn handle(
         headers.insert(header::LOCATION, location);
     }
     response
+}
+
+/// A list page whose `next` link is `uri`; any other body as it is.
+fn next_to(body: String, uri: &str) -> String {
+    let Ok(mut page) = serde_json::from_str::<serde_json::Value>(&body) else {
+        return body;
+    };
+    let Some(links) = page.get_mut("links").and_then(|l| l.as_array_mut()) else {
+        return body;
+    };
+    links.retain(|link| link["rel"] != "next");
+    links.push(serde_json::json!({"rel": "next", "uri": uri}));
+    page.to_string()
 }
 
 fn cut_in_half(body: String) -> String {

@@ -2,6 +2,7 @@
 //! (CEDS codes) and subjects (names, SCED codes) into the names the model uses, which are
 //! Clever's.
 
+pub(super) use rosterflow_model::text::quoted as shown;
 use serde::{Deserialize, Serialize};
 use strum::VariantNames;
 
@@ -154,15 +155,6 @@ pub(super) enum RoleType {
 pub(super) enum Status {
     Active,
     Tobedeleted,
-}
-
-/// A cell as a message shows it: quoted, escaped, and cut short.
-pub(super) fn shown(value: &str) -> String {
-    const LONGEST: usize = 40;
-    match value.char_indices().nth(LONGEST) {
-        Some((end, _)) => format!("{:?}...", &value[..end]),
-        None => format!("{value:?}"),
-    }
 }
 
 /// Reads `value` as one of `T`'s words; the error lists them.

@@ -249,6 +249,10 @@ fn environment() -> impl Strategy<Value = BTreeMap<String, String>> {
     prop::collection::btree_map(name.prop_map(str::to_owned), value, 0..5)
 }
 
+/// The longest problem: one line of a terminal's scrollback, whatever the file holds (a
+/// problem quotes a value cut short).
+const LONGEST_PROBLEM: usize = 600;
+
 /// Parses `text` both ways a command does; whatever comes back must be a pipeline or problems
 /// that show no secret.
 fn check(text: &str, env: &BTreeMap<String, String>) -> Result<(), TestCaseError> {
@@ -264,6 +268,20 @@ fn check(text: &str, env: &BTreeMap<String, String>) -> Result<(), TestCaseError
                 prop_assert!(!message.contains(CANARY), "a secret shown: {message}");
                 if let ConfigError::Invalid { problems, .. } = &error {
                     prop_assert!(!problems.is_empty());
+                    for problem in problems {
+                        let message = &problem.message;
+                        prop_assert!(
+                            !message.contains(['\n', '\r']),
+                            "a problem of several lines: {:?}",
+                            message
+                        );
+                        prop_assert!(
+                            message.chars().count() <= LONGEST_PROBLEM,
+                            "a problem of {} characters: {:?}",
+                            message.chars().count(),
+                            message
+                        );
+                    }
                 }
             }
         }
@@ -452,7 +470,7 @@ password = "${SMTP_PASSWORD}"
     let pipeline = parse(Path::new("p.toml"), text, &env).expect("valid");
     let debug = format!("{pipeline:?} {:#?}", pipeline.file);
     assert!(!debug.contains(CANARY), "{debug}");
-    assert!(debug.contains("postgres://u:***@127.0.0.1:1/x"), "{debug}");
+    assert!(debug.contains("postgres://***@127.0.0.1:1/x"), "{debug}");
 
     let rest = r#"
 [pipeline]
@@ -472,6 +490,18 @@ database = "postgres://u:rf-canary-7d1e@127.0.0.1:1/x"
     let pipeline = parse(Path::new("p.toml"), rest, &env).expect("valid");
     let debug = format!("{pipeline:?}");
     assert!(!debug.contains(CANARY), "{debug}");
+    // sqlx takes the password in the query too.
+    let queried = rest.replace(
+        "postgres://u:rf-canary-7d1e@127.0.0.1:1/x",
+        "postgres://u@127.0.0.1:1/x?sslmode=disable&password=rf-canary-7d1e",
+    );
+    let pipeline = parse(Path::new("p.toml"), &queried, &env).expect("valid");
+    let debug = format!("{pipeline:?} {:?}", pipeline.file.load);
+    assert!(!debug.contains(CANARY), "{debug}");
+    assert!(
+        debug.contains("postgres://***@127.0.0.1:1/x?sslmode=disable&password=***"),
+        "{debug}"
+    );
 
     // Values in the wrong place, each quoted by the problem it makes.
     for (key, value) in [
@@ -498,4 +528,51 @@ database = "postgres://u:rf-canary-7d1e@127.0.0.1:1/x"
         .to_string();
     assert!(message.contains("load.database"), "{message}");
     assert!(!message.contains(CANARY), "{message}");
+}
+
+/// A secret shorter than a value worth hiding elsewhere (6 characters) is hidden all the same
+/// in each secret field: quoted by the problem it makes, it would show whole.
+#[test]
+fn a_short_secret_never_shows_in_problems() {
+    let short = "k9Q";
+    let env = BTreeMap::from([("S".to_owned(), short.to_owned())]);
+    let clever = "[pipeline]\nname = \"n\"\n[source]\ntype = \"clever\"\n";
+    let rest = "[pipeline]\nname = \"n\"\ndistrict_id = \"d\"\n[source]\ntype = \"oneroster_rest\"\n\
+                base_url = \"https://sis.example.org/ims/oneroster/v1p2\"\n\
+                token_url = \"https://sis.example.org/oauth/token\"\nclient_id = \"id\"\n";
+    let email = "[email]\nhost = \"smtp.example.org\"\nfrom = \"rf@example.org\"\n\
+                 app_url = \"https://app.example.org\"\nusername = \"u\"\n";
+    let database = "[load]\ndatabase = \"sqlite://x.db\"\n";
+    // Each secret field given the short secret, in a file refused for a problem that quotes
+    // it (a field of the wrong type, a URL that is not one).
+    for (field, text) in [
+        (
+            "source.token",
+            format!("{clever}token = \"${{S}}\"\nlimit = \"${{S}}\"\n{database}"),
+        ),
+        (
+            "source.client_secret",
+            format!("{rest}client_secret = \"${{S}}\"\nlimit = \"${{S}}\"\n{database}"),
+        ),
+        (
+            "email.password",
+            format!(
+                "{clever}token = \"t\"\n{database}{email}password = \"${{S}}\"\n\
+                 throttle_per_minute = \"${{S}}\"\n"
+            ),
+        ),
+        (
+            "load.database",
+            format!("{clever}token = \"t\"\n[load]\ndatabase = \"${{S}}\"\n"),
+        ),
+    ] {
+        let message = parse(Path::new("p.toml"), &text, &env)
+            .expect_err(field)
+            .to_string();
+        assert!(!message.contains(short), "{field}: {message}");
+        assert!(
+            message.contains("${S}"),
+            "{field} names its variable: {message}"
+        );
+    }
 }

@@ -24,8 +24,29 @@ pub(super) struct Interpolated<'i> {
     /// written (`${NAME}`).
     pub missing: Vec<Missing>,
     /// The variables used and their values: what a message must never show.
-    pub values: Vec<(String, String)>,
+    pub values: Vec<Value>,
 }
+
+/// A variable's value, as messages must not show it.
+#[derive(Debug)]
+pub(super) struct Value {
+    pub name: String,
+    pub value: String,
+    /// Whether it is used in a secret field ([`SECRET_FIELDS`]): hidden however short.
+    pub secret: bool,
+}
+
+/// The fields that hold secrets, by table and key: a variable used in one is hidden in every
+/// message whatever its length.
+const SECRET_FIELDS: &[(&str, &str)] = &[
+    // The Clever token.
+    ("source", "token"),
+    // A OneRoster service's OAuth client secret.
+    ("source", "client_secret"),
+    ("email", "password"),
+    // A database URL may hold a password.
+    ("load", "database"),
+];
 
 /// A variable that is not set.
 #[derive(Debug)]
@@ -50,8 +71,18 @@ pub(super) fn interpolate<'i>(
         values: Vec::new(),
     };
     for (key, value) in root.get_mut().iter_mut() {
-        let in_source = key.get_ref() == "source";
-        walk.value(value, in_source);
+        let table: &str = key.get_ref();
+        let in_source = table == "source";
+        match value.get_mut() {
+            DeValue::Table(fields) => {
+                for (field, value) in fields.iter_mut() {
+                    let field: &str = field.get_ref();
+                    let secret = SECRET_FIELDS.contains(&(table, field));
+                    walk.value(value, in_source, secret);
+                }
+            }
+            _ => walk.value(value, in_source, false),
+        }
     }
     if walk.problems.is_empty() {
         Ok(Interpolated {
@@ -88,27 +119,28 @@ struct Walk<'a> {
     env: &'a BTreeMap<String, String>,
     problems: Vec<Problem>,
     missing: Vec<Missing>,
-    values: Vec<(String, String)>,
+    values: Vec<Value>,
 }
 
 impl Walk<'_> {
-    fn value(&mut self, value: &mut Spanned<DeValue<'_>>, in_source: bool) {
+    /// Interpolates `value`; `secret` when it is (in) a secret field.
+    fn value(&mut self, value: &mut Spanned<DeValue<'_>>, in_source: bool, secret: bool) {
         let span = value.span();
         match value.get_mut() {
             DeValue::String(string) => {
                 if string.contains('$') {
-                    let expanded = self.string(string, span, in_source);
+                    let expanded = self.string(string, span, in_source, secret);
                     *string = Cow::Owned(expanded);
                 }
             }
             DeValue::Array(array) => {
                 for item in array.iter_mut() {
-                    self.value(item, in_source);
+                    self.value(item, in_source, secret);
                 }
             }
             DeValue::Table(table) => {
                 for (_, item) in table.iter_mut() {
-                    self.value(item, in_source);
+                    self.value(item, in_source, secret);
                 }
             }
             DeValue::Integer(_)
@@ -119,7 +151,7 @@ impl Walk<'_> {
     }
 
     /// The string `value` (written at `span` of the file) with its references replaced.
-    fn string(&mut self, value: &str, span: Range<usize>, in_source: bool) -> String {
+    fn string(&mut self, value: &str, span: Range<usize>, in_source: bool, secret: bool) -> String {
         let text = self.text;
         let written = text.get(span.clone()).unwrap_or_default();
         // Where the next reference is searched for in the string as written, to name its place.
@@ -178,7 +210,11 @@ impl Walk<'_> {
                 Some(value) => {
                     place(whole);
                     out.push_str(value);
-                    self.values.push((name.to_owned(), value.clone()));
+                    self.values.push(Value {
+                        name: name.to_owned(),
+                        value: value.clone(),
+                        secret,
+                    });
                 }
                 None => match fallback {
                     Some(fallback) => {
@@ -201,22 +237,24 @@ impl Walk<'_> {
     }
 }
 
-/// Values shorter than this are shown as they are: they cannot be secrets, and hiding a `5`
+/// Values shorter than this are shown as they are, unless used in a secret field: hiding a `5`
 /// would garble every number of a message.
 const SHORTEST_HIDDEN: usize = 6;
 
 /// `message` as a problem may show it: every variable value in `values` replaced by its
 /// `${NAME}`, as written and as `{:?}` shows it (a problem may quote the value it is about,
-/// and a value may be a secret), and the user and password of any URL in it by `***`.
-pub(super) fn hide_secrets(message: &str, values: &[(String, String)]) -> String {
+/// and a value may be a secret), and the user, password and secret parameters of any URL in
+/// it by `***`. A value used in a secret field is hidden whatever its length, others from
+/// [`SHORTEST_HIDDEN`] characters.
+pub(super) fn hide_secrets(message: &str, values: &[Value]) -> String {
     let mut message = message.to_owned();
     // Longest first, so that a value holding another is hidden whole.
-    let mut values: Vec<&(String, String)> = values
+    let mut values: Vec<&Value> = values
         .iter()
-        .filter(|(_, value)| value.chars().count() >= SHORTEST_HIDDEN)
+        .filter(|value| value.secret || value.value.chars().count() >= SHORTEST_HIDDEN)
         .collect();
-    values.sort_by_key(|(_, value)| std::cmp::Reverse(value.len()));
-    for (name, value) in values {
+    values.sort_by_key(|value| std::cmp::Reverse(value.value.len()));
+    for Value { name, value, .. } in values {
         let reference = format!("${{{name}}}");
         let debug = format!("{value:?}");
         let escaped = &debug[1..debug.len() - 1];
@@ -226,30 +264,7 @@ pub(super) fn hide_secrets(message: &str, values: &[(String, String)]) -> String
             }
         }
     }
-    hide_url_credentials(&message)
-}
-
-/// `text` with whatever stands between a `://` and the last `@` before the URL's path (a user
-/// and a password) replaced by `***`, even in a URL that does not parse.
-fn hide_url_credentials(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(scheme_end) = rest.find("://") {
-        let (head, tail) = rest.split_at(scheme_end + 3);
-        out.push_str(head);
-        let authority = tail
-            .find(['/', '"', '\'', '`', '\n', '?', '#'])
-            .unwrap_or(tail.len());
-        match tail[..authority].rfind('@') {
-            Some(at) => {
-                out.push_str("***");
-                rest = &tail[at..];
-            }
-            None => rest = tail,
-        }
-    }
-    out.push_str(rest);
-    out
+    rosterflow_model::secret::hide_urls(&message)
 }
 
 #[cfg(test)]
@@ -323,19 +338,53 @@ mod tests {
 
     #[test]
     fn values_and_url_passwords_are_hidden_in_messages() {
-        let values = vec![("SECRET".to_owned(), "pa\"ss-word".to_owned())];
+        let value = |name: &str, value: &str, secret| Value {
+            name: name.to_owned(),
+            value: value.to_owned(),
+            secret,
+        };
+        let values = vec![value("SECRET", "pa\"ss-word", false)];
         assert_eq!(
             hide_secrets("invalid \"pa\\\"ss-word\" and pa\"ss-word", &values),
             "invalid \"${SECRET}\" and ${SECRET}"
         );
-        let short = vec![("LIMIT".to_owned(), "5".to_owned())];
+        let short = vec![value("LIMIT", "5", false)];
         assert_eq!(hide_secrets("between 5 and 50", &short), "between 5 and 50");
+        let secret = vec![value("TOKEN", "tok", true)];
+        assert_eq!(
+            hide_secrets("bad value \"tok\"", &secret),
+            "bad value \"${TOKEN}\""
+        );
         assert_eq!(
             hide_secrets(
                 "\"postgres://u:p w@h:1/x\" and https://h/a@b and s3://k@b/",
                 &[]
             ),
-            "\"postgres://***@h:1/x\" and https://h/a@b and s3://***@b/"
+            "\"postgres://***@h:1/x\" and https://***@b and s3://***@b/"
+        );
+    }
+
+    /// A short secret is still a secret: the token `abc` of a Clever source, a database URL.
+    #[test]
+    fn a_short_value_of_a_secret_field_is_hidden() {
+        let env = BTreeMap::from([
+            ("T".to_owned(), "abc".to_owned()),
+            ("N".to_owned(), "abc".to_owned()),
+        ]);
+        let interpolated = interpolate(
+            "[source]\ntoken = \"${T}\"\nname = \"${N}\"\n[load]\ndatabase = \"${T}\"\n",
+            &env,
+        )
+        .expect("parsed");
+        let secret: Vec<(&str, bool)> = interpolated
+            .values
+            .iter()
+            .map(|v| (v.name.as_str(), v.secret))
+            .collect();
+        assert_eq!(secret, [("T", true), ("N", false), ("T", true)]);
+        assert_eq!(
+            hide_secrets("token \"abc\"", &interpolated.values),
+            "token \"${T}\""
         );
     }
 }

@@ -9,6 +9,7 @@ use rosterflow_model::{Decision, DecisionAction, Entity, Id, Section, Snapshot, 
 
 use super::PluginError;
 use super::bindings::v0_1_0::wire;
+use rosterflow_model::text::quoted as shown;
 
 /// Longest group key, ext key and attribute value a plugin may send, in bytes.
 const MAX_KEY: usize = 128;
@@ -396,15 +397,6 @@ fn text(what: &str, value: &str) -> Result<(), String> {
         return Err(format!("{what} {} holds a control character", shown(value)));
     }
     Ok(())
-}
-
-/// A plugin's string as an error shows it: quoted, escaped, and cut short.
-fn shown(value: &str) -> String {
-    const LONGEST: usize = 40;
-    match value.char_indices().nth(LONGEST) {
-        Some((end, _)) => format!("{:?}...", &value[..end]),
-        None => format!("{value:?}"),
-    }
 }
 
 /// The validated edits as `model` ids. Indices must have passed [`validate`].
