@@ -840,19 +840,7 @@ async fn the_console_checks_a_district_as_a_queued_job() {
         &[],
         &[("ROSTERFLOW_ADMIN_TOKEN", token)],
     );
-    let (status, headers, _) = service.request(
-        "POST",
-        "/login",
-        None,
-        Some(&format!("user=dana&token={token}")),
-    );
-    assert_eq!(status, 303, "{}", service.log());
-    let cookie = headers
-        .lines()
-        .find_map(|line| line.strip_prefix("set-cookie: "))
-        .and_then(|value| value.split(';').next())
-        .expect("a session cookie")
-        .to_owned();
+    let cookie = service.sign_in("dana", token);
     let page = |path: &str| {
         let (status, _, body) = service.request("GET", path, Some(&cookie), None);
         assert_eq!(status, 200, "{path}: {body}");

@@ -13,7 +13,7 @@ use rosterflow_tests::district::{Collection, Dataset, GenSpec, Role, generate};
 use serde_json::Value;
 
 use crate::on_both_backends;
-use crate::util::{Backend, TestDb, pipeline, sim_source};
+use crate::util::{Backend, TestDb, pipeline, sim_source, text};
 
 /// What a district holds, read from its Clever JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,14 +26,6 @@ struct Roster {
     students_in: BTreeSet<(String, String)>,
     /// (class, teacher, role).
     teachers_in: BTreeSet<(String, String, String)>,
-}
-
-fn text(value: &Value, pointer: &str) -> String {
-    value
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
 }
 
 fn roster(dataset: &Dataset) -> Roster {

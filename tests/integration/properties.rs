@@ -45,7 +45,7 @@ use rosterflow_store::roster::{self, RosterError};
 use rosterflow_tests::district::{Collection, Dataset, GenSpec, Role, generate};
 use serde_json::{Value, json};
 
-use crate::util::{Backend, TestDb, pipeline, replay_source};
+use crate::util::{Backend, TestDb, pipeline, replay_source, text};
 
 /// New cases in a normal run, per backend (`PROPTEST_CASES` sets both): a case takes about
 /// 0.6 s on SQLite and 3.5 s on PostgreSQL on two cores, whose every sync writes more.
@@ -341,14 +341,6 @@ fn freckle_edit() -> impl Strategy<Value = FreckleEdit> {
 
 fn pick<'a>(items: &'a [String], index: &Index) -> Option<&'a str> {
     (!items.is_empty()).then(|| items[index.index(items.len())].as_str())
-}
-
-fn text(value: &Value, pointer: &str) -> String {
-    value
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
 }
 
 fn strings(value: &Value, key: &str) -> Vec<String> {

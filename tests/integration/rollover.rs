@@ -14,18 +14,10 @@ use rosterflow_tests::district::{Collection, Dataset, GenSpec, Role, generate};
 use serde_json::Value;
 
 use crate::on_both_backends;
-use crate::util::{Backend, TestDb, approve, pipeline, sim_source};
+use crate::util::{Backend, TestDb, approve, pipeline, sim_source, text};
 
 /// New kindergarteners in the new year.
 const NEWCOMERS: usize = 10;
-
-fn text(value: &Value, pointer: &str) -> String {
-    value
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
-}
 
 /// A date (`2025-08-18...`) a year on.
 fn a_year_on(date: &str) -> String {
@@ -119,6 +111,18 @@ fn roll_over(d: &mut Dataset) -> BTreeSet<String> {
     graduated
 }
 
+/// The district's live students: Clever id to row id.
+async fn live_students(db: &TestDb) -> BTreeMap<String, String> {
+    db.rows("SELECT source_id, id FROM students WHERE archived_at IS NULL")
+        .await
+        .into_iter()
+        .map(|row| {
+            let (key, id) = row.split_once('|').expect("two columns");
+            (key.to_owned(), id.to_owned())
+        })
+        .collect()
+}
+
 /// A rollover is held with one reason; approved, it carries students, practice and shares over.
 async fn a_new_school_year_is_held_once_and_carries_everyone_over(backend: Backend) {
     let db = TestDb::new(backend).await;
@@ -142,15 +146,7 @@ async fn a_new_school_year_is_held_once_and_carries_everyone_over(backend: Backe
     seed_demo_practice(&handle, &key, &SeedOptions::ending_at(chrono::Utc::now()))
         .await
         .expect("practice");
-    let students_before: BTreeMap<String, String> = db
-        .rows("SELECT source_id, id FROM students WHERE archived_at IS NULL")
-        .await
-        .into_iter()
-        .map(|row| {
-            let (key, id) = row.split_once('|').expect("two columns");
-            (key.to_owned(), id.to_owned())
-        })
-        .collect();
+    let students_before = live_students(&db).await;
     let practice_of = |ids: &BTreeSet<String>| {
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
         format!(
@@ -208,15 +204,7 @@ async fn a_new_school_year_is_held_once_and_carries_everyone_over(backend: Backe
     approve(&district, &handle, run_id)
         .await
         .expect("approve the rollover");
-    let still: BTreeMap<String, String> = db
-        .rows("SELECT source_id, id FROM students WHERE archived_at IS NULL")
-        .await
-        .into_iter()
-        .map(|row| {
-            let (key, id) = row.split_once('|').expect("two columns");
-            (key.to_owned(), id.to_owned())
-        })
-        .collect();
+    let still = live_students(&db).await;
     for student in &continuing {
         assert_eq!(
             still.get(student),

@@ -134,6 +134,19 @@ impl Service {
         (status, headers.to_owned(), body.to_owned())
     }
 
+    /// Signs in to the console as `user` with the admin token: the session cookie to send.
+    pub(crate) fn sign_in(&self, user: &str, token: &str) -> String {
+        let form = format!("user={user}&token={token}");
+        let (status, headers, _) = self.request("POST", "/login", None, Some(&form));
+        assert_eq!(status, 303, "signing in as {user}: {}", self.log());
+        headers
+            .lines()
+            .find_map(|line| line.strip_prefix("set-cookie: "))
+            .and_then(|value| value.split(';').next())
+            .expect("a session cookie")
+            .to_owned()
+    }
+
     pub(crate) fn log(&self) -> String {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         crate::util::assert_no_canary(&log);
@@ -961,19 +974,7 @@ async fn the_console_approves_a_held_run_in_a_browser() {
     let approve = format!("/runs/{held}/approve");
     let (status, _, _) = service.request("POST", &approve, None, Some("csrf=whatever"));
     assert_eq!(status, 403, "no session");
-    let (status, headers, _) = service.request(
-        "POST",
-        "/login",
-        None,
-        Some(&format!("user=mallory&token={token}")),
-    );
-    assert_eq!(status, 303);
-    let cookie = headers
-        .lines()
-        .find_map(|line| line.strip_prefix("set-cookie: "))
-        .and_then(|value| value.split(';').next())
-        .expect("a session cookie")
-        .to_owned();
+    let cookie = service.sign_in("mallory", token);
     let (status, _, _) = service.request("POST", &approve, Some(&cookie), Some(""));
     assert_eq!(status, 403, "no CSRF token");
     let (status, _, _) = service.request("POST", &approve, Some(&cookie), Some("csrf=00ff"));

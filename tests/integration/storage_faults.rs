@@ -370,19 +370,7 @@ async fn serve_runs_again_once_the_database_is_back() {
 
     proxy.on(Fault::Cut, memberships_copy);
     // The run is queued from the console ("run now"), once the service serves the pipeline.
-    let (status, headers, _) = service.request(
-        "POST",
-        "/login",
-        None,
-        Some(&format!("user=ops&token={token}")),
-    );
-    assert_eq!(status, 303, "{}", service.log());
-    let cookie = headers
-        .lines()
-        .find_map(|line| line.strip_prefix("set-cookie: "))
-        .and_then(|value| value.split(';').next())
-        .expect("a session cookie")
-        .to_owned();
+    let cookie = service.sign_in("ops", token);
     let (status, _, page) = service.request("GET", "/pipelines/queued", Some(&cookie), None);
     assert_eq!(status, 200, "{page}");
     let (status, _, _) = service.request(

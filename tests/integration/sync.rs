@@ -2,6 +2,7 @@
 //! PostgreSQL. The expected figures are counted from the raw demo JSON, not from rosterflow.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::time::Duration;
 
 use rosterflow_pipeline::sync::{RunOptions, RunStatus};
@@ -409,6 +410,15 @@ async fn a_dry_run_writes_nothing(backend: Backend) {
     assert_eq!(db.scalar("SELECT COUNT(*) FROM email_outbox").await, 0);
 }
 
+/// Edits the records of the first page of `collection` in the recording at `dir`.
+fn edit_first_page(dir: &Path, collection: &str, edit: &dyn Fn(&mut Vec<Value>)) {
+    let path = dir.join(collection).join("0001.json");
+    let mut page: Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("page")).expect("JSON");
+    edit(page["data"].as_array_mut().expect("list"));
+    std::fs::write(&path, serde_json::to_vec(&page).expect("JSON")).expect("write page");
+}
+
 /// A section naming a student Clever never sent is loaded without them; the reference is
 /// quarantined with its reason and the run exits 1.
 async fn unusable_records_are_quarantined_not_lost(backend: Backend) {
@@ -416,11 +426,7 @@ async fn unusable_records_are_quarantined_not_lost(backend: Backend) {
     let edited = db.dir.path().join("recording");
     copy_dir(&repo().join("pipelines/demo"), &edited);
     let edit_page = |collection: &str, edit: &dyn Fn(&mut Vec<Value>)| {
-        let path = edited.join(collection).join("0001.json");
-        let mut page: Value =
-            serde_json::from_slice(&std::fs::read(&path).expect("page")).expect("JSON");
-        edit(page["data"].as_array_mut().expect("list"));
-        std::fs::write(&path, serde_json::to_vec(&page).expect("JSON")).expect("write page");
+        edit_first_page(&edited, collection, edit)
     };
     let section = demo_facts_first_section();
     edit_page("sections", &|items| {
@@ -741,11 +747,7 @@ async fn records_whose_ids_are_not_clever_ids_are_quarantined_never_loaded(backe
     let edited = db.dir.path().join("recording");
     copy_dir(&repo().join("pipelines/demo"), &edited);
     let edit_page = |collection: &str, edit: &dyn Fn(&mut Vec<Value>)| {
-        let path = edited.join(collection).join("0001.json");
-        let mut page: Value =
-            serde_json::from_slice(&std::fs::read(&path).expect("page")).expect("JSON");
-        edit(page["data"].as_array_mut().expect("list"));
-        std::fs::write(&path, serde_json::to_vec(&page).expect("JSON")).expect("write page");
+        edit_first_page(&edited, collection, edit)
     };
     let section = demo_facts_first_section();
     let school = demo_records("sections")[0]["school"]

@@ -621,3 +621,13 @@ pub fn peak_heap_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
     let peak = PEAK.with(Cell::get);
     (result, (peak - before).max(0) as usize)
 }
+
+/// The text at `pointer` of a record's JSON (empty when there is none): a field of the
+/// simulator's Clever records.
+pub fn text(value: &serde_json::Value, pointer: &str) -> String {
+    value
+        .pointer(pointer)
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}

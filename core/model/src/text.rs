@@ -25,6 +25,15 @@ pub fn one_line(text: &str, max: usize) -> String {
     line
 }
 
+/// `text` with its first letter upper case, for a sentence that starts with it.
+pub fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -346,8 +346,7 @@ mod tests {
         let last_year = year(2025, 0..300, 0);
         let state = synced(&last_year, 2025);
         // The same year's classes under new ids: a re-keyed SIS, not a new school year.
-        let rekeyed = year(2025, 0..300, 0);
-        let mut rekeyed = rekeyed;
+        let mut rekeyed = year(2025, 0..300, 0);
         for section in &mut rekeyed.sections {
             section.id = format!("new-{}", section.id).into();
         }

@@ -210,7 +210,12 @@ pub fn text(diagnosis: &Diagnosis) -> String {
         source.name(),
     );
     for (number, finding) in at_source.iter().enumerate() {
-        let _ = writeln!(out, "\n{}. {}.", number + 1, capitalised(&finding.summary));
+        let _ = writeln!(
+            out,
+            "\n{}. {}.",
+            number + 1,
+            rosterflow_model::text::capitalised(&finding.summary)
+        );
         let _ = writeln!(
             out,
             "   To fix {}: {}",
@@ -235,14 +240,6 @@ pub fn text(diagnosis: &Diagnosis) -> String {
     }
     out.push_str("\nThank you!\n");
     out
-}
-
-fn capitalised(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    }
 }
 
 #[cfg(test)]

@@ -124,7 +124,7 @@ impl Kind {
     /// The column's heading: the records, then what happens to them.
     pub fn records(&self) -> String {
         match Entity::parse(&self.entity) {
-            Some(entity) => capitalised(plural(entity)),
+            Some(entity) => rosterflow_model::text::capitalised(plural(entity)),
             None => self.entity.clone(),
         }
     }
@@ -293,14 +293,6 @@ fn plural(entity: Entity) -> &'static str {
         Entity::Class => "classes",
         Entity::ClassTeacher => "class teachers",
         Entity::ClassStudent => "enrolments",
-    }
-}
-
-fn capitalised(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
     }
 }
 
