@@ -867,7 +867,7 @@ mod tests {
 
         let log = sim.requests();
         let faults: Vec<Option<Fault>> = log.iter().map(|r| r.fault.clone()).collect();
-        assert_eq!(faults.iter().filter(|f| f.is_some()).count(), 7);
+        assert_eq!(faults.iter().filter(|f| f.is_some()).count(), 8);
         assert_eq!(log[3].status, None);
         assert_eq!(log[3].fault, Some(Fault::DropConnection));
         assert_eq!(log.last().map(LoggedRequest::path), Some("/v3.0/sections"));
